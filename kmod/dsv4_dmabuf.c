@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * REGION_EXPORT_DMABUF: a dma-buf over a page range of a region, the path
+ * through which DRM/accel devices import dsv4 memory.  The dma-buf holds a
+ * region reference until it is released.
+ */
+#include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
+#include <linux/fcntl.h>
+#include <linux/iosys-map.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+
+#include "dsv4_compat.h"
+#include "dsv4_core.h"
+
+struct dsv4_dmabuf {
+	struct dsv4_region *region;
+	u64 offset;
+	u64 size;
+	bool writable;
+	struct mutex lock;	/* protects attachments */
+	struct list_head attachments;
+};
+
+struct dsv4_attachment {
+	struct device *dev;
+	struct sg_table *sgt;	/* while mapped */
+	struct list_head node;
+};
+
+static int dsv4_db_attach(struct dma_buf *dmabuf,
+			  struct dma_buf_attachment *attach)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	struct dsv4_attachment *a;
+
+	a = kzalloc(sizeof(*a), GFP_KERNEL);
+	if (!a)
+		return -ENOMEM;
+	a->dev = attach->dev;
+	attach->priv = a;
+	mutex_lock(&db->lock);
+	list_add(&a->node, &db->attachments);
+	mutex_unlock(&db->lock);
+	return 0;
+}
+
+static void dsv4_db_detach(struct dma_buf *dmabuf,
+			   struct dma_buf_attachment *attach)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	struct dsv4_attachment *a = attach->priv;
+
+	mutex_lock(&db->lock);
+	list_del(&a->node);
+	mutex_unlock(&db->lock);
+	kfree(a);
+}
+
+/* Bytes of physically contiguous memory from region byte @off on. */
+static unsigned int dsv4_db_run(struct dsv4_dmabuf *db, u64 off,
+				struct page **first)
+{
+	struct dsv4_region *r = db->region;
+	u64 end = db->offset + db->size;
+	struct page *p = dsv4_region_page(r, off);
+	unsigned int len = PAGE_SIZE;
+
+	*first = p;
+	for (off += PAGE_SIZE; off < end && len <= UINT_MAX - PAGE_SIZE;
+	     off += PAGE_SIZE, len += PAGE_SIZE)
+		if (dsv4_region_page(r, off) != ++p)
+			break;
+	return len;
+}
+
+/* One scatterlist entry per physically contiguous run of the range. */
+static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db)
+{
+	u64 off, end = db->offset + db->size;
+	unsigned int nents = 0;
+	struct scatterlist *sg;
+	struct sg_table *sgt;
+	struct page *first;
+	int ret;
+
+	for (off = db->offset; off < end; nents++)
+		off += dsv4_db_run(db, off, &first);
+	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
+	if (!sgt)
+		return ERR_PTR(-ENOMEM);
+	ret = sg_alloc_table(sgt, nents, GFP_KERNEL);
+	if (ret) {
+		kfree(sgt);
+		return ERR_PTR(ret);
+	}
+	sg = sgt->sgl;
+	for (off = db->offset; off < end; sg = sg_next(sg)) {
+		unsigned int len = dsv4_db_run(db, off, &first);
+
+		sg_set_page(sg, first, len, 0);
+		off += len;
+	}
+	return sgt;
+}
+
+static struct sg_table *dsv4_db_map(struct dma_buf_attachment *attach,
+				    enum dma_data_direction dir)
+{
+	struct dsv4_attachment *a = attach->priv;
+	struct sg_table *sgt;
+	int ret;
+
+	sgt = dsv4_db_sgt(attach->dmabuf->priv);
+	if (IS_ERR(sgt))
+		return sgt;
+	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
+	if (ret) {
+		sg_free_table(sgt);
+		kfree(sgt);
+		return ERR_PTR(ret);
+	}
+	a->sgt = sgt;
+	return sgt;
+}
+
+static void dsv4_db_unmap(struct dma_buf_attachment *attach,
+			  struct sg_table *sgt, enum dma_data_direction dir)
+{
+	struct dsv4_attachment *a = attach->priv;
+
+	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
+	sg_free_table(sgt);
+	kfree(sgt);
+	a->sgt = NULL;
+}
+
+static int dsv4_db_begin_cpu(struct dma_buf *dmabuf,
+			     enum dma_data_direction dir)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	struct dsv4_attachment *a;
+
+	mutex_lock(&db->lock);
+	list_for_each_entry(a, &db->attachments, node)
+		if (a->sgt)
+			dma_sync_sgtable_for_cpu(a->dev, a->sgt, dir);
+	mutex_unlock(&db->lock);
+	return 0;
+}
+
+static int dsv4_db_end_cpu(struct dma_buf *dmabuf,
+			   enum dma_data_direction dir)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	struct dsv4_attachment *a;
+
+	mutex_lock(&db->lock);
+	list_for_each_entry(a, &db->attachments, node)
+		if (a->sgt)
+			dma_sync_sgtable_for_device(a->dev, a->sgt, dir);
+	mutex_unlock(&db->lock);
+	return 0;
+}
+
+static int dsv4_db_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if ((vma->vm_flags & VM_WRITE) && !db->writable)
+		return -EPERM;
+	if (!db->writable)
+		vm_flags_clear(vma, VM_MAYWRITE);
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	/* dma_buf_mmap_internal() checked the range against db->size. */
+	return dsv4_region_mmap_range(db->region, vma,
+				      db->offset +
+				      ((u64)vma->vm_pgoff << PAGE_SHIFT));
+}
+
+static int dsv4_db_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	unsigned long i, n = db->size >> PAGE_SHIFT;
+	struct page **pages;
+	void *vaddr;
+
+	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL);
+	if (!pages)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		pages[i] = dsv4_region_page(db->region,
+					    db->offset + ((u64)i << PAGE_SHIFT));
+	vaddr = vmap(pages, n, VM_MAP, PAGE_KERNEL);
+	kvfree(pages);
+	if (!vaddr)
+		return -ENOMEM;
+	iosys_map_set_vaddr(map, vaddr);
+	return 0;
+}
+
+static void dsv4_db_vunmap(struct dma_buf *dmabuf, struct iosys_map *map)
+{
+	vunmap(map->vaddr);
+}
+
+static void dsv4_db_release(struct dma_buf *dmabuf)
+{
+	struct dsv4_dmabuf *db = dmabuf->priv;
+	struct dsv4_region *r = db->region;
+
+	if (db->writable)
+		dsv4_region_writer_put(r);
+	atomic_dec(&r->dmabufs);
+	dsv4_region_put(r);
+	mutex_destroy(&db->lock);
+	kfree(db);
+}
+
+static const struct dma_buf_ops dsv4_dmabuf_ops = {
+	.attach = dsv4_db_attach,
+	.detach = dsv4_db_detach,
+	.map_dma_buf = dsv4_db_map,
+	.unmap_dma_buf = dsv4_db_unmap,
+	.begin_cpu_access = dsv4_db_begin_cpu,
+	.end_cpu_access = dsv4_db_end_cpu,
+	.mmap = dsv4_db_mmap,
+	.vmap = dsv4_db_vmap,
+	.vunmap = dsv4_db_vunmap,
+	.release = dsv4_db_release,
+};
+
+/* Returns the new dma-buf fd or -errno. */
+int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
+		       u32 flags)
+{
+	DEFINE_DMA_BUF_EXPORT_INFO(exp);
+	bool writable = flags & DSV4_EXPORT_RDWR;
+	struct dsv4_dmabuf *db;
+	struct dma_buf *dmabuf;
+	int ret;
+
+	db = kzalloc(sizeof(*db), GFP_KERNEL);
+	if (!db)
+		return -ENOMEM;
+	if (writable) {
+		ret = dsv4_region_writer_get(r);	/* EPERM when sealed */
+		if (ret)
+			goto err_free;
+	}
+	dsv4_region_get(r);
+	db->region = r;
+	db->offset = offset;
+	db->size = size;
+	db->writable = writable;
+	mutex_init(&db->lock);
+	INIT_LIST_HEAD(&db->attachments);
+
+	exp.ops = &dsv4_dmabuf_ops;
+	exp.size = size;
+	exp.flags = writable ? O_RDWR : O_RDONLY;
+	exp.priv = db;
+	dmabuf = dma_buf_export(&exp);
+	if (IS_ERR(dmabuf)) {
+		ret = PTR_ERR(dmabuf);
+		goto err_put;
+	}
+	atomic_inc(&r->dmabufs);
+	ret = dma_buf_fd(dmabuf, flags & DSV4_EXPORT_CLOEXEC ? O_CLOEXEC : 0);
+	if (ret < 0)
+		dma_buf_put(dmabuf);	/* its release undoes the above */
+	return ret;
+
+err_put:
+	mutex_destroy(&db->lock);
+	if (writable)
+		dsv4_region_writer_put(r);
+	dsv4_region_put(r);
+err_free:
+	kfree(db);
+	return ret;
+}

@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Per-file region handles: what an open /dev/dsv4 may mmap, export and
+ * destroy.  Each handle holds one region reference, dropped on
+ * REGION_CLOSE/REGION_DESTROY or when the file is released.
+ */
+#include <linux/slab.h>
+
+#include "dsv4_core.h"
+
+int dsv4_file_add(struct dsv4_file *f, struct dsv4_region *r)
+{
+	int ret;
+
+	dsv4_region_get(r);
+	mutex_lock(&f->lock);
+	ret = xa_insert(&f->handles, r->id, r, GFP_KERNEL);
+	mutex_unlock(&f->lock);
+	if (ret) {
+		dsv4_region_put(r);
+		return ret == -EBUSY ? -EEXIST : ret;
+	}
+	atomic_inc(&r->handles);
+	return 0;
+}
+
+/* A new reference to region @id if this file holds a handle on it. */
+struct dsv4_region *dsv4_file_get(struct dsv4_file *f, u32 id)
+{
+	struct dsv4_region *r;
+
+	mutex_lock(&f->lock);
+	r = xa_load(&f->handles, id);
+	if (r)
+		dsv4_region_get(r);
+	mutex_unlock(&f->lock);
+	return r;
+}
+
+static void dsv4_handle_put(struct dsv4_region *r)
+{
+	/* The last handle of a private region ends its name's life. */
+	if (atomic_dec_and_test(&r->handles) &&
+	    !(r->create_flags & DSV4_REGION_PERSISTENT))
+		dsv4_region_mark_destroyed(r);
+	dsv4_region_put(r);
+}
+
+int dsv4_file_drop(struct dsv4_file *f, u32 id)
+{
+	struct dsv4_region *r;
+
+	mutex_lock(&f->lock);
+	r = xa_erase(&f->handles, id);
+	mutex_unlock(&f->lock);
+	if (!r)
+		return -ENOENT;
+	dsv4_handle_put(r);
+	return 0;
+}
+
+void dsv4_file_release_all(struct dsv4_file *f)
+{
+	struct dsv4_region *r;
+	unsigned long id;
+
+	xa_for_each(&f->handles, id, r) {
+		xa_erase(&f->handles, id);
+		dsv4_handle_put(r);
+	}
+	xa_destroy(&f->handles);
+}
