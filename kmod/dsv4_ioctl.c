@@ -6,7 +6,6 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/fs.h>
-#include <linux/huge_mm.h>
 #include <linux/mm.h>
 #include <linux/nodemask.h>
 #include <linux/overflow.h>

@@ -11,7 +11,6 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/gfp.h>
-#include <linux/huge_mm.h>
 #include <linux/mm.h>
 #include <linux/nodemask.h>
 #include <linux/sched/signal.h>
