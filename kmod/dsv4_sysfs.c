@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * sysfs: /sys/kernel/dsv4/
- *   regions, total_bytes, persistent_bytes, persistent_limit_bytes
+ *   nr_regions, total_bytes, persistent_bytes, persistent_limit_bytes
  *   kinds/<kind>           bytes per region kind
  *   nodes/node<N>          bytes per NUMA node
  *   regions/<id>/          one directory per region: size kind name
@@ -19,7 +19,7 @@ static struct kobj_attribute *dsv4_node_attrs;
 static struct attribute **dsv4_node_attr_list;
 static struct attribute_group dsv4_node_group;
 
-static ssize_t regions_show(struct kobject *k, struct kobj_attribute *a,
+static ssize_t nr_regions_show(struct kobject *k, struct kobj_attribute *a,
 			    char *buf)
 {
 	return sysfs_emit(buf, "%d\n", atomic_read(&dsv4_stats.regions));
@@ -45,7 +45,7 @@ static ssize_t persistent_limit_bytes_show(struct kobject *k,
 	return sysfs_emit(buf, "%llu\n", dsv4_persistent_limit_bytes());
 }
 
-static struct kobj_attribute dsv4_attr_regions = __ATTR_RO(regions);
+static struct kobj_attribute dsv4_attr_regions = __ATTR_RO(nr_regions);
 static struct kobj_attribute dsv4_attr_total = __ATTR_RO(total_bytes);
 static struct kobj_attribute dsv4_attr_persistent =
 	__ATTR_RO(persistent_bytes);

@@ -1,0 +1,155 @@
+# dsv4 top-level Makefile.  `make help` lists the targets.
+#
+# On a fresh Debian 12 machine, as root:
+#   make demo     build, load the module (or boot it in a VM), show it working
+#   make check    install what is needed, build, run every test suite
+#
+# Kernel module builds go to build/kmod/<kver>/ (one per kernel whose headers
+# are installed, or KVER=<ver> for one); `make -C /lib/modules/<ver>/build
+# M=$PWD` from the repository root also works (in-tree objects).
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+BUILD := $(TOP)/build
+KVERS := $(if $(KVER),$(KVER),$(shell $(TOP)/tools/build/kvers.sh))
+VM_KVERS := $(if $(KVER),$(KVER),$(shell $(TOP)/tools/build/vm-kvers.sh))
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+CC ?= gcc
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) \
+	-I$(TOP)/kmod/uapi -I$(TOP)/libdsv4drv/include
+SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
+KSFT_INC := $(BUILD)/kselftest
+
+LIB_SRCS := $(wildcard libdsv4drv/src/*.c)
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
+LIB := $(BUILD)/lib/libdsv4drv.a
+LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
+TOOL_LIBS := -luring -ljson-c
+STATIC_LIBS := -luring -ljson-c -lnuma
+
+UNIT_SRCS := $(wildcard tests/unit/*_test.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+
+KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
+
+.PHONY: all help deps userspace modules kselftests unit check check-vm \
+	check-unit demo bench install uninstall clean
+.DEFAULT_GOAL := all
+
+all: userspace modules kselftests
+
+help:
+	@echo "make            userspace, dsv4.ko for: $(KVERS), kselftests"
+	@echo "make deps       install Debian packages and kselftest headers (idempotent)"
+	@echo "make check      deps + build + every suite; ends with 'N passed, N failed'"
+	@echo "make check-vm KVER=<ver>   the module suites in one QEMU-booted kernel"
+	@echo "make demo       the main job, end to end"
+	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock)"
+	@echo "make install    dsv4.ko (running kernel), dsv4ctl, udev/modprobe/dkms files"
+
+deps:
+	@$(TOP)/tools/build/deps.sh
+
+# ---- userspace ----
+userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl
+
+$(BUILD)/obj/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -fPIC -c -o $@ $<
+
+$(BUILD)/obj-san/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(LIB_SAN): $(LIB_SAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bin/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+
+# Static copies run inside the test VM's busybox initramfs.
+$(BUILD)/bin/static/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -static -o $@ $< $(LIB) $(STATIC_LIBS)
+
+# ---- kernel module, one build folder per kernel ----
+modules: $(foreach v,$(KVERS),$(BUILD)/kmod/$(v)/kmod/dsv4.ko)
+
+$(BUILD)/kmod/%/kmod/dsv4.ko: $(KMOD_SRCS)
+	@mkdir -p $(BUILD)/kmod/$*
+	@cp -p Kbuild $(BUILD)/kmod/$*/Kbuild
+	@cp -rp kmod $(BUILD)/kmod/$*/
+	@echo "  KMOD    dsv4.ko for $*"
+	@$(MAKE) -s -C /lib/modules/$*/build M=$(BUILD)/kmod/$* W=1 modules \
+		> $(BUILD)/kmod/$*/build.log 2>&1 || { cat $(BUILD)/kmod/$*/build.log; exit 1; }
+	@! grep -E 'warning:|error:' $(BUILD)/kmod/$*/build.log || \
+		{ echo "dsv4.ko: W=1 warnings on $*"; exit 1; }
+
+# ---- tests ----
+kselftests: $(KSFT_INC)/kselftest_harness.h
+	@$(MAKE) -s -C tests/kselftest/dsv4 OUTPUT=$(BUILD)/kselftest/dsv4 KSFT_INC=$(KSFT_INC)
+
+$(KSFT_INC)/kselftest_harness.h:
+	@$(TOP)/tools/build/deps.sh
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(KSFT_INC)/kselftest_harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
+		-I$(KSFT_INC) \
+		-o $@ $< $(LIB_SAN) $(TOOL_LIBS)
+
+unit: $(UNIT_BINS)
+
+check-unit: unit
+	@tests/run-unit.sh $(UNIT_BINS)
+
+check-vm: modules kselftests userspace
+	@for v in $(VM_KVERS); do tests/vm/run-vm.sh $$v || exit 1; done
+
+check: deps
+	@$(MAKE) --no-print-directory all unit
+	@tests/run-all.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@tools/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/run-bench.sh $(firstword $(VM_KVERS))
+
+# ---- install ----
+install: userspace
+	install -D -m 0755 $(BUILD)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/bin/dsv4ctl
+	install -D -m 0644 libdsv4drv/include/dsv4drv.h $(DESTDIR)$(PREFIX)/include/dsv4drv.h
+	install -D -m 0644 kmod/uapi/dsv4.h $(DESTDIR)$(PREFIX)/include/dsv4.h
+	install -D -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a
+	install -D -m 0644 kmod/packaging/60-dsv4.rules $(DESTDIR)/etc/udev/rules.d/60-dsv4.rules
+	install -D -m 0644 kmod/packaging/dsv4.conf $(DESTDIR)/etc/modprobe.d/dsv4.conf
+	@v=$$(uname -r); if [ -e $(BUILD)/kmod/$$v/kmod/dsv4.ko ]; then \
+		install -D -m 0644 $(BUILD)/kmod/$$v/kmod/dsv4.ko \
+			$(DESTDIR)/lib/modules/$$v/updates/dsv4.ko; \
+		[ -n "$(DESTDIR)" ] || depmod -a $$v || true; \
+	else echo "install: no dsv4.ko for the running kernel $$v (use dkms: kmod/README.md)"; fi
+	@getent group dsv4 >/dev/null || [ -n "$(DESTDIR)" ] || groupadd --system dsv4 || true
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/include/dsv4drv.h \
+		$(DESTDIR)$(PREFIX)/include/dsv4.h $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a \
+		$(DESTDIR)/etc/udev/rules.d/60-dsv4.rules $(DESTDIR)/etc/modprobe.d/dsv4.conf \
+		$(DESTDIR)/lib/modules/$$(uname -r)/updates/dsv4.ko
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/lib $(BUILD)/bin $(BUILD)/kmod \
+		$(BUILD)/tests $(BUILD)/vm $(BUILD)/kselftest/dsv4
