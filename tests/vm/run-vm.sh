@@ -3,7 +3,9 @@
 # suites in an initramfs, and turns the serial log into TAP on stdout.
 #   tests/vm/run-vm.sh KVER            (KVER as in /lib/modules/KVER)
 # Environment: BUILD (default build/), VM_TIMEOUT (s, default 600),
-# VM_BENCH=1 also runs the in-guest benchmark, VM_KEEP=1 keeps the log.
+# VM_BENCH=1 also runs the in-guest benchmark, VM_GUEST_DIR=dir of guest
+# *.sh scripts (default tests/vm/guest), VM_NO_KSFT=1 leaves the kselftest
+# programs out, VM_SHOW=1 prints the guest's console output first.
 set -euo pipefail
 
 kver=${1:?usage: run-vm.sh KVER}
@@ -54,10 +56,12 @@ if [ -n "$vgem" ]; then
 	done
 fi
 
-for t in "$build"/kselftest/dsv4/*_test; do
-	[ -x "$t" ] && cp "$t" "$root/tests/"
-done
-for s in "$top"/tests/vm/guest/*.sh; do
+if [ "${VM_NO_KSFT:-0}" != 1 ]; then
+	for t in "$build"/kselftest/dsv4/*_test; do
+		[ -x "$t" ] && cp "$t" "$root/tests/"
+	done
+fi
+for s in "${VM_GUEST_DIR:-$top/tests/vm/guest}"/*.sh; do
 	[ -f "$s" ] && cp "$s" "$root/tests/"
 done
 for b in "$build"/bin/static/*; do
@@ -84,6 +88,11 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m 1024M \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null >"$log" 2>&1
 qrc=$?
 set -e
+
+if [ "${VM_SHOW:-0}" = 1 ]; then
+	sed -n '/DSV4-VM-START/,/DSV4-DMESG-BEGIN/p' "$log" | tr -d '\r' |
+		grep -vE '^(ok|not ok) |^DSV4-|^# running'
+fi
 
 # The guest's own TAP, renumbered into one stream.
 n=0
