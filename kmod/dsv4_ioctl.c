@@ -223,6 +223,7 @@ static int dsv4_list_one(struct dsv4_region *r, void *arg)
 	struct dsv4_list_ctx *ctx = arg;
 	struct dsv4_region_list *l = ctx->list;
 	struct dsv4_region_entry e = {};
+	u8 __user *dst;
 
 	if (!dsv4_region_visible(r))
 		return 0;
@@ -237,8 +238,12 @@ static int dsv4_list_one(struct dsv4_region *r, void *arg)
 		e.uid = from_kuid_munged(current_user_ns(), r->uid);
 		e.mode = r->mode;
 		memcpy(e.name, r->name, sizeof(e.name));
-		if (copy_to_user(ctx->dst + (size_t)l->count * l->entry_size,
-				 &e, min_t(size_t, l->entry_size, sizeof(e))))
+		dst = ctx->dst + (size_t)l->count * l->entry_size;
+		if (copy_to_user(dst, &e, min_t(size_t, l->entry_size, sizeof(e))))
+			return -EFAULT;
+		/* Entry fields this kernel does not know read as zero. */
+		if (l->entry_size > sizeof(e) &&
+		    clear_user(dst + sizeof(e), l->entry_size - sizeof(e)))
 			return -EFAULT;
 	}
 	l->count++;
@@ -259,12 +264,8 @@ static int dsv4_region_list(struct dsv4_file *f, void *arg)
 	if (check_mul_overflow((size_t)l->capacity, (size_t)l->entry_size,
 			       &bytes))
 		return -EOVERFLOW;
-	if (l->capacity && !l->entries_ptr)
-		return -EFAULT;
 	ctx.dst = u64_to_user_ptr(l->entries_ptr);
-	/* Entry fields this kernel does not know read as zero. */
-	if (l->capacity && l->entry_size > sizeof(struct dsv4_region_entry) &&
-	    clear_user(ctx.dst, bytes))
+	if (l->capacity && (!l->entries_ptr || !access_ok(ctx.dst, bytes)))
 		return -EFAULT;
 	l->count = 0;
 	return dsv4_region_for_each(dsv4_list_one, &ctx);

@@ -61,8 +61,9 @@ TEST_F(dev, get_info_contents)
 		snprintf(p, sizeof(p), "/sys/devices/system/node/node%d", i);
 		nodes += access(p, F_OK) == 0;
 	}
-	if (nodes)
+	if (nodes) {
 		EXPECT_EQ(nodes, info.nr_online_nodes);
+	}
 }
 
 TEST_F(dev, get_info_flags_must_be_zero)
@@ -105,8 +106,9 @@ TEST_F(dev, struct_larger_with_zero_tail_ok)
 				&big));
 	EXPECT_EQ(DSV4_ABI_VERSION, big.info.abi_version);
 	/* The kernel writes only what it knows. */
-	for (size_t i = 0; i < sizeof(big.tail); i++)
+	for (size_t i = 0; i < sizeof(big.tail); i++) {
 		ASSERT_EQ(0, big.tail[i]);
+	}
 }
 
 TEST_F(dev, struct_larger_with_nonzero_tail_e2big)

@@ -70,7 +70,7 @@ static inline long long dsv4_read_ll(const char *path)
 
 static inline int dsv4_write_str(const char *path, const char *s)
 {
-	int fd = open(path, O_WRONLY);
+	int fd = open(path, O_WRONLY | O_TRUNC);
 	ssize_t n;
 
 	if (fd < 0)
