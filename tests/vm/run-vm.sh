@@ -77,11 +77,12 @@ fi
 log=$work/serial.log
 set +e
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m 1024M \
-	-smp 2,sockets=2,cores=1,threads=1 \
+	-smp 3,sockets=3,cores=1,threads=1 \
 	-object memory-backend-ram,id=m0,size=512M \
 	-object memory-backend-ram,id=m1,size=512M \
 	-numa node,nodeid=0,cpus=0,memdev=m0 \
 	-numa node,nodeid=1,cpus=1,memdev=m1 \
+	-numa node,nodeid=2,cpus=2 \
 	-kernel "$vmlinuz" -initrd "$work/initramfs.cpio.gz" \
 	-append "console=ttyS0 quiet panic=-1 oops=panic" \
 	-nographic -no-reboot -nic none \
