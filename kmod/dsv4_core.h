@@ -148,6 +148,8 @@ int dsv4_import_memfd(struct dsv4_region *r, int memfd, u64 offset);
 /* dsv4_dmabuf.c */
 int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
 		       u32 flags);
+struct seq_file;
+int dsv4_dmabuf_show(struct seq_file *m, void *unused);
 
 /* dsv4_sysfs.c */
 int dsv4_sysfs_init(void);

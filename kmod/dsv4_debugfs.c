@@ -2,6 +2,7 @@
 /*
  * debugfs: /sys/kernel/debug/dsv4/
  *   regions     the region table, one line per region
+ *   attachments dma-buf attachments and a CRC32 of what each importer mapped
  *   fail_alloc  fail the next N page allocations (fault injection)
  *   fail_pin    fail the next N memfd pin attempts (fault injection)
  * Debian kernels ship without CONFIG_FAULT_INJECTION, so dsv4 carries its
@@ -9,6 +10,8 @@
  */
 #include <linux/atomic.h>
 #include <linux/debugfs.h>
+#include <linux/fs.h>
+#include <linux/module.h>
 #include <linux/seq_file.h>
 #include <linux/uidgid.h>
 
@@ -48,6 +51,19 @@ static int dsv4_regions_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(dsv4_regions);
 
+static int dsv4_attachments_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, dsv4_dmabuf_show, NULL);
+}
+
+static const struct file_operations dsv4_attachments_fops = {
+	.owner = THIS_MODULE,
+	.open = dsv4_attachments_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+};
+
 static int dsv4_counter_get(void *data, u64 *val)
 {
 	*val = atomic_read((atomic_t *)data);
@@ -69,6 +85,8 @@ void dsv4_debugfs_init(void)
 	dsv4_debugfs_dir = debugfs_create_dir("dsv4", NULL);
 	debugfs_create_file("regions", 0400, dsv4_debugfs_dir, NULL,
 			    &dsv4_regions_fops);
+	debugfs_create_file("attachments", 0400, dsv4_debugfs_dir, NULL,
+			    &dsv4_attachments_fops);
 	debugfs_create_file_unsafe("fail_alloc", 0600, dsv4_debugfs_dir,
 				   &dsv4_fail_alloc, &dsv4_counter_fops);
 	debugfs_create_file_unsafe("fail_pin", 0600, dsv4_debugfs_dir,

@@ -4,11 +4,14 @@
  * through which DRM/accel devices import dsv4 memory.  The dma-buf holds a
  * region reference until it is released.
  */
+#include <linux/crc32.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/fcntl.h>
 #include <linux/iosys-map.h>
+#include <linux/highmem.h>
 #include <linux/scatterlist.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
@@ -16,6 +19,7 @@
 #include "dsv4_core.h"
 
 struct dsv4_dmabuf {
+	struct list_head node;	/* in dsv4_dmabufs */
 	struct dsv4_region *region;
 	u64 offset;
 	u64 size;
@@ -23,6 +27,10 @@ struct dsv4_dmabuf {
 	struct mutex lock;	/* protects attachments */
 	struct list_head attachments;
 };
+
+/* Live exports, for the debugfs view of what importers mapped. */
+static LIST_HEAD(dsv4_dmabufs);
+static DEFINE_MUTEX(dsv4_dmabufs_lock);
 
 struct dsv4_attachment {
 	struct device *dev;
@@ -169,7 +177,7 @@ static int dsv4_db_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct dsv4_dmabuf *db = dmabuf->priv;
 
-	if (!(vma->vm_flags & VM_SHARED))
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;
 	if ((vma->vm_flags & VM_WRITE) && !db->writable)
 		return -EPERM;
@@ -213,6 +221,9 @@ static void dsv4_db_release(struct dma_buf *dmabuf)
 	struct dsv4_dmabuf *db = dmabuf->priv;
 	struct dsv4_region *r = db->region;
 
+	mutex_lock(&dsv4_dmabufs_lock);
+	list_del(&db->node);
+	mutex_unlock(&dsv4_dmabufs_lock);
 	if (db->writable)
 		dsv4_region_writer_put(r);
 	atomic_dec(&r->dmabufs);
@@ -270,6 +281,9 @@ int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
 		goto err_put;
 	}
 	atomic_inc(&r->dmabufs);
+	mutex_lock(&dsv4_dmabufs_lock);
+	list_add_tail(&db->node, &dsv4_dmabufs);
+	mutex_unlock(&dsv4_dmabufs_lock);
 	ret = dma_buf_fd(dmabuf, flags & DSV4_EXPORT_CLOEXEC ? O_CLOEXEC : 0);
 	if (ret < 0)
 		dma_buf_put(dmabuf);	/* its release undoes the above */
@@ -283,4 +297,55 @@ err_put:
 err_free:
 	kfree(db);
 	return ret;
+}
+
+/* CRC32 (zlib's) of the bytes an importer's mapped sg table points at. */
+static u32 dsv4_sgt_crc(struct sg_table *sgt)
+{
+	struct scatterlist *sg;
+	u32 crc = ~0U;
+	int i;
+
+	for_each_sgtable_sg(sgt, sg, i) {
+		unsigned int done;
+
+		for (done = 0; done < sg->length; done += PAGE_SIZE) {
+			struct page *page = sg_page(sg) + (done >> PAGE_SHIFT);
+			void *va = kmap_local_page(page);
+
+			crc = crc32_le(crc, va, min_t(unsigned int, PAGE_SIZE,
+						      sg->length - done));
+			kunmap_local(va);
+		}
+	}
+	return ~crc;
+}
+
+/*
+ * debugfs "attachments": one line per mapped attachment of every export,
+ * with a checksum of what the importing device was given, so tests can
+ * check it against the region's bytes.
+ */
+int dsv4_dmabuf_show(struct seq_file *m, void *unused)
+{
+	struct dsv4_attachment *a;
+	struct dsv4_dmabuf *db;
+
+	mutex_lock(&dsv4_dmabufs_lock);
+	list_for_each_entry(db, &dsv4_dmabufs, node) {
+		mutex_lock(&db->lock);
+		list_for_each_entry(a, &db->attachments, node) {
+			seq_printf(m, "region=%u offset=%llu size=%llu dev=%s",
+				   db->region->id, db->offset, db->size,
+				   dev_name(a->dev));
+			if (a->sgt)
+				seq_printf(m, " nents=%u crc32=%08x\n",
+					   a->sgt->orig_nents, dsv4_sgt_crc(a->sgt));
+			else
+				seq_puts(m, " unmapped\n");
+		}
+		mutex_unlock(&db->lock);
+	}
+	mutex_unlock(&dsv4_dmabufs_lock);
+	return 0;
 }

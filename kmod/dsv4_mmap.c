@@ -144,7 +144,7 @@ int dsv4_mmap(struct file *file, struct vm_area_struct *vma)
 	u64 offset, end;
 	int ret;
 
-	if (!(vma->vm_flags & VM_SHARED))
+	if (!(vma->vm_flags & VM_MAYSHARE))
 		return -EINVAL;	/* no private COW copies of pinned memory */
 	if (!id || id > DSV4_MAX_ID)
 		return -EINVAL;
