@@ -106,6 +106,7 @@ int dsv4_region_seal(struct dsv4_region *r);
 u32 dsv4_region_state(struct dsv4_region *r);
 u64 dsv4_region_node_mask(const struct dsv4_region *r);
 struct page *dsv4_region_page(const struct dsv4_region *r, u64 offset);
+unsigned long dsv4_chunk_pages_left(const struct dsv4_region *r, u64 offset);
 typedef int (*dsv4_region_iter_fn)(struct dsv4_region *r, void *arg);
 int dsv4_region_for_each(dsv4_region_iter_fn fn, void *arg);
 const char *dsv4_kind_name(u32 kind);

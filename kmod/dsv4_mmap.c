@@ -94,8 +94,8 @@ static const struct vm_operations_struct dsv4_vm_ops = {
 int dsv4_region_mmap_range(struct dsv4_region *r, struct vm_area_struct *vma,
 			   u64 offset)
 {
-	unsigned long addr = vma->vm_start;
-	struct page **batch;
+	unsigned long addr = vma->vm_start, chunk_left;
+	struct page **batch, *page;
 	int ret = 0;
 
 	if (r->imported) {
@@ -115,14 +115,24 @@ int dsv4_region_mmap_range(struct dsv4_region *r, struct vm_area_struct *vma,
 	batch = kmalloc_array(DSV4_INSERT_BATCH, sizeof(*batch), GFP_KERNEL);
 	if (!batch)
 		return -ENOMEM;
+	/* Walk the chunks in order: one lookup, then sequential pages. */
+	page = dsv4_region_page(r, offset);
+	chunk_left = dsv4_chunk_pages_left(r, offset);
 	while (addr < vma->vm_end) {
 		unsigned long n = min_t(unsigned long, DSV4_INSERT_BATCH,
 					(vma->vm_end - addr) >> PAGE_SHIFT);
 		unsigned long i, left = n;
 
-		for (i = 0; i < n; i++)
-			batch[i] = dsv4_region_page(r, offset +
-						    (i << PAGE_SHIFT));
+		for (i = 0; i < n; i++) {
+			if (!chunk_left) {
+				u64 at = offset + ((u64)i << PAGE_SHIFT);
+
+				page = dsv4_region_page(r, at);
+				chunk_left = dsv4_chunk_pages_left(r, at);
+			}
+			batch[i] = page++;
+			chunk_left--;
+		}
 		ret = vm_insert_pages(vma, addr, batch, &left);
 		if (ret)
 			break;

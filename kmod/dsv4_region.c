@@ -414,10 +414,10 @@ u64 dsv4_region_node_mask(const struct dsv4_region *r)
 	return mask;
 }
 
-/* The page backing byte @offset of the region (binary search on pgoff). */
-struct page *dsv4_region_page(const struct dsv4_region *r, u64 offset)
+/* The chunk holding page index @pg (binary search on pgoff), or NULL. */
+static const struct dsv4_chunk *dsv4_region_chunk(const struct dsv4_region *r,
+						  unsigned long pg)
 {
-	unsigned long pg = offset >> PAGE_SHIFT;
 	unsigned long lo = 0, hi = r->nr_chunks;
 
 	if (pg >= r->nr_pages || !r->nr_chunks)
@@ -430,7 +430,25 @@ struct page *dsv4_region_page(const struct dsv4_region *r, u64 offset)
 		else
 			hi = mid;
 	}
-	return r->chunks[lo].page + (pg - r->chunks[lo].pgoff);
+	return &r->chunks[lo];
+}
+
+/* The page backing byte @offset of the region. */
+struct page *dsv4_region_page(const struct dsv4_region *r, u64 offset)
+{
+	unsigned long pg = offset >> PAGE_SHIFT;
+	const struct dsv4_chunk *c = dsv4_region_chunk(r, pg);
+
+	return c ? c->page + (pg - c->pgoff) : NULL;
+}
+
+/* Pages from byte @offset to the end of its chunk (0 past the end). */
+unsigned long dsv4_chunk_pages_left(const struct dsv4_region *r, u64 offset)
+{
+	unsigned long pg = offset >> PAGE_SHIFT;
+	const struct dsv4_chunk *c = dsv4_region_chunk(r, pg);
+
+	return c ? (1UL << c->order) - (pg - c->pgoff) : 0;
 }
 
 /*
