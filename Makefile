@@ -38,7 +38,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
 .PHONY: all help deps userspace modules kselftests unit check check-vm \
-	check-unit demo bench install uninstall clean
+	check-unit demo bench install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
 all: userspace modules kselftests
@@ -50,7 +50,8 @@ help:
 	@echo "make check-vm KVER=<ver>   the module suites in one QEMU-booted kernel"
 	@echo "make demo       the main job, end to end"
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock)"
-	@echo "make install    dsv4.ko (running kernel), dsv4ctl, udev/modprobe/dkms files"
+	@echo "make install    dsv4.ko (running kernel), dsv4ctl, headers, udev rule, modprobe.d"
+	@echo "make install-dkms   module sources + dkms.conf under /usr/src/dsv4-<version>"
 
 deps:
 	@$(TOP)/tools/build/deps.sh
@@ -144,11 +145,23 @@ install: userspace
 	else echo "install: no dsv4.ko for the running kernel $$v (use dkms: kmod/README.md)"; fi
 	@getent group dsv4 >/dev/null || [ -n "$(DESTDIR)" ] || groupadd --system dsv4 || true
 
+DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' kmod/packaging/dkms.conf)
+DKMS_SRC := $(DESTDIR)/usr/src/dsv4-$(DKMS_VERSION)
+
+install-dkms:
+	install -d $(DKMS_SRC)/kmod/uapi
+	install -m 0644 Kbuild $(DKMS_SRC)/Kbuild
+	install -m 0644 kmod/packaging/dkms.conf $(DKMS_SRC)/dkms.conf
+	install -m 0644 kmod/Kbuild kmod/*.c kmod/*.h $(DKMS_SRC)/kmod/
+	install -m 0644 kmod/uapi/dsv4.h $(DKMS_SRC)/kmod/uapi/
+	@echo "now: dkms install dsv4/$(DKMS_VERSION)"
+
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/include/dsv4drv.h \
 		$(DESTDIR)$(PREFIX)/include/dsv4.h $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a \
 		$(DESTDIR)/etc/udev/rules.d/60-dsv4.rules $(DESTDIR)/etc/modprobe.d/dsv4.conf \
 		$(DESTDIR)/lib/modules/$$(uname -r)/updates/dsv4.ko
+	rm -rf $(DKMS_SRC)
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/lib $(BUILD)/bin $(BUILD)/kmod \
