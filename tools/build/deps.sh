@@ -20,8 +20,8 @@ packages=(
 	linux-source-6.12
 	# QEMU test harness
 	qemu-system-x86 busybox-static cpio xz-utils zstd
-	# tests
-	python3
+	# checkpatch.pl, gzip for the initramfs
+	perl gzip
 )
 
 missing=()
