@@ -130,8 +130,8 @@ void dsv4_unaccount_persistent(u64 bytes);
 u64 dsv4_persistent_limit_bytes(void);
 
 /* dsv4_file.c: per-file handles */
-int dsv4_file_add(struct dsv4_file *f, struct dsv4_region *r);
-struct dsv4_region *dsv4_file_get(struct dsv4_file *f, u32 id);
+int dsv4_file_add(struct dsv4_file *f, struct dsv4_region *r, bool writable);
+struct dsv4_region *dsv4_file_get(struct dsv4_file *f, u32 id, bool *writable);
 int dsv4_file_drop(struct dsv4_file *f, u32 id);
 void dsv4_file_release_all(struct dsv4_file *f);
 

@@ -130,7 +130,7 @@ static int dsv4_region_create(struct dsv4_file *f, void *arg)
 	ret = dsv4_region_publish(r);
 	if (ret)
 		goto err_unaccount;
-	ret = dsv4_file_add(f, r);
+	ret = dsv4_file_add(f, r, true);
 	/* From here the handle and, if persistent, the module hold it. */
 	if (!ret) {
 		trace_dsv4_region_create(r->id, r->size, r->kind,
@@ -161,7 +161,7 @@ static struct dsv4_region *dsv4_lookup(struct dsv4_file *f, u64 id)
 
 	if (!id || id > DSV4_MAX_ID)
 		return ERR_PTR(-ENOENT);
-	r = dsv4_file_get(f, id);
+	r = dsv4_file_get(f, id, NULL);
 	if (r)
 		return r;
 	r = dsv4_region_get_id(id);
@@ -337,7 +337,7 @@ static int dsv4_region_open(struct dsv4_file *f, void *arg)
 		ret = -EPERM;
 		goto out;
 	}
-	ret = dsv4_file_add(f, r);
+	ret = dsv4_file_add(f, r, write);
 	if (ret == -EEXIST)
 		ret = 0;	/* already open in this file: same handle */
 	if (ret)
@@ -403,7 +403,7 @@ static int dsv4_region_import(struct dsv4_file *f, void *arg)
 	ret = dsv4_region_publish(r);
 	if (ret)
 		goto err;
-	ret = dsv4_file_add(f, r);
+	ret = dsv4_file_add(f, r, true);
 	if (!ret) {
 		trace_dsv4_region_import(r->id, r->size, im->memfd);
 		im->id = r->id;
@@ -420,6 +420,7 @@ static int dsv4_region_export(struct dsv4_file *f, void *arg)
 {
 	struct dsv4_region_export *ex = arg;
 	struct dsv4_region *r;
+	bool writable;
 	u64 end;
 	int ret;
 
@@ -429,9 +430,13 @@ static int dsv4_region_export(struct dsv4_file *f, void *arg)
 		return -EINVAL;
 	if (!ex->id || ex->id > DSV4_MAX_ID)
 		return -ENOENT;
-	r = dsv4_file_get(f, ex->id);
+	r = dsv4_file_get(f, ex->id, &writable);
 	if (!r)
 		return -ENOENT;
+	if ((ex->flags & DSV4_EXPORT_RDWR) && !writable) {
+		ret = -EACCES;	/* a read-only handle */
+		goto out;
+	}
 	if (ex->offset >= r->size ||
 	    check_add_overflow(ex->offset, ex->size, &end) || end > r->size) {
 		ret = -EINVAL;

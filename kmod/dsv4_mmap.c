@@ -150,7 +150,7 @@ int dsv4_mmap(struct file *file, struct vm_area_struct *vma)
 	u64 id = vma->vm_pgoff >> (DSV4_MMAP_SHIFT - PAGE_SHIFT);
 	u64 len = vma->vm_end - vma->vm_start;
 	struct dsv4_region *r;
-	bool writer = false;
+	bool writer = false, writable;
 	u64 offset, end;
 	int ret;
 
@@ -158,7 +158,7 @@ int dsv4_mmap(struct file *file, struct vm_area_struct *vma)
 		return -EINVAL;	/* no private COW copies of pinned memory */
 	if (!id || id > DSV4_MAX_ID)
 		return -EINVAL;
-	r = dsv4_file_get(f, id);
+	r = dsv4_file_get(f, id, &writable);
 	if (!r)
 		return -ENOENT;
 	offset = dsv4_vma_offset(vma, vma->vm_start);
@@ -166,12 +166,19 @@ int dsv4_mmap(struct file *file, struct vm_area_struct *vma)
 		ret = -EINVAL;
 		goto err_put;
 	}
+	if (!writable) {	/* a read-only handle (OPEN without WRITE) */
+		if (vma->vm_flags & VM_WRITE) {
+			ret = -EACCES;
+			goto err_put;
+		}
+		vm_flags_clear(vma, VM_MAYWRITE);	/* no mprotect later */
+	}
 	if (dsv4_region_state(r) & DSV4_STATE_SEALED) {
 		if (vma->vm_flags & VM_WRITE) {
 			ret = -EPERM;
 			goto err_put;
 		}
-		vm_flags_clear(vma, VM_MAYWRITE);	/* no mprotect later */
+		vm_flags_clear(vma, VM_MAYWRITE);
 	}
 	if (dsv4_vma_counts_writer(vma)) {
 		ret = dsv4_region_writer_get(r);	/* races with SEAL */

@@ -632,7 +632,20 @@ static void nobody_checks(void *arg)
 
 	if (p == MAP_FAILED)
 		_exit(15);
+	if (!mprotect(p, PAGE, PROT_READ | PROT_WRITE) || errno != EACCES)
+		_exit(30);
 	munmap(p, PAGE);
+	if (mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)o.mmap_offset) !=
+	    MAP_FAILED || errno != EACCES)
+		_exit(31);
+	struct dsv4_region_export ex = { .id = o.id, .flags = DSV4_EXPORT_RDWR };
+
+	if (dsv4_ioctl(fd, DSV4_IOC_REGION_EXPORT_DMABUF, &ex) != -EACCES)
+		_exit(32);
+	ex.flags = 0;
+	if (dsv4_ioctl(fd, DSV4_IOC_REGION_EXPORT_DMABUF, &ex))
+		_exit(33);
+	close(ex.fd);
 	if (dsv4_destroy(fd, ctx->shared_id) != -EPERM)
 		_exit(16);
 	struct dsv4_region_id a = { .id = ctx->shared_id };
@@ -815,6 +828,17 @@ TEST_F(region, tracepoints)
 	ASSERT_EQ(0, dsv4_write_str("/sys/kernel/tracing/trace", ""));
 	ASSERT_EQ(0, dsv4_write_str(path, "1"));
 	ASSERT_EQ(0, dsv4_create(self->fd, PAGE, -1, 0, 0, NULL, &c));
+	struct dsv4_region_export ex = { .id = c.id };
+
+	ASSERT_EQ(0, dsv4_ioctl(self->fd, DSV4_IOC_REGION_EXPORT_DMABUF, &ex));
+	close(ex.fd);
+	int memfd = memfd_create("trace", MFD_CLOEXEC);
+	struct dsv4_region_import im = { .memfd = memfd, .size = PAGE };
+
+	ASSERT_EQ(0, ftruncate(memfd, PAGE));
+	ASSERT_EQ(0, dsv4_ioctl(self->fd, DSV4_IOC_REGION_IMPORT_MEMFD, &im));
+	close(memfd);
+	ASSERT_EQ(0, dsv4_destroy(self->fd, im.id));
 	ASSERT_EQ(0, dsv4_destroy(self->fd, c.id));
 	ASSERT_EQ(0, dsv4_write_str(path, "0"));
 	f = fopen("/sys/kernel/tracing/trace", "r");
@@ -827,6 +851,12 @@ TEST_F(region, tracepoints)
 	snprintf(want, sizeof(want), "dsv4_region_destroy: id=%llu", (unsigned long long)c.id);
 	EXPECT_NE(NULL, strstr(buf, want));
 	snprintf(want, sizeof(want), "dsv4_region_free: id=%llu", (unsigned long long)c.id);
+	EXPECT_NE(NULL, strstr(buf, want));
+	snprintf(want, sizeof(want), "dsv4_region_export: id=%llu offset=0 size=4096",
+		 (unsigned long long)c.id);
+	EXPECT_NE(NULL, strstr(buf, want));
+	snprintf(want, sizeof(want), "dsv4_region_import: id=%llu size=4096",
+		 (unsigned long long)im.id);
 	EXPECT_NE(NULL, strstr(buf, want));
 }
 
