@@ -29,8 +29,8 @@ LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
 LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
-TOOL_LIBS := -luring -ljson-c
-STATIC_LIBS := -luring -ljson-c -lnuma
+TOOL_LIBS := -luring -ljansson -lm
+STATIC_LIBS := -luring -ljansson -lnuma -lm
 
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -107,7 +107,7 @@ $(KSFT_INC)/kselftest_harness.h:
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(KSFT_INC)/kselftest_harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
-		-I$(KSFT_INC) \
+		-DDSV4_FIXTURES='"$(TOP)/tests/fixtures"' -I$(KSFT_INC) \
 		-o $@ $< $(LIB_SAN) $(TOOL_LIBS)
 
 unit: $(UNIT_BINS)

@@ -57,6 +57,77 @@ int dsv4_kind_from_name(const char *name, uint32_t *kind);
 /* Human-readable state flags, e.g. "sealed,persistent"; buf >= 64 bytes. */
 const char *dsv4_state_to_string(uint32_t state, char *buf, size_t len);
 
+/* ---- element types (dtype.c) ---- */
+
+enum dsv4_dtype {
+	DSV4_DT_BOOL, DSV4_DT_U8, DSV4_DT_I8, DSV4_DT_F8_E4M3, DSV4_DT_F8_E8M0,
+	DSV4_DT_I16, DSV4_DT_U16, DSV4_DT_F16, DSV4_DT_BF16,
+	DSV4_DT_I32, DSV4_DT_U32, DSV4_DT_F32, DSV4_DT_I64, DSV4_DT_U64,
+	DSV4_DT_F64,
+	DSV4_DT_COUNT
+};
+
+/* safetensors dtype strings ("BF16", "F8_E4M3", ...) */
+const char *dsv4_dtype_name(enum dsv4_dtype dt);
+int dsv4_dtype_from_name(const char *name, enum dsv4_dtype *dt);
+size_t dsv4_dtype_size(enum dsv4_dtype dt);
+float dsv4_bf16_to_f32(uint16_t v);
+float dsv4_f16_to_f32(uint16_t v);
+float dsv4_e4m3_to_f32(uint8_t v);	/* e4m3fn; 0x7f/0xff = NaN */
+float dsv4_e8m0_to_f32(uint8_t v);	/* 2^(v-127); 0xff = NaN */
+float dsv4_fp4_to_f32(uint8_t nibble);	/* e2m1 */
+/* @count elements of @dt at @src to float (-EINVAL for unknown dt). */
+int dsv4_decode_f32(enum dsv4_dtype dt, const void *src, size_t count, float *dst);
+/* @count FP4 values packed two per byte, low nibble first. */
+void dsv4_fp4_unpack(const uint8_t *src, size_t count, float *dst);
+
+/* ---- safetensors (safetensors.c) ---- */
+
+#define DSV4_MAX_DIMS 8
+
+struct dsv4_st_tensor {
+	char *name;
+	enum dsv4_dtype dtype;
+	uint32_t ndim;
+	uint64_t shape[DSV4_MAX_DIMS];
+	uint64_t count;		/* elements */
+	uint64_t offset;	/* absolute byte offset in the file */
+	uint64_t nbytes;
+};
+
+struct dsv4_st_header {
+	struct dsv4_st_tensor *tensors;	/* sorted by name */
+	size_t count;
+	uint64_t data_offset;	/* 8 + header length */
+};
+
+/*
+ * Parses and validates the header at the start of a safetensors file of
+ * @file_size bytes, of which @avail are at @file_head.  On error returns
+ * -errno and describes the problem in @err (may be NULL).  Free the
+ * result with dsv4_st_header_free().
+ */
+int dsv4_st_parse(const void *file_head, size_t avail, uint64_t file_size,
+		  struct dsv4_st_header *out, char *err, size_t errlen);
+void dsv4_st_header_free(struct dsv4_st_header *h);
+const struct dsv4_st_tensor *dsv4_st_find(const struct dsv4_st_header *h,
+					  const char *name);
+
+/* A shard, mmapped read-only: tensor data is used in place. */
+struct dsv4_st_file {
+	char *path;
+	int fd;
+	void *map;
+	uint64_t size;
+	struct dsv4_st_header header;
+};
+
+int dsv4_st_open(const char *path, struct dsv4_st_file **out, char *err,
+		 size_t errlen);
+void dsv4_st_close(struct dsv4_st_file *f);
+const void *dsv4_st_data(const struct dsv4_st_file *f,
+			 const struct dsv4_st_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,7 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <json-c/json.h>
+#include <jansson.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,11 +64,22 @@ static int usage(void)
 	return 2;
 }
 
-static void print_json(struct json_object *obj)
+/* Region names are bytes: JSON needs UTF-8. */
+static json_t *json_name(const char *name)
 {
-	puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-					    JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(obj);
+	json_t *s = json_string(name);
+
+	return s ? s : json_string("(not UTF-8)");
+}
+
+static void print_json(json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (text)
+		puts(text);
+	free(text);
+	json_decref(obj);
 }
 
 static int cmd_info(int fd, const struct options *o)
@@ -79,21 +90,21 @@ static int cmd_info(int fd, const struct options *o)
 	if (ret)
 		return fail("GET_INFO", ret);
 	if (o->json) {
-		struct json_object *obj = json_object_new_object();
-		struct json_object *nodes = json_object_new_array();
+		json_t *obj = json_object();
+		json_t *nodes = json_array();
 
 		for (int n = 0; n < 256; n++)
 			if (info.online_nodes[n / 64] & (1ULL << (n % 64)))
-				json_object_array_add(nodes, json_object_new_int(n));
-		json_object_object_add(obj, "version", json_object_new_string(info.version));
-		json_object_object_add(obj, "abi_version", json_object_new_int(info.abi_version));
-		json_object_object_add(obj, "features", json_object_new_uint64(info.features));
-		json_object_object_add(obj, "page_size", json_object_new_int(info.page_size));
-		json_object_object_add(obj, "huge_size", json_object_new_int(info.huge_size));
-		json_object_object_add(obj, "online_nodes", nodes);
-		json_object_object_add(obj, "nr_node_ids", json_object_new_int(info.nr_node_ids));
-		json_object_object_add(obj, "max_region_size",
-				       json_object_new_uint64(info.max_region_size));
+				json_array_append_new(nodes, json_integer((json_int_t)n));
+		json_object_set_new(obj, "version", json_string(info.version));
+		json_object_set_new(obj, "abi_version", json_integer((json_int_t)info.abi_version));
+		json_object_set_new(obj, "features", json_integer((json_int_t)info.features));
+		json_object_set_new(obj, "page_size", json_integer((json_int_t)info.page_size));
+		json_object_set_new(obj, "huge_size", json_integer((json_int_t)info.huge_size));
+		json_object_set_new(obj, "online_nodes", nodes);
+		json_object_set_new(obj, "nr_node_ids", json_integer((json_int_t)info.nr_node_ids));
+		json_object_set_new(obj, "max_region_size",
+				       json_integer((json_int_t)info.max_region_size));
 		print_json(obj);
 		return 0;
 	}
@@ -125,24 +136,24 @@ static int cmd_regions(int fd, const struct options *o)
 	if (ret)
 		return fail("REGION_LIST", ret);
 	if (o->json) {
-		struct json_object *arr = json_object_new_array();
+		json_t *arr = json_array();
 
 		for (uint32_t i = 0; i < count; i++) {
-			struct json_object *r = json_object_new_object();
+			json_t *r = json_object();
 
-			json_object_object_add(r, "id", json_object_new_uint64(e[i].id));
-			json_object_object_add(r, "name", json_object_new_string(e[i].name));
-			json_object_object_add(r, "kind", json_object_new_string(
+			json_object_set_new(r, "id", json_integer((json_int_t)e[i].id));
+			json_object_set_new(r, "name", json_name(e[i].name));
+			json_object_set_new(r, "kind", json_string(
 					       dsv4_kind_to_name(e[i].kind)));
-			json_object_object_add(r, "size", json_object_new_uint64(e[i].size));
-			json_object_object_add(r, "numa_node", json_object_new_int(e[i].numa_node));
-			json_object_object_add(r, "node_mask", json_object_new_uint64(e[i].node_mask));
-			json_object_object_add(r, "state", json_object_new_string(
+			json_object_set_new(r, "size", json_integer((json_int_t)e[i].size));
+			json_object_set_new(r, "numa_node", json_integer((json_int_t)e[i].numa_node));
+			json_object_set_new(r, "node_mask", json_integer((json_int_t)e[i].node_mask));
+			json_object_set_new(r, "state", json_string(
 					       dsv4_state_to_string(e[i].state, state, sizeof(state))));
-			json_object_object_add(r, "refs", json_object_new_int(e[i].refs));
-			json_object_object_add(r, "uid", json_object_new_int(e[i].uid));
-			json_object_object_add(r, "mode", json_object_new_int(e[i].mode));
-			json_object_array_add(arr, r);
+			json_object_set_new(r, "refs", json_integer((json_int_t)e[i].refs));
+			json_object_set_new(r, "uid", json_integer((json_int_t)e[i].uid));
+			json_object_set_new(r, "mode", json_integer((json_int_t)e[i].mode));
+			json_array_append_new(arr, r);
 		}
 		print_json(arr);
 	} else {
@@ -199,11 +210,11 @@ static int cmd_create(int fd, const struct options *o, char **args, int n)
 	if (ret)
 		return fail("REGION_CREATE", ret);
 	if (o->json) {
-		struct json_object *obj = json_object_new_object();
+		json_t *obj = json_object();
 
-		json_object_object_add(obj, "id", json_object_new_uint64(c.id));
-		json_object_object_add(obj, "name", json_object_new_string(c.name));
-		json_object_object_add(obj, "size", json_object_new_uint64(c.size));
+		json_object_set_new(obj, "id", json_integer((json_int_t)c.id));
+		json_object_set_new(obj, "name", json_name(c.name));
+		json_object_set_new(obj, "size", json_integer((json_int_t)c.size));
 		print_json(obj);
 	} else {
 		printf("created region %llu '%s' (%llu bytes)\n",
