@@ -38,7 +38,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
 .PHONY: all help deps userspace modules kselftests unit check check-vm \
-	check-unit demo bench install install-dkms uninstall clean
+	check-unit demo bench fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
 all: userspace modules kselftests
@@ -49,6 +49,7 @@ help:
 	@echo "make check      deps + build + every suite; ends with 'N passed, N failed'"
 	@echo "make check-vm KVER=<ver>   the module suites in one QEMU-booted kernel"
 	@echo "make demo       the main job, end to end"
+	@echo "make fuzz       libFuzzer targets, 10 minutes each (FUZZ_SECONDS=...)"
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock)"
 	@echo "make install    dsv4.ko (running kernel), dsv4ctl, headers, udev rule, modprobe.d"
 	@echo "make install-dkms   module sources + dkms.conf under /usr/src/dsv4-<version>"
@@ -126,6 +127,9 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@tools/demo.sh
 
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-600} tests/fuzz/run-fuzz.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run-bench.sh $(firstword $(VM_KVERS))
@@ -165,4 +169,4 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/obj-san $(BUILD)/lib $(BUILD)/bin $(BUILD)/kmod \
-		$(BUILD)/tests $(BUILD)/vm $(BUILD)/kselftest/dsv4
+		$(BUILD)/tests $(BUILD)/vm $(BUILD)/kselftest/dsv4 $(BUILD)/fuzz

@@ -42,6 +42,7 @@ run_suite() {	# run_suite NAME COMMAND...
 start=$(date +%s)
 run_suite unit "$top/tests/run-unit.sh" "$build"/tests/unit/*
 run_suite checkpatch "$top/tests/checkpatch.sh"
+run_suite fuzz "$top/tests/fuzz/run-fuzz.sh"
 run_suite kselftest-host "$top/tests/kselftest-host.sh"
 run_suite cli-host "$top/tests/cli/dsv4ctl-host.sh"
 run_suite packaging "$top/tests/packaging.sh"
