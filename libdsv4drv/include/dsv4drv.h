@@ -128,6 +128,69 @@ void dsv4_st_close(struct dsv4_st_file *f);
 const void *dsv4_st_data(const struct dsv4_st_file *f,
 			 const struct dsv4_st_tensor *t);
 
+/* ---- model configuration: HF config.json (config.c) ---- */
+
+#define DSV4_MAX_LAYERS 128
+
+enum dsv4_expert_dtype { DSV4_EXPERT_FP4, DSV4_EXPERT_FP8, DSV4_EXPERT_BF16 };
+
+struct dsv4_config {
+	uint32_t vocab_size;
+	uint32_t dim;			/* hidden_size */
+	uint32_t n_layers;		/* num_hidden_layers (main layers) */
+	uint32_t n_heads;		/* num_attention_heads */
+	uint32_t head_dim;
+	uint32_t rope_head_dim;		/* qk_rope_head_dim */
+	uint32_t q_lora_rank;
+	uint32_t o_groups;
+	uint32_t o_lora_rank;
+	uint32_t window_size;		/* sliding_window */
+	uint32_t index_n_heads;
+	uint32_t index_head_dim;
+	uint32_t index_topk;
+	uint32_t n_routed_experts;
+	uint32_t n_shared_experts;
+	uint32_t n_activated_experts;	/* num_experts_per_tok */
+	uint32_t moe_inter_dim;		/* moe_intermediate_size */
+	uint32_t n_hash_layers;		/* num_hash_layers */
+	uint32_t n_mtp_layers;		/* num_nextn_predict_layers */
+	uint32_t hc_mult;
+	uint32_t hc_sinkhorn_iters;
+	uint32_t bos_token_id;
+	uint32_t eos_token_id;
+	uint64_t max_position_embeddings;
+	double hc_eps;
+	double norm_eps;		/* rms_norm_eps */
+	double rope_theta;
+	double compress_rope_theta;
+	double route_scale;		/* routed_scaling_factor */
+	double swiglu_limit;
+	/* rope_scaling (yarn; applied only with compress_rope_theta) */
+	double rope_factor;
+	uint32_t rope_original_max_pos;	/* original_max_position_embeddings */
+	double rope_beta_fast;
+	double rope_beta_slow;
+	/* quantization_config */
+	int fp8;			/* quant_method fp8: linear weights e4m3 */
+	uint32_t weight_block[2];	/* [128, 128] */
+	int scale_ue8m0;		/* scale_fmt ue8m0 */
+	enum dsv4_expert_dtype expert_dtype;
+	int tie_word_embeddings;
+	/* per layer: 0 = sliding window only, 4 = CSA, else HCA ratio */
+	uint32_t compress_ratios[DSV4_MAX_LAYERS];
+	uint32_t n_ratios;		/* n_layers (+ MTP entries if listed) */
+};
+
+/*
+ * Reads a DeepSeek V4 HF config.json (model_type "deepseek_v4").  Every
+ * value is checked; an error names the key.  Returns 0 or -errno.
+ */
+int dsv4_config_load(const char *path, struct dsv4_config *cfg, char *err,
+		     size_t errlen);
+/* Same, from a JSON text of @len bytes. */
+int dsv4_config_parse(const char *json, size_t len, struct dsv4_config *cfg,
+		      char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
