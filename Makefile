@@ -58,7 +58,8 @@ deps:
 	@$(TOP)/tools/build/deps.sh
 
 # ---- userspace ----
-userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl
+userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
+	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt
 
 $(BUILD)/obj/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
 	@mkdir -p $(dir $@)
@@ -77,6 +78,14 @@ $(LIB_SAN): $(LIB_SAN_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/bin/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+
+$(BUILD)/bin/dsv4-mkmodel: tools/dsv4-mkmodel/mkmodel.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+
+$(BUILD)/bin/dsv4-ckpt: tools/dsv4-ckpt/ckpt.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 
@@ -108,10 +117,10 @@ $(KSFT_INC)/kselftest_harness.h:
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(KSFT_INC)/kselftest_harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
-		-DDSV4_FIXTURES='"$(TOP)/tests/fixtures"' -I$(KSFT_INC) \
+		-DDSV4_FIXTURES='"$(TOP)/tests/fixtures"' -DDSV4_BIN='"$(BUILD)/bin"' -I$(KSFT_INC) \
 		-o $@ $< $(LIB_SAN) $(TOOL_LIBS)
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(BUILD)/bin/dsv4-mkmodel
 
 check-unit: unit
 	@tests/run-unit.sh $(UNIT_BINS)

@@ -81,6 +81,22 @@ int dsv4_decode_f32(enum dsv4_dtype dt, const void *src, size_t count, float *ds
 /* @count FP4 values packed two per byte, low nibble first. */
 void dsv4_fp4_unpack(const uint8_t *src, size_t count, float *dst);
 
+/* ---- quantizers in the release's formats (quant.c) ---- */
+
+uint8_t dsv4_f32_to_e4m3(float x);	/* RNE, saturating at +-448 */
+uint8_t dsv4_f32_to_e2m1(float x);	/* nearest, ties to even; +-6 max */
+/* ue8m0 byte of 2^ceil(log2(max(amax, floor) * inv_max)) */
+uint8_t dsv4_e8m0_ceil(float amax, float inv_max, float floor_amax);
+/*
+ * [rows, cols] float -> e4m3 bytes with one e8m0 scale per block x block
+ * tile ([ceil(rows/block), ceil(cols/block)]), as the release stores FP8.
+ */
+void dsv4_quant_fp8_blocks(const float *w, uint64_t rows, uint64_t cols, uint32_t block,
+			   uint8_t *q, uint8_t *scales);
+/* [rows, cols] float (cols % 32 == 0) -> packed e2m1 [rows, cols/2] + e8m0 [rows, cols/32] */
+void dsv4_quant_fp4_rows(const float *w, uint64_t rows, uint64_t cols,
+			 uint8_t *packed, uint8_t *scales);
+
 /* ---- safetensors (safetensors.c) ---- */
 
 #define DSV4_MAX_DIMS 8
@@ -190,6 +206,82 @@ int dsv4_config_load(const char *path, struct dsv4_config *cfg, char *err,
 /* Same, from a JSON text of @len bytes. */
 int dsv4_config_parse(const char *json, size_t len, struct dsv4_config *cfg,
 		      char *err, size_t errlen);
+
+/* ---- safetensors writer (st_writer.c): header first, data streamed ---- */
+
+struct dsv4_tensor_spec;
+struct dsv4_st_writer;
+
+/*
+ * Creates @path with a header for @specs[0..n) laid out in that order;
+ * the caller then appends each tensor's bytes in the same order with
+ * dsv4_st_writer_write() and finishes with dsv4_st_writer_close(), which
+ * fails if the byte count is not exactly what the header promised.
+ */
+int dsv4_st_writer_open(const char *path, const struct dsv4_tensor_spec *specs,
+			size_t n, struct dsv4_st_writer **out, char *err, size_t errlen);
+int dsv4_st_writer_write(struct dsv4_st_writer *w, const void *data, size_t len);
+int dsv4_st_writer_close(struct dsv4_st_writer *w, char *err, size_t errlen);
+uint64_t dsv4_spec_nbytes(const struct dsv4_tensor_spec *spec);
+
+/* ---- checkpoints: config + shards + the tensor schema (checkpoint.c) ---- */
+
+/* One tensor the model needs, as DeepSeek's release names and stores it. */
+struct dsv4_tensor_spec {
+	char name[96];			/* official name, e.g. layers.3.attn.wq_a.weight */
+	enum dsv4_dtype dtype;
+	uint32_t ndim;
+	uint64_t shape[4];
+};
+
+/*
+ * The tensors a checkpoint for @cfg must hold (main layers; MTP blocks
+ * are optional extras).  *specs is malloc'd (free() it).
+ */
+int dsv4_schema_build(const struct dsv4_config *cfg,
+		      struct dsv4_tensor_spec **specs, size_t *count);
+
+struct dsv4_ckpt_tensor {
+	const struct dsv4_tensor_spec *spec;	/* NULL for extras */
+	const char *stored_name;		/* name in the shard */
+	struct dsv4_st_file *file;
+	const struct dsv4_st_tensor *st;	/* offset/nbytes in that file */
+};
+
+struct dsv4_ckpt {
+	char *dir;
+	struct dsv4_config cfg;
+	struct dsv4_tensor_spec *specs;
+	size_t n_specs;
+	struct dsv4_ckpt_tensor *tensors;	/* [n_specs], same order as specs */
+	struct dsv4_ckpt_tensor *extras;	/* present but not in the schema */
+	size_t n_extras;
+	struct dsv4_st_file **shards;
+	size_t n_shards;
+	int hf_names;			/* names were HF-transformers style */
+};
+
+/*
+ * Opens a checkpoint directory: config.json plus model.safetensors.index.json
+ * and its shards, or a single model.safetensors.  Every tensor of the schema
+ * is checked for presence, dtype and shape; an error names the tensor, the
+ * file and what was expected.  Shards stay mmapped until dsv4_ckpt_close().
+ */
+/*
+ * HF-transformers tensor name -> the release's name; -ENOENT when @hf is
+ * not an HF-style name that maps one to one.
+ */
+int dsv4_hf_name_to_official(const char *hf, char *out, size_t len);
+
+int dsv4_ckpt_open(const char *dir, struct dsv4_ckpt **out, char *err,
+		   size_t errlen);
+void dsv4_ckpt_close(struct dsv4_ckpt *ck);
+const struct dsv4_ckpt_tensor *dsv4_ckpt_find(const struct dsv4_ckpt *ck,
+					      const char *name);
+static inline const void *dsv4_ckpt_data(const struct dsv4_ckpt_tensor *t)
+{
+	return dsv4_st_data(t->file, t->st);
+}
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A checkpoint directory as DeepSeek publishes it: config.json, then
+ * model.safetensors.index.json + shards, or a single model.safetensors.
+ * Tensor names may be the release's own or HF-transformers' (mapped by
+ * dsv4_hf_name_to_official()); every tensor of the schema must be present
+ * with the exact dtype and shape.  Tensors outside the schema (MTP blocks,
+ * DSpark) are kept as extras and reported, not refused.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dsv4drv.h"
+#include "internal.h"
+
+#define MAX_SHARDS 4096
+
+static int spec_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dsv4_tensor_spec *)a)->name,
+		      ((const struct dsv4_tensor_spec *)b)->name);
+}
+
+static const struct dsv4_tensor_spec *spec_find(const struct dsv4_ckpt *ck, const char *name)
+{
+	struct dsv4_tensor_spec key;
+
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	return bsearch(&key, ck->specs, ck->n_specs, sizeof(key), spec_cmp);
+}
+
+static int open_shard(struct dsv4_ckpt *ck, const char *file, struct dsv4_st_file **out,
+		      char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ck->n_shards; i++) {
+		const char *base = strrchr(ck->shards[i]->path, '/');
+
+		if (!strcmp(base ? base + 1 : ck->shards[i]->path, file)) {
+			*out = ck->shards[i];
+			return 0;
+		}
+	}
+	if (strchr(file, '/') || !strcmp(file, "..") || !file[0])
+		return dsv4_errf(err, errlen, -EINVAL, "index names a shard outside the directory: '%s'", file);
+	if (ck->n_shards == MAX_SHARDS)
+		return dsv4_errf(err, errlen, -E2BIG, "more than %d shards", MAX_SHARDS);
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", ck->dir, file) >= sizeof(path))
+		return dsv4_errf(err, errlen, -ENAMETOOLONG, "shard path too long: %s", file);
+	if (!ck->shards) {
+		ck->shards = calloc(MAX_SHARDS, sizeof(*ck->shards));
+		if (!ck->shards)
+			return -ENOMEM;
+	}
+	int ret = dsv4_st_open(path, out, err, errlen);
+
+	if (!ret)
+		ck->shards[ck->n_shards++] = *out;
+	return ret;
+}
+
+/* Records stored tensor @st of @f under its official name. */
+static int place(struct dsv4_ckpt *ck, struct dsv4_st_file *f, const struct dsv4_st_tensor *st,
+		 char *err, size_t errlen)
+{
+	char official[128];
+	const char *name = st->name;
+	const struct dsv4_tensor_spec *spec;
+	struct dsv4_ckpt_tensor *slot;
+
+	if (!dsv4_hf_name_to_official(st->name, official, sizeof(official))) {
+		name = official;
+		ck->hf_names = 1;
+	}
+	spec = spec_find(ck, name);
+	if (!spec) {
+		struct dsv4_ckpt_tensor *x = realloc(ck->extras, (ck->n_extras + 1) * sizeof(*x));
+
+		if (!x)
+			return -ENOMEM;
+		ck->extras = x;
+		x[ck->n_extras++] = (struct dsv4_ckpt_tensor){ NULL, st->name, f, st };
+		return 0;
+	}
+	slot = &ck->tensors[spec - ck->specs];
+	if (slot->st)
+		return dsv4_errf(err, errlen, -EINVAL, "%s: stored twice (as '%s' in %s and '%s' in %s)",
+				 spec->name, slot->stored_name, slot->file->path, st->name, f->path);
+	*slot = (struct dsv4_ckpt_tensor){ spec, st->name, f, st };
+	return 0;
+}
+
+static int load_index(struct dsv4_ckpt *ck, const char *index_path, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr), *map, *v;
+	const char *name;
+	int ret = 0;
+
+	if (!root)
+		return dsv4_errf(err, errlen, -EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
+	map = json_object_get(root, "weight_map");
+	if (!json_is_object(map)) {
+		ret = dsv4_errf(err, errlen, -EINVAL, "%s: no weight_map object", index_path);
+		goto out;
+	}
+	json_object_foreach(map, name, v) {
+		struct dsv4_st_file *f;
+		const struct dsv4_st_tensor *st;
+
+		if (!json_is_string(v)) {
+			ret = dsv4_errf(err, errlen, -EINVAL, "%s: weight_map['%s'] is not a file name",
+					index_path, name);
+			goto out;
+		}
+		ret = open_shard(ck, json_string_value(v), &f, err, errlen);
+		if (ret)
+			goto out;
+		st = dsv4_st_find(&f->header, name);
+		if (!st) {
+			ret = dsv4_errf(err, errlen, -ENOENT, "%s: index puts '%s' in %s, which lacks it",
+					index_path, name, f->path);
+			goto out;
+		}
+		ret = place(ck, f, st, err, errlen);
+		if (ret)
+			goto out;
+	}
+	/* Tensors in shards that the index does not list are extras too. */
+	for (size_t s = 0; s < ck->n_shards; s++) {
+		struct dsv4_st_file *f = ck->shards[s];
+
+		for (size_t i = 0; i < f->header.count; i++)
+			if (!json_object_get(map, f->header.tensors[i].name)) {
+				ret = dsv4_errf(err, errlen, -EINVAL, "%s: '%s' is in %s but not in the index",
+						index_path, f->header.tensors[i].name, f->path);
+				goto out;
+			}
+	}
+out:
+	json_decref(root);
+	return ret;
+}
+
+static int shape_str(char *buf, size_t len, enum dsv4_dtype dt, uint32_t ndim, const uint64_t *shape)
+{
+	int n = snprintf(buf, len, "%s [", dsv4_dtype_name(dt));
+
+	for (uint32_t i = 0; i < ndim && n > 0 && (size_t)n < len; i++)
+		n += snprintf(buf + n, len - (size_t)n, "%s%llu", i ? ", " : "", (unsigned long long)shape[i]);
+	if (n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, "]");
+	return 0;
+}
+
+/* Presence, dtype and shape of every schema tensor. */
+static int check_schema(const struct dsv4_ckpt *ck, char *err, size_t errlen)
+{
+	size_t missing = 0, bad = 0;
+	char first[512] = "";
+
+	for (size_t i = 0; i < ck->n_specs; i++) {
+		const struct dsv4_tensor_spec *s = &ck->specs[i];
+		const struct dsv4_ckpt_tensor *t = &ck->tensors[i];
+		char want[96], got[96];
+		int ok = 1;
+
+		shape_str(want, sizeof(want), s->dtype, s->ndim, s->shape);
+		if (!t->st) {
+			if (!missing++ && !bad)
+				snprintf(first, sizeof(first), "%s: missing (expected %s)", s->name, want);
+			continue;
+		}
+		if (t->st->dtype != s->dtype || t->st->ndim != s->ndim)
+			ok = 0;
+		for (uint32_t d = 0; ok && d < s->ndim; d++)
+			ok = t->st->shape[d] == s->shape[d];
+		if (!ok) {
+			shape_str(got, sizeof(got), t->st->dtype, t->st->ndim, t->st->shape);
+			if (!bad++ && !missing)
+				snprintf(first, sizeof(first), "%s ('%s' in %s): expected %s, found %s",
+					 s->name, t->stored_name, t->file->path, want, got);
+		}
+	}
+	if (missing || bad)
+		return dsv4_errf(err, errlen, -EINVAL, "%s (%zu missing, %zu wrong dtype/shape)",
+				 first, missing, bad);
+	return 0;
+}
+
+int dsv4_ckpt_open(const char *dir, struct dsv4_ckpt **out, char *err, size_t errlen)
+{
+	struct dsv4_ckpt *ck;
+	char path[PATH_MAX];
+	int ret;
+
+	*out = NULL;
+	ck = calloc(1, sizeof(*ck));
+	if (!ck || !(ck->dir = strdup(dir))) {
+		free(ck);
+		return -ENOMEM;
+	}
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	ret = dsv4_config_load(path, &ck->cfg, err, errlen);
+	if (ret)
+		goto fail;
+	ret = dsv4_schema_build(&ck->cfg, &ck->specs, &ck->n_specs);
+	if (ret)
+		goto fail;
+	qsort(ck->specs, ck->n_specs, sizeof(*ck->specs), spec_cmp);
+	ck->tensors = calloc(ck->n_specs, sizeof(*ck->tensors));
+	if (!ck->tensors) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if (!access(path, F_OK)) {
+		ret = load_index(ck, path, err, errlen);
+	} else {
+		struct dsv4_st_file *f;
+
+		ret = open_shard(ck, "model.safetensors", &f, err, errlen);
+		for (size_t i = 0; !ret && i < f->header.count; i++)
+			ret = place(ck, f, &f->header.tensors[i], err, errlen);
+	}
+	if (!ret)
+		ret = check_schema(ck, err, errlen);
+	if (ret)
+		goto fail;
+	*out = ck;
+	return 0;
+fail:
+	dsv4_ckpt_close(ck);
+	return ret;
+}
+
+void dsv4_ckpt_close(struct dsv4_ckpt *ck)
+{
+	if (!ck)
+		return;
+	for (size_t i = 0; i < ck->n_shards; i++)
+		dsv4_st_close(ck->shards[i]);
+	free(ck->shards);
+	free(ck->tensors);
+	free(ck->extras);
+	free(ck->specs);
+	free(ck->dir);
+	free(ck);
+}
+
+const struct dsv4_ckpt_tensor *dsv4_ckpt_find(const struct dsv4_ckpt *ck, const char *name)
+{
+	const struct dsv4_tensor_spec *s = spec_find(ck, name);
+
+	return s && ck->tensors[s - ck->specs].st ? &ck->tensors[s - ck->specs] : NULL;
+}
