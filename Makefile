@@ -116,7 +116,7 @@ $(KSFT_INC)/kselftest_harness.h:
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(KSFT_INC)/kselftest_harness.h
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare -Wno-clobbered \
 		-DDSV4_FIXTURES='"$(TOP)/tests/fixtures"' -DDSV4_BIN='"$(BUILD)/bin"' -I$(KSFT_INC) \
 		-o $@ $< $(LIB_SAN) $(TOOL_LIBS)
 

@@ -259,6 +259,9 @@ struct dsv4_ckpt {
 	struct dsv4_st_file **shards;
 	size_t n_shards;
 	int hf_names;			/* names were HF-transformers style */
+	/* per-expert views into HF's stacked expert tensors (owned here) */
+	struct dsv4_st_tensor **view_blocks;
+	size_t n_view_blocks;
 };
 
 /*

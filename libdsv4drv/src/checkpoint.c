@@ -65,20 +65,89 @@ static int open_shard(struct dsv4_ckpt *ck, const char *file, struct dsv4_st_fil
 	return ret;
 }
 
+static int place_as(struct dsv4_ckpt *ck, struct dsv4_st_file *f, const struct dsv4_st_tensor *st,
+		    const char *name, char *err, size_t errlen);
+
+/*
+ * HF stacks routed experts: gate_up_proj [E, 2I, H] (gate rows first) and
+ * down_proj [E, H, I], scales as *_scale_inv alike.  Each expert's slice is
+ * contiguous, so it becomes a view: a tensor with its own offset and shape
+ * inside the same mapping, still readable in place or with io_uring.
+ */
+static int place_stacked(struct dsv4_ckpt *ck, struct dsv4_st_file *f,
+			 const struct dsv4_st_tensor *st, unsigned int layer,
+			 const char *what, char *err, size_t errlen)
+{
+	int gate_up = !strncmp(what, "gate_up_proj", 12);
+	int scale = strstr(what, "_scale_inv") != NULL;
+	uint32_t E = ck->cfg.n_routed_experts, per = gate_up ? 2 : 1;
+	struct dsv4_st_tensor *views, **blocks;
+	uint64_t rows, cols, elt = dsv4_dtype_size(st->dtype);
+	int ret = 0;
+
+	if (st->ndim != 3 || st->shape[0] != E || (gate_up && st->shape[1] % 2))
+		return dsv4_errf(err, errlen, -EINVAL,
+				 "%s (%s): expected [%u, %s, *] stacked experts", st->name, f->path, E,
+				 gate_up ? "2 x rows" : "rows");
+	rows = gate_up ? st->shape[1] / 2 : st->shape[1];
+	cols = st->shape[2];
+	views = calloc((size_t)E * per, sizeof(*views));
+	blocks = realloc(ck->view_blocks, (ck->n_view_blocks + 1) * sizeof(*blocks));
+	if (!views || !blocks) {
+		free(views);
+		if (blocks)
+			ck->view_blocks = blocks;
+		return -ENOMEM;
+	}
+	ck->view_blocks = blocks;
+	ck->view_blocks[ck->n_view_blocks++] = views;
+	for (uint32_t e = 0; e < E && !ret; e++) {
+		for (uint32_t k = 0; k < per && !ret; k++) {
+			struct dsv4_st_tensor *v = &views[e * per + k];
+			char name[128];
+
+			*v = *st;
+			v->ndim = 2;
+			v->shape[0] = rows;
+			v->shape[1] = cols;
+			v->count = rows * cols;
+			v->nbytes = v->count * elt;
+			v->offset = st->offset + ((uint64_t)e * per + k) * v->nbytes;
+			snprintf(name, sizeof(name), "layers.%u.ffn.experts.%u.%s%s", layer, e,
+				 gate_up ? (k ? "w3" : "w1") : "w2", scale ? ".scale" : ".weight");
+			ret = place_as(ck, f, v, name, err, errlen);
+		}
+	}
+	ck->hf_names = 1;
+	return ret;
+}
+
 /* Records stored tensor @st of @f under its official name. */
 static int place(struct dsv4_ckpt *ck, struct dsv4_st_file *f, const struct dsv4_st_tensor *st,
 		 char *err, size_t errlen)
 {
-	char official[128];
-	const char *name = st->name;
-	const struct dsv4_tensor_spec *spec;
+	char official[128], what[32];
+	unsigned int layer;
+	int used = 0;
+
+	if (sscanf(st->name, "model.layers.%u.mlp.experts.%31s%n", &layer, what, &used) == 2 &&
+	    !st->name[used] && (!strcmp(what, "gate_up_proj") || !strcmp(what, "down_proj") ||
+				!strcmp(what, "gate_up_proj_scale_inv") ||
+				!strcmp(what, "down_proj_scale_inv")))
+		return place_stacked(ck, f, st, layer, what, err, errlen);
+	if (!dsv4_hf_name_to_official(st->name, official, sizeof(official))) {
+		ck->hf_names = 1;
+		return place_as(ck, f, st, official, err, errlen);
+	}
+	return place_as(ck, f, st, st->name, err, errlen);
+}
+
+static int place_as(struct dsv4_ckpt *ck, struct dsv4_st_file *f, const struct dsv4_st_tensor *st,
+		    const char *name, char *err, size_t errlen)
+{
+	const struct dsv4_tensor_spec *spec = spec_find(ck, name);
 	struct dsv4_ckpt_tensor *slot;
 
-	if (!dsv4_hf_name_to_official(st->name, official, sizeof(official))) {
-		name = official;
-		ck->hf_names = 1;
-	}
-	spec = spec_find(ck, name);
 	if (!spec) {
 		struct dsv4_ckpt_tensor *x = realloc(ck->extras, (ck->n_extras + 1) * sizeof(*x));
 
@@ -248,6 +317,9 @@ void dsv4_ckpt_close(struct dsv4_ckpt *ck)
 	for (size_t i = 0; i < ck->n_shards; i++)
 		dsv4_st_close(ck->shards[i]);
 	free(ck->shards);
+	for (size_t i = 0; i < ck->n_view_blocks; i++)
+		free(ck->view_blocks[i]);
+	free(ck->view_blocks);
 	free(ck->tensors);
 	free(ck->extras);
 	free(ck->specs);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "dsv4drv.h"
 #include "kselftest_harness.h"
 
@@ -302,6 +304,143 @@ TEST_F(ckpt, missing_files_named)
 	unlink(path);
 	EXPECT_EQ(-ENOENT, open_err(self->dir, err, sizeof(err)));
 	EXPECT_NE(NULL, strstr(err, "config.json")) TH_LOG("%s", err);
+}
+
+TEST(hf_names_map_to_official)
+{
+	/* From transformers' deepseek_v4 conversion mapping (2026-11). */
+	static const char *const pairs[][2] = {
+		{ "model.embed_tokens.weight", "embed.weight" },
+		{ "lm_head.weight", "head.weight" },
+		{ "model.norm.weight", "norm.weight" },
+		{ "model.hc_head.hc_fn", "hc_head_fn" },
+		{ "model.hc_head.hc_scale", "hc_head_scale" },
+		{ "model.layers.7.input_layernorm.weight", "layers.7.attn_norm.weight" },
+		{ "model.layers.7.post_attention_layernorm.weight", "layers.7.ffn_norm.weight" },
+		{ "model.layers.0.attn_hc.fn", "layers.0.hc_attn_fn" },
+		{ "model.layers.0.ffn_hc.base", "layers.0.hc_ffn_base" },
+		{ "model.layers.3.self_attn.q_a_proj.weight", "layers.3.attn.wq_a.weight" },
+		{ "model.layers.3.self_attn.q_a_proj.weight_scale_inv", "layers.3.attn.wq_a.scale" },
+		{ "model.layers.3.self_attn.q_a_norm.weight", "layers.3.attn.q_norm.weight" },
+		{ "model.layers.3.self_attn.kv_proj.weight", "layers.3.attn.wkv.weight" },
+		{ "model.layers.3.self_attn.o_a_proj.weight", "layers.3.attn.wo_a.weight" },
+		{ "model.layers.3.self_attn.sinks", "layers.3.attn.attn_sink" },
+		{ "model.layers.3.self_attn.compressor.position_bias", "layers.3.attn.compressor.ape" },
+		{ "model.layers.3.self_attn.compressor.kv_norm.weight", "layers.3.attn.compressor.norm.weight" },
+		{ "model.layers.2.self_attn.compressor.indexer.q_b_proj.weight_scale_inv", "layers.2.attn.indexer.wq_b.scale" },
+		{ "model.layers.2.self_attn.compressor.indexer.weights_proj.weight", "layers.2.attn.indexer.weights_proj.weight" },
+		{ "model.layers.2.self_attn.compressor.indexer.scorer.weights_proj.weight", "layers.2.attn.indexer.weights_proj.weight" },
+		{ "model.layers.2.self_attn.compressor.indexer.gate_proj.weight", "layers.2.attn.indexer.compressor.wgate.weight" },
+		{ "model.layers.4.mlp.gate.e_score_correction_bias", "layers.4.ffn.gate.bias" },
+		{ "model.layers.0.mlp.gate.tid2eid", "layers.0.ffn.gate.tid2eid" },
+		{ "model.layers.4.mlp.shared_experts.up_proj.weight", "layers.4.ffn.shared_experts.w3.weight" },
+		{ "model.layers.4.mlp.shared_experts.down_proj.weight_scale_inv", "layers.4.ffn.shared_experts.w2.scale" },
+	};
+	static const char *const not_hf[] = {
+		"layers.3.attn.wq_a.weight", "model.layers.3.self_attn.q_a_proj.bias",
+		"model.layers.x.input_layernorm.weight", "model.layers.3.self_attn.sinks.extra",
+		"mtp.0.norm.weight", "model.layers.3.mlp.experts.gate_up_proj", "",
+	};
+	char out[128];
+
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		ASSERT_EQ(0, dsv4_hf_name_to_official(pairs[i][0], out, sizeof(out))) TH_LOG("%s", pairs[i][0]);
+		EXPECT_STREQ(pairs[i][1], out);
+	}
+	for (size_t i = 0; i < sizeof(not_hf) / sizeof(not_hf[0]); i++) {
+		EXPECT_EQ(-ENOENT, dsv4_hf_name_to_official(not_hf[i], out, sizeof(out))) TH_LOG("%s", not_hf[i]);
+	}
+	EXPECT_EQ(-ENAMETOOLONG, dsv4_hf_name_to_official("model.embed_tokens.weight", out, 5));
+}
+
+/*
+ * HF layout: some tensors under HF names, routed experts stacked as
+ * gate_up_proj [E, 2I, H] / down_proj [E, H, I] (BF16 experts here).
+ */
+TEST_F(ckpt, hf_layout_with_stacked_experts)
+{
+	char path[128], err[512] = "";
+	struct dsv4_tensor_spec *s;
+	struct dsv4_config c = self->cfg;
+	struct dsv4_ckpt *ck;
+	size_t n = 0;
+
+	/* BF16 experts: config.json with expert_dtype "bf16" */
+	json_t *cj = json_load_file(TINY, 0, NULL);
+
+	ASSERT_NE(NULL, cj);
+	json_object_set_new(cj, "expert_dtype", json_string("bf16"));
+	snprintf(path, sizeof(path), "%s/config.json", self->dir);
+	ASSERT_EQ(0, json_dump_file(cj, path, 0));
+	json_decref(cj);
+	c.expert_dtype = DSV4_EXPERT_BF16;
+	free(self->specs);
+	ASSERT_EQ(0, dsv4_schema_build(&c, &self->specs, &self->n));
+	s = calloc(self->n, sizeof(*s));
+	for (size_t i = 0; i < self->n; i++) {
+		unsigned int L, e;
+		const char *nm = self->specs[i].name;
+
+		if (sscanf(nm, "layers.%u.ffn.experts.%u.", &L, &e) == 2) {
+			if (e == 0 && strstr(nm, ".w1.weight")) {
+				s[n] = (struct dsv4_tensor_spec){ "", DSV4_DT_BF16, 3,
+					{ c.n_routed_experts, 2 * c.moe_inter_dim, c.dim } };
+				snprintf(s[n++].name, sizeof(s[0].name), "model.layers.%u.mlp.experts.gate_up_proj", L);
+				s[n] = (struct dsv4_tensor_spec){ "", DSV4_DT_BF16, 3,
+					{ c.n_routed_experts, c.dim, c.moe_inter_dim } };
+				snprintf(s[n++].name, sizeof(s[0].name), "model.layers.%u.mlp.experts.down_proj", L);
+			}
+			continue;
+		}
+		s[n] = self->specs[i];
+		if (!strcmp(nm, "embed.weight"))
+			strcpy(s[n].name, "model.embed_tokens.weight");
+		else if (!strcmp(nm, "layers.1.attn.wq_a.weight"))
+			strcpy(s[n].name, "model.layers.1.self_attn.q_a_proj.weight");
+		else if (!strcmp(nm, "layers.1.attn.wq_a.scale"))
+			strcpy(s[n].name, "model.layers.1.self_attn.q_a_proj.weight_scale_inv");
+		n++;
+	}
+	ASSERT_EQ(0, write_single(self->dir, s, n));
+	ASSERT_EQ(0, dsv4_ckpt_open(self->dir, &ck, err, sizeof(err))) TH_LOG("%s", err);
+	EXPECT_EQ(1, ck->hf_names);
+	EXPECT_EQ(0u, ck->n_extras);
+	/* Expert 3's w3 is rows [I, 2I) of gate_up_proj[3]; w2 is down_proj[3]. */
+	for (unsigned int L = 0; L < c.n_layers; L++) {
+		char name[96];
+		const struct dsv4_ckpt_tensor *w3, *w2;
+		uint64_t I = c.moe_inter_dim, H = c.dim;
+
+		snprintf(name, sizeof(name), "layers.%u.ffn.experts.3.w3.weight", L);
+		w3 = dsv4_ckpt_find(ck, name);
+		snprintf(name, sizeof(name), "layers.%u.ffn.experts.3.w2.weight", L);
+		w2 = dsv4_ckpt_find(ck, name);
+		ASSERT_NE(NULL, w3);
+		ASSERT_NE(NULL, w2);
+		EXPECT_EQ(I, w3->st->shape[0]);
+		EXPECT_EQ(H, w3->st->shape[1]);
+		EXPECT_EQ(H, w2->st->shape[0]);
+		/* offsets: gate_up base + (3 * 2I + I) * H * 2 bytes */
+		snprintf(name, sizeof(name), "layers.%u.ffn.experts.0.w1.weight", L);
+		const struct dsv4_ckpt_tensor *w1_0 = dsv4_ckpt_find(ck, name);
+
+		ASSERT_NE(NULL, w1_0);
+		EXPECT_EQ(w1_0->st->offset + (3 * 2 * I + I) * H * 2, w3->st->offset);
+		EXPECT_EQ(w1_0->file, w3->file);
+	}
+	EXPECT_NE(NULL, dsv4_ckpt_find(ck, "embed.weight"));
+	EXPECT_STREQ("model.layers.1.self_attn.q_a_proj.weight_scale_inv",
+		     dsv4_ckpt_find(ck, "layers.1.attn.wq_a.scale")->stored_name);
+	dsv4_ckpt_close(ck);
+
+	/* A stacked tensor with the wrong expert count is refused by name. */
+	for (size_t i = 0; i < n; i++)
+		if (strstr(s[i].name, "layers.2.mlp.experts.down_proj"))
+			s[i].shape[0] = c.n_routed_experts - 1;
+	ASSERT_EQ(0, write_single(self->dir, s, n));
+	EXPECT_EQ(-EINVAL, open_err(self->dir, err, sizeof(err)));
+	EXPECT_NE(NULL, strstr(err, "model.layers.2.mlp.experts.down_proj")) TH_LOG("%s", err);
+	free(s);
 }
 
 TEST(writer_refuses_wrong_byte_counts)
