@@ -191,6 +191,7 @@ struct dsv4_config {
 	uint32_t weight_block[2];	/* [128, 128] */
 	int scale_ue8m0;		/* scale_fmt ue8m0 */
 	enum dsv4_expert_dtype expert_dtype;
+	int expert_dtype_given;		/* 0: not in config.json (the HF release's case) */
 	int tie_word_embeddings;
 	/* per layer: 0 = sliding window only, 4 = CSA, else HCA ratio */
 	uint32_t compress_ratios[DSV4_MAX_LAYERS];

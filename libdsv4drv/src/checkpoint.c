@@ -165,7 +165,29 @@ static int place_as(struct dsv4_ckpt *ck, struct dsv4_st_file *f, const struct d
 	return 0;
 }
 
-static int load_index(struct dsv4_ckpt *ck, const char *index_path, char *err, size_t errlen)
+struct stored {
+	struct dsv4_st_file *file;
+	const struct dsv4_st_tensor *st;
+};
+
+struct stored_list {
+	struct stored *v;
+	size_t n;
+};
+
+static int stored_add(struct stored_list *l, struct dsv4_st_file *f, const struct dsv4_st_tensor *st)
+{
+	struct stored *v = realloc(l->v, (l->n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	l->v = v;
+	l->v[l->n++] = (struct stored){ f, st };
+	return 0;
+}
+
+static int load_index(struct dsv4_ckpt *ck, const char *index_path, struct stored_list *out,
+		      char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_load_file(index_path, JSON_REJECT_DUPLICATES, &jerr), *map, *v;
@@ -197,11 +219,11 @@ static int load_index(struct dsv4_ckpt *ck, const char *index_path, char *err, s
 					index_path, name, f->path);
 			goto out;
 		}
-		ret = place(ck, f, st, err, errlen);
+		ret = stored_add(out, f, st);
 		if (ret)
 			goto out;
 	}
-	/* Tensors in shards that the index does not list are extras too. */
+	/* A tensor in a shard that the index does not list is an error. */
 	for (size_t s = 0; s < ck->n_shards; s++) {
 		struct dsv4_st_file *f = ck->shards[s];
 
@@ -215,6 +237,25 @@ static int load_index(struct dsv4_ckpt *ck, const char *index_path, char *err, s
 out:
 	json_decref(root);
 	return ret;
+}
+
+/* The release's HF config.json does not say how experts are stored: look. */
+static void probe_expert_dtype(struct dsv4_config *cfg, const struct stored_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct dsv4_st_tensor *st = l->v[i].st;
+
+		if (strcmp(st->name, "layers.0.ffn.experts.0.w1.weight") &&
+		    strcmp(st->name, "model.layers.0.mlp.experts.gate_up_proj"))
+			continue;
+		if (st->dtype == DSV4_DT_I8 || st->dtype == DSV4_DT_U8)
+			cfg->expert_dtype = DSV4_EXPERT_FP4;
+		else if (st->dtype == DSV4_DT_F8_E4M3)
+			cfg->expert_dtype = DSV4_EXPERT_FP8;
+		else if (st->dtype == DSV4_DT_BF16)
+			cfg->expert_dtype = DSV4_EXPERT_BF16;
+		return;
+	}
 }
 
 static int shape_str(char *buf, size_t len, enum dsv4_dtype dt, uint32_t ndim, const uint64_t *shape)
@@ -265,6 +306,7 @@ static int check_schema(const struct dsv4_ckpt *ck, char *err, size_t errlen)
 
 int dsv4_ckpt_open(const char *dir, struct dsv4_ckpt **out, char *err, size_t errlen)
 {
+	struct stored_list stored = { 0 };
 	struct dsv4_ckpt *ck;
 	char path[PATH_MAX];
 	int ret;
@@ -279,6 +321,22 @@ int dsv4_ckpt_open(const char *dir, struct dsv4_ckpt **out, char *err, size_t er
 	ret = dsv4_config_load(path, &ck->cfg, err, errlen);
 	if (ret)
 		goto fail;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if (!access(path, F_OK)) {
+		ret = load_index(ck, path, &stored, err, errlen);
+	} else {
+		struct dsv4_st_file *f;
+
+		ret = open_shard(ck, "model.safetensors", &f, err, errlen);
+		for (size_t i = 0; !ret && i < f->header.count; i++)
+			ret = stored_add(&stored, f, &f->header.tensors[i]);
+	}
+	if (ret)
+		goto fail;
+	if (!ck->cfg.expert_dtype_given)
+		probe_expert_dtype(&ck->cfg, &stored);
+
 	ret = dsv4_schema_build(&ck->cfg, &ck->specs, &ck->n_specs);
 	if (ret)
 		goto fail;
@@ -288,24 +346,17 @@ int dsv4_ckpt_open(const char *dir, struct dsv4_ckpt **out, char *err, size_t er
 		ret = -ENOMEM;
 		goto fail;
 	}
-
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if (!access(path, F_OK)) {
-		ret = load_index(ck, path, err, errlen);
-	} else {
-		struct dsv4_st_file *f;
-
-		ret = open_shard(ck, "model.safetensors", &f, err, errlen);
-		for (size_t i = 0; !ret && i < f->header.count; i++)
-			ret = place(ck, f, &f->header.tensors[i], err, errlen);
-	}
+	for (size_t i = 0; !ret && i < stored.n; i++)
+		ret = place(ck, stored.v[i].file, stored.v[i].st, err, errlen);
 	if (!ret)
 		ret = check_schema(ck, err, errlen);
 	if (ret)
 		goto fail;
+	free(stored.v);
 	*out = ck;
 	return 0;
 fail:
+	free(stored.v);
 	dsv4_ckpt_close(ck);
 	return ret;
 }

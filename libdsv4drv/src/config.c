@@ -212,6 +212,10 @@ static int parse_quant(json_t *root, struct dsv4_config *cfg, char *err, size_t 
 			cfg->weight_block[1] = (uint32_t)b;
 		}
 	}
+	cfg->expert_dtype_given = ed != NULL;
+	/* The HF config.json of the release omits it (the FP4 experts are only
+	 * named in inference/config.json); dsv4_ckpt_open() then reads it off
+	 * the stored expert weights.  Without a checkpoint: FP8 if quantized. */
 	if (!ed)
 		cfg->expert_dtype = cfg->fp8 ? DSV4_EXPERT_FP8 : DSV4_EXPERT_BF16;
 	else if (!strcmp(ed, "fp4"))

@@ -443,6 +443,24 @@ TEST_F(ckpt, hf_layout_with_stacked_experts)
 	free(s);
 }
 
+/* The release's HF config.json has no expert_dtype: the loader looks. */
+TEST_F(ckpt, expert_dtype_read_from_weights)
+{
+	char path[128], err[512] = "";
+	json_t *cj = json_load_file(TINY, 0, NULL);
+	struct dsv4_ckpt *ck;
+
+	ASSERT_EQ(0, json_object_del(cj, "expert_dtype"));
+	snprintf(path, sizeof(path), "%s/config.json", self->dir);
+	ASSERT_EQ(0, json_dump_file(cj, path, 0));
+	json_decref(cj);
+	ASSERT_EQ(0, write_single(self->dir, self->specs, self->n));	/* FP4 experts */
+	ASSERT_EQ(0, dsv4_ckpt_open(self->dir, &ck, err, sizeof(err))) TH_LOG("%s", err);
+	EXPECT_EQ(0, ck->cfg.expert_dtype_given);
+	EXPECT_EQ(DSV4_EXPERT_FP4, ck->cfg.expert_dtype);
+	dsv4_ckpt_close(ck);
+}
+
 TEST(writer_refuses_wrong_byte_counts)
 {
 	struct dsv4_tensor_spec s[2] = {
