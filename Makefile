@@ -59,7 +59,7 @@ deps:
 
 # ---- userspace ----
 userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
-	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt
+	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/static/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt
 
 $(BUILD)/obj/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
 	@mkdir -p $(dir $@)
@@ -83,7 +83,12 @@ $(BUILD)/bin/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
 
 $(BUILD)/bin/dsv4-mkmodel: tools/dsv4-mkmodel/mkmodel.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+	$(CC) $(BASE_CFLAGS) -fopenmp -o $@ $< $(LIB) $(TOOL_LIBS)
+
+# A static dsv4-mkmodel carried to the GPU machine for reference runs.
+$(BUILD)/bin/static/dsv4-mkmodel: tools/dsv4-mkmodel/mkmodel.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -fopenmp -static -o $@ $< $(LIB) $(STATIC_LIBS)
 
 $(BUILD)/bin/dsv4-ckpt: tools/dsv4-ckpt/ckpt.c $(LIB)
 	@mkdir -p $(dir $@)

@@ -250,10 +250,24 @@ static int check_relations(const struct dsv4_config *c, char *err, size_t errlen
 	if (c->index_head_dim % 2 || c->index_head_dim < c->rope_head_dim)
 		return dsv4_errf(err, errlen, -EINVAL,
 				 "config: index_head_dim %u must be even and >= qk_rope_head_dim", c->index_head_dim);
-	if (c->fp8 && (c->dim % c->weight_block[1] || c->q_lora_rank % c->weight_block[1]))
-		return dsv4_errf(err, errlen, -EINVAL,
-				 "config: FP8 weights need hidden_size and q_lora_rank in multiples of %u",
-				 c->weight_block[1]);
+	if (c->fp8) {
+		/* FP8 linears quantize their input per weight_block[1] columns */
+		static const char *const what[] = {
+			"hidden_size", "q_lora_rank", "moe_intermediate_size",
+			"o_groups * o_lora_rank", "num_attention_heads * head_dim / o_groups",
+		};
+		uint64_t in[] = {
+			c->dim, c->q_lora_rank, c->moe_inter_dim,
+			(uint64_t)c->o_groups * c->o_lora_rank,
+			(uint64_t)c->n_heads * c->head_dim / c->o_groups,
+		};
+
+		for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+			if (in[i] % c->weight_block[1])
+				return dsv4_errf(err, errlen, -EINVAL,
+						 "config: FP8 weights need %s (%llu) in multiples of %u",
+						 what[i], (unsigned long long)in[i], c->weight_block[1]);
+	}
 	if (c->expert_dtype == DSV4_EXPERT_FP4 && (c->dim % 32 || c->moe_inter_dim % 32))
 		return dsv4_errf(err, errlen, -EINVAL,
 				 "config: FP4 experts need hidden_size and moe_intermediate_size in multiples of 32");

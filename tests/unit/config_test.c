@@ -110,6 +110,8 @@ TEST(bad_values_refused)
 		{ "compress_ratios", json_pack("[i,i]", 0, 4), -EINVAL, "2 entries for 43 layers" },
 		{ "compress_ratios", json_string("0,4"), -EINVAL, "compress_ratios" },
 		{ "expert_dtype", json_string("int4"), -EINVAL, "expert_dtype" },
+		{ "moe_intermediate_size", json_integer(96), -EINVAL, "moe_intermediate_size (96) in multiples of 128" },
+		{ "o_lora_rank", json_integer(8), -EINVAL, "o_groups * o_lora_rank" },
 		{ "rope_scaling", json_pack("{s:s}", "type", "linear"), -EINVAL, "yarn" },
 		{ "rope_scaling", json_pack("{s:s,s:f}", "type", "yarn", "factor", 16.0), -EINVAL,
 		  "original_max_position_embeddings" },

@@ -113,6 +113,23 @@ static void fill(const struct dsv4_tensor_spec *s, struct rng *r, float *out, ui
 	}
 }
 
+/*
+ * @rows x @cols values of @s, in 128-row chunks that each have their own
+ * random stream, so chunks fill in parallel and the result does not depend
+ * on the thread count.
+ */
+static void fill_rows(const struct dsv4_tensor_spec *s, uint64_t seed, float *out,
+		      uint64_t rows, uint64_t cols)
+{
+#pragma omp parallel for schedule(dynamic)
+	for (uint64_t rb = 0; rb < rows; rb += 128) {
+		struct rng r = rng_for(seed ^ (rb * 0x9e3779b97f4a7c15ULL), s->name);
+		uint64_t n = (rows - rb < 128 ? rows - rb : 128) * cols;
+
+		fill(s, &r, out + rb * cols, n);
+	}
+}
+
 static uint16_t f32_to_bf16(float f)	/* round to nearest even */
 {
 	uint32_t u;
@@ -196,19 +213,20 @@ static int gen_tensor(struct gen *g, const struct dsv4_tensor_spec *s,
 		break;
 	}
 	case DSV4_DT_F32:
-		fill(s, &r, buf, n);
+		fill_rows(s, g->seed, buf, s->shape[0], n / (s->shape[0] ? s->shape[0] : 1));
 		break;
 	case DSV4_DT_BF16: {
 		uint16_t *h = buf;
-		float tmp[4096];
 
-		for (uint64_t i = 0; i < n; i += 4096) {
-			uint64_t m = n - i < 4096 ? n - i : 4096;
-
-			fill(s, &r, tmp, m);
-			for (uint64_t j = 0; j < m; j++)
-				h[i + j] = f32_to_bf16(tmp[j]);
+		f = malloc(n * sizeof(*f));
+		if (!f) {
+			ret = -ENOMEM;
+			break;
 		}
+		fill_rows(s, g->seed, f, s->shape[0], n / (s->shape[0] ? s->shape[0] : 1));
+#pragma omp parallel for
+		for (uint64_t i = 0; i < n; i++)
+			h[i] = f32_to_bf16(f[i]);
 		break;
 	}
 	case DSV4_DT_F8_E4M3:
@@ -227,12 +245,20 @@ static int gen_tensor(struct gen *g, const struct dsv4_tensor_spec *s,
 			ret = -ENOMEM;
 			break;
 		}
-		fill(s, &r, f, rows * cols);
-		if (s->dtype == DSV4_DT_I8)
-			dsv4_quant_fp4_rows(f, rows, cols, buf, g->pending_scale);
-		else
-			dsv4_quant_fp8_blocks(f, rows, cols, g->cfg->weight_block[1], buf,
-					      g->pending_scale);
+		fill_rows(s, g->seed, f, rows, cols);
+		/* 128-row slices quantize independently (FP8 tiles are 128 rows). */
+#pragma omp parallel for schedule(dynamic)
+		for (uint64_t rb = 0; rb < rows; rb += 128) {
+			uint64_t nr = rows - rb < 128 ? rows - rb : 128;
+			uint8_t *q = (uint8_t *)buf;
+
+			if (s->dtype == DSV4_DT_I8)
+				dsv4_quant_fp4_rows(f + rb * cols, nr, cols, q + rb * cols / 2,
+						    g->pending_scale + rb * (cols / 32));
+			else
+				dsv4_quant_fp8_blocks(f + rb * cols, nr, cols, 128, q + rb * cols,
+						      g->pending_scale + (rb / 128) * ((cols + 127) / 128));
+		}
 		g->pending_bytes = scale_bytes;
 		snprintf(g->pending_name, sizeof(g->pending_name), "%s", next->name);
 		break;
@@ -261,9 +287,9 @@ static json_t *preset(const char *name, int layers)
 	} tiny[] = {
 		{ "tiny-a", 256, 4, 4, 128, 128, 2, 64, 16, 16, 64, 8, 8, 2, 128, 1, 4, 512,
 		  { 0, 4, 128, 4, 0, -1 } },
-		{ "tiny-b", 256, 5, 2, 128, 256, 2, 128, 8, 16, 64, 4, 16, 4, 64, 2, 2, 384,
+		{ "tiny-b", 256, 5, 2, 128, 256, 2, 128, 8, 16, 64, 4, 16, 4, 128, 2, 2, 384,
 		  { 128, 4, 0, 4, 128, 0, -1 } },
-		{ "tiny-c", 384, 3, 8, 192, 128, 4, 64, 32, 32, 64, 16, 6, 3, 96, 1, 4, 1024,
+		{ "tiny-c", 384, 3, 8, 192, 128, 4, 64, 32, 32, 64, 16, 6, 3, 256, 1, 4, 512,
 		  { 4, 128, 4, 0, -1 } },
 	};
 	json_t *c = NULL, *ratios = json_array();
@@ -417,6 +443,10 @@ int main(int argc, char **argv)
 	ret = dsv4_config_parse(text, strlen(text), &cfg, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr, "dsv4-mkmodel: %s\n", err);
+		return 1;
+	}
+	if (cfg.fp8 && (cfg.weight_block[0] != 128 || cfg.weight_block[1] != 128)) {
+		fprintf(stderr, "dsv4-mkmodel: only 128x128 FP8 weight blocks are generated\n");
 		return 1;
 	}
 	if (mkdir(dir, 0755) && errno != EEXIST) {
