@@ -147,8 +147,9 @@ int dsv4_region_mmap_range(struct dsv4_region *r, struct vm_area_struct *vma,
 int dsv4_import_memfd(struct dsv4_region *r, int memfd, u64 offset);
 
 /* dsv4_dmabuf.c */
-int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
-		       u32 flags);
+struct dma_buf;
+struct dma_buf *dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
+				   u32 flags);
 struct seq_file;
 int dsv4_dmabuf_show(struct seq_file *m, void *unused);
 

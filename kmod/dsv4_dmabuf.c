@@ -67,25 +67,38 @@ static void dsv4_db_detach(struct dma_buf *dmabuf,
 	kfree(a);
 }
 
-/* Bytes of physically contiguous memory from region byte @off on. */
+/*
+ * Bytes of physically contiguous memory from region byte @off on, at most
+ * @max_seg (the importing device's segment limit).  Walks chunks, not
+ * pages: one lookup per chunk.
+ */
 static unsigned int dsv4_db_run(struct dsv4_dmabuf *db, u64 off,
-				struct page **first)
+				unsigned int max_seg, struct page **first)
 {
 	struct dsv4_region *r = db->region;
 	u64 end = db->offset + db->size;
 	struct page *p = dsv4_region_page(r, off);
-	unsigned int len = PAGE_SIZE;
+	u64 len = 0;
 
 	*first = p;
-	for (off += PAGE_SIZE; off < end && len <= UINT_MAX - PAGE_SIZE;
-	     off += PAGE_SIZE, len += PAGE_SIZE)
-		if (dsv4_region_page(r, off) != ++p)
+	while (off < end && len + PAGE_SIZE <= max_seg) {
+		u64 n = (u64)dsv4_chunk_pages_left(r, off) << PAGE_SHIFT;
+
+		if (dsv4_region_page(r, off) != p)
+			break;	/* the next chunk is not adjacent */
+		n = min3(n, end - off, (u64)max_seg - len);
+		n &= PAGE_MASK;
+		if (!n)
 			break;
-	return len;
+		len += n;
+		off += n;
+		p += n >> PAGE_SHIFT;
+	}
+	return (unsigned int)len;
 }
 
 /* One scatterlist entry per physically contiguous run of the range. */
-static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db)
+static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db, unsigned int max_seg)
 {
 	u64 off, end = db->offset + db->size;
 	unsigned int nents = 0;
@@ -94,8 +107,11 @@ static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db)
 	struct page *first;
 	int ret;
 
-	for (off = db->offset; off < end; nents++)
-		off += dsv4_db_run(db, off, &first);
+	max_seg = max_t(unsigned int, round_down(max_seg, PAGE_SIZE), PAGE_SIZE);
+	for (off = db->offset; off < end; nents++) {
+		off += dsv4_db_run(db, off, max_seg, &first);
+		cond_resched();
+	}
 	sgt = kzalloc(sizeof(*sgt), GFP_KERNEL);
 	if (!sgt)
 		return ERR_PTR(-ENOMEM);
@@ -106,7 +122,7 @@ static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db)
 	}
 	sg = sgt->sgl;
 	for (off = db->offset; off < end; sg = sg_next(sg)) {
-		unsigned int len = dsv4_db_run(db, off, &first);
+		unsigned int len = dsv4_db_run(db, off, max_seg, &first);
 
 		sg_set_page(sg, first, len, 0);
 		off += len;
@@ -117,11 +133,15 @@ static struct sg_table *dsv4_db_sgt(struct dsv4_dmabuf *db)
 static struct sg_table *dsv4_db_map(struct dma_buf_attachment *attach,
 				    enum dma_data_direction dir)
 {
+	struct dsv4_dmabuf *db = attach->dmabuf->priv;
 	struct dsv4_attachment *a = attach->priv;
 	struct sg_table *sgt;
 	int ret;
 
-	sgt = dsv4_db_sgt(attach->dmabuf->priv);
+	/* A read-only export: the device may read, never write. */
+	if (!db->writable && dir != DMA_TO_DEVICE)
+		return ERR_PTR(-EACCES);
+	sgt = dsv4_db_sgt(db, dma_get_max_seg_size(attach->dev));
 	if (IS_ERR(sgt))
 		return sgt;
 	ret = dma_map_sgtable(attach->dev, sgt, dir, 0);
@@ -130,19 +150,25 @@ static struct sg_table *dsv4_db_map(struct dma_buf_attachment *attach,
 		kfree(sgt);
 		return ERR_PTR(ret);
 	}
-	a->sgt = sgt;
+	mutex_lock(&db->lock);
+	a->sgt = sgt;	/* cache_sgt_mapping: mapped once per attachment */
+	mutex_unlock(&db->lock);
 	return sgt;
 }
 
 static void dsv4_db_unmap(struct dma_buf_attachment *attach,
 			  struct sg_table *sgt, enum dma_data_direction dir)
 {
+	struct dsv4_dmabuf *db = attach->dmabuf->priv;
 	struct dsv4_attachment *a = attach->priv;
 
+	mutex_lock(&db->lock);	/* CPU-access syncs and debugfs read a->sgt */
+	if (a->sgt == sgt)
+		a->sgt = NULL;
+	mutex_unlock(&db->lock);
 	dma_unmap_sgtable(attach->dev, sgt, dir, 0);
 	sg_free_table(sgt);
 	kfree(sgt);
-	a->sgt = NULL;
 }
 
 static int dsv4_db_begin_cpu(struct dma_buf *dmabuf,
@@ -173,6 +199,27 @@ static int dsv4_db_end_cpu(struct dma_buf *dmabuf,
 	return 0;
 }
 
+/* Refills PTEs that MADV_DONTNEED zapped; the dma-buf file keeps @db. */
+static vm_fault_t dsv4_db_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct dsv4_dmabuf *db = vma->vm_private_data;
+	unsigned long addr = vmf->address & PAGE_MASK;
+	u64 off = ((u64)vma->vm_pgoff << PAGE_SHIFT) + (addr - vma->vm_start);
+	struct page *page;
+
+	if (off >= db->size)
+		return VM_FAULT_SIGBUS;
+	page = dsv4_region_page(db->region, db->offset + off);
+	if (db->region->imported)
+		return vmf_insert_pfn(vma, addr, page_to_pfn(page));
+	return vmf_insert_page(vma, addr, page);
+}
+
+static const struct vm_operations_struct dsv4_db_vm_ops = {
+	.fault = dsv4_db_fault,
+};
+
 static int dsv4_db_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 {
 	struct dsv4_dmabuf *db = dmabuf->priv;
@@ -184,6 +231,8 @@ static int dsv4_db_mmap(struct dma_buf *dmabuf, struct vm_area_struct *vma)
 	if (!db->writable)
 		vm_flags_clear(vma, VM_MAYWRITE);
 	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_private_data = db;
+	vma->vm_ops = &dsv4_db_vm_ops;
 	/* dma_buf_mmap_internal() checked the range against db->size. */
 	return dsv4_region_mmap_range(db->region, vma,
 				      db->offset +
@@ -200,9 +249,12 @@ static int dsv4_db_vmap(struct dma_buf *dmabuf, struct iosys_map *map)
 	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL);
 	if (!pages)
 		return -ENOMEM;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		pages[i] = dsv4_region_page(db->region,
 					    db->offset + ((u64)i << PAGE_SHIFT));
+		if ((i & 4095) == 4095)
+			cond_resched();
+	}
 	vaddr = vmap(pages, n, VM_MAP, PAGE_KERNEL);
 	kvfree(pages);
 	if (!vaddr)
@@ -233,6 +285,7 @@ static void dsv4_db_release(struct dma_buf *dmabuf)
 }
 
 static const struct dma_buf_ops dsv4_dmabuf_ops = {
+	.cache_sgt_mapping = true,
 	.attach = dsv4_db_attach,
 	.detach = dsv4_db_detach,
 	.map_dma_buf = dsv4_db_map,
@@ -245,9 +298,9 @@ static const struct dma_buf_ops dsv4_dmabuf_ops = {
 	.release = dsv4_db_release,
 };
 
-/* Returns the new dma-buf fd or -errno. */
-int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
-		       u32 flags)
+/* Returns the new dma-buf (the caller gives it an fd) or an ERR_PTR. */
+struct dma_buf *dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
+				   u32 flags)
 {
 	DEFINE_DMA_BUF_EXPORT_INFO(exp);
 	bool writable = flags & DSV4_EXPORT_RDWR;
@@ -257,7 +310,7 @@ int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
 
 	db = kzalloc(sizeof(*db), GFP_KERNEL);
 	if (!db)
-		return -ENOMEM;
+		return ERR_PTR(-ENOMEM);
 	if (writable) {
 		ret = dsv4_region_writer_get(r);	/* EPERM when sealed */
 		if (ret)
@@ -284,10 +337,7 @@ int dsv4_export_dmabuf(struct dsv4_region *r, u64 offset, u64 size,
 	mutex_lock(&dsv4_dmabufs_lock);
 	list_add_tail(&db->node, &dsv4_dmabufs);
 	mutex_unlock(&dsv4_dmabufs_lock);
-	ret = dma_buf_fd(dmabuf, flags & DSV4_EXPORT_CLOEXEC ? O_CLOEXEC : 0);
-	if (ret < 0)
-		dma_buf_put(dmabuf);	/* its release undoes the above */
-	return ret;
+	return dmabuf;	/* dma_buf_put() undoes all of the above */
 
 err_put:
 	mutex_destroy(&db->lock);
@@ -296,7 +346,7 @@ err_put:
 	dsv4_region_put(r);
 err_free:
 	kfree(db);
-	return ret;
+	return ERR_PTR(ret);
 }
 
 /* CRC32 (zlib's) of the bytes an importer's mapped sg table points at. */
@@ -316,6 +366,7 @@ static u32 dsv4_sgt_crc(struct sg_table *sgt)
 			crc = crc32_le(crc, va, min_t(unsigned int, PAGE_SIZE,
 						      sg->length - done));
 			kunmap_local(va);
+			cond_resched();
 		}
 	}
 	return ~crc;

@@ -23,16 +23,15 @@ int dsv4_file_add(struct dsv4_file *f, struct dsv4_region *r, bool writable)
 	dsv4_region_get(r);
 	mutex_lock(&f->lock);
 	ret = xa_insert(&f->handles, r->id, r, GFP_KERNEL);
-	if (!ret || ret == -EBUSY) {
-		if (writable)
-			xa_set_mark(&f->handles, r->id, DSV4_HANDLE_WRITABLE);
-	}
+	if (!ret)
+		atomic_inc(&r->handles);	/* before a CLOSE can see it */
+	if ((!ret || ret == -EBUSY) && writable)
+		xa_set_mark(&f->handles, r->id, DSV4_HANDLE_WRITABLE);
 	mutex_unlock(&f->lock);
 	if (ret) {
 		dsv4_region_put(r);
 		return ret == -EBUSY ? -EEXIST : ret;
 	}
-	atomic_inc(&r->handles);
 	return 0;
 }
 

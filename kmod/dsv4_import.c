@@ -29,7 +29,9 @@ static int dsv4_check_memfd(struct file *file, u64 end)
 	struct inode *inode = file_inode(file);
 	unsigned long magic = inode->i_sb->s_magic;
 
-	if (magic != TMPFS_MAGIC && magic != HUGETLBFS_MAGIC)
+	/* memfds live on tmpfs or hugetlbfs; devtmpfs nodes are not regular */
+	if ((magic != TMPFS_MAGIC && magic != HUGETLBFS_MAGIC) ||
+	    !S_ISREG(inode->i_mode))
 		return -EINVAL;
 	if (!(file->f_mode & FMODE_WRITE) || !(file->f_mode & FMODE_READ))
 		return -EACCES;
@@ -76,8 +78,10 @@ int dsv4_import_memfd(struct dsv4_region *r, int memfd, u64 offset)
 	if (ret)
 		goto out_fput;
 
-	pages = kvmalloc_array(r->nr_pages, sizeof(*pages), GFP_KERNEL);
-	r->chunks = kvcalloc(r->nr_pages, sizeof(*r->chunks), GFP_KERNEL);
+	pages = kvmalloc_array(r->nr_pages, sizeof(*pages),
+			       GFP_KERNEL | __GFP_NOWARN);
+	r->chunks = kvcalloc(r->nr_pages, sizeof(*r->chunks),
+			     GFP_KERNEL | __GFP_NOWARN);
 	if (!pages || !r->chunks) {
 		ret = -ENOMEM;
 		goto out_free;

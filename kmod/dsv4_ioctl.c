@@ -5,6 +5,9 @@
  */
 #include <linux/capability.h>
 #include <linux/cred.h>
+#include <linux/dma-buf.h>
+#include <linux/fcntl.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/nodemask.h>
@@ -19,13 +22,25 @@
 #define DSV4_ARG_MAX		4096
 #define DSV4_ENTRY_SIZE_MAX	1024
 
+/*
+ * What an ioctl leaves for after its result reached userspace: an fd to
+ * install (never before: a failed copy would leak it), or a new handle
+ * to take back if the copy fails.
+ */
+struct dsv4_ioctl_ctx {
+	struct dma_buf *install_buf;
+	int install_fd;
+	u32 undo_id;
+};
+
 struct dsv4_ioctl_desc {
 	size_t ksize;	/* the kernel's struct size */
 	size_t minsize;	/* DSV4_*_SIZE_VER0 */
-	int (*fn)(struct dsv4_file *f, void *arg);
+	int (*fn)(struct dsv4_file *f, void *arg, struct dsv4_ioctl_ctx *ctx);
 };
 
-static int dsv4_get_info(struct dsv4_file *f, void *arg)
+static int dsv4_get_info(struct dsv4_file *f, void *arg,
+			 struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_info *info = arg;
 	unsigned int nid;
@@ -82,7 +97,8 @@ static u64 dsv4_mmap_offset(const struct dsv4_region *r)
 	return (u64)r->id << DSV4_MMAP_SHIFT;
 }
 
-static int dsv4_region_create(struct dsv4_file *f, void *arg)
+static int dsv4_region_create(struct dsv4_file *f, void *arg,
+			      struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_create *c = arg;
 	bool persistent = c->flags & DSV4_REGION_PERSISTENT;
@@ -137,6 +153,9 @@ static int dsv4_region_create(struct dsv4_file *f, void *arg)
 					 r->numa_node, r->create_flags);
 		c->id = r->id;
 		c->mmap_offset = dsv4_mmap_offset(r);
+		ctx->undo_id = r->id;
+	} else if (persistent) {
+		dsv4_region_unpersist(r);	/* nobody could reach it */
 	}
 	dsv4_region_put(r);
 	return ret;
@@ -174,7 +193,8 @@ static struct dsv4_region *dsv4_lookup(struct dsv4_file *f, u64 id)
 	return r;
 }
 
-static int dsv4_region_info(struct dsv4_file *f, void *arg)
+static int dsv4_region_info(struct dsv4_file *f, void *arg,
+			    struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_info *info = arg;
 	u64 __user *nodes = u64_to_user_ptr(info->nodes_ptr);
@@ -250,10 +270,11 @@ static int dsv4_list_one(struct dsv4_region *r, void *arg)
 	return 0;
 }
 
-static int dsv4_region_list(struct dsv4_file *f, void *arg)
+static int dsv4_region_list(struct dsv4_file *f, void *arg,
+			    struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_list *l = arg;
-	struct dsv4_list_ctx ctx = { .list = l };
+	struct dsv4_list_ctx lc = { .list = l };
 	size_t bytes;
 
 	if (l->flags)
@@ -264,14 +285,15 @@ static int dsv4_region_list(struct dsv4_file *f, void *arg)
 	if (check_mul_overflow((size_t)l->capacity, (size_t)l->entry_size,
 			       &bytes))
 		return -EOVERFLOW;
-	ctx.dst = u64_to_user_ptr(l->entries_ptr);
-	if (l->capacity && (!l->entries_ptr || !access_ok(ctx.dst, bytes)))
+	lc.dst = u64_to_user_ptr(l->entries_ptr);
+	if (l->capacity && (!l->entries_ptr || !access_ok(lc.dst, bytes)))
 		return -EFAULT;
 	l->count = 0;
-	return dsv4_region_for_each(dsv4_list_one, &ctx);
+	return dsv4_region_for_each(dsv4_list_one, &lc);
 }
 
-static int dsv4_region_destroy(struct dsv4_file *f, void *arg)
+static int dsv4_region_destroy(struct dsv4_file *f, void *arg,
+			       struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_id *a = arg;
 	struct dsv4_region *r;
@@ -301,7 +323,8 @@ out:
 	return ret;
 }
 
-static int dsv4_region_close(struct dsv4_file *f, void *arg)
+static int dsv4_region_close(struct dsv4_file *f, void *arg,
+			     struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_id *a = arg;
 
@@ -312,7 +335,8 @@ static int dsv4_region_close(struct dsv4_file *f, void *arg)
 	return dsv4_file_drop(f, a->id);
 }
 
-static int dsv4_region_open(struct dsv4_file *f, void *arg)
+static int dsv4_region_open(struct dsv4_file *f, void *arg,
+			    struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_open *o = arg;
 	bool write = o->flags & DSV4_OPEN_WRITE;
@@ -351,7 +375,8 @@ out:
 	return ret;
 }
 
-static int dsv4_region_seal_ioctl(struct dsv4_file *f, void *arg)
+static int dsv4_region_seal_ioctl(struct dsv4_file *f, void *arg,
+				  struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_id *a = arg;
 	struct dsv4_region *r;
@@ -367,7 +392,8 @@ static int dsv4_region_seal_ioctl(struct dsv4_file *f, void *arg)
 	return ret;
 }
 
-static int dsv4_region_import(struct dsv4_file *f, void *arg)
+static int dsv4_region_import(struct dsv4_file *f, void *arg,
+			      struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_import *im = arg;
 	struct dsv4_region_params p = {};
@@ -408,6 +434,7 @@ static int dsv4_region_import(struct dsv4_file *f, void *arg)
 		trace_dsv4_region_import(r->id, r->size, im->memfd);
 		im->id = r->id;
 		im->mmap_offset = dsv4_mmap_offset(r);
+		ctx->undo_id = r->id;
 	}
 	dsv4_region_put(r);
 	return ret;
@@ -416,10 +443,12 @@ err:
 	return ret;
 }
 
-static int dsv4_region_export(struct dsv4_file *f, void *arg)
+static int dsv4_region_export(struct dsv4_file *f, void *arg,
+			      struct dsv4_ioctl_ctx *ctx)
 {
 	struct dsv4_region_export *ex = arg;
 	struct dsv4_region *r;
+	struct dma_buf *buf;
 	bool writable;
 	u64 end;
 	int ret;
@@ -444,10 +473,19 @@ static int dsv4_region_export(struct dsv4_file *f, void *arg)
 	}
 	if (!ex->size)
 		ex->size = r->size - ex->offset;
-	ret = dsv4_export_dmabuf(r, ex->offset, ex->size, ex->flags);
-	if (ret < 0)
+	buf = dsv4_export_dmabuf(r, ex->offset, ex->size, ex->flags);
+	if (IS_ERR(buf)) {
+		ret = PTR_ERR(buf);
 		goto out;
+	}
+	ret = get_unused_fd_flags(ex->flags & DSV4_EXPORT_CLOEXEC ? O_CLOEXEC : 0);
+	if (ret < 0) {
+		dma_buf_put(buf);
+		goto out;
+	}
 	ex->fd = ret;
+	ctx->install_buf = buf;	/* installed once the result is copied out */
+	ctx->install_fd = ret;
 	trace_dsv4_region_export(r->id, ex->offset, ex->size, ex->flags);
 	ret = 0;
 out:
@@ -482,8 +520,29 @@ static const struct dsv4_ioctl_desc dsv4_ioctls[] = {
 		   DSV4_REGION_ID_SIZE_VER0, dsv4_region_close),
 };
 
+/* The result could not be copied out: take back what the ioctl made. */
+static void dsv4_ioctl_undo(struct dsv4_file *f, struct dsv4_ioctl_ctx *ctx)
+{
+	struct dsv4_region *r;
+
+	if (ctx->install_buf) {
+		put_unused_fd(ctx->install_fd);
+		dma_buf_put(ctx->install_buf);
+	}
+	if (!ctx->undo_id)
+		return;
+	r = dsv4_file_get(f, ctx->undo_id, NULL);
+	if (!r)
+		return;
+	if (r->create_flags & DSV4_REGION_PERSISTENT)
+		dsv4_region_unpersist(r);
+	dsv4_file_drop(f, ctx->undo_id);
+	dsv4_region_put(r);
+}
+
 long dsv4_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
+	struct dsv4_ioctl_ctx ctx = {};
 	const struct dsv4_ioctl_desc *d;
 	void __user *uarg = (void __user *)arg;
 	size_t usize = _IOC_SIZE(cmd);
@@ -508,10 +567,14 @@ long dsv4_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	ret = copy_struct_from_user(kbuf, d->ksize, uarg, usize);
 	if (ret)
 		return ret;
-	ret = d->fn(file->private_data, kbuf);
+	ret = d->fn(file->private_data, kbuf, &ctx);
 	if (ret)
 		return ret;
-	if (copy_to_user(uarg, kbuf, min(usize, d->ksize)))
+	if (copy_to_user(uarg, kbuf, min(usize, d->ksize))) {
+		dsv4_ioctl_undo(file->private_data, &ctx);
 		return -EFAULT;
+	}
+	if (ctx.install_buf)
+		fd_install(ctx.install_fd, ctx.install_buf->file);
 	return 0;
 }

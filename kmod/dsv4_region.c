@@ -101,12 +101,14 @@ void dsv4_region_account_chunk(struct dsv4_region *r, struct page *page,
 }
 
 static struct page *dsv4_alloc_chunk(int node, unsigned int order,
-				     bool strict)
+				     bool strict, bool account)
 {
 	gfp_t gfp = GFP_HIGHUSER | __GFP_ZERO | __GFP_NOWARN;
 
 	if (dsv4_should_fail_alloc())
 		return NULL;
+	if (account)
+		gfp |= __GFP_ACCOUNT;	/* the creator's memcg pays */
 	if (strict)
 		gfp |= __GFP_THISNODE;
 	if (order)
@@ -116,19 +118,40 @@ static struct page *dsv4_alloc_chunk(int node, unsigned int order,
 	return alloc_pages_node(node, gfp, order);
 }
 
+/* Room for more chunks: the array grows by doubling, up to nr_pages. */
+static int dsv4_chunks_grow(struct dsv4_region *r, unsigned long *cap)
+{
+	unsigned long ncap = min(*cap * 2, r->nr_pages);
+	struct dsv4_chunk *n;
+
+	n = kvmalloc_array(ncap, sizeof(*n), GFP_KERNEL | __GFP_NOWARN);
+	if (!n)
+		return -ENOMEM;
+	memcpy(n, r->chunks, r->nr_chunks * sizeof(*n));
+	kvfree(r->chunks);
+	r->chunks = n;
+	*cap = ncap;
+	return 0;
+}
+
 /*
  * Fill the region with zeroed pages from its node (only that node when
- * @strict).  With @huge, 2 MiB folios are tried first, then 64 KiB, then
- * single pages, stepping down only when an order fails or does not fit.
+ * @strict).  With @huge, 2 MiB folios are tried first; every region then
+ * tries 64 KiB folios and single pages, stepping down only when an order
+ * fails or does not fit.  The chunk array starts at the size the first
+ * order needs and grows only if allocations fall back.
  */
 int dsv4_region_alloc_pages(struct dsv4_region *r, bool huge, bool strict)
 {
 	static const unsigned int orders[] = { HPAGE_PMD_ORDER, 4, 0 };
-	unsigned int oi = huge ? 0 : ARRAY_SIZE(orders) - 1;
+	unsigned int oi = huge ? 0 : 1;
 	int node = r->numa_node < 0 ? numa_node_id() : r->numa_node;
-	unsigned long done = 0;
+	bool account = !(r->create_flags & DSV4_REGION_PERSISTENT);
+	unsigned long done = 0, cap;
 
-	r->chunks = kvcalloc(r->nr_pages, sizeof(*r->chunks), GFP_KERNEL);
+	cap = min(r->nr_pages, (r->nr_pages >> orders[oi]) + 16);
+	r->chunks = kvmalloc_array(cap, sizeof(*r->chunks),
+				   GFP_KERNEL | __GFP_NOWARN);
 	if (!r->chunks)
 		return -ENOMEM;
 
@@ -143,7 +166,9 @@ int dsv4_region_alloc_pages(struct dsv4_region *r, bool huge, bool strict)
 			oi++;
 			continue;
 		}
-		page = dsv4_alloc_chunk(node, order, strict);
+		if (r->nr_chunks == cap && dsv4_chunks_grow(r, &cap))
+			return -ENOMEM;
+		page = dsv4_alloc_chunk(node, order, strict, account);
 		if (!page) {
 			if (order == 0)
 				return -ENOMEM;
@@ -169,7 +194,7 @@ static void dsv4_region_free_pages(struct dsv4_region *r)
 		struct dsv4_chunk *c = &r->chunks[i];
 
 		if (r->imported)
-			unpin_user_page(c->page);
+			unpin_user_pages_dirty_lock(&c->page, 1, true);
 		else
 			__free_pages(c->page, c->order);
 		if ((i & 1023) == 1023)
@@ -380,17 +405,47 @@ void dsv4_region_writer_put(struct dsv4_region *r)
 	spin_unlock(&r->lock);
 }
 
+/* A long-term pin (io_uring fixed buffer, cudaHostRegister) on any page. */
+static bool dsv4_region_dma_pinned(struct dsv4_region *r)
+{
+	unsigned long i;
+
+	for (i = 0; i < r->nr_chunks; i++) {
+		if (folio_maybe_dma_pinned(page_folio(r->chunks[i].page)))
+			return true;
+		if ((i & 1023) == 1023)
+			cond_resched();
+	}
+	return false;
+}
+
+/*
+ * Read-only for everyone.  Sealed first, so no new writable mapping (and
+ * so no new writable pin) can appear; then a writer that outlived its
+ * mapping as a DMA pin undoes the seal, as memfd's F_SEAL_WRITE refuses.
+ * Imported regions stay writable through their memfd: seal that instead.
+ */
 int dsv4_region_seal(struct dsv4_region *r)
 {
-	int ret = 0;
+	bool was_sealed;
 
+	if (r->imported)
+		return -EINVAL;
 	spin_lock(&r->lock);
-	if (r->writers)
-		ret = -EBUSY;
-	else
-		r->state |= DSV4_STATE_SEALED;
+	if (r->writers) {
+		spin_unlock(&r->lock);
+		return -EBUSY;
+	}
+	was_sealed = r->state & DSV4_STATE_SEALED;
+	r->state |= DSV4_STATE_SEALED;
 	spin_unlock(&r->lock);
-	return ret;
+	if (!was_sealed && dsv4_region_dma_pinned(r)) {
+		spin_lock(&r->lock);
+		r->state &= ~DSV4_STATE_SEALED;
+		spin_unlock(&r->lock);
+		return -EBUSY;
+	}
+	return 0;
 }
 
 u32 dsv4_region_state(struct dsv4_region *r)

@@ -153,6 +153,34 @@ TEST_F(io, uring_fixed_buffer_on_region_mapping)
 	EXPECT_EQ(0, dsv4_destroy(self->fd, c.id));
 }
 
+/* SEAL must refuse while a long-term pin could still write the pages. */
+TEST_F(io, seal_refused_while_dma_pinned)
+{
+	const size_t len = 16 * PAGE;
+	struct dsv4_region_create c;
+	struct dsv4_region_id a = {};
+	struct io_uring ring;
+	struct iovec iov;
+	uint8_t *p;
+
+	if (!kernel_at_least(6, 5))
+		SKIP(return, "io_uring cannot pin a /dev/dsv4 mapping before 6.5");
+	ASSERT_EQ(0, dsv4_create(self->fd, len, -1, 0, 0, NULL, &c));
+	a.id = c.id;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd, c.mmap_offset);
+	ASSERT_NE(MAP_FAILED, p);
+	ASSERT_EQ(0, io_uring_queue_init(2, &ring, 0));
+	iov.iov_base = p;
+	iov.iov_len = len;
+	ASSERT_EQ(0, io_uring_register_buffers(&ring, &iov, 1));
+	ASSERT_EQ(0, munmap(p, len));	/* the mapping is gone, the pin is not */
+	EXPECT_EQ(-EBUSY, dsv4_ioctl(self->fd, DSV4_IOC_REGION_SEAL, &a));
+	ASSERT_EQ(0, io_uring_unregister_buffers(&ring));
+	io_uring_queue_exit(&ring);
+	EXPECT_EQ(0, dsv4_ioctl(self->fd, DSV4_IOC_REGION_SEAL, &a));
+	EXPECT_EQ(0, dsv4_destroy(self->fd, c.id));
+}
+
 static int import(int fd, int memfd, uint64_t offset, uint64_t size,
 		  struct dsv4_region_import *out)
 {
@@ -233,6 +261,10 @@ TEST_F(io, import_shmem_memfd_offset)
 	view[10] = 0x77;
 	ASSERT_EQ(1, pread(memfd, buf, 1, 4 * PAGE + 10));
 	EXPECT_EQ(0x77, buf[0]);
+	/* The memfd still writes it: SEAL the memfd, not the region. */
+	struct dsv4_region_id a = { .id = im.id };
+
+	EXPECT_EQ(-EINVAL, dsv4_ioctl(self->fd, DSV4_IOC_REGION_SEAL, &a));
 	munmap(view, 2 * PAGE);
 	close(memfd);
 	EXPECT_EQ(0, dsv4_destroy(self->fd, im.id));
@@ -332,10 +364,13 @@ TEST_F(io, dmabuf_export_mmap_sync)
 	other = ex.fd;
 	EXPECT_EQ((off_t)len, lseek(other, 0, SEEK_END));
 	EXPECT_EQ(MAP_FAILED, mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, other, 0));
-	d = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, other, 0);
+	d = mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, other, 0);
 	ASSERT_NE(MAP_FAILED, d);
 	EXPECT_EQ(p[0], d[0]);
-	munmap(d, PAGE);
+	/* MADV_DONTNEED zaps the PTEs; the fault handler restores them */
+	EXPECT_EQ(0, madvise(d, 2 * PAGE, MADV_DONTNEED));
+	EXPECT_EQ(p[PAGE + 3], d[PAGE + 3]);
+	munmap(d, 2 * PAGE);
 	close(other);
 
 	/* Bad ranges and flags. */
@@ -468,6 +503,11 @@ TEST_F(io, dmabuf_import_into_vgem)
 	close(back);
 	drmCloseBufferHandle(vgem, handle);
 	EXPECT_EQ(-1, attachment_crc(c.id, dev, sizeof(dev)));	/* detached */
+	close(ex.fd);
+	/* A read-only export: a device may not map it for writing */
+	ex = (struct dsv4_region_export){ .id = c.id };
+	ASSERT_EQ(0, dsv4_ioctl(self->fd, DSV4_IOC_REGION_EXPORT_DMABUF, &ex));
+	EXPECT_NE(0, drmPrimeFDToHandle(vgem, ex.fd, &handle));
 	close(ex.fd);
 	close(vgem);
 	munmap(p, len);
