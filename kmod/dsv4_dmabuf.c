@@ -171,32 +171,36 @@ static void dsv4_db_unmap(struct dma_buf_attachment *attach,
 	kfree(sgt);
 }
 
-static int dsv4_db_begin_cpu(struct dma_buf *dmabuf,
-			     enum dma_data_direction dir)
+/* Syncs every mapped attachment towards the CPU or back to its device. */
+static int dsv4_db_sync(struct dma_buf *dmabuf, enum dma_data_direction dir,
+			bool for_cpu)
 {
 	struct dsv4_dmabuf *db = dmabuf->priv;
 	struct dsv4_attachment *a;
 
 	mutex_lock(&db->lock);
-	list_for_each_entry(a, &db->attachments, node)
-		if (a->sgt)
+	list_for_each_entry(a, &db->attachments, node) {
+		if (!a->sgt)
+			continue;
+		if (for_cpu)
 			dma_sync_sgtable_for_cpu(a->dev, a->sgt, dir);
+		else
+			dma_sync_sgtable_for_device(a->dev, a->sgt, dir);
+	}
 	mutex_unlock(&db->lock);
 	return 0;
+}
+
+static int dsv4_db_begin_cpu(struct dma_buf *dmabuf,
+			     enum dma_data_direction dir)
+{
+	return dsv4_db_sync(dmabuf, dir, true);
 }
 
 static int dsv4_db_end_cpu(struct dma_buf *dmabuf,
 			   enum dma_data_direction dir)
 {
-	struct dsv4_dmabuf *db = dmabuf->priv;
-	struct dsv4_attachment *a;
-
-	mutex_lock(&db->lock);
-	list_for_each_entry(a, &db->attachments, node)
-		if (a->sgt)
-			dma_sync_sgtable_for_device(a->dev, a->sgt, dir);
-	mutex_unlock(&db->lock);
-	return 0;
+	return dsv4_db_sync(dmabuf, dir, false);
 }
 
 /* Refills PTEs that MADV_DONTNEED zapped; the dma-buf file keeps @db. */

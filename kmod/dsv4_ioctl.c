@@ -292,16 +292,21 @@ static int dsv4_region_list(struct dsv4_file *f, void *arg,
 	return dsv4_region_for_each(dsv4_list_one, &lc);
 }
 
+/* The region a struct dsv4_region_id names, after checking its MBZ fields. */
+static struct dsv4_region *dsv4_lookup_id_arg(struct dsv4_file *f,
+					      const struct dsv4_region_id *a)
+{
+	if (a->flags || a->reserved)
+		return ERR_PTR(-EINVAL);
+	return dsv4_lookup(f, a->id);
+}
+
 static int dsv4_region_destroy(struct dsv4_file *f, void *arg,
 			       struct dsv4_ioctl_ctx *ctx)
 {
-	struct dsv4_region_id *a = arg;
-	struct dsv4_region *r;
+	struct dsv4_region *r = dsv4_lookup_id_arg(f, arg);
 	int ret;
 
-	if (a->flags || a->reserved)
-		return -EINVAL;
-	r = dsv4_lookup(f, a->id);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	if (dsv4_region_state(r) & DSV4_STATE_PERSISTENT) {
@@ -378,13 +383,9 @@ out:
 static int dsv4_region_seal_ioctl(struct dsv4_file *f, void *arg,
 				  struct dsv4_ioctl_ctx *ctx)
 {
-	struct dsv4_region_id *a = arg;
-	struct dsv4_region *r;
+	struct dsv4_region *r = dsv4_lookup_id_arg(f, arg);
 	int ret;
 
-	if (a->flags || a->reserved)
-		return -EINVAL;
-	r = dsv4_lookup(f, a->id);
 	if (IS_ERR(r))
 		return PTR_ERR(r);
 	ret = dsv4_region_is_owner(r) ? dsv4_region_seal(r) : -EPERM;
