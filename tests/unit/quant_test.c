@@ -104,4 +104,78 @@ TEST(fp4_rows_pack_low_nibble_first)
 	}
 }
 
+/* Bit for bit against the official numerics on the same inputs (fixture). */
+TEST(matches_official_quantizers)
+{
+	struct dsv4_st_file *f;
+	char err[512];
+	const struct dsv4_st_tensor *tx, *tq, *ts, *t4, *ei, *eo;
+
+	ASSERT_EQ(0, dsv4_st_open(DSV4_FIXTURES "/quant.safetensors", &f, err, sizeof(err))) TH_LOG("%s", err);
+	tx = dsv4_st_find(&f->header, "x");
+	tq = dsv4_st_find(&f->header, "fp8.q");
+	ts = dsv4_st_find(&f->header, "fp8.scale");
+	t4 = dsv4_st_find(&f->header, "fp4.dequant");
+	ei = dsv4_st_find(&f->header, "e4m3.in");
+	eo = dsv4_st_find(&f->header, "e4m3.out");
+	ASSERT_TRUE(tx && tq && ts && t4 && ei && eo);
+	uint64_t rows = tx->shape[0], cols = tx->shape[1];
+	float *x = malloc(tx->nbytes), *s8 = malloc(ts->nbytes), *d4 = malloc(t4->nbytes);
+	const uint8_t *q8 = dsv4_st_data(f, tq);
+	size_t bad_q = 0, bad_s = 0, bad_4 = 0;
+
+	memcpy(x, dsv4_st_data(f, tx), tx->nbytes);
+	memcpy(s8, dsv4_st_data(f, ts), ts->nbytes);
+	memcpy(d4, dsv4_st_data(f, t4), t4->nbytes);
+	for (uint64_t r = 0; r < rows; r++) {
+		for (uint64_t b = 0; b < cols; b += 128) {
+			const float *blk = x + r * cols + b;
+			float amax = 0;
+
+			for (int i = 0; i < 128; i++)
+				amax = fmaxf(amax, fabsf(blk[i]));
+			float sc = dsv4_e8m0_to_f32(dsv4_e8m0_ceil(amax, 1.0f / 448.0f, 1e-4f));
+
+			bad_s += sc != s8[r * (cols / 128) + b / 128];
+			for (int i = 0; i < 128; i++) {
+				float v = fminf(fmaxf(blk[i] / sc, -448.0f), 448.0f);
+
+				bad_q += dsv4_f32_to_e4m3(v) != q8[r * cols + b + i];
+			}
+		}
+		for (uint64_t b = 0; b < cols; b += 32) {
+			const float *blk = x + r * cols + b;
+			float amax = 0;
+
+			for (int i = 0; i < 32; i++)
+				amax = fmaxf(amax, fabsf(blk[i]));
+			float sc = dsv4_e8m0_to_f32(dsv4_e8m0_ceil(amax, 1.0f / 6.0f, 6.0f * 0x1p-126f));
+
+			for (int i = 0; i < 32; i++) {
+				float v = fminf(fmaxf(blk[i] / sc, -6.0f), 6.0f);
+				float back = dsv4_fp4_to_f32(dsv4_f32_to_e2m1(v)) * sc;
+
+				if (back != d4[r * cols + b + i] && bad_4++ < 5)
+					TH_LOG("fp4 row %llu col %llu: x %a -> dsv4 %a, official %a",
+					       (unsigned long long)r, (unsigned long long)(b + i), blk[i], back,
+					       d4[r * cols + b + i]);
+			}
+		}
+	}
+	EXPECT_EQ(0u, bad_s);
+	EXPECT_EQ(0u, bad_q);
+	EXPECT_EQ(0u, bad_4);
+	for (uint64_t i = 0; i < ei->count; i++) {
+		float in;
+
+		memcpy(&in, (const uint8_t *)dsv4_st_data(f, ei) + 4 * i, 4);
+		EXPECT_EQ(((const uint8_t *)dsv4_st_data(f, eo))[i],
+			  dsv4_f32_to_e4m3(fminf(fmaxf(in, -448.0f), 448.0f))) TH_LOG("e4m3(%a)", in);
+	}
+	free(x);
+	free(s8);
+	free(d4);
+	dsv4_st_close(f);
+}
+
 TEST_HARNESS_MAIN
