@@ -28,12 +28,17 @@ else
 	grep -q 'DSV4-VM-DONE fails=0' "$build/vm/$kv/serial.log" ||
 		{ echo "demo: the VM run failed; see $build/vm/$kv/serial.log" >&2; exit 1; }
 fi
+echo
+echo "== the checkpoint loader: a synthetic V4 checkpoint in the release format"
+"$build/bin/dsv4-mkmodel" --preset tiny-a --seed 1 "$build/demo/tiny-a"
+"$build/bin/dsv4-ckpt" "$build/demo/tiny-a"
 cat <<'MSG'
 
 Built and working now: dsv4.ko (pinned NUMA regions, persistence, seal,
-memfd import, dma-buf export, sysfs/debugfs/tracepoints), dsv4ctl,
-libdsv4drv's /dev/dsv4 wrappers, the QEMU test harness.
-Not built yet: the safetensors loader, the V4 CPU engine, the io_uring
-expert streamer, the KV tiers, dsv4-server and the embedded model
-(issues 4-10), so this demo cannot answer a chat request yet.
+memfd import, dma-buf export, sysfs/debugfs/tracepoints), dsv4ctl, the
+checkpoint loader (safetensors, config.json, official and HF names),
+dsv4-mkmodel, reference fixtures from DeepSeek's official code and HF.
+Not built yet: the V4 CPU engine, the io_uring expert streamer, the KV
+tiers, dsv4-server, the CUDA backend and the embedded model (issues
+5-10), so this demo cannot answer a chat request yet.
 MSG
