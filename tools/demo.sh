@@ -30,6 +30,7 @@ else
 fi
 echo
 echo "== the checkpoint loader: a synthetic V4 checkpoint in the release format"
+mkdir -p "$build/demo"
 "$build/bin/dsv4-mkmodel" --preset tiny-a --seed 1 "$build/demo/tiny-a"
 "$build/bin/dsv4-ckpt" "$build/demo/tiny-a"
 cat <<'MSG'
