@@ -53,7 +53,7 @@ TEST(official_fixtures_are_consistent)
 		ASSERT_NE(NULL, tok);
 		ASSERT_NE(NULL, pre);
 		ASSERT_NE(NULL, dec);
-		ASSERT_NE(NULL, dsv4_st_find(&f->header, "reference.prefill.logits"));
+
 		EXPECT_EQ(DSV4_DT_I64, tok->dtype);
 		EXPECT_EQ(DSV4_DT_F32, pre->dtype);
 		EXPECT_EQ(cfg.vocab_size, pre->shape[1]) TH_LOG("%s: fixture and preset differ", presets[p]);
@@ -76,8 +76,28 @@ TEST(official_fixtures_are_consistent)
 
 		EXPECT_GT(1e-5, rel_diff(pl + k * V, dl, dec->count)) TH_LOG("%s exact prefill vs decode", presets[p]);
 
+		/* indexer top-k sets of every CSA layer, over all 400 positions */
+		for (uint32_t L = 0; L < cfg.n_layers; L++) {
+			char name[64];
+			const struct dsv4_st_tensor *t;
+
+			snprintf(name, sizeof(name), "exact.layer.%u.topk", L);
+			t = dsv4_st_find(&f->header, name);
+			if (cfg.compress_ratios[L] != 4) {
+				EXPECT_EQ(NULL, t) TH_LOG("%s: %s on a non-CSA layer", presets[p], name);
+				continue;
+			}
+			ASSERT_NE(NULL, t) TH_LOG("%s: %s", presets[p], name);
+			EXPECT_EQ(DSV4_DT_I32, t->dtype);
+			EXPECT_EQ(tok->count, t->shape[0]);
+			EXPECT_EQ(cfg.index_topk, t->shape[1]);
+			/* more compressed entries than the top-k keeps */
+			EXPECT_LT(cfg.index_topk, tok->count / 4);
+		}
+
 		snprintf(path, sizeof(path), DSV4_FIXTURES "/official-%s-layers.safetensors", presets[p]);
 		ASSERT_EQ(0, dsv4_st_open(path, &lf, err, sizeof(err))) TH_LOG("%s", err);
+		ASSERT_NE(NULL, dsv4_st_find(&lf->header, "reference.prefill.logits"));
 		for (uint32_t L = 0; L < cfg.n_layers; L++) {
 			char name[64];
 			const struct dsv4_st_tensor *h;

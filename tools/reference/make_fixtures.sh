@@ -14,10 +14,11 @@ work=$(mktemp -d)
 mkdir -p "$out"
 for p in tiny-a tiny-b tiny-c; do
 	"$mk" --preset "$p" --seed 1 "$work/$p"
-	# logits: 400 tokens cross 3 HCA windows (ratio 128) and the sliding
+	# exact numerics (the tight end-to-end check) on 400 tokens: they cross
+	# 3 HCA windows (ratio 128) and the sliding
 	# window many times; decode from position 160 on
 	python3 "$here/run_official.py" --official "$official" --ckpt "$work/$p" \
-		--out "$out/official-$p.safetensors" --tokens 400 --prefill 160 --no-layers
+		--out "$out/official-$p.safetensors" --tokens 400 --prefill 160 --no-layers --modes exact
 	# per-layer hidden streams for teacher-forced checks (reference numerics): 32 tokens
 	python3 "$here/run_official.py" --official "$official" --ckpt "$work/$p" \
 		--out "$out/official-$p-layers.safetensors" --tokens 32 --prefill 8 --modes reference

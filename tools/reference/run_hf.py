@@ -160,6 +160,24 @@ def main():
     first_bad = next((i for i, d in enumerate(per_pos) if d > 1e-4), None)
     print(f"HF vs official (exact): max|diff|/max|logit| = {diff:.3g}, argmax agree {agree:.3f}, "
           f"first position over 1e-4: {first_bad}")
+    # the decode path: prefill K tokens, then one token at a time on HF's cache
+    with safe_open(a.fixture, "pt") as f:
+        keys = set(f.keys())
+        k = int(f.metadata().get("prefill_k", "0"))
+        dec_ref = f.get_tensor("exact.decode.logits") if "exact.decode.logits" in keys else None
+    if dec_ref is not None and k:
+        ids = tokens[None].to(dev)
+        with torch.no_grad():
+            o = model(ids[:, :k], use_cache=True)
+            pkv, dec = o.past_key_values, []
+            for t in range(k, len(tokens)):
+                o = model(ids[:, t:t + 1], past_key_values=pkv, use_cache=True)
+                pkv = o.past_key_values
+                dec.append(o.logits[0, -1].float().cpu())
+        dec = torch.stack(dec)
+        dd = (dec - dec_ref).abs().max().item() / dec_ref.abs().max().item()
+        da = (dec.argmax(-1) == dec_ref.argmax(-1)).float().mean().item()
+        print(f"HF decode vs official decode (exact): max|diff|/max|logit| = {dd:.3g}, argmax agree {da:.3f}")
     if a.out:
         save_file({"tokens": tokens, "hf.prefill.logits": out.contiguous()}, a.out,
                   metadata={"report": json.dumps({"rel": diff, "argmax": agree, "first_bad": first_bad})})

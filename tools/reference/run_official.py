@@ -12,6 +12,9 @@ committed).  For each numerics mode the fixture holds:
   <mode>.prefill.logits   [N, V] one prefill of all N tokens
   <mode>.decode.logits    [N-K, V] prefill K tokens, then one token at a time
   <mode>.layer.<i>.out    [N, hc*dim] hidden streams after block i (prefill)
+  <mode>.layer.<i>.compressed  [N/ratio, head_dim] compressed KV entries emitted
+  <mode>.layer.<i>.topk        [N, k] indexer top-k (CSA layers; -1 = invalid)
+  <mode>.layer.<i>.index_keys  [N/4, index_head_dim] indexer keys
 plus `tokens` [N] (I64) and metadata (command, config, torch version).
 """
 import argparse
@@ -119,16 +122,30 @@ def run(m, tk, cfg, ckpt, tokens, prefill_k, mode, device):
         return model, extra
 
     model, extra = fresh()
-    hidden = {}
+    hidden, topk = {}, {}
     hooks = [blk.register_forward_hook(
         lambda mod, inp, o, i=i: hidden.__setitem__(i, o.detach().float().flatten(-2)[0].cpu()))
         for i, blk in enumerate(model.layers)]
+    for i, blk in enumerate(model.layers):
+        if getattr(blk.attn, "indexer", None) is not None:
+            hooks.append(blk.attn.indexer.register_forward_hook(
+                lambda mod, inp, o, i=i: topk.__setitem__(i, o.detach()[0].to(torch.int32).cpu())))
     ids = torch.tensor([tokens], device=device)
     out[f"{mode}.prefill.logits"] = model(ids, 0)[0].float().cpu()
     for h in hooks:
         h.remove()
+    n = len(tokens)
     for i, hs in hidden.items():
         out[f"{mode}.layer.{i}.out"] = hs.contiguous()
+        attn = model.layers[i].attn
+        if attn.compress_ratio and n // attn.compress_ratio:
+            # compressed entries emitted by the prefill (after norm, RoPE, rounding)
+            out[f"{mode}.layer.{i}.compressed"] = \
+                attn.compressor.kv_cache[0, : n // attn.compress_ratio].float().cpu().contiguous()
+        if i in topk:
+            out[f"{mode}.layer.{i}.topk"] = topk[i].contiguous()  # -1 = invalid
+            out[f"{mode}.layer.{i}.index_keys"] = \
+                attn.indexer.kv_cache[0, : n // 4].float().cpu().contiguous()
     del model
     model, _ = fresh()
     model(ids[:, :prefill_k], 0)
@@ -148,7 +165,7 @@ def main():
     ap.add_argument("--prefill", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--modes", default="exact,reference")
-    ap.add_argument("--no-layers", action="store_true", help="leave per-layer outputs out")
+    ap.add_argument("--no-layers", action="store_true", help="leave per-layer hidden streams out")
     a = ap.parse_args()
     sys.path.insert(0, HERE)
     m, tk = import_official(a.official)
@@ -160,8 +177,8 @@ def main():
     report = {}
     for mode in a.modes.split(","):
         out, extra = run(m, tk, cfg, a.ckpt, tokens, a.prefill, mode, device)
-        if a.no_layers:
-            out = {k: v for k, v in out.items() if ".layer." not in k}
+        if a.no_layers:  # hidden streams are large; entries and top-k sets are not
+            out = {k: v for k, v in out.items() if not (".layer." in k and k.endswith(".out"))}
         fixture.update(out)
         p, d = out[f"{mode}.prefill.logits"], out[f"{mode}.decode.logits"]
         diff = (p[a.prefill:] - d).abs().max().item() / p.abs().max().item()
