@@ -96,6 +96,13 @@ void dsv4_quant_fp8_blocks(const float *w, uint64_t rows, uint64_t cols, uint32_
 /* [rows, cols] float (cols % 32 == 0) -> packed e2m1 [rows, cols/2] + e8m0 [rows, cols/32] */
 void dsv4_quant_fp4_rows(const float *w, uint64_t rows, uint64_t cols,
 			 uint8_t *packed, uint8_t *scales);
+/*
+ * Activation quantization as the official code does it before FP8/FP4
+ * GEMMs: per @block values (n % block == 0) an e4m3 code and a power-of-two
+ * scale; and FP4 quant-dequant per 32 values (n % 32 == 0).
+ */
+void dsv4_act_quant_fp8(const float *x, size_t n, uint32_t block, uint8_t *q, float *scales);
+void dsv4_act_fakequant_fp4(const float *x, size_t n, float *out);
 
 /* ---- safetensors (safetensors.c) ---- */
 

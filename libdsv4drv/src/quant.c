@@ -108,26 +108,61 @@ void dsv4_quant_fp8_blocks(const float *w, uint64_t rows, uint64_t cols, uint32_
 	}
 }
 
+static float absmax(const float *x, size_t n)
+{
+	float amax = 0;
+
+	for (size_t i = 0; i < n; i++)
+		amax = fmaxf(amax, fabsf(x[i]));
+	return amax;
+}
+
+/* The e8m0 scale of one 32-value FP4 block, and the e2m1 code of x/scale. */
+static uint8_t fp4_block_scale(const float *x)
+{
+	return dsv4_e8m0_ceil(absmax(x, 32), 1.0f / 6.0f, 6.0f * 0x1p-126f);
+}
+
+static uint8_t fp4_code(float x, float inv)
+{
+	return dsv4_f32_to_e2m1(fminf(fmaxf(x * inv, -6.0f), 6.0f));
+}
+
 void dsv4_quant_fp4_rows(const float *w, uint64_t rows, uint64_t cols,
 			 uint8_t *packed, uint8_t *scales)
 {
 	for (uint64_t r = 0; r < rows; r++) {
 		for (uint64_t bc = 0; bc < cols; bc += 32) {
 			const float *x = w + r * cols + bc;
-			float amax = 0;
-
-			for (int i = 0; i < 32; i++)
-				amax = fmaxf(amax, fabsf(x[i]));
-			uint8_t e = dsv4_e8m0_ceil(amax, 1.0f / 6.0f, 6.0f * 0x1p-126f);
+			uint8_t e = fp4_block_scale(x);
 			float inv = 1.0f / dsv4_e8m0_to_f32(e);
 
 			scales[r * (cols / 32) + bc / 32] = e;
-			for (int i = 0; i < 32; i += 2) {
-				uint8_t lo = dsv4_f32_to_e2m1(fminf(fmaxf(x[i] * inv, -6), 6));
-				uint8_t hi = dsv4_f32_to_e2m1(fminf(fmaxf(x[i + 1] * inv, -6), 6));
-
-				packed[(r * cols + bc + (uint64_t)i) / 2] = (uint8_t)(lo | hi << 4);
-			}
+			for (int i = 0; i < 32; i += 2)
+				packed[(r * cols + bc + (uint64_t)i) / 2] =
+					(uint8_t)(fp4_code(x[i], inv) | fp4_code(x[i + 1], inv) << 4);
 		}
+	}
+}
+
+void dsv4_act_quant_fp8(const float *x, size_t n, uint32_t block, uint8_t *q, float *scales)
+{
+	for (size_t b = 0; b < n; b += block) {
+		float s = dsv4_e8m0_to_f32(dsv4_e8m0_ceil(absmax(x + b, block), 1.0f / 448.0f, 1e-4f));
+
+		scales[b / block] = s;
+		for (size_t i = b; i < b + block; i++)
+			q[i] = dsv4_f32_to_e4m3(fminf(fmaxf(x[i] / s, -448.0f), 448.0f));
+	}
+}
+
+void dsv4_act_fakequant_fp4(const float *x, size_t n, float *out)
+{
+	for (size_t b = 0; b < n; b += 32) {
+		float s = dsv4_e8m0_to_f32(fp4_block_scale(x + b));
+		float inv = 1.0f / s;
+
+		for (size_t i = b; i < b + 32; i++)
+			out[i] = dsv4_fp4_to_f32(fp4_code(x[i], inv)) * s;
 	}
 }

@@ -127,41 +127,26 @@ TEST(matches_official_quantizers)
 	memcpy(x, dsv4_st_data(f, tx), tx->nbytes);
 	memcpy(s8, dsv4_st_data(f, ts), ts->nbytes);
 	memcpy(d4, dsv4_st_data(f, t4), t4->nbytes);
+	uint8_t *q = malloc(cols);
+	float *sc = malloc(cols / 128 * sizeof(float)), *back = malloc(cols * sizeof(float));
+
 	for (uint64_t r = 0; r < rows; r++) {
-		for (uint64_t b = 0; b < cols; b += 128) {
-			const float *blk = x + r * cols + b;
-			float amax = 0;
-
-			for (int i = 0; i < 128; i++)
-				amax = fmaxf(amax, fabsf(blk[i]));
-			float sc = dsv4_e8m0_to_f32(dsv4_e8m0_ceil(amax, 1.0f / 448.0f, 1e-4f));
-
-			bad_s += sc != s8[r * (cols / 128) + b / 128];
-			for (int i = 0; i < 128; i++) {
-				float v = fminf(fmaxf(blk[i] / sc, -448.0f), 448.0f);
-
-				bad_q += dsv4_f32_to_e4m3(v) != q8[r * cols + b + i];
-			}
-		}
-		for (uint64_t b = 0; b < cols; b += 32) {
-			const float *blk = x + r * cols + b;
-			float amax = 0;
-
-			for (int i = 0; i < 32; i++)
-				amax = fmaxf(amax, fabsf(blk[i]));
-			float sc = dsv4_e8m0_to_f32(dsv4_e8m0_ceil(amax, 1.0f / 6.0f, 6.0f * 0x1p-126f));
-
-			for (int i = 0; i < 32; i++) {
-				float v = fminf(fmaxf(blk[i] / sc, -6.0f), 6.0f);
-				float back = dsv4_fp4_to_f32(dsv4_f32_to_e2m1(v)) * sc;
-
-				if (back != d4[r * cols + b + i] && bad_4++ < 5)
-					TH_LOG("fp4 row %llu col %llu: x %a -> dsv4 %a, official %a",
-					       (unsigned long long)r, (unsigned long long)(b + i), blk[i], back,
-					       d4[r * cols + b + i]);
-			}
+		dsv4_act_quant_fp8(x + r * cols, cols, 128, q, sc);
+		for (uint64_t b = 0; b < cols / 128; b++)
+			bad_s += sc[b] != s8[r * (cols / 128) + b];
+		for (uint64_t i = 0; i < cols; i++)
+			bad_q += q[i] != q8[r * cols + i];
+		dsv4_act_fakequant_fp4(x + r * cols, cols, back);
+		for (uint64_t i = 0; i < cols; i++) {
+			if (back[i] != d4[r * cols + i] && bad_4++ < 5)
+				TH_LOG("fp4 row %llu col %llu: x %a -> dsv4 %a, official %a",
+				       (unsigned long long)r, (unsigned long long)i, x[r * cols + i], back[i],
+				       d4[r * cols + i]);
 		}
 	}
+	free(q);
+	free(sc);
+	free(back);
 	EXPECT_EQ(0u, bad_s);
 	EXPECT_EQ(0u, bad_q);
 	EXPECT_EQ(0u, bad_4);
