@@ -600,6 +600,58 @@ TEST_F(region, max_regions_param)
 	EXPECT_EQ(0, dsv4_destroy(self->fd, c.id));
 }
 
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n += access(path, F_OK) == 0;
+	}
+	return n;
+}
+
+/*
+ * A result that cannot be copied out (the argument lives in a read-only
+ * page) undoes the call: no region, no handle, no persistent charge, no fd.
+ */
+TEST_F(region, uncopyable_result_leaves_nothing)
+{
+	struct dsv4_region_create *c;
+	struct dsv4_region_export *ex;
+	struct dsv4_region_create keep;
+	long long pbytes = dsv4_read_ll(SYS "persistent_bytes");
+	uint8_t *page = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int fds;
+
+	ASSERT_NE(MAP_FAILED, page);
+	c = (void *)page;
+	*c = (struct dsv4_region_create){ .size = PAGE, .numa_node = -1,
+					  .flags = DSV4_REGION_PERSISTENT };
+	strcpy(c->name, "uncopyable");
+	ASSERT_EQ(0, mprotect(page, PAGE, PROT_READ));
+	EXPECT_EQ(-EFAULT, dsv4_ioctl(self->fd, DSV4_IOC_REGION_CREATE, c));
+	EXPECT_EQ(self->base_regions, dsv4_read_ll(SYS "nr_regions"));
+	EXPECT_EQ(pbytes, dsv4_read_ll(SYS "persistent_bytes"));
+	/* the name is free again */
+	ASSERT_EQ(0, dsv4_create(self->fd, PAGE, -1, 0, 0, "uncopyable", &keep));
+
+	ASSERT_EQ(0, mprotect(page, PAGE, PROT_READ | PROT_WRITE));
+	ex = (void *)page;
+	*ex = (struct dsv4_region_export){ .id = keep.id, .flags = DSV4_EXPORT_RDWR };
+	ASSERT_EQ(0, mprotect(page, PAGE, PROT_READ));
+	fds = count_fds();
+	EXPECT_EQ(-EFAULT, dsv4_ioctl(self->fd, DSV4_IOC_REGION_EXPORT_DMABUF, ex));
+	EXPECT_EQ(fds, count_fds());
+	/* no dma-buf holds the region as a writer: it can be sealed */
+	struct dsv4_region_id a = { .id = keep.id };
+
+	EXPECT_EQ(0, dsv4_ioctl(self->fd, DSV4_IOC_REGION_SEAL, &a));
+	munmap(page, PAGE);
+	EXPECT_EQ(0, dsv4_destroy(self->fd, keep.id));
+}
+
 /* ---- unprivileged callers ---- */
 
 struct perm_ctx {
