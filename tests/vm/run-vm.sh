@@ -2,7 +2,7 @@
 # Boots one Debian kernel under QEMU/TCG with dsv4.ko and the kselftest
 # suites in an initramfs, and turns the serial log into TAP on stdout.
 #   tests/vm/run-vm.sh KVER            (KVER as in /lib/modules/KVER)
-# Environment: BUILD (default build/), VM_TIMEOUT (s, default 600),
+# Environment: BUILD (default build/), VM_TIMEOUT (s, default 300),
 # VM_BENCH=1 also runs the in-guest benchmark, VM_GUEST_DIR=dir of guest
 # *.sh scripts (default tests/vm/guest), VM_NO_KSFT=1 leaves the kselftest
 # programs out, VM_SHOW=1 prints the guest's console output first.
@@ -12,7 +12,7 @@ kver=${1:?usage: run-vm.sh KVER}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-$top/build}
 work=$build/vm/$kver
-timeout_s=${VM_TIMEOUT:-600}
+timeout_s=${VM_TIMEOUT:-300}
 vmlinuz=/boot/vmlinuz-$kver
 ko=$build/kmod/$kver/kmod/dsv4.ko
 
