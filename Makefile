@@ -24,13 +24,13 @@ SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 KSFT_INC := $(BUILD)/kselftest
 
-LIB_SRCS := $(wildcard libdsv4drv/src/*.c)
+LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
 LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
-TOOL_LIBS := -luring -ljansson -lm
-STATIC_LIBS := -luring -ljansson -lnuma -lm
+TOOL_LIBS := -luring -ljansson -lnuma -lpthread -lm
+STATIC_LIBS := -luring -ljansson -lnuma -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -59,13 +59,17 @@ deps:
 
 # ---- userspace ----
 userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
-	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/static/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt
+	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/static/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt \
+	$(BUILD)/bin/dsv4-run
 
-$(BUILD)/obj/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
+LIB_HDRS := libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h libdsv4drv/src/internal.h \
+	libdsv4drv/src/engine/engine.h
+
+$(BUILD)/obj/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -fPIC -c -o $@ $<
 
-$(BUILD)/obj-san/%.o: %.c libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h
+$(BUILD)/obj-san/%.o: %.c $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -c -o $@ $<
 
@@ -91,6 +95,10 @@ $(BUILD)/bin/static/dsv4-mkmodel: tools/dsv4-mkmodel/mkmodel.c $(LIB)
 	$(CC) $(BASE_CFLAGS) -fopenmp -static -o $@ $< $(LIB) $(STATIC_LIBS)
 
 $(BUILD)/bin/dsv4-ckpt: tools/dsv4-ckpt/ckpt.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+
+$(BUILD)/bin/dsv4-run: userspace/dsv4-run/dsv4-run.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 

@@ -294,6 +294,85 @@ static inline const void *dsv4_ckpt_data(const struct dsv4_ckpt_tensor *t)
 	return dsv4_st_data(t->file, t->st);
 }
 
+/* ---- the model on the CPU backend (engine/) ---- */
+
+/*
+ * "reference" simulates what DeepSeek's official code rounds: FP8
+ * activation quantization (per 128, power-of-two scales) before FP8/FP4
+ * GEMMs, the FP8 grid for the KV nope dims, Hadamard + FP4 for indexer
+ * keys and queries, BF16 attention probabilities before P.V.  "exact"
+ * skips those roundings; weights always keep their stored values.
+ * Activations are FP32 in both.
+ */
+enum dsv4_numerics { DSV4_NUMERICS_REFERENCE = 0, DSV4_NUMERICS_EXACT = 1 };
+
+/* HF transformers' variants of two MoE details (spec §6) */
+#define DSV4_MODEL_HF_SHARED_CLAMP	(1u << 0)	/* swiglu_limit on the shared expert */
+#define DSV4_MODEL_HF_WEIGHT_AFTER_DOWN	(1u << 1)	/* routing weight after w2 */
+#define DSV4_MODEL_HF_SEMANTICS \
+	(DSV4_MODEL_HF_SHARED_CLAMP | DSV4_MODEL_HF_WEIGHT_AFTER_DOWN)
+
+struct dsv4_model_hooks {
+	void *ctx;
+	/*
+	 * After block @layer, with its output streams X [rows, hc*dim] for the
+	 * rows of this call (in call order).  X may be changed: the next block
+	 * reads it (teacher forcing in tests).
+	 */
+	void (*layer_out)(void *ctx, uint32_t layer, float *X, uint32_t rows,
+			  uint32_t width);
+	/* The compressed entries a CSA query selected (entry numbers). */
+	void (*topk)(void *ctx, uint32_t layer, uint32_t pos, const int32_t *idx,
+		     uint32_t n);
+};
+
+struct dsv4_model_options {
+	uint32_t threads;		/* 0: one per CPU we may run on */
+	enum dsv4_numerics numerics;
+	uint32_t flags;			/* DSV4_MODEL_HF_* */
+	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
+	const struct dsv4_model_hooks *hooks;
+};
+
+struct dsv4_model;
+struct dsv4_seq;
+
+/* Opens a checkpoint directory (dsv4_ckpt_open) and readies the engine. */
+int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
+		    struct dsv4_model **out, char *err, size_t errlen);
+void dsv4_model_free(struct dsv4_model *m);
+const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m);
+/* "avx512", "avx2" or "scalar": the kernels in use */
+const char *dsv4_model_kernels(const struct dsv4_model *m);
+
+/* A sequence: KV window, compressed entries and compressor state. */
+int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **out);
+void dsv4_seq_reset(struct dsv4_seq *s);	/* back to position 0 */
+void dsv4_seq_free(struct dsv4_seq *s);
+uint32_t dsv4_seq_pos(const struct dsv4_seq *s);
+
+enum dsv4_logits { DSV4_LOGITS_NONE, DSV4_LOGITS_LAST, DSV4_LOGITS_ALL };
+
+/* Tokens for one sequence; they continue it at dsv4_seq_pos(). */
+struct dsv4_eval_req {
+	struct dsv4_seq *seq;
+	const int32_t *tokens;
+	uint32_t n_tokens;
+	enum dsv4_logits want;
+	float *logits;		/* [1 or n_tokens, vocab] as @want asks */
+};
+
+/*
+ * Evaluates several sequences in one pass over the weights (batched
+ * decode, or prefill chunks side by side); each sequence at most once.
+ * On error no sequence has advanced.
+ */
+int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
+		   char *err, size_t errlen);
+/* One sequence: prefill of any length, or one decode token. */
+int dsv4_eval(struct dsv4_seq *s, const int32_t *tokens, uint32_t n,
+	      enum dsv4_logits want, float *logits, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

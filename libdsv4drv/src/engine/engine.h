@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CPU compute engine's internals (not installed): weight views in their
+ * stored formats, the matrix kernels, the thread pool, the per-layer model
+ * and per-sequence state.  The math follows DeepSeek's official
+ * inference/model.py; see docs in libdsv4drv/README.md and spec §2-§7.
+ */
+#ifndef DSV4_ENGINE_H
+#define DSV4_ENGINE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "dsv4drv.h"
+
+/* ---- weights, used where they lie (mmapped shards) ---- */
+
+enum mat_fmt { MAT_F32, MAT_BF16, MAT_FP8, MAT_FP4 };
+
+/* A [rows, cols] matrix view.  FP8: e4m3 bytes plus [ceil(rows/128),
+ * ceil(cols/128)] scales; FP4: packed e2m1 [rows, cols/2] plus [rows,
+ * cols/32] e8m0 scales.  row0 offsets the view into a larger matrix (the
+ * grouped wo_a), so scale rows are (row0 + r) / 128. */
+struct mat {
+	enum mat_fmt fmt;
+	uint32_t rows, cols;
+	uint32_t row0;
+	const void *data;	/* row 0 of the underlying matrix */
+	const void *scale;
+	int scale_f32;		/* FP8 scales stored as F32, not e8m0 */
+};
+
+/* Dequantizes rows [r0, r0+n) of @m into dst [n, cols] (float). */
+typedef void (*decode_rows_fn)(const struct mat *m, uint32_t r0, uint32_t n, float *dst);
+/* y[j] = dot(w + j*cols, x) for j < 4 (four weight rows, one input row) */
+typedef void (*dot4_fn)(const float *w, const float *x, uint32_t cols, float *y);
+/* One FP4/FP8/BF16 weight row against one input row, decoded on the fly. */
+typedef float (*row_dot_fn)(const struct mat *m, uint32_t r, const float *x);
+
+struct kernels {
+	const char *name;	/* "avx512", "avx2", "scalar" */
+	decode_rows_fn decode_rows;
+	dot4_fn dot4;
+	row_dot_fn row_dot;
+	float (*dot)(const float *a, const float *b, uint32_t n);
+	void (*axpy)(float a, const float *x, float *y, uint32_t n);	/* y += a x */
+};
+
+const struct kernels *kernels_pick(const char *force);
+extern const struct kernels kernels_scalar;
+#ifdef __x86_64__
+extern const struct kernels kernels_avx2;
+extern const struct kernels kernels_avx512;
+#endif
+/* shared helpers of the kernel files */
+float mat_fp8_scale(const struct mat *m, uint32_t r, uint32_t kb);
+
+/* ---- thread pool (pool.c): pinned workers, tasks handed out by counter ---- */
+
+struct pool;
+typedef void (*task_fn)(void *ctx, uint32_t task, uint32_t worker);
+int pool_create(uint32_t threads, struct pool **out);
+void pool_destroy(struct pool *p);
+uint32_t pool_threads(const struct pool *p);
+/* Runs fn(ctx, i, worker) for i < n across the workers and waits. */
+void pool_run(struct pool *p, task_fn fn, void *ctx, uint32_t n);
+
+/* ---- small numerics (ops.c) ---- */
+
+void rmsnorm(const float *x, const float *w, uint32_t n, float eps, float *out);
+/* RoPE frequencies f_i (rd/2 of them), YaRN-blended when @yarn (spec §3) */
+void rope_freqs(float *freqs, uint32_t rd, double theta, int yarn, const struct dsv4_config *c);
+/* cos/sin of pos*f_i as the official code rounds them: cs[2i], cs[2i+1] */
+void rope_cs(const float *freqs, uint32_t rd, uint32_t pos, float *cs);
+/* Interleaved pairs over x[0..rd); inverse rotates by the conjugate. */
+void rope_apply(float *x, const float *cs, uint32_t rd, int inverse);
+void hadamard(float *x, uint32_t n);
+void fakequant_fp8(float *x, uint32_t n, uint32_t block);	/* in place */
+void fakequant_fp4(float *x, uint32_t n);			/* in place, block 32 */
+float bf16_round(float x);
+
+/* ---- the model ---- */
+
+struct compressor_w {
+	uint32_t ratio, head_dim, coff;
+	const float *ape;	/* [ratio, coff*head_dim] */
+	struct mat wkv, wgate;	/* [coff*head_dim, dim] BF16 */
+	float *norm;		/* [head_dim] */
+};
+
+struct layer_w {
+	uint32_t ratio;
+	float *attn_norm, *ffn_norm;
+	const float *hc_fn[2], *hc_base[2], *hc_scale[2];	/* attn, ffn */
+	struct mat hc_fn_mat[2];
+	const float *attn_sink;
+	struct mat wq_a, wq_b, wkv, wo_a, wo_b;
+	float *q_norm, *kv_norm;
+	struct compressor_w cmp, icmp;	/* icmp: the indexer's (ratio 4) */
+	struct mat iwq_b, iweights;
+	struct mat gate;
+	const float *gate_bias;
+	const void *tid2eid;
+	int tid2eid_i64;
+	struct mat *w1, *w2, *w3;	/* [n_routed_experts] */
+	struct mat sw1, sw2, sw3;
+	float *freqs;		/* [max_pos_table, rd/2] angles' frequencies */
+};
+
+struct scratch {
+	float *buf;
+	size_t cap;	/* floats */
+};
+
+struct kscratch {
+	const float **buf;
+	size_t cap;
+};
+
+struct dsv4_model {
+	struct dsv4_ckpt *ck;
+	struct dsv4_config cfg;
+	struct dsv4_model_options opt;
+	const struct kernels *k;
+	struct pool *pool;
+	struct mat embed, head;
+	float *norm;
+	const float *hc_head_fn, *hc_head_base, *hc_head_scale;
+	struct mat hc_head_mat;
+	struct layer_w *layers;
+	float *freqs_swa, *freqs_cmp;	/* [rd/2] rope frequencies */
+	float *owned;			/* BF16 vectors converted to float */
+	size_t owned_used, owned_cap;
+	uint32_t max_cols;		/* widest matrix input */
+	struct scratch *scratch;	/* per worker: decoded weight tiles */
+	struct scratch xq;		/* activation fake-quant copies */
+	struct scratch *ascratch;	/* per worker: attention scores */
+	struct kscratch *kscratch;	/* per worker: the keys a query gathers */
+};
+
+/* Compressor state of one sequence for one compressor (FP32). */
+struct cmp_state {
+	float *kv, *score;	/* [coff*ratio, coff*head_dim] */
+	float *entries;		/* emitted entries [cap, head_dim] */
+	uint32_t n_entries, cap;
+};
+
+struct seq_layer {
+	float *ring;		/* [window, head_dim]; slot = pos % window */
+	struct cmp_state cmp, icmp;
+};
+
+struct dsv4_seq {
+	struct dsv4_model *m;
+	uint32_t max_len;
+	uint32_t pos;		/* tokens evaluated so far */
+	struct seq_layer *layers;
+};
+
+/* model.c helpers used by the layer code */
+enum { MM_TILE = 16 };
+/* Sizes every buffer mat_mul needs for @rows input rows (0 or -ENOMEM). */
+int mat_mul_reserve(struct dsv4_model *m, uint32_t rows);
+/* y[r, o] = sum_k w[o, k] x[r, k]; act_quant: FP8 activation quant first
+ * (reference numerics, FP8/FP4 weights), as the official linear() does. */
+void mat_mul(struct dsv4_model *m, const struct mat *w, const float *x, uint32_t ldx,
+	     uint32_t rows, float *y, uint32_t ldy, int act_quant);
+
+/* attention.c / moe.c: one sub-block over a batch of rows */
+struct batch {
+	uint32_t rows;
+	const uint32_t *pos;		/* [rows] absolute position */
+	const int32_t *tok;		/* [rows] token ids */
+	struct dsv4_seq *const *seq;	/* [rows] owning sequence */
+	const uint32_t *chunk_start;	/* [rows] first row of this row's chunk */
+};
+
+int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
+		      const float *x, float *out);
+uint32_t attention_max_keys(const struct dsv4_model *m, const struct batch *b);
+int moe_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
+		const float *x, float *out);
+int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
+void cmp_state_reset(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
+void cmp_state_free(struct cmp_state *s);
+int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t end_pos);
+
+#endif

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dsv4-run: prefill + greedy decode on the CPU engine.
+ *
+ *   dsv4-run --model DIR --tokens 0,17,5,... [--n-predict K]
+ *            [--dump-logits FILE] [--threads N] [--numerics reference|exact]
+ *            [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]
+ *
+ * Prints the generated token ids on one line.  --dump-logits writes the
+ * float32 logits of every evaluated position: a one-line text header
+ * "dsv4-logits rows <R> vocab <V>\n", then R*V little-endian float32,
+ * row-major [positions, vocab].  The positions are the prompt's, then each
+ * generated token fed back (R = prompt + K - 1 for K >= 1).  This
+ * interface is how the engine is checked from outside; keep it stable.
+ * --chunk N prefills in chunks of N tokens (default: all at once).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsv4drv.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: dsv4-run --model DIR --tokens ID,ID,... [--n-predict K]\n"
+	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
+	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n", f);
+}
+
+static int parse_u32(const char *s, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > max)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_tokens(const char *s, int32_t **out, uint32_t *n)
+{
+	uint32_t cap = 16, cnt = 0;
+	int32_t *v = malloc(cap * sizeof(*v));
+	const char *p = s;
+
+	if (!v)
+		return -ENOMEM;
+	while (*p) {
+		char *end;
+		long t;
+
+		errno = 0;
+		t = strtol(p, &end, 10);
+		if (errno || end == p || t < 0 || t > INT32_MAX || (*end && *end != ','))
+			goto bad;
+		if (cnt == cap) {
+			int32_t *nv = realloc(v, 2 * cap * sizeof(*v));
+
+			if (!nv)
+				goto bad;
+			v = nv;
+			cap *= 2;
+		}
+		v[cnt++] = (int32_t)t;
+		p = *end ? end + 1 : end;
+		if (*end && !*p)
+			goto bad;	/* trailing comma */
+	}
+	if (!cnt)
+		goto bad;
+	*out = v;
+	*n = cnt;
+	return 0;
+bad:
+	free(v);
+	return -EINVAL;
+}
+
+static uint32_t argmax(const float *x, uint32_t n)
+{
+	uint32_t best = 0;
+
+	for (uint32_t i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "tokens", required_argument, NULL, 't' },
+		{ "n-predict", required_argument, NULL, 'n' },
+		{ "dump-logits", required_argument, NULL, 'd' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "numerics", required_argument, NULL, 'q' },
+		{ "chunk", required_argument, NULL, 'c' },
+		{ "hf-semantics", no_argument, NULL, 'H' },
+		{ "kernels", required_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct dsv4_model_options mo = { 0 };
+	const char *model = NULL, *dump = NULL;
+	uint32_t n_predict = 0, chunk = 0, n_tok = 0, vocab, rows;
+	int32_t *tokens = NULL;
+	struct dsv4_model *m = NULL;
+	struct dsv4_seq *s = NULL;
+	float *logits = NULL;
+	FILE *df = NULL;
+	char err[256];
+	int c, ret = 1;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			model = optarg;
+			break;
+		case 't':
+			free(tokens);
+			if (parse_tokens(optarg, &tokens, &n_tok)) {
+				fprintf(stderr, "dsv4-run: --tokens: comma-separated ids expected\n");
+				return 2;
+			}
+			break;
+		case 'n':
+			if (parse_u32(optarg, 1u << 20, &n_predict))
+				goto badarg;
+			break;
+		case 'd':
+			dump = optarg;
+			break;
+		case 'j':
+			if (parse_u32(optarg, 1024, &mo.threads))
+				goto badarg;
+			break;
+		case 'q':
+			if (!strcmp(optarg, "reference"))
+				mo.numerics = DSV4_NUMERICS_REFERENCE;
+			else if (!strcmp(optarg, "exact"))
+				mo.numerics = DSV4_NUMERICS_EXACT;
+			else
+				goto badarg;
+			break;
+		case 'c':
+			if (parse_u32(optarg, 1u << 20, &chunk) || !chunk)
+				goto badarg;
+			break;
+		case 'H':
+			mo.flags |= DSV4_MODEL_HF_SEMANTICS;
+			break;
+		case 'k':
+			mo.kernels = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!model || !tokens || optind != argc) {
+		usage(stderr);
+		free(tokens);
+		return 2;
+	}
+	ret = dsv4_model_load(model, &mo, &m, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "dsv4-run: %s\n", err);
+		free(tokens);
+		return 1;
+	}
+	ret = 1;
+	vocab = dsv4_model_config(m)->vocab_size;
+	rows = n_tok + (n_predict ? n_predict - 1 : 0);
+	if (dsv4_seq_create(m, rows, &s)) {
+		fprintf(stderr, "dsv4-run: %u positions: more than the model takes or out of memory\n",
+			rows);
+		goto out;
+	}
+	logits = malloc((size_t)(dump ? rows : 1) * vocab * sizeof(float));
+	if (!logits) {
+		fprintf(stderr, "dsv4-run: out of memory for logits\n");
+		goto out;
+	}
+	if (dump) {
+		df = fopen(dump, "wb");
+		if (!df) {
+			fprintf(stderr, "dsv4-run: %s: %s\n", dump, strerror(errno));
+			goto out;
+		}
+		fprintf(df, "dsv4-logits rows %u vocab %u\n", rows, vocab);
+	}
+	/* prefill, in chunks if asked */
+	for (uint32_t at = 0; at < n_tok;) {
+		uint32_t n = chunk && n_tok - at > chunk ? chunk : n_tok - at;
+		float *dst = dump ? logits + (size_t)at * vocab : logits;
+
+		if (dsv4_eval(s, tokens + at, n, dump ? DSV4_LOGITS_ALL : DSV4_LOGITS_LAST,
+			      dst, err, sizeof(err))) {
+			fprintf(stderr, "dsv4-run: prefill: %s\n", err);
+			goto out;
+		}
+		at += n;
+	}
+	const float *last = logits + (size_t)(dump ? n_tok - 1 : 0) * vocab;
+
+	for (uint32_t i = 0; i < n_predict; i++) {
+		int32_t next = (int32_t)argmax(last, vocab);
+
+		printf(i ? ",%d" : "%d", next);
+		if (i + 1 == n_predict)
+			break;
+		float *dst = dump ? logits + (size_t)(n_tok + i) * vocab : logits;
+
+		if (dsv4_eval(s, &next, 1, DSV4_LOGITS_LAST, dst, err, sizeof(err))) {
+			fprintf(stderr, "dsv4-run: decode: %s\n", err);
+			goto out;
+		}
+		last = dst;
+	}
+	if (n_predict)
+		printf("\n");
+	if (df && (fwrite(logits, sizeof(float), (size_t)rows * vocab, df) != (size_t)rows * vocab ||
+		   fclose(df))) {
+		df = NULL;
+		fprintf(stderr, "dsv4-run: %s: write failed\n", dump);
+		goto out;
+	}
+	df = NULL;
+	ret = 0;
+out:
+	if (df)
+		fclose(df);
+	free(logits);
+	free(tokens);
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	return ret;
+badarg:
+	fprintf(stderr, "dsv4-run: bad option value: %s\n", optarg);
+	free(tokens);
+	return 2;
+}
