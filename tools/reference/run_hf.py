@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import sys
 
 import torch
 from safetensors import safe_open
@@ -165,6 +166,7 @@ def main():
         keys = set(f.keys())
         k = int(f.metadata().get("prefill_k", "0"))
         dec_ref = f.get_tensor("exact.decode.logits") if "exact.decode.logits" in keys else None
+    dec = None
     if dec_ref is not None and k:
         ids = tokens[None].to(dev)
         with torch.no_grad():
@@ -179,8 +181,13 @@ def main():
         da = (dec.argmax(-1) == dec_ref.argmax(-1)).float().mean().item()
         print(f"HF decode vs official decode (exact): max|diff|/max|logit| = {dd:.3g}, argmax agree {da:.3f}")
     if a.out:
-        save_file({"tokens": tokens, "hf.prefill.logits": out.contiguous()}, a.out,
-                  metadata={"report": json.dumps({"rel": diff, "argmax": agree, "first_bad": first_bad})})
+        res = {"tokens": tokens, "hf.prefill.logits": out.contiguous()}
+        if dec is not None:
+            res["hf.decode.logits"] = dec.contiguous()
+        save_file(res, a.out,
+                  metadata={"report": json.dumps({"rel": diff, "argmax": agree, "first_bad": first_bad}),
+                           "prefill_k": str(k), "command": " ".join(sys.argv),
+                           "torch": torch.__version__})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,807 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CPU engine against DeepSeek's official code and HF transformers
+ * (fixtures from tools/reference/, see tests/fixtures/README.md):
+ *  - exact numerics: prefill and decode logits within 1e-3 of the official
+ *    exact-mode run at every position, argmax equal away from ties,
+ *    compressed entries, indexer keys and top-k sets equal;
+ *  - HF semantics switches vs HF transformers' logits;
+ *  - reference numerics: each layer with teacher forcing, and end to end
+ *    inside the envelope the official code shows under 1e-6 perturbations;
+ *  - chunked prefill = one-shot prefill, batched = single sequences,
+ *    every kernel set gives the same logits, reset really resets;
+ *  - bad calls are refused and change nothing.
+ * Models come from dsv4-mkmodel --preset tiny-X --seed 1 (as the fixtures).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsv4drv.h"
+#include "../../libdsv4drv/src/engine/engine.h"
+#include "kselftest_harness.h"
+
+static const char *const presets[] = { "tiny-a", "tiny-b", "tiny-c" };
+
+static const char *model_dir(const char *preset)
+{
+	static char dir[3][128];
+	static int made[3];
+
+	for (int i = 0; i < 3; i++) {
+		if (strcmp(preset, presets[i]))
+			continue;
+		snprintf(dir[i], sizeof(dir[i]), "/tmp/dsv4-engine-%s-%d", preset, (int)getpid());
+		if (!made[i]) {
+			char cmd[512];
+
+			snprintf(cmd, sizeof(cmd), DSV4_BIN "/dsv4-mkmodel --preset %s --seed 1 %s >/dev/null",
+				 preset, dir[i]);
+			if (system(cmd))
+				return NULL;
+			made[i] = 1;
+		}
+		return dir[i];
+	}
+	return NULL;
+}
+
+static void cleanup_models(void) __attribute__((destructor));
+static void cleanup_models(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf /tmp/dsv4-engine-*-%d", (int)getpid());
+	if (system(cmd))
+		return;
+}
+
+/* A fixture tensor copied out (shard data need not be aligned). */
+static void *fx_get(const char *file, const char *name, enum dsv4_dtype want, uint64_t *shape)
+{
+	char path[256], err[256];
+	struct dsv4_st_file *f;
+	const struct dsv4_st_tensor *t;
+	void *out = NULL;
+
+	snprintf(path, sizeof(path), DSV4_FIXTURES "/%s", file);
+	if (dsv4_st_open(path, &f, err, sizeof(err)))
+		return NULL;
+	t = dsv4_st_find(&f->header, name);
+	if (t && t->dtype == want) {
+		out = malloc(t->nbytes ? t->nbytes : 1);
+		if (out)
+			memcpy(out, dsv4_st_data(f, t), t->nbytes);
+		if (shape) {
+			shape[0] = t->shape[0];
+			shape[1] = t->ndim > 1 ? t->shape[1] : 1;
+		}
+	}
+	dsv4_st_close(f);
+	return out;
+}
+
+static int32_t *fx_tokens(const char *file, uint32_t *n)
+{
+	uint64_t shape[2];
+	int64_t *t = fx_get(file, "tokens", DSV4_DT_I64, shape);
+	int32_t *v;
+
+	if (!t)
+		return NULL;
+	v = malloc(shape[0] * sizeof(*v));
+	for (uint64_t i = 0; v && i < shape[0]; i++)
+		v[i] = (int32_t)t[i];
+	*n = (uint32_t)shape[0];
+	free(t);
+	return v;
+}
+
+static struct dsv4_model *load(const char *preset, enum dsv4_numerics num, uint32_t flags,
+			       const char *kernels, const struct dsv4_model_hooks *hooks)
+{
+	struct dsv4_model_options o = { .threads = 2, .numerics = num, .flags = flags,
+					.kernels = kernels, .hooks = hooks };
+	struct dsv4_model *m = NULL;
+	char err[256];
+	const char *dir = model_dir(preset);
+
+	if (!dir || dsv4_model_load(dir, &o, &m, err, sizeof(err))) {
+		fprintf(stderr, "# load %s: %s\n", preset, dir ? err : "mkmodel failed");
+		return NULL;
+	}
+	return m;
+}
+
+struct cmp {
+	double worst;		/* max over positions of max|d| / max|ref| */
+	uint32_t over, argmax_bad, ties;
+};
+
+/* Per position: max|d|/max|ref| <= tol; argmax equal unless the reference's
+ * top two are within 2e-3 (relative), which counts as a tie. */
+static struct cmp compare(const float *ref, const float *got, uint32_t rows, uint32_t V, double tol)
+{
+	struct cmp c = { 0 };
+
+	for (uint32_t r = 0; r < rows; r++) {
+		const float *a = ref + (size_t)r * V, *b = got + (size_t)r * V;
+		double mx = 0, d = 0;
+		uint32_t ia = 0, ib = 0, i2 = UINT32_MAX;
+
+		for (uint32_t v = 0; v < V; v++) {
+			mx = fmax(mx, fabs(a[v]));
+			d = fmax(d, fabs((double)a[v] - b[v]));
+			if (a[v] > a[ia])
+				ia = v;
+			if (b[v] > b[ib])
+				ib = v;
+		}
+		for (uint32_t v = 0; v < V; v++)
+			if (v != ia && (i2 == UINT32_MAX || a[v] > a[i2]))
+				i2 = v;
+		d /= mx;
+		c.worst = fmax(c.worst, d);
+		c.over += d > tol;
+		if (ia != ib) {
+			if (a[ia] - a[i2] <= 2e-3 * mx)
+				c.ties++;
+			else
+				c.argmax_bad++;
+		}
+	}
+	return c;
+}
+
+static float *prefill(struct dsv4_model *m, const int32_t *tok, uint32_t n, uint32_t chunk)
+{
+	uint32_t V = dsv4_model_config(m)->vocab_size;
+	float *lg = malloc((size_t)n * V * sizeof(float));
+	struct dsv4_seq *s;
+	char err[256];
+
+	if (!lg || dsv4_seq_create(m, n, &s)) {
+		free(lg);
+		return NULL;
+	}
+	for (uint32_t at = 0; at < n;) {
+		uint32_t k = chunk && n - at > chunk ? chunk : n - at;
+
+		if (dsv4_eval(s, tok + at, k, DSV4_LOGITS_ALL, lg + (size_t)at * V, err, sizeof(err))) {
+			fprintf(stderr, "# eval: %s\n", err);
+			free(lg);
+			lg = NULL;
+			break;
+		}
+		at += k;
+	}
+	dsv4_seq_free(s);
+	return lg;
+}
+
+TEST(exact_prefill_and_decode_match_official)
+{
+	for (int p = 0; p < 3; p++) {
+		char file[64];
+		uint32_t N, V;
+		uint64_t ps[2], ds[2];
+
+		snprintf(file, sizeof(file), "official-%s.safetensors", presets[p]);
+		int32_t *tok = fx_tokens(file, &N);
+		float *pre = fx_get(file, "exact.prefill.logits", DSV4_DT_F32, ps);
+		float *dec = fx_get(file, "exact.decode.logits", DSV4_DT_F32, ds);
+		struct dsv4_model *m = load(presets[p], DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+
+		ASSERT_NE(NULL, tok);
+		ASSERT_NE(NULL, pre);
+		ASSERT_NE(NULL, dec);
+		ASSERT_NE(NULL, m);
+		V = dsv4_model_config(m)->vocab_size;
+		ASSERT_EQ(V, ps[1]);
+
+		float *lg = prefill(m, tok, N, 0);
+
+		ASSERT_NE(NULL, lg);
+		struct cmp c = compare(pre, lg, N, V, 1e-3);
+
+		TH_LOG("%s exact prefill: worst %.3g, %u over 1e-3, %u argmax differ, %u ties",
+		       presets[p], c.worst, c.over, c.argmax_bad, c.ties);
+		EXPECT_EQ(0u, c.over);
+		EXPECT_EQ(0u, c.argmax_bad);
+
+		/* decode: prefill K tokens, then one at a time (the fixture's path) */
+		uint32_t K = N - (uint32_t)ds[0];
+		struct dsv4_seq *s;
+		char err[256];
+		float *dl = malloc((size_t)ds[0] * V * sizeof(float));
+
+		ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+		ASSERT_EQ(0, dsv4_eval(s, tok, K, DSV4_LOGITS_NONE, NULL, err, sizeof(err))) TH_LOG("%s", err);
+		for (uint32_t t = K; t < N; t++)
+			ASSERT_EQ(0, dsv4_eval(s, tok + t, 1, DSV4_LOGITS_LAST, dl + (size_t)(t - K) * V,
+					       err, sizeof(err))) TH_LOG("%s", err);
+		EXPECT_EQ(N, dsv4_seq_pos(s));
+		c = compare(dec, dl, (uint32_t)ds[0], V, 1e-3);
+		TH_LOG("%s exact decode: worst %.3g, %u over 1e-3, %u argmax differ, %u ties",
+		       presets[p], c.worst, c.over, c.argmax_bad, c.ties);
+		EXPECT_EQ(0u, c.over);
+		EXPECT_EQ(0u, c.argmax_bad);
+		dsv4_seq_free(s);
+		free(dl);
+		free(lg);
+		free(tok);
+		free(pre);
+		free(dec);
+		dsv4_model_free(m);
+	}
+}
+
+/* top-k sets seen through the hook, [layer][pos] -> sorted entries */
+struct topk_log {
+	uint32_t n_layers, n_pos, k;
+	int32_t *idx;		/* [n_layers][n_pos][k], -1 padded */
+};
+
+static void topk_hook(void *ctx, uint32_t layer, uint32_t pos, const int32_t *idx, uint32_t n)
+{
+	struct topk_log *t = ctx;
+	int32_t *dst;
+
+	if (layer >= t->n_layers || pos >= t->n_pos || n > t->k)
+		return;
+	dst = t->idx + ((size_t)layer * t->n_pos + pos) * t->k;
+	for (uint32_t i = 0; i < t->k; i++)
+		dst[i] = i < n ? idx[i] : -1;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double rel_max(const float *ref, const float *got, size_t n)
+{
+	double d = 0, m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		d = fmax(d, fabs((double)ref[i] - got[i]));
+		m = fmax(m, fabs(ref[i]));
+	}
+	return m > 0 ? d / m : d;
+}
+
+/* Compressed entries, indexer keys and top-k sets after a one-shot prefill. */
+static void check_internals(struct __test_metadata *_metadata, const char *file,
+			    const char *mode, enum dsv4_numerics num, const char *preset,
+			    double entry_tol, uint32_t *topk_mismatch)
+{
+	uint32_t N;
+	int32_t *tok = fx_tokens(file, &N);
+	struct topk_log tl = { 0 };
+	struct dsv4_model_hooks hooks = { .ctx = &tl, .topk = topk_hook };
+	struct dsv4_model *m = load(preset, num, 0, NULL, &hooks);
+	const struct dsv4_config *c;
+	struct dsv4_seq *s;
+	char err[256], name[96];
+
+	ASSERT_NE(NULL, tok);
+	ASSERT_NE(NULL, m);
+	c = dsv4_model_config(m);
+	tl.n_layers = c->n_layers;
+	tl.n_pos = N;
+	tl.k = c->index_topk;
+	tl.idx = malloc((size_t)tl.n_layers * N * tl.k * sizeof(int32_t));
+	ASSERT_NE(NULL, tl.idx);
+	ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+	ASSERT_EQ(0, dsv4_eval(s, tok, N, DSV4_LOGITS_NONE, NULL, err, sizeof(err))) TH_LOG("%s", err);
+	*topk_mismatch = 0;
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		uint32_t r = c->compress_ratios[L];
+		uint64_t sh[2];
+
+		if (!r || N / r == 0)
+			continue;	/* nothing emitted (and nothing in the fixture) */
+		snprintf(name, sizeof(name), "%s.layer.%u.compressed", mode, L);
+		float *ce = fx_get(file, name, DSV4_DT_F32, sh);
+
+		ASSERT_NE(NULL, ce) TH_LOG("%s missing", name);
+		ASSERT_EQ(N / r, s->layers[L].cmp.n_entries);
+		ASSERT_EQ(sh[0], N / r);
+		double d = rel_max(ce, s->layers[L].cmp.entries, sh[0] * sh[1]);
+
+		EXPECT_GE(entry_tol, d) TH_LOG("%s layer %u compressed entries: %.3g", preset, L, d);
+		free(ce);
+		if (r != 4)
+			continue;
+		snprintf(name, sizeof(name), "%s.layer.%u.index_keys", mode, L);
+		float *ik = fx_get(file, name, DSV4_DT_F32, sh);
+
+		ASSERT_NE(NULL, ik);
+		d = rel_max(ik, s->layers[L].icmp.entries, sh[0] * sh[1]);
+		EXPECT_GE(entry_tol, d) TH_LOG("%s layer %u index keys: %.3g", preset, L, d);
+		if (num == DSV4_NUMERICS_REFERENCE) {
+			/* Hadamard + FP4 grid: the keys are bit-exact unless an
+			 * input sat on a rounding boundary */
+			uint64_t n = sh[0] * sh[1], differ = 0;
+
+			for (uint64_t i = 0; i < n; i++)
+				differ += memcmp(&ik[i], &s->layers[L].icmp.entries[i], sizeof(float)) != 0;
+			TH_LOG("%s layer %u: %llu of %llu index-key values not bit-exact", preset, L,
+			       (unsigned long long)differ, (unsigned long long)n);
+			EXPECT_GE(n / 100, differ);
+		}
+		free(ik);
+
+		snprintf(name, sizeof(name), "%s.layer.%u.topk", mode, L);
+		int32_t *tk = fx_get(file, name, DSV4_DT_I32, sh);
+
+		ASSERT_NE(NULL, tk) TH_LOG("%s missing", name);
+		ASSERT_EQ(N, sh[0]);
+		/* the official top-k is min(index_topk, N/4) wide in a prefill */
+		ASSERT_GE(tl.k, sh[1]);
+		ASSERT_GE(4096u, tl.k);
+		for (uint32_t t = 0; t < N; t++) {
+			int32_t want[4096], *got = tl.idx + ((size_t)L * N + t) * tl.k;
+
+			/* the fixture holds KV-cache positions: entry + N (the prefill's raw KV first) */
+			for (uint32_t i = 0; i < tl.k; i++) {
+				int32_t v = i < sh[1] ? tk[(size_t)t * sh[1] + i] : -1;
+
+				want[i] = v < 0 ? -1 : v - (int32_t)N;
+			}
+			qsort(want, tl.k, sizeof(int32_t), cmp_i32);
+			qsort(got, tl.k, sizeof(int32_t), cmp_i32);
+			if (memcmp(want, got, tl.k * sizeof(int32_t)))
+				(*topk_mismatch)++;
+		}
+		free(tk);
+	}
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(tl.idx);
+	free(tok);
+}
+
+TEST(exact_entries_keys_and_topk_match_official)
+{
+	for (int p = 0; p < 3; p++) {
+		char file[64];
+		uint32_t bad;
+
+		snprintf(file, sizeof(file), "official-%s.safetensors", presets[p]);
+		check_internals(_metadata, file, "exact", DSV4_NUMERICS_EXACT, presets[p], 1e-4, &bad);
+		EXPECT_EQ(0u, bad) TH_LOG("%s: %u positions with a different top-k set", presets[p], bad);
+	}
+}
+
+TEST(hf_semantics_match_transformers)
+{
+	for (int p = 0; p < 3; p++) {
+		char file[64], err[256];
+		uint32_t N, V;
+		uint64_t ps[2], ds[2];
+
+		snprintf(file, sizeof(file), "hf-%s.safetensors", presets[p]);
+		int32_t *tok = fx_tokens(file, &N);
+		float *pre = fx_get(file, "hf.prefill.logits", DSV4_DT_F32, ps);
+		float *dec = fx_get(file, "hf.decode.logits", DSV4_DT_F32, ds);
+		struct dsv4_model *m = load(presets[p], DSV4_NUMERICS_EXACT, DSV4_MODEL_HF_SEMANTICS,
+					    NULL, NULL);
+
+		ASSERT_NE(NULL, tok);
+		ASSERT_NE(NULL, pre);
+		ASSERT_NE(NULL, dec);
+		ASSERT_NE(NULL, m);
+		V = dsv4_model_config(m)->vocab_size;
+		float *lg = prefill(m, tok, N, 0);
+
+		ASSERT_NE(NULL, lg);
+		struct cmp c = compare(pre, lg, N, V, 1e-3);
+
+		TH_LOG("%s vs HF prefill: worst %.3g, %u argmax differ, %u ties", presets[p], c.worst,
+		       c.argmax_bad, c.ties);
+		EXPECT_EQ(0u, c.over);
+		EXPECT_EQ(0u, c.argmax_bad);
+
+		/* HF's decode: prefill K, then one token at a time on its cache */
+		uint32_t K = N - (uint32_t)ds[0];
+		struct dsv4_seq *s;
+		float *dl = malloc((size_t)ds[0] * V * sizeof(float));
+
+		ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+		ASSERT_EQ(0, dsv4_eval(s, tok, K, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+		for (uint32_t t = K; t < N; t++)
+			ASSERT_EQ(0, dsv4_eval(s, tok + t, 1, DSV4_LOGITS_LAST, dl + (size_t)(t - K) * V,
+					       err, sizeof(err)));
+		c = compare(dec, dl, (uint32_t)ds[0], V, 1e-3);
+		TH_LOG("%s vs HF decode: worst %.3g, %u argmax differ", presets[p], c.worst, c.argmax_bad);
+		EXPECT_EQ(0u, c.over);
+		EXPECT_EQ(0u, c.argmax_bad);
+		dsv4_seq_free(s);
+		free(dl);
+		free(lg);
+		free(tok);
+		free(pre);
+		free(dec);
+		dsv4_model_free(m);
+	}
+}
+
+/* Teacher forcing: compare block L's output with the reference, then hand
+ * the next block the reference's streams. */
+struct forcing {
+	float *ref[64];
+	uint32_t rows, width, n_layers;
+	uint32_t over[64];
+	double worst[64];
+};
+
+static void force_hook(void *ctx, uint32_t layer, float *X, uint32_t rows, uint32_t width)
+{
+	struct forcing *f = ctx;
+
+	if (layer >= f->n_layers || rows != f->rows || width != f->width || !f->ref[layer])
+		return;
+	for (uint32_t r = 0; r < rows; r++) {
+		double d = rel_max(f->ref[layer] + (size_t)r * width, X + (size_t)r * width, width);
+
+		f->worst[layer] = fmax(f->worst[layer], d);
+		f->over[layer] += d > 1e-3;
+	}
+	memcpy(X, f->ref[layer], (size_t)rows * width * sizeof(float));
+}
+
+TEST(reference_layers_with_teacher_forcing)
+{
+	for (int p = 0; p < 3; p++) {
+		char file[64], name[64], err[256];
+		struct forcing f = { 0 };
+		struct dsv4_model_hooks hooks = { .ctx = &f, .layer_out = force_hook };
+		uint32_t N;
+
+		snprintf(file, sizeof(file), "official-%s-layers.safetensors", presets[p]);
+		int32_t *tok = fx_tokens(file, &N);
+		struct dsv4_model *m = load(presets[p], DSV4_NUMERICS_REFERENCE, 0, NULL, &hooks);
+
+		ASSERT_NE(NULL, tok);
+		ASSERT_NE(NULL, m);
+		const struct dsv4_config *c = dsv4_model_config(m);
+
+		f.rows = N;
+		f.width = c->hc_mult * c->dim;
+		f.n_layers = c->n_layers;
+		for (uint32_t L = 0; L < c->n_layers; L++) {
+			uint64_t sh[2];
+
+			snprintf(name, sizeof(name), "reference.layer.%u.out", L);
+			f.ref[L] = fx_get(file, name, DSV4_DT_F32, sh);
+			ASSERT_NE(NULL, f.ref[L]);
+			ASSERT_EQ(f.width, sh[1]);
+		}
+		struct dsv4_seq *s;
+
+		ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+		ASSERT_EQ(0, dsv4_eval(s, tok, N, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+		for (uint32_t L = 0; L < c->n_layers; L++) {
+			TH_LOG("%s layer %u (ratio %u): worst %.3g, %u of %u positions over 1e-3",
+			       presets[p], L, c->compress_ratios[L], f.worst[L], f.over[L], N);
+			/* a flipped rounding boundary moves one position; allow 2 of 32 */
+			EXPECT_GE(2u, f.over[L]);
+			EXPECT_GE(0.05, f.worst[L]);
+			free(f.ref[L]);
+		}
+		dsv4_seq_free(s);
+		dsv4_model_free(m);
+		free(tok);
+	}
+}
+
+TEST(reference_end_to_end_inside_the_envelope)
+{
+	char *env = NULL;
+	size_t envlen = 0;
+	FILE *ef = fopen(DSV4_FIXTURES "/envelope.json", "r");
+
+	ASSERT_NE(NULL, ef);
+	ASSERT_EQ(0, getdelim(&env, &envlen, '\0', ef) < 0);
+	fclose(ef);
+	for (int p = 0; p < 3; p++) {
+		char file[64], key[64];
+		uint32_t N, V, bad;
+		uint64_t ps[2];
+		const char *at;
+		double envelope;
+
+		snprintf(key, sizeof(key), "\"%s\"", presets[p]);
+		at = strstr(env, key);
+		ASSERT_NE(NULL, at);
+		at = strstr(at, "\"max_rel\":");
+		ASSERT_NE(NULL, at);
+		envelope = strtod(at + strlen("\"max_rel\":"), NULL);
+		ASSERT_LT(0.0, envelope);
+
+		snprintf(file, sizeof(file), "official-%s-layers.safetensors", presets[p]);
+		int32_t *tok = fx_tokens(file, &N);
+		float *pre = fx_get(file, "reference.prefill.logits", DSV4_DT_F32, ps);
+		struct dsv4_model *m = load(presets[p], DSV4_NUMERICS_REFERENCE, 0, NULL, NULL);
+
+		ASSERT_NE(NULL, m);
+		ASSERT_NE(NULL, pre);
+		V = dsv4_model_config(m)->vocab_size;
+		float *lg = prefill(m, tok, N, 0);
+
+		ASSERT_NE(NULL, lg);
+		struct cmp c = compare(pre, lg, N, V, 1e-3);
+
+		TH_LOG("%s reference end to end: worst %.3g (official envelope %.3g), %u argmax differ",
+		       presets[p], c.worst, envelope, c.argmax_bad);
+		EXPECT_GE(envelope, c.worst);
+		dsv4_model_free(m);
+		free(lg);
+		free(pre);
+		free(tok);
+		/* the reference-mode entries and top-k sets, with the same allowance */
+		check_internals(_metadata, file, "reference", DSV4_NUMERICS_REFERENCE, presets[p],
+				envelope, &bad);
+		TH_LOG("%s reference: %u positions with a different top-k set", presets[p], bad);
+		EXPECT_GE(2u, bad);
+	}
+	free(env);
+}
+
+TEST(chunked_prefill_equals_one_shot)
+{
+	static const uint32_t chunks[] = { 1, 7, 37, 128 };
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-b.safetensors", &N);
+
+	ASSERT_NE(NULL, tok);
+	N = 260;	/* two HCA windows; keeps the one-token chunks quick under ASan */
+	for (int num = 0; num < 2; num++) {
+		struct dsv4_model *m = load("tiny-b", num ? DSV4_NUMERICS_EXACT : DSV4_NUMERICS_REFERENCE,
+					    0, NULL, NULL);
+		uint32_t V;
+
+		ASSERT_NE(NULL, m);
+		V = dsv4_model_config(m)->vocab_size;
+		float *one = prefill(m, tok, N, 0);
+
+		ASSERT_NE(NULL, one);
+		for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+			float *ch = prefill(m, tok, N, chunks[i]);
+
+			ASSERT_NE(NULL, ch);
+			struct cmp c = compare(one, ch, N, V, 1e-3);
+
+			TH_LOG("%s chunk %u: worst %.3g", num ? "exact" : "reference", chunks[i], c.worst);
+			if (num) {	/* exact: tight */
+				EXPECT_EQ(0u, c.over);
+				EXPECT_EQ(0u, c.argmax_bad);
+			}
+			free(ch);
+		}
+		free(one);
+		dsv4_model_free(m);
+	}
+	free(tok);
+}
+
+TEST(batched_sequences_equal_single_ones)
+{
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-c.safetensors", &N);
+	struct dsv4_model *m = load("tiny-c", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+	enum { S = 3, P = 150, D = 40 };
+	struct dsv4_seq *seq[S];
+	char err[256];
+	uint32_t V;
+
+	ASSERT_NE(NULL, tok);
+	ASSERT_NE(NULL, m);
+	V = dsv4_model_config(m)->vocab_size;
+	/* sequence i: the fixture's tokens from offset 50*i; single runs first */
+	float *single = malloc((size_t)S * (P + D) * V * sizeof(float));
+	float *batch = malloc((size_t)S * (P + D) * V * sizeof(float));
+
+	ASSERT_NE(NULL, single);
+	ASSERT_NE(NULL, batch);
+	for (int i = 0; i < S; i++) {
+		float *lg = prefill(m, tok + 50 * i, P + D, 0);
+
+		ASSERT_NE(NULL, lg);
+		memcpy(single + (size_t)i * (P + D) * V, lg, (size_t)(P + D) * V * sizeof(float));
+		free(lg);
+		ASSERT_EQ(0, dsv4_seq_create(m, P + D, &seq[i]));
+	}
+	/* batch: the prefills side by side (different lengths), then decode
+	 * steps for all three in one pass each */
+	struct dsv4_eval_req rq[S];
+
+	for (int i = 0; i < S; i++)
+		rq[i] = (struct dsv4_eval_req){ .seq = seq[i], .tokens = tok + 50 * i,
+						.n_tokens = P - 10 * i, .want = DSV4_LOGITS_ALL,
+						.logits = batch + (size_t)i * (P + D) * V };
+	ASSERT_EQ(0, dsv4_eval_many(m, rq, S, err, sizeof(err))) TH_LOG("%s", err);
+	/* the shorter ones catch up with one mixed batch (a chunk beside decodes) */
+	for (int i = 0; i < S; i++) {
+		uint32_t at = dsv4_seq_pos(seq[i]);
+
+		rq[i] = (struct dsv4_eval_req){ .seq = seq[i], .tokens = tok + 50 * i + at,
+						.n_tokens = P + 1 - at, .want = DSV4_LOGITS_ALL,
+						.logits = batch + ((size_t)i * (P + D) + at) * V };
+	}
+	ASSERT_EQ(0, dsv4_eval_many(m, rq, S, err, sizeof(err))) TH_LOG("%s", err);
+	for (uint32_t t = P + 1; t < P + D; t++) {
+		for (int i = 0; i < S; i++)
+			rq[i] = (struct dsv4_eval_req){ .seq = seq[i], .tokens = tok + 50 * i + t,
+							.n_tokens = 1, .want = DSV4_LOGITS_LAST,
+							.logits = batch + ((size_t)i * (P + D) + t) * V };
+		ASSERT_EQ(0, dsv4_eval_many(m, rq, S, err, sizeof(err))) TH_LOG("%s", err);
+	}
+	for (int i = 0; i < S; i++) {
+		struct cmp c = compare(single + (size_t)i * (P + D) * V, batch + (size_t)i * (P + D) * V,
+				       P + D, V, 1e-3);
+
+		TH_LOG("sequence %d batched vs alone: worst %.3g", i, c.worst);
+		EXPECT_EQ(0u, c.over);
+		EXPECT_EQ(0u, c.argmax_bad);
+		EXPECT_EQ((uint32_t)(P + D), dsv4_seq_pos(seq[i]));
+		dsv4_seq_free(seq[i]);
+	}
+	free(single);
+	free(batch);
+	free(tok);
+	dsv4_model_free(m);
+}
+
+TEST(kernel_sets_agree)
+{
+	static const char *const ks[] = { "scalar", "avx2", "avx512" };
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
+	float *base = NULL;
+
+	ASSERT_NE(NULL, tok);
+	N = 200;
+	for (int i = 0; i < 3; i++) {
+		struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, ks[i], NULL);
+
+		if (!m) {
+			TH_LOG("%s kernels not available on this CPU", ks[i]);
+			continue;
+		}
+		EXPECT_STREQ(ks[i], dsv4_model_kernels(m));
+		float *lg = prefill(m, tok, N, 0);
+
+		ASSERT_NE(NULL, lg);
+		if (!base) {
+			base = lg;
+		} else {
+			struct cmp c = compare(base, lg, N, dsv4_model_config(m)->vocab_size, 1e-5);
+
+			TH_LOG("%s vs scalar: worst %.3g", ks[i], c.worst);
+			EXPECT_EQ(0u, c.over);
+			free(lg);
+		}
+		dsv4_model_free(m);
+	}
+	free(base);
+	free(tok);
+}
+
+TEST(reset_starts_over)
+{
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
+	struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+	struct dsv4_seq *s;
+	char err[256];
+	uint32_t V;
+
+	ASSERT_NE(NULL, m);
+	V = dsv4_model_config(m)->vocab_size;
+	float *a = malloc(V * sizeof(float)), *b = malloc(V * sizeof(float));
+
+	ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+	ASSERT_EQ(0, dsv4_eval(s, tok, 3, DSV4_LOGITS_LAST, a, err, sizeof(err)));
+	ASSERT_EQ(0, dsv4_eval(s, tok + 100, 200, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	dsv4_seq_reset(s);
+	EXPECT_EQ(0u, dsv4_seq_pos(s));
+	/* a prompt shorter than a CSA window after a long one (the official
+	 * code's stale-state quirk) */
+	ASSERT_EQ(0, dsv4_eval(s, tok, 3, DSV4_LOGITS_LAST, b, err, sizeof(err)));
+	EXPECT_EQ(0, memcmp(a, b, V * sizeof(float)));
+	dsv4_seq_free(s);
+	free(a);
+	free(b);
+	free(tok);
+	dsv4_model_free(m);
+}
+
+TEST(bad_calls_are_refused_and_change_nothing)
+{
+	struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL), *m2;
+	struct dsv4_model_options o = { 0 };
+	struct dsv4_seq *s, *s2;
+	char err[256];
+	int32_t ok[4] = { 1, 2, 3, 4 }, bad[2] = { 1, 512 }, neg[1] = { -1 };
+	float lg[512 * 4];
+
+	ASSERT_NE(NULL, m);
+	ASSERT_EQ(0, dsv4_seq_create(m, 8, &s));
+	ASSERT_EQ(0, dsv4_eval(s, ok, 2, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, bad, 2, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_NE(NULL, strstr(err, "vocabulary"));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, neg, 1, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, ok, 0, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, NULL, 1, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, ok, 1, DSV4_LOGITS_ALL, NULL, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(s, ok, 1, (enum dsv4_logits)7, lg, err, sizeof(err)));
+	ASSERT_EQ(0, dsv4_eval(s, ok, 4, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	EXPECT_EQ(-ENOSPC, dsv4_eval(s, ok, 4, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval(NULL, ok, 1, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_eval_many(m, NULL, 0, err, sizeof(err)));
+	/* the same sequence twice in one batch */
+	struct dsv4_eval_req rq[2] = {
+		{ .seq = s, .tokens = ok, .n_tokens = 1 },
+		{ .seq = s, .tokens = ok, .n_tokens = 1 },
+	};
+
+	EXPECT_EQ(-EINVAL, dsv4_eval_many(m, rq, 2, err, sizeof(err)));
+	/* a sequence of another model */
+	m2 = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+	ASSERT_NE(NULL, m2);
+	ASSERT_EQ(0, dsv4_seq_create(m2, 8, &s2));
+	rq[1].seq = s2;
+	EXPECT_EQ(-EINVAL, dsv4_eval_many(m, rq, 2, err, sizeof(err)));
+	dsv4_seq_free(s2);
+	dsv4_model_free(m2);
+	/* nothing moved: only the two good calls advanced it */
+	EXPECT_EQ(6u, dsv4_seq_pos(s));
+	dsv4_seq_free(s);
+	EXPECT_EQ(-EINVAL, dsv4_seq_create(m, 0, &s));
+	EXPECT_EQ(-EINVAL, dsv4_seq_create(m, UINT32_MAX, &s));
+	dsv4_model_free(m);
+
+	/* options and checkpoints */
+	o.numerics = (enum dsv4_numerics)5;
+	EXPECT_EQ(-EINVAL, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+	o.numerics = DSV4_NUMERICS_EXACT;
+	o.flags = 1u << 9;
+	EXPECT_EQ(-EINVAL, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+	o.flags = 0;
+	o.kernels = "avx9000";
+	EXPECT_EQ(-ENOTSUP, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+	o.kernels = NULL;
+	o.threads = 100000;
+	EXPECT_EQ(-EINVAL, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+	o.threads = 1;
+	EXPECT_GT(0, dsv4_model_load("/nonexistent/dsv4", &o, &m, err, sizeof(err)));
+	EXPECT_NE(0u, strlen(err));
+}
+
+TEST(load_free_cycles_and_one_thread)
+{
+	/* LeakSanitizer (part of ASan here) fails the run on any leak */
+	for (int i = 0; i < 3; i++) {
+		struct dsv4_model_options o = { .threads = (uint32_t)i + 1,
+						.numerics = DSV4_NUMERICS_EXACT };
+		struct dsv4_model *m;
+		struct dsv4_seq *s;
+		char err[256];
+		int32_t t[3] = { 5, 6, 7 };
+		float lg[512];
+
+		ASSERT_EQ(0, dsv4_model_load(model_dir("tiny-c"), &o, &m, err, sizeof(err))) TH_LOG("%s", err);
+		ASSERT_EQ(0, dsv4_seq_create(m, 16, &s));
+		ASSERT_EQ(0, dsv4_eval(s, t, 3, DSV4_LOGITS_LAST, lg, err, sizeof(err)));
+		dsv4_seq_free(s);
+		dsv4_model_free(m);
+	}
+}
+
+TEST_HARNESS_MAIN
