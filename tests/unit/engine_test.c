@@ -660,14 +660,14 @@ TEST(batched_sequences_equal_single_ones)
 
 TEST(kernel_sets_agree)
 {
-	static const char *const ks[] = { "scalar", "avx2", "avx512" };
+	static const char *const ks[] = { "scalar", "avx2", "avx512", "avx512-bf16" };
 	uint32_t N;
 	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
 	float *base = NULL;
 
 	ASSERT_NE(NULL, tok);
 	N = 200;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, ks[i], NULL);
 
 		if (!m) {
@@ -691,6 +691,102 @@ TEST(kernel_sets_agree)
 	}
 	free(base);
 	free(tok);
+}
+
+/* Every kernel set against the portable one, on each stored format, with
+ * rows offset into a larger matrix (the grouped wo_a) and odd sizes. */
+TEST(kernels_match_scalar_on_every_format)
+{
+	enum { ROWS = 300, COLS = 640 };
+	uint8_t *fp8 = malloc(ROWS * COLS), *fp4 = malloc(ROWS * COLS / 2);
+	uint8_t *s8 = malloc(3 * 5), *s4 = malloc(ROWS * COLS / 32);
+	uint16_t *bf = malloc(ROWS * COLS * 2), *xp = malloc(COLS * 2);
+	float *f32 = malloc(ROWS * COLS * 4), *x = malloc(COLS * 4), *dec = malloc(8 * COLS * 4);
+	float *ref = malloc(8 * COLS * 4);
+	const struct kernels *sets[3] = { &kernels_scalar, kernels_pick("avx2"), kernels_pick("avx512") };
+
+	srand(7);
+	for (int i = 0; i < ROWS * COLS; i++) {
+		fp8[i] = (uint8_t)(rand() & 0xff);
+		if ((fp8[i] & 0x7f) == 0x7f)
+			fp8[i] = 0x11;	/* not NaN */
+		f32[i] = (float)rand() / RAND_MAX - 0.5f;
+		bf[i] = (uint16_t)(0x3c00 + rand() % 0x0800) | (uint16_t)(rand() & 1) << 15;
+	}
+	for (int i = 0; i < ROWS * COLS / 2; i++)
+		fp4[i] = (uint8_t)(rand() & 0xff);
+	for (int i = 0; i < 15; i++)
+		s8[i] = (uint8_t)(118 + rand() % 12);
+	for (int i = 0; i < ROWS * COLS / 32; i++)
+		s4[i] = (uint8_t)(120 + rand() % 10);
+	for (int i = 0; i < COLS; i++)
+		x[i] = ((float)rand() / RAND_MAX - 0.5f) * 8;
+	struct mat mats[4] = {
+		{ .fmt = MAT_FP8, .rows = ROWS - 100, .cols = COLS, .row0 = 100, .data = fp8, .scale = s8 },
+		{ .fmt = MAT_FP4, .rows = ROWS, .cols = COLS, .data = fp4, .scale = s4 },
+		{ .fmt = MAT_BF16, .rows = ROWS - 3, .cols = COLS, .row0 = 3, .data = bf },
+		{ .fmt = MAT_F32, .rows = ROWS, .cols = COLS, .data = f32 },
+	};
+
+	for (int f = 0; f < 4; f++) {
+		const struct mat *w = &mats[f];
+
+		for (int k = 1; k < 3; k++) {
+			double worst = 0, scale = 1e-3;
+
+			if (!sets[k])
+				continue;
+			for (uint32_t r = 0; r < w->rows; r++)
+				scale = fmax(scale, fabs(kernels_scalar.row_dot(w, r, x)));
+			for (uint32_t r = 0; r < w->rows; r += 7) {
+				float a = kernels_scalar.row_dot(w, r, x), b = sets[k]->row_dot(w, r, x);
+				float y[4];
+
+				worst = fmax(worst, fabs(a - b) / scale);
+				if (r + 8 > w->rows)
+					continue;
+				kernels_scalar.decode_rows(w, r, 8, ref);
+				sets[k]->decode_rows(w, r, 8, dec);
+				uint32_t differ = 0;	/* == : the FP4 code for -0 may decode as +0 */
+
+				for (uint32_t i = 0; i < 8 * COLS; i++)
+					differ += ref[i] != dec[i];
+				EXPECT_EQ(0u, differ)
+					TH_LOG("%s decode_rows, format %d, row %u", sets[k]->name, f, r);
+				sets[k]->dot4(dec, x, COLS, y);
+				worst = fmax(worst, fabs(y[0] - kernels_scalar.row_dot(w, r, x)) / scale);
+			}
+			TH_LOG("%s format %d: worst relative %.3g", sets[k]->name, f, worst);
+			EXPECT_GE(1e-5, worst);
+		}
+	}
+	/* FP4 through AVX512-BF16 on an FP8-quantized activation */
+	if (cpu_has_avx512bf16()) {
+		double worst = 0, scale = 1e-3;
+
+		fakequant_fp8(x, COLS, 128);
+		for (uint32_t r = 0; r < ROWS; r++)
+			scale = fmax(scale, fabs(kernels_scalar.row_dot(&mats[1], r, x)));
+		fp4_bf16_perm_x(x, COLS, xp);
+		for (uint32_t r = 0; r < ROWS; r++) {
+			float a = kernels_scalar.row_dot(&mats[1], r, x);
+			float b = fp4_bf16_row_dot(&mats[1], r, xp);
+
+			worst = fmax(worst, fabs(a - b) / scale);
+		}
+		TH_LOG("FP4 avx512-bf16: worst relative %.3g", worst);
+		EXPECT_GE(1e-5, worst);
+	}
+	free(fp8);
+	free(fp4);
+	free(s8);
+	free(s4);
+	free(bf);
+	free(xp);
+	free(f32);
+	free(x);
+	free(dec);
+	free(ref);
 }
 
 TEST(reset_starts_over)

@@ -47,12 +47,19 @@ struct kernels {
 };
 
 const struct kernels *kernels_pick(const char *force);
+#ifdef __x86_64__
+/* kernels_bf16.c: FP4 rows on an exactly-BF16 activation (AVX512-BF16) */
+int cpu_has_avx512bf16(void);
+void fp4_bf16_perm_x(const float *x, uint32_t n, uint16_t *xp);
+float fp4_bf16_row_dot(const struct mat *m, uint32_t r, const uint16_t *xp);
+#endif
 extern const struct kernels kernels_scalar;
 #ifdef __x86_64__
 extern const struct kernels kernels_avx2;
 extern const struct kernels kernels_avx512;
 #endif
-/* shared helpers of the kernel files */
+/* shared helpers of the kernel files: e8m0 byte -> float, filled by kernels_pick() */
+extern float e8m0_lut[256];
 float mat_fp8_scale(const struct mat *m, uint32_t r, uint32_t kb);
 
 /* ---- thread pool (pool.c): pinned workers, tasks handed out by counter ---- */
@@ -134,6 +141,8 @@ struct dsv4_model {
 	uint32_t max_cols;		/* widest matrix input */
 	struct scratch *scratch;	/* per worker: decoded weight tiles */
 	struct scratch xq;		/* activation fake-quant copies */
+	struct scratch xp;		/* the same as permuted BF16 (fp4_bf16_*) */
+	int fp4_bf16;			/* FP4 x quantized activation through AVX512-BF16 */
 	struct scratch *ascratch;	/* per worker: attention scores */
 	struct kscratch *kscratch;	/* per worker: the keys a query gathers */
 };

@@ -15,9 +15,13 @@ float mat_fp8_scale(const struct mat *m, uint32_t r, uint32_t kb)
 	uint32_t sc = (m->cols + 127) / 128;
 	uint64_t i = (uint64_t)((m->row0 + r) / 128) * sc + kb;
 
-	if (m->scale_f32)
-		return ((const float *)m->scale)[i];
-	return dsv4_e8m0_to_f32(((const uint8_t *)m->scale)[i]);
+	if (m->scale_f32) {
+		float f;
+
+		memcpy(&f, (const float *)m->scale + i, sizeof(f));
+		return f;
+	}
+	return e8m0_lut[((const uint8_t *)m->scale)[i]];
 }
 
 /* Shard data need not be aligned (safetensors packs tensors): load by memcpy. */
@@ -37,17 +41,18 @@ static inline float ld_f32(const float *p)
 	return v;
 }
 
+float e8m0_lut[256];
 static float e4m3_lut[256];
 static float fp4_lut[16];
 
 static void luts_init(void)
 {
-	if (fp4_lut[1] != 0)
-		return;
 	for (int i = 0; i < 256; i++)
 		e4m3_lut[i] = dsv4_e4m3_to_f32((uint8_t)i);
 	for (int i = 0; i < 16; i++)
 		fp4_lut[i] = dsv4_fp4_to_f32((uint8_t)i);
+	for (int i = 0; i < 256; i++)
+		e8m0_lut[i] = dsv4_e8m0_to_f32((uint8_t)i);
 }
 
 static void scalar_decode_row(const struct mat *m, uint32_t r, float *dst)
@@ -83,7 +88,7 @@ static void scalar_decode_row(const struct mat *m, uint32_t r, float *dst)
 		const uint8_t *sc = (const uint8_t *)m->scale + row * (n / 32);
 
 		for (uint32_t k = 0; k < n; k += 32) {
-			float f = dsv4_e8m0_to_f32(sc[k / 32]);
+			float f = e8m0_lut[sc[k / 32]];
 
 			for (uint32_t j = 0; j < 32; j += 2) {
 				uint8_t b = s[(k + j) / 2];
@@ -161,7 +166,7 @@ static float scalar_row_dot(const struct mat *m, uint32_t r, const float *x)
 
 				blk += fp4_lut[v & 15] * x[k + j] + fp4_lut[v >> 4] * x[k + j + 1];
 			}
-			acc += blk * dsv4_e8m0_to_f32(sc[k / 32]);
+			acc += blk * e8m0_lut[sc[k / 32]];
 		}
 		break;
 	}
@@ -193,9 +198,20 @@ const struct kernels kernels_scalar = {
 	.row_dot = scalar_row_dot,
 };
 
+#ifdef __x86_64__
+int cpu_has_avx512bf16(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512bf16");
+}
+#endif
+
 const struct kernels *kernels_pick(const char *force)
 {
-	luts_init();
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, luts_init);
 #ifdef __x86_64__
 	__builtin_cpu_init();
 	int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -208,7 +224,7 @@ const struct kernels *kernels_pick(const char *force)
 			return &kernels_scalar;
 		if (!strcmp(force, "avx2"))
 			return has2 ? &kernels_avx2 : NULL;
-		if (!strcmp(force, "avx512"))
+		if (!strcmp(force, "avx512") || !strcmp(force, "avx512-bf16"))
 			return has512 && has2 ? &kernels_avx512 : NULL;
 		return NULL;
 	}

@@ -2,10 +2,10 @@
 /*
  * AVX2 + FMA + F16C matrix kernels (picked at run time by kernels.c).
  *
- * e4m3 -> float goes through half precision: moving the 7 magnitude bits
- * up by 7 gives an f16 with the same mantissa and an exponent 8 lower, so
- * vcvtph2ps then a multiply by 2^8 (folded into the block scale) is exact,
- * subnormals included.  e2m1 -> float is a byte shuffle from a table of
+ * e4m3 -> float goes through half precision: the sign-extended byte
+ * shifted left by 7, with bit 14 cleared, is an f16 with the same sign and
+ * mantissa and an exponent 8 lower, so vcvtph2ps then a multiply by 2^8
+ * (folded into the block scale) is exact, subnormals included.  e2m1 -> float is a byte shuffle from a table of
  * 2*value (all integers) and a multiply by scale/2.
  */
 #ifdef __x86_64__
@@ -33,11 +33,10 @@ static inline float ld_f32(const float *p)
 
 static inline __m256 fp8x8(const uint8_t *p)
 {
-	__m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
-	__m128i mag = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x7f)), 7);
-	__m128i sgn = _mm_slli_epi16(_mm_and_si128(b, _mm_set1_epi16(0x80)), 8);
+	/* sign-extended byte << 7, bit 14 cleared: the f16 (see top) */
+	__m128i b = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p));
 
-	return _mm256_cvtph_ps(_mm_or_si128(mag, sgn));
+	return _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(b, 7), _mm_set1_epi16((short)0xbfff)));
 }
 
 static inline __m256 bf16x8(const uint16_t *p)
@@ -111,7 +110,7 @@ static void decode_row(const struct mat *m, uint32_t r, float *dst)
 		__m256 v[4];
 
 		for (; k < n; k += 32) {
-			__m256 vs = _mm256_set1_ps(dsv4_e8m0_to_f32(sc[k / 32]) * 0.5f);
+			__m256 vs = _mm256_set1_ps(e8m0_lut[sc[k / 32]] * 0.5f);
 
 			fp4x32(s + k / 2, v);
 			for (int i = 0; i < 4; i++)
@@ -176,6 +175,8 @@ static float avx2_row_dot(const struct mat *m, uint32_t r, const float *x)
 		const uint16_t *s = (const uint16_t *)m->data + row * n;
 
 		for (; k + 16 <= n; k += 16) {
+			/* 4 KiB page-cache pages stop the hardware prefetcher */
+			_mm_prefetch((const char *)(s + k) + 2048, _MM_HINT_T0);
 			acc = _mm256_fmadd_ps(bf16x8(s + k), _mm256_loadu_ps(x + k), acc);
 			acc2 = _mm256_fmadd_ps(bf16x8(s + k + 8), _mm256_loadu_ps(x + k + 8), acc2);
 		}
@@ -193,6 +194,7 @@ static float avx2_row_dot(const struct mat *m, uint32_t r, const float *x)
 			float bt = 0;
 
 			for (; j + 16 <= e; j += 16) {
+				_mm_prefetch((const char *)s + j + 1024, _MM_HINT_T0);
 				b0 = _mm256_fmadd_ps(fp8x8(s + j), _mm256_loadu_ps(x + j), b0);
 				b1 = _mm256_fmadd_ps(fp8x8(s + j + 8), _mm256_loadu_ps(x + j + 8), b1);
 			}
@@ -211,12 +213,13 @@ static float avx2_row_dot(const struct mat *m, uint32_t r, const float *x)
 		for (; k < n; k += 32) {
 			__m256 b;
 
+			_mm_prefetch((const char *)s + k / 2 + 1024, _MM_HINT_T0);
 			fp4x32(s + k / 2, v);
 			b = _mm256_mul_ps(v[0], _mm256_loadu_ps(x + k));
 			b = _mm256_fmadd_ps(v[1], _mm256_loadu_ps(x + k + 8), b);
 			b = _mm256_fmadd_ps(v[2], _mm256_loadu_ps(x + k + 16), b);
 			b = _mm256_fmadd_ps(v[3], _mm256_loadu_ps(x + k + 24), b);
-			acc = _mm256_fmadd_ps(b, _mm256_set1_ps(dsv4_e8m0_to_f32(sc[k / 32]) * 0.5f), acc);
+			acc = _mm256_fmadd_ps(b, _mm256_set1_ps(e8m0_lut[sc[k / 32]] * 0.5f), acc);
 		}
 		break;
 	}

@@ -29,11 +29,12 @@ static inline float ld_f32(const float *p)
 
 static inline __m512 fp8x16(const uint8_t *p)
 {
-	__m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
-	__m256i mag = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7f)), 7);
-	__m256i sgn = _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8);
+	/* sign-extended byte << 7: the sign lands in bit 15 (and 14), the
+	 * exponent and mantissa in 13..7; clearing bit 14 leaves the f16 */
+	__m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
 
-	return _mm512_cvtph_ps(_mm256_or_si256(mag, sgn));
+	return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(b, 7),
+						_mm256_set1_epi16((short)0xbfff)));
 }
 
 static inline __m512 bf16x16(const uint16_t *p)
@@ -94,7 +95,7 @@ static void decode_row(const struct mat *m, uint32_t r, float *dst)
 		__m512 v0, v1;
 
 		for (; k < n; k += 32) {
-			__m512 vs = _mm512_set1_ps(dsv4_e8m0_to_f32(sc[k / 32]) * 0.5f);
+			__m512 vs = _mm512_set1_ps(e8m0_lut[sc[k / 32]] * 0.5f);
 
 			fp4x32(s + k / 2, &v0, &v1);
 			_mm512_storeu_ps(dst + k, _mm512_mul_ps(v0, vs));
@@ -159,6 +160,7 @@ static float avx512_row_dot(const struct mat *m, uint32_t r, const float *x)
 		const uint16_t *s = (const uint16_t *)m->data + row * n;
 
 		for (; k + 32 <= n; k += 32) {
+			_mm_prefetch((const char *)(s + k) + 2048, _MM_HINT_T0);
 			acc = _mm512_fmadd_ps(bf16x16(s + k), _mm512_loadu_ps(x + k), acc);
 			acc2 = _mm512_fmadd_ps(bf16x16(s + k + 16), _mm512_loadu_ps(x + k + 16), acc2);
 		}
@@ -176,6 +178,7 @@ static float avx512_row_dot(const struct mat *m, uint32_t r, const float *x)
 			float bt = 0;
 
 			for (; j + 32 <= e; j += 32) {
+				_mm_prefetch((const char *)s + j + 1024, _MM_HINT_T0);
 				b0 = _mm512_fmadd_ps(fp8x16(s + j), _mm512_loadu_ps(x + j), b0);
 				b1 = _mm512_fmadd_ps(fp8x16(s + j + 16), _mm512_loadu_ps(x + j + 16), b1);
 			}
@@ -194,10 +197,11 @@ static float avx512_row_dot(const struct mat *m, uint32_t r, const float *x)
 		for (; k < n; k += 32) {
 			__m512 b;
 
+			_mm_prefetch((const char *)s + k / 2 + 1024, _MM_HINT_T0);
 			fp4x32(s + k / 2, &v0, &v1);
 			b = _mm512_mul_ps(v0, _mm512_loadu_ps(x + k));
 			b = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + k + 16), b);
-			acc = _mm512_fmadd_ps(b, _mm512_set1_ps(dsv4_e8m0_to_f32(sc[k / 32]) * 0.5f), acc);
+			acc = _mm512_fmadd_ps(b, _mm512_set1_ps(e8m0_lut[sc[k / 32]] * 0.5f), acc);
 		}
 		break;
 	}

@@ -316,6 +316,15 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 	}
 	m->opt = o;
 	m->k = kernels_pick(o.kernels);
+#ifdef __x86_64__
+	/* AVX512-BF16 for FP4 rows: when picking freely, or when asked for */
+	m->fp4_bf16 = m->k == &kernels_avx512 && cpu_has_avx512bf16() &&
+		      (!o.kernels || !*o.kernels || !strcmp(o.kernels, "avx512-bf16"));
+	if (o.kernels && !strcmp(o.kernels, "avx512-bf16") && !m->fp4_bf16) {
+		free(m);
+		return dsv4_errf(err, errlen, -ENOTSUP, "kernels \"avx512-bf16\": not on this CPU");
+	}
+#endif
 	ret = dsv4_ckpt_open(dir, &m->ck, err, errlen);
 	if (ret) {
 		free(m);
@@ -395,6 +404,7 @@ void dsv4_model_free(struct dsv4_model *m)
 	free(m->ascratch);
 	free(m->kscratch);
 	free(m->xq.buf);
+	free(m->xp.buf);
 	free(m->scratch);
 	pool_destroy(m->pool);
 	free(m->layers);
@@ -411,7 +421,7 @@ const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m)
 
 const char *dsv4_model_kernels(const struct dsv4_model *m)
 {
-	return m->k->name;
+	return m->fp4_bf16 ? "avx512-bf16" : m->k->name;
 }
 
 /* ---- the matrix product ---- */
@@ -420,6 +430,7 @@ struct mm {
 	struct dsv4_model *m;
 	const struct mat *w;
 	const float *x;
+	const uint16_t *xp;	/* FP4 + AVX512-BF16: permuted BF16 rows, else NULL */
 	uint32_t ldx, rows;
 	float *y;
 	uint32_t ldy, per_task;
@@ -440,6 +451,8 @@ int mat_mul_reserve(struct dsv4_model *m, uint32_t rows)
 	for (uint32_t i = 0; i < pool_threads(m->pool); i++)
 		if (scratch_reserve(&m->scratch[i], (size_t)MM_TILE * m->max_cols))
 			return -ENOMEM;
+	if (m->fp4_bf16 && scratch_reserve(&m->xp, (size_t)3 * m->max_cols / 2 + 32))
+		return -ENOMEM;
 	return scratch_reserve(&m->xq, (size_t)rows * m->max_cols);
 }
 
@@ -452,6 +465,15 @@ static void mm_rows_task(void *ctx, uint32_t task, uint32_t worker)
 	(void)worker;
 	if (o1 > a->w->rows)
 		o1 = a->w->rows;
+#ifdef __x86_64__
+	if (a->xp) {
+		for (uint32_t o = o0; o < o1; o++)
+			for (uint32_t r = 0; r < a->rows; r++)
+				a->y[(uint64_t)r * a->ldy + o] =
+					fp4_bf16_row_dot(a->w, o, a->xp + (uint64_t)r * a->w->cols);
+		return;
+	}
+#endif
 	for (uint32_t o = o0; o < o1; o++)
 		for (uint32_t r = 0; r < a->rows; r++)
 			a->y[(uint64_t)r * a->ldy + o] =
@@ -503,6 +525,16 @@ void mat_mul(struct dsv4_model *m, const struct mat *w, const float *x, uint32_t
 		a.ldx = w->cols;
 	}
 	if (rows <= 3) {
+#ifdef __x86_64__
+		if (xq && m->fp4_bf16 && w->fmt == MAT_FP4 && w->cols % 64 == 0) {
+			uint16_t *xp = (uint16_t *)m->xp.buf;	/* sized by mat_mul_reserve() */
+
+			for (uint32_t r = 0; r < rows; r++)
+				fp4_bf16_perm_x(xq + (uint64_t)r * w->cols, w->cols,
+						xp + (uint64_t)r * w->cols);
+			a.xp = xp;
+		}
+#endif
 		uint32_t per = (w->rows + threads * 4 - 1) / (threads * 4);
 
 		a.per_task = per < 4 ? 4 : per;
