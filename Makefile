@@ -24,13 +24,13 @@ SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 KSFT_INC := $(BUILD)/kselftest
 
-LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c)
+LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c libdsv4drv/src/mem/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
 LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
-TOOL_LIBS := -luring -ljansson -lnuma -lpthread -lm
-STATIC_LIBS := -luring -ljansson -lnuma -lpthread -lm
+TOOL_LIBS := -luring -ljansson -lnuma -ldrm -lpthread -lm
+STATIC_LIBS := -luring -ljansson -lnuma -ldrm -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -126,8 +126,14 @@ $(BUILD)/kmod/%/kmod/dsv4.ko: $(KMOD_SRCS)
 		{ echo "dsv4.ko: W=1 warnings on $*"; exit 1; }
 
 # ---- tests ----
-kselftests: $(KSFT_INC)/kselftest_harness.h
+kselftests: $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin/static/dsv4-provider-test
 	@$(MAKE) -s -C tests/kselftest/dsv4 OUTPUT=$(BUILD)/kselftest/dsv4 KSFT_INC=$(KSFT_INC)
+
+# The memory provider suite, static, for the QEMU guests (both providers there)
+$(BUILD)/bin/static/dsv4-provider-test: tests/unit/provider_test.c $(LIB) $(KSFT_INC)/kselftest_harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
+		-I$(KSFT_INC) -static -o $@ $< $(LIB) $(STATIC_LIBS)
 
 $(KSFT_INC)/kselftest_harness.h:
 	@$(TOP)/tools/build/deps.sh

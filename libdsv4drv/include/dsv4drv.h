@@ -373,6 +373,56 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 int dsv4_eval(struct dsv4_seq *s, const int32_t *tokens, uint32_t n,
 	      enum dsv4_logits want, float *logits, char *err, size_t errlen);
 
+/* ---- pinned memory providers (mem/provider.c) ---- */
+
+enum dsv4_provider { DSV4_PROVIDER_AUTO, DSV4_PROVIDER_KMOD, DSV4_PROVIDER_HOST };
+/* LOCAL: first touch by the caller; INTERLEAVE: over the nodes with memory
+ * (kmod: one region per node, back to back); NODE: that node only */
+enum dsv4_numa_policy { DSV4_NUMA_LOCAL, DSV4_NUMA_INTERLEAVE, DSV4_NUMA_NODE };
+
+struct dsv4_mem_options {
+	enum dsv4_provider provider;	/* AUTO: $DSV4_PROVIDER (kmod|host|auto), else
+					 * kmod when the device opens, else host */
+	const char *dev_path;		/* NULL: /dev/dsv4 */
+	int huge;			/* 2 MiB pages (kmod: huge folios; host: hugetlb) */
+	int allow_unlocked;		/* host: keep a buffer mlock refused (counted) */
+	void (*log)(void *ctx, const char *msg);	/* the provider choice, once */
+	void *log_ctx;
+};
+
+struct dsv4_mem;
+
+/* A pinned, zeroed buffer.  Freed with dsv4_mem_free(). */
+struct dsv4_buf {
+	void *addr;
+	uint64_t size;
+	uint32_t kind;			/* enum dsv4_region_kind */
+	enum dsv4_numa_policy policy;
+	int node;			/* NODE policy: the node, else -1 */
+	int locked;			/* pinned (kmod always; host if mlock took) */
+	int huge;			/* host: hugetlb pages */
+	int memfd;			/* host: the backing memfd, else -1 */
+	struct dsv4_mem *mem;
+};
+
+struct dsv4_mem_stats {
+	const char *provider;		/* "kmod" or "host" */
+	const char *why;		/* how it was chosen */
+	uint64_t bytes, peak_bytes, buffers, unlocked_buffers;
+};
+
+int dsv4_mem_open(const struct dsv4_mem_options *opt, struct dsv4_mem **out, char *err,
+		  size_t errlen);
+void dsv4_mem_close(struct dsv4_mem *m);	/* after every buffer is freed */
+const char *dsv4_mem_provider_name(const struct dsv4_mem *m);
+void dsv4_mem_get_stats(const struct dsv4_mem *m, struct dsv4_mem_stats *st);
+int dsv4_mem_alloc(struct dsv4_mem *m, uint64_t size, uint32_t kind,
+		   enum dsv4_numa_policy policy, int node, struct dsv4_buf **out,
+		   char *err, size_t errlen);
+void dsv4_mem_free(struct dsv4_buf *b);
+/* The placement achieved: bytes on each node, for nodes < max_nodes. */
+int dsv4_buf_placement(const struct dsv4_buf *b, uint64_t *bytes_per_node, uint32_t max_nodes);
+
 #ifdef __cplusplus
 }
 #endif
