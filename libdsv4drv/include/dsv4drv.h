@@ -294,85 +294,6 @@ static inline const void *dsv4_ckpt_data(const struct dsv4_ckpt_tensor *t)
 	return dsv4_st_data(t->file, t->st);
 }
 
-/* ---- the model on the CPU backend (engine/) ---- */
-
-/*
- * "reference" simulates what DeepSeek's official code rounds: FP8
- * activation quantization (per 128, power-of-two scales) before FP8/FP4
- * GEMMs, the FP8 grid for the KV nope dims, Hadamard + FP4 for indexer
- * keys and queries, BF16 attention probabilities before P.V.  "exact"
- * skips those roundings; weights always keep their stored values.
- * Activations are FP32 in both.
- */
-enum dsv4_numerics { DSV4_NUMERICS_REFERENCE = 0, DSV4_NUMERICS_EXACT = 1 };
-
-/* HF transformers' variants of two MoE details (spec §6) */
-#define DSV4_MODEL_HF_SHARED_CLAMP	(1u << 0)	/* swiglu_limit on the shared expert */
-#define DSV4_MODEL_HF_WEIGHT_AFTER_DOWN	(1u << 1)	/* routing weight after w2 */
-#define DSV4_MODEL_HF_SEMANTICS \
-	(DSV4_MODEL_HF_SHARED_CLAMP | DSV4_MODEL_HF_WEIGHT_AFTER_DOWN)
-
-struct dsv4_model_hooks {
-	void *ctx;
-	/*
-	 * After block @layer, with its output streams X [rows, hc*dim] for the
-	 * rows of this call (in call order).  X may be changed: the next block
-	 * reads it (teacher forcing in tests).
-	 */
-	void (*layer_out)(void *ctx, uint32_t layer, float *X, uint32_t rows,
-			  uint32_t width);
-	/* The compressed entries a CSA query selected (entry numbers). */
-	void (*topk)(void *ctx, uint32_t layer, uint32_t pos, const int32_t *idx,
-		     uint32_t n);
-};
-
-struct dsv4_model_options {
-	uint32_t threads;		/* 0: one per CPU we may run on */
-	enum dsv4_numerics numerics;
-	uint32_t flags;			/* DSV4_MODEL_HF_* */
-	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
-	const struct dsv4_model_hooks *hooks;
-};
-
-struct dsv4_model;
-struct dsv4_seq;
-
-/* Opens a checkpoint directory (dsv4_ckpt_open) and readies the engine. */
-int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
-		    struct dsv4_model **out, char *err, size_t errlen);
-void dsv4_model_free(struct dsv4_model *m);
-const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m);
-/* "avx512", "avx2" or "scalar": the kernels in use */
-const char *dsv4_model_kernels(const struct dsv4_model *m);
-
-/* A sequence: KV window, compressed entries and compressor state. */
-int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **out);
-void dsv4_seq_reset(struct dsv4_seq *s);	/* back to position 0 */
-void dsv4_seq_free(struct dsv4_seq *s);
-uint32_t dsv4_seq_pos(const struct dsv4_seq *s);
-
-enum dsv4_logits { DSV4_LOGITS_NONE, DSV4_LOGITS_LAST, DSV4_LOGITS_ALL };
-
-/* Tokens for one sequence; they continue it at dsv4_seq_pos(). */
-struct dsv4_eval_req {
-	struct dsv4_seq *seq;
-	const int32_t *tokens;
-	uint32_t n_tokens;
-	enum dsv4_logits want;
-	float *logits;		/* [1 or n_tokens, vocab] as @want asks */
-};
-
-/*
- * Evaluates several sequences in one pass over the weights (batched
- * decode, or prefill chunks side by side); each sequence at most once.
- * On error no sequence has advanced.
- */
-int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
-		   char *err, size_t errlen);
-/* One sequence: prefill of any length, or one decode token. */
-int dsv4_eval(struct dsv4_seq *s, const int32_t *tokens, uint32_t n,
-	      enum dsv4_logits want, float *logits, char *err, size_t errlen);
-
 /* ---- pinned memory providers (mem/provider.c) ---- */
 
 enum dsv4_provider { DSV4_PROVIDER_AUTO, DSV4_PROVIDER_KMOD, DSV4_PROVIDER_HOST };
@@ -422,6 +343,126 @@ int dsv4_mem_alloc(struct dsv4_mem *m, uint64_t size, uint32_t kind,
 void dsv4_mem_free(struct dsv4_buf *b);
 /* The placement achieved: bytes on each node, for nodes < max_nodes. */
 int dsv4_buf_placement(const struct dsv4_buf *b, uint64_t *bytes_per_node, uint32_t max_nodes);
+
+/* ---- the model on the CPU backend (engine/) ---- */
+
+/*
+ * "reference" simulates what DeepSeek's official code rounds: FP8
+ * activation quantization (per 128, power-of-two scales) before FP8/FP4
+ * GEMMs, the FP8 grid for the KV nope dims, Hadamard + FP4 for indexer
+ * keys and queries, BF16 attention probabilities before P.V.  "exact"
+ * skips those roundings; weights always keep their stored values.
+ * Activations are FP32 in both.
+ */
+enum dsv4_numerics { DSV4_NUMERICS_REFERENCE = 0, DSV4_NUMERICS_EXACT = 1 };
+
+/* HF transformers' variants of two MoE details (spec §6) */
+#define DSV4_MODEL_HF_SHARED_CLAMP	(1u << 0)	/* swiglu_limit on the shared expert */
+#define DSV4_MODEL_HF_WEIGHT_AFTER_DOWN	(1u << 1)	/* routing weight after w2 */
+#define DSV4_MODEL_HF_SEMANTICS \
+	(DSV4_MODEL_HF_SHARED_CLAMP | DSV4_MODEL_HF_WEIGHT_AFTER_DOWN)
+
+struct dsv4_model_hooks {
+	void *ctx;
+	/*
+	 * After block @layer, with its output streams X [rows, hc*dim] for the
+	 * rows of this call (in call order).  X may be changed: the next block
+	 * reads it (teacher forcing in tests).
+	 */
+	void (*layer_out)(void *ctx, uint32_t layer, float *X, uint32_t rows,
+			  uint32_t width);
+	/* The compressed entries a CSA query selected (entry numbers). */
+	void (*topk)(void *ctx, uint32_t layer, uint32_t pos, const int32_t *idx,
+		     uint32_t n);
+};
+
+/*
+ * Routed experts: RESIDENT uses them where the checkpoint is mapped;
+ * STREAM reads them with io_uring into a cache of pinned memory (kind
+ * EXPERT_STAGING) as the router asks for them.  Logits are bitwise the same.
+ */
+enum dsv4_expert_mode { DSV4_EXPERTS_RESIDENT, DSV4_EXPERTS_STREAM };
+
+struct dsv4_stream_options {
+	enum dsv4_expert_mode mode;
+	uint64_t cache_bytes;		/* budget; 0: use cache_experts */
+	uint32_t cache_experts;		/* budget in experts; 0 with 0 bytes: all */
+	uint32_t queue_depth;		/* per ring; 0: 64 */
+	uint32_t rings;			/* 0: 1 */
+	int buffered;			/* never O_DIRECT */
+	int no_io_uring;		/* pread instead (also the fallback) */
+	int no_prefetch;
+	struct dsv4_mem_options mem;	/* where the cache lives; its log also
+					 * gets the streamer's warnings */
+	/* test-only fault injection: a read whose file range covers this
+	 * offset of shard fault_shard (+1; 0 = off) fails with EIO, or comes
+	 * back short when fault_short is set (a truncated file) */
+	uint32_t fault_shard;
+	uint64_t fault_offset;
+	int fault_short;
+};
+
+struct dsv4_stream_stats {
+	const char *provider;		/* memory provider of the cache */
+	const char *io;			/* "io_uring+fixed", "io_uring", "pread" */
+	int direct;			/* O_DIRECT on every shard */
+	uint32_t slots, slot_bytes;
+	uint64_t hits, misses, evictions, bytes_read, reads;
+	uint64_t prefetch_issued, prefetch_used;
+	uint64_t errors;
+};
+
+struct dsv4_model_options {
+	uint32_t threads;		/* 0: one per CPU we may run on */
+	enum dsv4_numerics numerics;
+	uint32_t flags;			/* DSV4_MODEL_HF_* */
+	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
+	const struct dsv4_model_hooks *hooks;
+	const struct dsv4_stream_options *stream;	/* NULL: resident */
+};
+
+struct dsv4_model;
+struct dsv4_seq;
+
+/* Opens a checkpoint directory (dsv4_ckpt_open) and readies the engine. */
+int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
+		    struct dsv4_model **out, char *err, size_t errlen);
+void dsv4_model_free(struct dsv4_model *m);
+const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m);
+/* "avx512", "avx2" or "scalar": the kernels in use */
+const char *dsv4_model_kernels(const struct dsv4_model *m);
+
+/* Streaming counters (all zero in resident mode); returns the mode. */
+enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
+					      struct dsv4_stream_stats *st);
+
+/* A sequence: KV window, compressed entries and compressor state. */
+int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **out);
+void dsv4_seq_reset(struct dsv4_seq *s);	/* back to position 0 */
+void dsv4_seq_free(struct dsv4_seq *s);
+uint32_t dsv4_seq_pos(const struct dsv4_seq *s);
+
+enum dsv4_logits { DSV4_LOGITS_NONE, DSV4_LOGITS_LAST, DSV4_LOGITS_ALL };
+
+/* Tokens for one sequence; they continue it at dsv4_seq_pos(). */
+struct dsv4_eval_req {
+	struct dsv4_seq *seq;
+	const int32_t *tokens;
+	uint32_t n_tokens;
+	enum dsv4_logits want;
+	float *logits;		/* [1 or n_tokens, vocab] as @want asks */
+};
+
+/*
+ * Evaluates several sequences in one pass over the weights (batched
+ * decode, or prefill chunks side by side); each sequence at most once.
+ * On error no sequence has advanced.
+ */
+int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
+		   char *err, size_t errlen);
+/* One sequence: prefill of any length, or one decode token. */
+int dsv4_eval(struct dsv4_seq *s, const int32_t *tokens, uint32_t n,
+	      enum dsv4_logits want, float *logits, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,8 @@
  *   dsv4-run --model DIR --tokens 0,17,5,... [--n-predict K]
  *            [--dump-logits FILE] [--threads N] [--numerics reference|exact]
  *            [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]
+ *            [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]
+ *            [--provider auto|kmod|host] [--io pread|io_uring] [--stats]
  *
  * Prints the generated token ids on one line.  --dump-logits writes the
  * float32 logits of every evaluated position: a one-line text header
@@ -13,6 +15,9 @@
  * generated token fed back (R = prompt + K - 1 for K >= 1).  This
  * interface is how the engine is checked from outside; keep it stable.
  * --chunk N prefills in chunks of N tokens (default: all at once).
+ * --experts stream reads routed experts into a pinned cache as they are
+ * routed to (budget --cache-experts or --cache-bytes; default all);
+ * --stats prints the streaming counters to stderr at the end.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,7 +31,9 @@ static void usage(FILE *f)
 {
 	fputs("usage: dsv4-run --model DIR --tokens ID,ID,... [--n-predict K]\n"
 	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
-	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n", f);
+	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
+	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
+	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n", f);
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -81,6 +88,12 @@ bad:
 	return -EINVAL;
 }
 
+static void log_stderr(void *ctx, const char *msg)
+{
+	(void)ctx;
+	fprintf(stderr, "%s\n", msg);
+}
+
 static uint32_t argmax(const float *x, uint32_t n)
 {
 	uint32_t best = 0;
@@ -103,10 +116,18 @@ int main(int argc, char **argv)
 		{ "chunk", required_argument, NULL, 'c' },
 		{ "hf-semantics", no_argument, NULL, 'H' },
 		{ "kernels", required_argument, NULL, 'k' },
+		{ "experts", required_argument, NULL, 'X' },
+		{ "cache-experts", required_argument, NULL, 'E' },
+		{ "cache-bytes", required_argument, NULL, 'B' },
+		{ "provider", required_argument, NULL, 'P' },
+		{ "io", required_argument, NULL, 'I' },
+		{ "stats", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct dsv4_model_options mo = { 0 };
+	struct dsv4_stream_options so = { .mem = { .log = log_stderr } };
+	int stats = 0;
 	const char *model = NULL, *dump = NULL;
 	uint32_t n_predict = 0, chunk = 0, n_tok = 0, vocab, rows;
 	int32_t *tokens = NULL;
@@ -157,6 +178,38 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			mo.kernels = optarg;
+			break;
+		case 'X':
+			if (!strcmp(optarg, "stream"))
+				so.mode = DSV4_EXPERTS_STREAM;
+			else if (strcmp(optarg, "resident"))
+				goto badarg;
+			mo.stream = &so;
+			break;
+		case 'E':
+			if (parse_u32(optarg, UINT32_MAX, &so.cache_experts) || !so.cache_experts)
+				goto badarg;
+			break;
+		case 'B':
+			if (dsv4_parse_size(optarg, &so.cache_bytes) || !so.cache_bytes)
+				goto badarg;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "kmod"))
+				so.mem.provider = DSV4_PROVIDER_KMOD;
+			else if (!strcmp(optarg, "host"))
+				so.mem.provider = DSV4_PROVIDER_HOST;
+			else if (strcmp(optarg, "auto"))
+				goto badarg;
+			break;
+		case 'I':
+			if (!strcmp(optarg, "pread"))
+				so.no_io_uring = 1;
+			else if (strcmp(optarg, "io_uring"))
+				goto badarg;
+			break;
+		case 'S':
+			stats = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -228,6 +281,22 @@ int main(int argc, char **argv)
 	}
 	if (n_predict)
 		printf("\n");
+	if (stats) {
+		struct dsv4_stream_stats st;
+
+		if (dsv4_model_stream_stats(m, &st) == DSV4_EXPERTS_STREAM)
+			fprintf(stderr, "dsv4-run: experts streamed via %s%s into %u slots of %u bytes "
+				"(%s memory): %llu hits, %llu misses, %llu evictions, %llu reads, "
+				"%llu bytes; prefetch %llu issued, %llu used\n", st.io,
+				st.direct ? " (O_DIRECT)" : "", st.slots, st.slot_bytes, st.provider,
+				(unsigned long long)st.hits, (unsigned long long)st.misses,
+				(unsigned long long)st.evictions, (unsigned long long)st.reads,
+				(unsigned long long)st.bytes_read,
+				(unsigned long long)st.prefetch_issued,
+				(unsigned long long)st.prefetch_used);
+		else
+			fprintf(stderr, "dsv4-run: experts resident (mapped checkpoint)\n");
+	}
 	if (df && (fwrite(logits, sizeof(float), (size_t)rows * vocab, df) != (size_t)rows * vocab ||
 		   fclose(df))) {
 		df = NULL;

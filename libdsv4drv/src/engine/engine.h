@@ -119,6 +119,8 @@ struct scratch {
 	size_t cap;	/* floats */
 };
 
+struct store;
+
 struct kscratch {
 	const float **buf;
 	size_t cap;
@@ -145,6 +147,7 @@ struct dsv4_model {
 	int fp4_bf16;			/* FP4 x quantized activation through AVX512-BF16 */
 	struct scratch *ascratch;	/* per worker: attention scores */
 	struct kscratch *kscratch;	/* per worker: the keys a query gathers */
+	struct store *store;		/* routed experts streamed, or NULL (resident) */
 };
 
 /* Compressor state of one sequence for one compressor (FP32). */
@@ -187,11 +190,26 @@ struct batch {
 int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 		      const float *x, float *out);
 uint32_t attention_max_keys(const struct dsv4_model *m, const struct batch *b);
+/* streaming: start reading the hash layers' experts for these tokens */
+void moe_prefetch_hashed(struct dsv4_model *m, const int32_t *tok, uint32_t R);
 int moe_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 		const float *x, float *out);
 int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
 void cmp_state_reset(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
 void cmp_state_free(struct cmp_state *s);
 int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t end_pos);
+
+/* store.c: routed experts streamed into a pinned cache */
+int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct store **out,
+	       char *err, size_t errlen);
+void store_close(struct store *s);
+void store_stats(const struct store *s, struct dsv4_stream_stats *st);
+const char *store_error(const struct store *s);
+uint32_t store_capacity(const struct store *s);
+void store_prefetch(struct store *s, uint32_t L, const int32_t *experts, uint32_t n);
+/* Experts ex[0..n) of layer L resident and pinned; w1/w2/w3[i] point at them. */
+int store_acquire(struct store *s, uint32_t L, const int32_t *ex, uint32_t n,
+		  struct mat *w1, struct mat *w2, struct mat *w3);
+void store_release(struct store *s, uint32_t L, const int32_t *ex, uint32_t n);
 
 #endif

@@ -331,6 +331,8 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		goto out;
 	}
 
+	if (m->store)	/* the hash layers' experts are known from the tokens */
+		moe_prefetch_hashed(m, w.tok, R);
 	for (uint32_t r = 0; r < R; r++) {
 		float *Xr = w.X + (size_t)r * hc * D;
 
@@ -354,7 +356,12 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		if (ret) {
 			/* part of the batch's state has moved: start those sequences over */
 			reset_all(reqs, n);
-			dsv4_errf(err, errlen, ret, "layer %u: out of memory; the batch's sequences were reset", L);
+			if (m->store && ret != -ENOMEM && store_error(m->store)[0])
+				dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
+					  L, store_error(m->store));
+			else
+				dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
+					  L, strerror(-ret));
 			goto out;
 		}
 		if (m->opt.hooks && m->opt.hooks->layer_out)

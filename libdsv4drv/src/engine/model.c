@@ -367,6 +367,14 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		ret = dsv4_errf(err, errlen, -EINVAL, "embed.weight: BF16 or F32 expected");
 		goto fail;
 	}
+	if (o.stream && o.stream->mode == DSV4_EXPERTS_STREAM) {
+		ret = store_open(m, o.stream, &m->store, err, errlen);
+		if (ret)
+			goto fail;
+	} else if (o.stream && o.stream->mode != DSV4_EXPERTS_RESIDENT) {
+		ret = dsv4_errf(err, errlen, -EINVAL, "expert mode %d unknown", o.stream->mode);
+		goto fail;
+	}
 	ret = pool_create(m->opt.threads, &m->pool);
 	if (ret) {
 		dsv4_errf(err, errlen, ret, "cannot start %u threads", m->opt.threads);
@@ -407,6 +415,7 @@ void dsv4_model_free(struct dsv4_model *m)
 	free(m->xp.buf);
 	free(m->scratch);
 	pool_destroy(m->pool);
+	store_close(m->store);
 	free(m->layers);
 	free(m->freqs_swa);
 	free(m->owned);
@@ -417,6 +426,16 @@ void dsv4_model_free(struct dsv4_model *m)
 const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m)
 {
 	return &m->cfg;
+}
+
+enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
+					      struct dsv4_stream_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!m->store)
+		return DSV4_EXPERTS_RESIDENT;
+	store_stats(m->store, st);
+	return DSV4_EXPERTS_STREAM;
 }
 
 const char *dsv4_model_kernels(const struct dsv4_model *m)
