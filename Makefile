@@ -19,7 +19,7 @@ DESTDIR ?=
 CC ?= gcc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) \
-	-I$(TOP)/kmod/uapi -I$(TOP)/libdsv4drv/include
+	-I$(TOP)/kmod/uapi -I$(TOP)/libdsv4drv/include -I/usr/include/libdrm
 SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 KSFT_INC := $(BUILD)/kselftest

@@ -294,6 +294,25 @@ static inline const void *dsv4_ckpt_data(const struct dsv4_ckpt_tensor *t)
 	return dsv4_st_data(t->file, t->st);
 }
 
+/* ---- device discovery (devices.c) ---- */
+
+struct dsv4_device {
+	char node[64];		/* /dev/dri/renderD128, /dev/accel/accel0, or a backend's name */
+	char kind[16];		/* "render", "primary", "accel", or the backend's */
+	char driver[32];	/* the kernel driver ("amdgpu", "vgem", ...) */
+	char bus[64];		/* "pci:0000:01:00.0", "platform:...", "virtual" */
+	char backend[16];	/* "drm", "accel", "cuda" */
+};
+
+/* DRM (libdrm), accel nodes and registered backends; free(*out). */
+int dsv4_devices_list(struct dsv4_device **out, size_t *count);
+/* A compute backend adds itself to the list (at most 16). */
+int dsv4_device_register(const struct dsv4_device *d);
+/* Imports a dma-buf into the DRM device at @node (PRIME); on success the
+ * caller owns *drm_fd, and *handle is a GEM handle in it. */
+int dsv4_device_prime_import(const char *node, int dmabuf_fd, int *drm_fd, uint32_t *handle,
+			     char *err, size_t errlen);
+
 /* ---- pinned memory providers (mem/provider.c) ---- */
 
 enum dsv4_provider { DSV4_PROVIDER_AUTO, DSV4_PROVIDER_KMOD, DSV4_PROVIDER_HOST };
@@ -388,7 +407,7 @@ struct dsv4_stream_options {
 	uint64_t cache_bytes;		/* budget; 0: use cache_experts */
 	uint32_t cache_experts;		/* budget in experts; 0 with 0 bytes: all */
 	uint32_t queue_depth;		/* per ring; 0: 64 */
-	uint32_t rings;			/* 0: 1 */
+	uint32_t rings;			/* 0: one per storage device of the shards */
 	int buffered;			/* never O_DIRECT */
 	int no_io_uring;		/* pread instead (also the fallback) */
 	int no_prefetch;
@@ -406,7 +425,7 @@ struct dsv4_stream_stats {
 	const char *provider;		/* memory provider of the cache */
 	const char *io;			/* "io_uring+fixed", "io_uring", "pread" */
 	int direct;			/* O_DIRECT on every shard */
-	uint32_t slots, slot_bytes;
+	uint32_t slots, slot_bytes, rings;
 	uint64_t hits, misses, evictions, bytes_read, reads;
 	uint64_t prefetch_issued, prefetch_used;
 	uint64_t errors;

@@ -24,6 +24,9 @@ expect 1 "Invalid argument" --kind nope info
 expect 1 "Invalid argument" --node 1x info
 expect 1 "Invalid argument" --mode 999 info
 expect 1 "Invalid argument" --io mmap info
+expect 0 "no DRM|/dev/dri|/dev/accel" devices
+expect 0 '^\[' --json devices
+expect 2 usage devices extra
 if [ ! -e /dev/dsv4 ]; then
 	expect 1 "/dev/dsv4: No such file" info
 fi

@@ -58,6 +58,8 @@ static int usage(void)
 	      "  seal NAME                  make a region read-only\n"
 	      "  drop NAME                  destroy a persistent region\n"
 	      "  load FILE NAME             FILE into a new sealed region\n"
+	      "  devices                    DRM/accel devices and compute backends\n"
+	      "  prime-import NAME NODE [--write]  a region's dma-buf into a DRM device\n"
 	      "options: --kind generic|engram_table|expert_staging|kv_spill\n"
 	      "         --node N  --preferred  --huge  --mode OCTAL\n"
 	      "         --io uring|read\n", stderr);
@@ -241,6 +243,33 @@ static int cmd_open(int fd, const struct options *o, char **args, int n)
 	return 0;
 }
 
+static int cmd_devices(const struct options *o)
+{
+	struct dsv4_device *d;
+	size_t n;
+	int ret = dsv4_devices_list(&d, &n);
+
+	if (ret)
+		return fail("devices", ret);
+	if (o->json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s,s:s}", "node", d[i].node,
+							     "kind", d[i].kind, "driver", d[i].driver,
+							     "bus", d[i].bus, "backend", d[i].backend));
+		print_json(arr);
+	} else {
+		if (!n)
+			printf("no DRM, accel or backend devices\n");
+		for (size_t i = 0; i < n; i++)
+			printf("%-24s %-8s %-12s %-24s %s\n", d[i].node, d[i].kind, d[i].driver,
+			       d[i].bus, d[i].backend);
+	}
+	free(d);
+	return 0;
+}
+
 /* The id of a named region, through an open handle on @fd. */
 static int lookup_id(int fd, const char *name, uint64_t *id)
 {
@@ -250,6 +279,37 @@ static int lookup_id(int fd, const char *name, uint64_t *id)
 	if (!ret)
 		*id = op.id;
 	return ret;
+}
+
+/*
+ * Read-only exports refuse devices that map for DMA in both directions
+ * (vgem does); --write exports read-write, through a writable handle.
+ */
+static int cmd_prime_import(int fd, const struct options *o, char **args, int n)
+{
+	struct dsv4_region_open op;
+	uint32_t handle;
+	int ret, dmabuf, drm;
+	char err[256];
+
+	if (n != 2)
+		return usage();
+	ret = dsv4_kdev_open_region(fd, args[0], o->write ? DSV4_OPEN_WRITE : 0, &op);
+	if (ret)
+		return fail(args[0], ret);
+	dmabuf = dsv4_kdev_export_dmabuf(fd, op.id, 0, 0, DSV4_EXPORT_CLOEXEC |
+					 (o->write ? DSV4_EXPORT_RDWR : 0));
+	if (dmabuf < 0)
+		return fail("EXPORT_DMABUF", dmabuf);
+	ret = dsv4_device_prime_import(args[1], dmabuf, &drm, &handle, err, sizeof(err));
+	close(dmabuf);
+	if (ret) {
+		fprintf(stderr, "dsv4ctl: %s\n", err);
+		return 1;
+	}
+	printf("region '%s' imported into %s: GEM handle %u\n", args[0], args[1], handle);
+	close(drm);
+	return 0;
 }
 
 static int cmd_seal_or_drop(int fd, char **args, int n, bool seal)
@@ -451,6 +511,8 @@ int main(int argc, char **argv)
 	args = argv + optind + 1;
 	nargs = argc - optind - 1;
 
+	if (!strcmp(cmd, "devices"))	/* needs no module */
+		return nargs ? usage() : cmd_devices(&o);
 	fd = dsv4_kdev_open(o.dev);
 	if (fd < 0)
 		return fail(o.dev ? o.dev : DSV4_KDEV_PATH, fd);
@@ -468,6 +530,8 @@ int main(int argc, char **argv)
 		ret = cmd_seal_or_drop(fd, args, nargs, false);
 	else if (!strcmp(cmd, "load"))
 		ret = cmd_load(fd, &o, args, nargs);
+	else if (!strcmp(cmd, "prime-import"))
+		ret = cmd_prime_import(fd, &o, args, nargs);
 	else
 		ret = usage();
 	close(fd);

@@ -66,6 +66,8 @@ struct store {
 	struct dsv4_buf *buf;
 	uint32_t n_files;
 	int *fds;
+	uint32_t *file_ring;		/* auto rings: the ring of the file's device */
+	uint32_t n_devices;
 	int all_direct;
 	uint32_t n_layers, n_experts;
 	struct expert_desc *desc;	/* [layer][expert] */
@@ -160,9 +162,12 @@ static int open_files(struct store *s, char *err, size_t errlen)
 {
 	struct dsv4_ckpt *ck = s->m->ck;
 
+	dev_t devs[256];
+
 	s->n_files = (uint32_t)ck->n_shards;
 	s->fds = malloc(s->n_files * sizeof(int));
-	if (!s->fds)
+	s->file_ring = calloc(s->n_files, sizeof(*s->file_ring));
+	if (!s->fds || !s->file_ring)
 		return -ENOMEM;
 	s->all_direct = !s->o.buffered;
 	for (uint32_t f = 0; f < s->n_files; f++) {
@@ -184,7 +189,20 @@ static int open_files(struct store *s, char *err, size_t errlen)
 			return dsv4_errf(err, errlen, -e, "%s: %s", ck->shards[f]->path, strerror(e));
 		}
 		s->fds[f] = fd;
+		/* one ring per storage device (by st_dev) unless told otherwise */
+		struct stat stt;
+		uint32_t d = 0;
+
+		if (!fstat(fd, &stt)) {
+			while (d < s->n_devices && devs[d] != stt.st_dev)
+				d++;
+			if (d == s->n_devices && d < 256)
+				devs[s->n_devices++] = stt.st_dev;
+		}
+		s->file_ring[f] = d < 256 ? d : 0;
 	}
+	if (!s->n_devices)
+		s->n_devices = 1;
 	return 0;
 }
 
@@ -193,7 +211,7 @@ static int setup_io(struct store *s)
 	char msg[256];
 	uint32_t qd = s->o.queue_depth ? s->o.queue_depth : 64;
 
-	s->n_rings = s->o.rings ? s->o.rings : 1;
+	s->n_rings = s->o.rings ? s->o.rings : s->n_devices;
 	if (s->o.no_io_uring) {
 		s->n_rings = 0;
 		s->st.io = "pread";
@@ -309,6 +327,7 @@ int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct
 	s->st.provider = dsv4_mem_provider_name(s->mem);
 	s->st.direct = s->all_direct;
 	s->st.slots = s->n_slots;
+	s->st.rings = s->n_rings;
 	s->st.slot_bytes = (uint32_t)s->slot_bytes;
 	*out = s;
 	return 0;
@@ -328,6 +347,7 @@ void store_close(struct store *s)
 	for (uint32_t f = 0; s->fds && f < s->n_files; f++)
 		close(s->fds[f]);
 	free(s->fds);
+	free(s->file_ring);
 	dsv4_mem_free(s->buf);
 	dsv4_mem_close(s->mem);
 	free(s->slots);
@@ -439,7 +459,7 @@ static void issue(struct store *s, uint32_t si)
 			window_done(s, si, wi, (int64_t)got);
 			continue;
 		}
-		uint32_t r = s->next_ring++ % s->n_rings;
+		uint32_t r = s->o.rings ? s->next_ring++ % s->n_rings : s->file_ring[w->file] % s->n_rings;
 		struct io_uring_sqe *sqe;
 
 		while (s->inflight[r] >= s->rings[r].sq.ring_entries - 1 ||

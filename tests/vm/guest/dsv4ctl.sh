@@ -41,6 +41,19 @@ err=$(dsv4ctl load /tmp/missing ctl.x 2>&1); [ $? = 1 ] && has "$err" "No such f
 dsv4ctl load /tmp/empty ctl.x >/dev/null 2>&1; [ $? = 1 ]; t $? "load of an empty file refused"
 out=$(dsv4ctl regions); ! has "$out" "ctl.x"; t $? "a failed load leaves no region behind"
 
+# device discovery (libdrm) and PRIME import of a region into vgem, where loaded
+out=$(dsv4ctl devices); t $? "devices"
+if [ -d /sys/module/vgem ]; then
+	has "$out" "vgem"; t $? "devices lists vgem"
+	node=$(echo "$out" | grep vgem | head -1 | cut -d' ' -f1)
+	out=$(dsv4ctl prime-import ctl.a "$node" --write); t $? "prime-import ctl.a into $node"
+	has "$out" "GEM handle"; t $? "PRIME import gave a GEM handle"
+	err=$(dsv4ctl prime-import ctl.a "$node" 2>&1); [ $? = 1 ] && has "$err" "Permission denied"
+	t $? "a read-only export refuses vgem's read-write mapping"
+	err=$(dsv4ctl prime-import ctl.nope "$node" 2>&1); [ $? = 1 ]; t $? "prime-import of a missing region: exit 1"
+fi
+out=$(dsv4ctl --json devices); t $? "devices --json"
+
 dsv4ctl seal ctl.a >/dev/null; t $? "seal ctl.a"
 for r in ctl.a ctl.table ctl.table2; do dsv4ctl drop $r >/dev/null; t $? "drop $r"; done
 dsv4ctl drop ctl.a >/dev/null 2>&1; [ $? = 1 ]; t $? "drop twice refused"
