@@ -38,7 +38,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
 .PHONY: all help deps userspace modules kselftests unit check check-vm \
-	check-unit demo bench bench-engine fuzz install install-dkms uninstall clean
+	check-unit demo bench bench-engine bench-stream fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
 all: userspace modules kselftests
@@ -52,6 +52,7 @@ help:
 	@echo "make fuzz       libFuzzer targets, 10 minutes each (FUZZ_SECONDS=...)"
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock), then bench-engine"
 	@echo "make bench-engine   CPU engine on a 2-layer Flash-shaped checkpoint (ratio vs copy bandwidth)"
+	@echo "make bench-stream   expert streamer vs fio, decode with 100/30/10 % expert caches"
 	@echo "make install    dsv4.ko (running kernel), dsv4ctl, headers, udev rule, modprobe.d"
 	@echo "make install-dkms   module sources + dkms.conf under /usr/src/dsv4-<version>"
 
@@ -61,7 +62,7 @@ deps:
 # ---- userspace ----
 userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
 	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/static/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt \
-	$(BUILD)/bin/dsv4-run $(BUILD)/bin/dsv4-engine-bench
+	$(BUILD)/bin/dsv4-run $(BUILD)/bin/dsv4-engine-bench $(BUILD)/bin/dsv4-stream-bench
 
 LIB_HDRS := libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h libdsv4drv/src/internal.h \
 	libdsv4drv/src/engine/engine.h
@@ -104,6 +105,10 @@ $(BUILD)/bin/dsv4-run: userspace/dsv4-run/dsv4-run.c $(LIB)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 
 $(BUILD)/bin/dsv4-engine-bench: tests/bench/engine_bench.c $(LIB) $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
+
+$(BUILD)/bin/dsv4-stream-bench: tests/bench/stream_bench.c $(LIB) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 
@@ -167,9 +172,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run-bench.sh $(firstword $(VM_KVERS))
 	@tests/bench/run-engine-bench.sh
+	@tests/bench/run-stream-bench.sh
 
 bench-engine: userspace
 	@tests/bench/run-engine-bench.sh
+
+bench-stream: userspace
+	@tests/bench/run-stream-bench.sh
 
 # ---- install ----
 install: userspace

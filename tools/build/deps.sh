@@ -24,6 +24,8 @@ packages=(
 	qemu-system-x86 busybox-static cpio xz-utils zstd
 	# checkpatch.pl, gzip for the initramfs
 	perl gzip
+	# benchmarks: the streamer's anchor
+	fio
 )
 
 missing=()
