@@ -411,6 +411,9 @@ struct dsv4_stream_options {
 	int buffered;			/* never O_DIRECT */
 	int no_io_uring;		/* pread instead (also the fallback) */
 	int no_prefetch;
+	int shared_cache;		/* one pool, not per-layer slots */
+	enum dsv4_numa_policy numa;	/* where the cache lives */
+	int numa_node;			/* for DSV4_NUMA_NODE */
 	struct dsv4_mem_options mem;	/* where the cache lives; its log also
 					 * gets the streamer's warnings */
 	/* test-only fault injection: a read whose file range covers this
@@ -426,6 +429,7 @@ struct dsv4_stream_stats {
 	const char *io;			/* "io_uring+fixed", "io_uring", "pread" */
 	int direct;			/* O_DIRECT on every shard */
 	uint32_t slots, slot_bytes, rings;
+	int per_layer;			/* slots partitioned by layer */
 	uint64_t hits, misses, evictions, bytes_read, reads;
 	uint64_t prefetch_issued, prefetch_used;
 	uint64_t errors;

@@ -108,6 +108,7 @@ TEST(streaming_is_bitwise_resident)
 {
 	static const struct { uint32_t experts; int pread, buffered, rings; } cases[] = {
 		{ 0, 0, 0, 1 }, { 7, 0, 0, 1 }, { 1, 0, 0, 1 }, { 5, 1, 0, 1 }, { 3, 0, 1, 2 },
+		{ 12, 0, 0, 0 },	/* per-layer slots: 5 layers x 2-3 */
 	};
 	float *ref = resident(), *got = malloc((size_t)(P + D) * 384 * sizeof(float));
 
@@ -118,13 +119,16 @@ TEST(streaming_is_bitwise_resident)
 						  .cache_experts = cases[i].experts,
 						  .no_io_uring = cases[i].pread,
 						  .buffered = cases[i].buffered,
-						  .rings = (uint32_t)cases[i].rings };
+						  .rings = (uint32_t)cases[i].rings,
+						  .numa = DSV4_NUMA_NODE, .numa_node = 0 };
 		struct dsv4_stream_stats st;
 		char err[256];
 
 		ASSERT_EQ(0, run(&so, got, &st, err, sizeof(err))) TH_LOG("%s", err);
-		TH_LOG("budget %u via %s%s: %llu hits %llu misses %llu evictions, prefetch %llu/%llu",
-		       st.slots, st.io, st.direct ? " O_DIRECT" : "", (unsigned long long)st.hits,
+		EXPECT_EQ(cases[i].experts >= 10 || !cases[i].experts, st.per_layer);
+		TH_LOG("budget %u%s via %s%s: %llu hits %llu misses %llu evictions, prefetch %llu/%llu",
+		       st.slots, st.per_layer ? " per layer" : "", st.io, st.direct ? " O_DIRECT" : "",
+		       (unsigned long long)st.hits,
 		       (unsigned long long)st.misses, (unsigned long long)st.evictions,
 		       (unsigned long long)st.prefetch_used, (unsigned long long)st.prefetch_issued);
 		EXPECT_EQ(0, memcmp(ref, got, (size_t)(P + D) * 384 * sizeof(float)));

@@ -205,7 +205,7 @@ int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct
 void store_close(struct store *s);
 void store_stats(const struct store *s, struct dsv4_stream_stats *st);
 const char *store_error(const struct store *s);
-uint32_t store_capacity(const struct store *s);
+uint32_t store_capacity(const struct store *s, uint32_t L);	/* experts at once */
 void store_prefetch(struct store *s, uint32_t L, const int32_t *experts, uint32_t n);
 /* Experts ex[0..n) of layer L resident and pinned; w1/w2/w3[i] point at them. */
 int store_acquire(struct store *s, uint32_t L, const int32_t *ex, uint32_t n,

@@ -207,7 +207,7 @@ int moe_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 				ex[n_ex++] = (int32_t)e;
 				break;
 			}
-	uint32_t group = m->store ? store_capacity(m->store) : n_ex;
+	uint32_t group = m->store ? store_capacity(m->store, L) : n_ex;
 
 	for (uint32_t g0 = 0; g0 < n_ex && !ret; g0 += group) {
 		uint32_t ng = n_ex - g0 < group ? n_ex - g0 : group;

@@ -12,6 +12,10 @@
  * (in chunks of whole slots up to 1 GiB), else plain reads; without
  * io_uring, pread.
  *
+ * Slots: per layer (an equal share each) once every layer can have two,
+ * so a burst in one layer never evicts another layer's hot experts; else
+ * one shared pool.
+ *
  * Policy: segmented LRU.  A new expert enters the probation segment; a
  * second use promotes it to the protected segment (at most 3/4 of the
  * slots; its LRU end demotes back).  Victims come from probation first.
@@ -72,7 +76,9 @@ struct store {
 	uint32_t n_layers, n_experts;
 	struct expert_desc *desc;	/* [layer][expert] */
 	int32_t *where;			/* [layer][expert] -> slot, -1 */
-	uint32_t n_slots, protected_max, n_protected, per_chunk;
+	uint32_t n_slots, per_chunk;
+	/* partitions: one per layer (per-layer slots) or one shared */
+	uint32_t n_parts, *part_first, *part_count, *protected_max, *n_protected;
 	uint64_t slot_bytes;
 	struct slot *slots;
 	struct io_uring *rings;
@@ -302,7 +308,25 @@ int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct
 		goto fail;
 	}
 	s->n_slots = (uint32_t)want;
-	s->protected_max = s->n_slots * 3 / 4;
+	/* per-layer slots, so that one layer's burst cannot evict another
+	 * layer's hot experts, once every layer can get two; else shared */
+	s->n_parts = o->shared_cache || s->n_slots < 2 * s->n_layers ? 1 : s->n_layers;
+	s->part_first = calloc(4 * (size_t)s->n_parts, sizeof(uint32_t));
+	if (!s->part_first) {
+		ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	s->part_count = s->part_first + s->n_parts;
+	s->protected_max = s->part_count + s->n_parts;
+	s->n_protected = s->protected_max + s->n_parts;
+	for (uint32_t p = 0, at = 0; p < s->n_parts; p++) {
+		uint32_t cnt = s->n_slots / s->n_parts + (p < s->n_slots % s->n_parts);
+
+		s->part_first[p] = at;
+		s->part_count[p] = cnt;
+		s->protected_max[p] = cnt * 3 / 4;
+		at += cnt;
+	}
 	s->per_chunk = s->slot_bytes >= CHUNK ? 1 : (uint32_t)(CHUNK / s->slot_bytes);
 	s->slots = calloc(s->n_slots, sizeof(*s->slots));
 	if (!s->slots) {
@@ -313,7 +337,7 @@ int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct
 	if (ret)
 		goto fail;
 	ret = dsv4_mem_alloc(s->mem, (uint64_t)s->n_slots * s->slot_bytes, DSV4_KIND_EXPERT_STAGING,
-			     DSV4_NUMA_LOCAL, -1, &s->buf, err, errlen);
+			     o->numa, o->numa_node, &s->buf, err, errlen);
 	if (ret)
 		goto fail;
 	ret = open_files(s, err, errlen);
@@ -327,6 +351,7 @@ int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct
 	s->st.provider = dsv4_mem_provider_name(s->mem);
 	s->st.direct = s->all_direct;
 	s->st.slots = s->n_slots;
+	s->st.per_layer = s->n_parts > 1;
 	s->st.rings = s->n_rings;
 	s->st.slot_bytes = (uint32_t)s->slot_bytes;
 	*out = s;
@@ -351,6 +376,7 @@ void store_close(struct store *s)
 	dsv4_mem_free(s->buf);
 	dsv4_mem_close(s->mem);
 	free(s->slots);
+	free(s->part_first);
 	free(s->desc);
 	free(s->where);
 	free(s);
@@ -509,12 +535,18 @@ static void touch(struct store *s, struct slot *sl)
 	sl->tick = ++s->tick;
 }
 
-static int victim(struct store *s)
+static uint32_t part_of(const struct store *s, uint32_t L)
 {
+	return s->n_parts == 1 ? 0 : L;
+}
+
+static int victim(struct store *s, uint32_t L)
+{
+	uint32_t p = part_of(s, L), first = s->part_first[p], end = first + s->part_count[p];
 	int best = -1;
 
 	for (int seg = 0; seg < 2 && best < 0; seg++)
-		for (uint32_t i = 0; i < s->n_slots; i++) {
+		for (uint32_t i = first; i < end; i++) {
 			struct slot *sl = &s->slots[i];
 
 			if (sl->state == EMPTY)
@@ -535,7 +567,7 @@ static int start(struct store *s, uint32_t L, uint32_t e, int prefetch)
 
 	if (*wp >= 0)
 		return *wp;
-	v = victim(s);
+	v = victim(s, L);
 	if (v < 0 && prefetch)
 		return -1;	/* a prefetch never waits for room */
 	if (v < 0) {
@@ -544,7 +576,7 @@ static int start(struct store *s, uint32_t L, uint32_t e, int prefetch)
 		for (uint32_t r = 0; r < s->n_rings; r++)
 			while (s->inflight[r])
 				reap(s, r, 1);
-		v = victim(s);
+		v = victim(s, L);
 	}
 	if (v < 0)
 		return -1;
@@ -552,7 +584,7 @@ static int start(struct store *s, uint32_t L, uint32_t e, int prefetch)
 
 	if (sl->state == READY) {
 		s->where[(size_t)sl->layer * s->n_experts + sl->expert] = -1;
-		s->n_protected -= sl->seg;
+		s->n_protected[part_of(s, L)] -= sl->seg;
 		s->st.evictions++;
 	}
 	*sl = (struct slot){ .layer = (int32_t)L, .expert = (int32_t)e, .prefetched = (uint8_t)prefetch };
@@ -592,9 +624,9 @@ void store_prefetch(struct store *s, uint32_t L, const int32_t *experts, uint32_
 		reap(s, r, 0);
 }
 
-uint32_t store_capacity(const struct store *s)
+uint32_t store_capacity(const struct store *s, uint32_t L)
 {
-	return s->n_slots;
+	return s->part_count[part_of(s, L)];
 }
 
 static void fill(const struct store *s, uint32_t si, const struct mat *proto, int t, struct mat *out)
@@ -627,21 +659,23 @@ int store_acquire(struct store *s, uint32_t L, const int32_t *ex, uint32_t n,
 			s->st.prefetch_used++;
 			sl->prefetched = 0;
 		} else if (!sl->seg) {	/* second use: protect it */
-			if (s->n_protected >= s->protected_max) {
+			uint32_t p = part_of(s, L), first = s->part_first[p];
+
+			if (s->n_protected[p] >= s->protected_max[p]) {
 				int lru = -1;
 
-				for (uint32_t j = 0; j < s->n_slots; j++)
+				for (uint32_t j = first; j < first + s->part_count[p]; j++)
 					if (s->slots[j].seg && (lru < 0 ||
 					    s->slots[j].tick < s->slots[lru].tick))
 						lru = (int)j;
 				if (lru >= 0) {
 					s->slots[lru].seg = 0;
-					s->n_protected--;
+					s->n_protected[p]--;
 				}
 			}
-			if (s->n_protected < s->protected_max) {
+			if (s->n_protected[p] < s->protected_max[p]) {
 				sl->seg = 1;
-				s->n_protected++;
+				s->n_protected[p]++;
 			}
 		}
 		touch(s, sl);
