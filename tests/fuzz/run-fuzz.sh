@@ -15,7 +15,7 @@ for src in "$top"/tests/fuzz/fuzz_*.c; do
 	bin=$build/$name
 	if ! clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=all -I"$top/kmod/uapi" -I"$top/libdsv4drv/include" \
-		-o "$bin" "$src" "$top"/libdsv4drv/src/*.c -ljansson -luring -lm 2>"$build/$name.build.log"; then
+		-o "$bin" "$src" "$top"/libdsv4drv/src/{safetensors,dtype,error}.c -ljansson -lm 2>"$build/$name.build.log"; then
 		echo "not ok $n $name builds"
 		sed 's/^/# /' "$build/$name.build.log" | head -20
 		rc=1
