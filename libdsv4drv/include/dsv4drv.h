@@ -435,8 +435,22 @@ struct dsv4_stream_stats {
 	uint64_t errors;
 };
 
+/*
+ * Compressed-KV storage.  MODEL1 is FlashMLA's main-entry layout (584
+ * bytes at head_dim 512: e4m3 nope with ue8m0 scales per 64, BF16 rope);
+ * the nope dims round-trip exactly in reference numerics (they are on that
+ * grid), the rope dims are rounded to BF16 as the official code's BF16
+ * activations have them, which moves results against the FP32-activation
+ * reference, so main entries default to FP32.  Indexer keys: FP4 (68 bytes
+ * at 128 dims) is exact in reference numerics and the default there; FP8
+ * (132 bytes) is approximate; exact numerics store FP32.
+ */
+enum dsv4_kv_format { DSV4_KV_AUTO, DSV4_KV_F32, DSV4_KV_MODEL1, DSV4_KV_FP4, DSV4_KV_FP8 };
+
 struct dsv4_model_options {
 	uint32_t threads;		/* 0: one per CPU we may run on */
+	enum dsv4_kv_format kv_main;	/* AUTO, F32 or MODEL1 */
+	enum dsv4_kv_format kv_index;	/* AUTO, F32, FP4 or FP8 */
 	enum dsv4_numerics numerics;
 	uint32_t flags;			/* DSV4_MODEL_HF_* */
 	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
@@ -458,6 +472,23 @@ const char *dsv4_model_kernels(const struct dsv4_model *m);
 /* Streaming counters (all zero in resident mode); returns the mode. */
 enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
 					      struct dsv4_stream_stats *st);
+
+/* Bytes the compressed KV grows by per token, over all layers, in these
+ * formats (main: F32 or MODEL1; index: F32, FP4 or FP8); spec §4.6. */
+double dsv4_kv_bytes_per_token(const struct dsv4_config *c, enum dsv4_kv_format main,
+			       enum dsv4_kv_format index);
+
+/* What a sequence holds now.  All of it is in process memory (the hot
+ * tier); spilling old CSA entries to KV_SPILL regions is not built yet. */
+struct dsv4_kv_usage {
+	uint64_t tokens;
+	uint64_t window_bytes;		/* sliding-window rings (FP32) */
+	uint64_t state_bytes;		/* compressor states (FP32) */
+	uint64_t main_bytes;		/* compressed main entries */
+	uint64_t index_bytes;		/* indexer keys */
+	uint64_t total_bytes;
+};
+void dsv4_seq_kv_usage(const struct dsv4_seq *s, struct dsv4_kv_usage *u);
 
 /* A sequence: KV window, compressed entries and compressor state. */
 int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **out);

@@ -311,9 +311,14 @@ static void check_internals(struct __test_metadata *_metadata, const char *file,
 		ASSERT_NE(NULL, ce) TH_LOG("%s missing", name);
 		ASSERT_EQ(N / r, s->layers[L].cmp.n_entries);
 		ASSERT_EQ(sh[0], N / r);
-		double d = rel_max(ce, s->layers[L].cmp.entries, sh[0] * sh[1]);
+		float *mine = malloc(sh[0] * sh[1] * sizeof(float));
+
+		for (uint64_t w = 0; w < sh[0]; w++)
+			cmp_entry_get(&s->layers[L].cmp, (uint32_t)w, mine + w * sh[1]);
+		double d = rel_max(ce, mine, sh[0] * sh[1]);
 
 		EXPECT_GE(entry_tol, d) TH_LOG("%s layer %u compressed entries: %.3g", preset, L, d);
+		free(mine);
 		free(ce);
 		if (r != 4)
 			continue;
@@ -321,7 +326,11 @@ static void check_internals(struct __test_metadata *_metadata, const char *file,
 		float *ik = fx_get(file, name, DSV4_DT_F32, sh);
 
 		ASSERT_NE(NULL, ik);
-		d = rel_max(ik, s->layers[L].icmp.entries, sh[0] * sh[1]);
+		float *keys = malloc(sh[0] * sh[1] * sizeof(float));
+
+		for (uint64_t w = 0; w < sh[0]; w++)
+			cmp_entry_get(&s->layers[L].icmp, (uint32_t)w, keys + w * sh[1]);
+		d = rel_max(ik, keys, sh[0] * sh[1]);
 		EXPECT_GE(entry_tol, d) TH_LOG("%s layer %u index keys: %.3g", preset, L, d);
 		if (num == DSV4_NUMERICS_REFERENCE) {
 			/* Hadamard + FP4 grid: the keys are bit-exact unless an
@@ -329,11 +338,12 @@ static void check_internals(struct __test_metadata *_metadata, const char *file,
 			uint64_t n = sh[0] * sh[1], differ = 0;
 
 			for (uint64_t i = 0; i < n; i++)
-				differ += memcmp(&ik[i], &s->layers[L].icmp.entries[i], sizeof(float)) != 0;
+				differ += ik[i] != keys[i];	/* FP4 storage: exact */
 			TH_LOG("%s layer %u: %llu of %llu index-key values not bit-exact", preset, L,
 			       (unsigned long long)differ, (unsigned long long)n);
 			EXPECT_GE(n / 100, differ);
 		}
+		free(keys);
 		free(ik);
 
 		snprintf(name, sizeof(name), "%s.layer.%u.topk", mode, L);
@@ -787,6 +797,174 @@ TEST(kernels_match_scalar_on_every_format)
 	free(x);
 	free(dec);
 	free(ref);
+}
+
+/* The 584-byte MODEL1 layout and the FP4/FP8 key formats on the official
+ * reference-numerics entries: nope dims and FP4 keys round-trip exactly
+ * (they are on those grids), rope dims come back as their BF16 rounding. */
+TEST(kv_formats_round_trip_official_entries)
+{
+	EXPECT_EQ(584u, kv_main_bytes(512, 64));
+	EXPECT_EQ(68u, kv_index_bytes(KV_INDEX_FP4, 128));
+	EXPECT_EQ(132u, kv_index_bytes(KV_INDEX_FP8, 128));
+	for (int p = 0; p < 3; p++) {
+		char file[64], name[64];
+		uint64_t sh[2];
+		struct dsv4_config cfg;
+		char err[256], path[128];
+
+		snprintf(path, sizeof(path), "%s/config.json", model_dir(presets[p]));
+		ASSERT_EQ(0, dsv4_config_load(path, &cfg, err, sizeof(err)));
+		snprintf(file, sizeof(file), "official-%s-layers.safetensors", presets[p]);
+		for (uint32_t L = 0; L < cfg.n_layers; L++) {
+			if (cfg.compress_ratios[L] != 4)
+				continue;
+			uint32_t hd = cfg.head_dim, rd = cfg.rope_head_dim, ihd = cfg.index_head_dim;
+
+			snprintf(name, sizeof(name), "reference.layer.%u.compressed", L);
+			float *ce = fx_get(file, name, DSV4_DT_F32, sh);
+			uint8_t buf[1200];
+			float back[1024];
+			uint64_t nope_bad = 0, rope_bad = 0, key_bad = 0, fp8_far = 0;
+
+			ASSERT_NE(NULL, ce);
+			for (uint64_t w = 0; w < sh[0]; w++) {
+				kv_main_encode(ce + w * hd, hd, rd, buf);
+				kv_main_decode(buf, hd, rd, back);
+				for (uint32_t i = 0; i < hd; i++) {
+					float v = ce[w * hd + i];
+
+					if (i < hd - rd)
+						nope_bad += back[i] != v;
+					else
+						rope_bad += back[i] != bf16_round(v);
+				}
+			}
+			free(ce);
+			snprintf(name, sizeof(name), "reference.layer.%u.index_keys", L);
+			float *ik = fx_get(file, name, DSV4_DT_F32, sh);
+
+			ASSERT_NE(NULL, ik);
+			for (uint64_t w = 0; w < sh[0]; w++) {
+				float amax = 0;
+
+				kv_index_encode(KV_INDEX_FP4, ik + w * ihd, ihd, buf);
+				kv_index_decode(KV_INDEX_FP4, buf, ihd, back);
+				for (uint32_t i = 0; i < ihd; i++) {
+					key_bad += back[i] != ik[w * ihd + i];
+					amax = fmaxf(amax, fabsf(ik[w * ihd + i]));
+				}
+				kv_index_encode(KV_INDEX_FP8, ik + w * ihd, ihd, buf);
+				kv_index_decode(KV_INDEX_FP8, buf, ihd, back);
+				for (uint32_t i = 0; i < ihd; i++)
+					fp8_far += fabsf(back[i] - ik[w * ihd + i]) > amax / 16;
+			}
+			free(ik);
+			TH_LOG("%s layer %u: MODEL1 %llu nope / %llu rope values off; FP4 keys %llu off; "
+			       "FP8 keys %llu far", presets[p], L, (unsigned long long)nope_bad,
+			       (unsigned long long)rope_bad, (unsigned long long)key_bad,
+			       (unsigned long long)fp8_far);
+			EXPECT_EQ(0u, nope_bad);
+			EXPECT_EQ(0u, rope_bad);
+			EXPECT_EQ(0u, key_bad);
+			EXPECT_EQ(0u, fp8_far);
+		}
+	}
+}
+
+/* MODEL1 storage in the engine: the first compressed layer's entries (its
+ * input is the same) equal the official ones in nope dims, BF16 in rope. */
+TEST(kv_model1_storage_in_the_engine)
+{
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-a-layers.safetensors", &N);
+	struct dsv4_model_options o = { .threads = 2, .kv_main = DSV4_KV_MODEL1 };
+	struct dsv4_model *m;
+	struct dsv4_seq *s;
+	char err[256];
+
+	ASSERT_NE(NULL, tok);
+	ASSERT_EQ(0, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err))) TH_LOG("%s", err);
+	ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+	ASSERT_EQ(0, dsv4_eval(s, tok, N, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	uint64_t sh[2];
+	float *ce = fx_get("official-tiny-a-layers.safetensors", "reference.layer.1.compressed",
+			   DSV4_DT_F32, sh);
+	float back[1024];
+	uint64_t off = 0;
+
+	ASSERT_NE(NULL, ce);
+	ASSERT_EQ(KV_MAIN_MODEL1, s->layers[1].cmp.fmt);
+	EXPECT_EQ(kv_main_bytes(128, 64), s->layers[1].cmp.stride);
+	for (uint64_t w = 0; w < sh[0]; w++) {
+		cmp_entry_get(&s->layers[1].cmp, (uint32_t)w, back);
+		for (uint32_t i = 0; i < 128; i++)
+			off += back[i] != (i < 64 ? ce[w * 128 + i] : bf16_round(ce[w * 128 + i]));
+	}
+	EXPECT_EQ(0u, off);
+	free(ce);
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(tok);
+	o = (struct dsv4_model_options){ .threads = 2 };
+	/* bad combinations */
+	o.kv_index = DSV4_KV_MODEL1;
+	EXPECT_EQ(-EINVAL, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+	o.kv_index = DSV4_KV_AUTO;
+	o.kv_main = DSV4_KV_FP4;
+	EXPECT_EQ(-EINVAL, dsv4_model_load(model_dir("tiny-a"), &o, &m, err, sizeof(err)));
+}
+
+/* The format's bytes per token against the spec's formula (§4.6): Flash
+ * 3,514 B (3.43 GiB at 2^20 tokens) with FP4 keys, 3,850 with FP8; Pro
+ * 5,031 / 5,511.  And a sequence's usage adds up. */
+TEST(kv_bytes_per_token_follow_the_format)
+{
+	struct dsv4_config c;
+	char err[256];
+
+	ASSERT_EQ(0, dsv4_config_load(DSV4_FIXTURES "/config-flash.json", &c, err, sizeof(err)))
+		TH_LOG("%s", err);
+	double b = dsv4_kv_bytes_per_token(&c, DSV4_KV_MODEL1, DSV4_KV_FP4);
+
+	EXPECT_EQ(3514.25, b);
+	EXPECT_EQ(3850.25, dsv4_kv_bytes_per_token(&c, DSV4_KV_MODEL1, DSV4_KV_FP8));
+	TH_LOG("Flash: %.2f B/token, %.3f GiB at 2^20 tokens", b, b * 1048576 / (1 << 30));
+	EXPECT_GT(0.005, fabs(b * 1048576 / (1 << 30) - 3.43));
+	/* Pro: 61 layers, [128,128] + [4,128]*29 + [4] */
+	c.n_layers = 61;
+	for (uint32_t L = 0; L < 61; L++)
+		c.compress_ratios[L] = L < 2 ? 128 : L % 2 ? 128 : 4;
+	b = dsv4_kv_bytes_per_token(&c, DSV4_KV_MODEL1, DSV4_KV_FP4);
+	TH_LOG("Pro: %.2f B/token, %.3f GiB at 2^20 tokens", b, b * 1048576 / (1 << 30));
+	EXPECT_GT(1.0, fabs(b - 5031));
+	EXPECT_GT(1.0, fabs(dsv4_kv_bytes_per_token(&c, DSV4_KV_MODEL1, DSV4_KV_FP8) - 5511));
+	EXPECT_GT(0.005, fabs(b * 1048576 / (1 << 30) - 4.91));
+
+	/* a tiny sequence's usage: entries x stride, per layer */
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
+	struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_REFERENCE, 0, NULL, NULL);
+	struct dsv4_seq *s;
+	struct dsv4_kv_usage u;
+
+	ASSERT_NE(NULL, m);
+	const struct dsv4_config *tc = dsv4_model_config(m);
+
+	ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
+	ASSERT_EQ(0, dsv4_eval(s, tok, 256, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	dsv4_seq_kv_usage(s, &u);
+	EXPECT_EQ(256u, u.tokens);
+	double want = dsv4_kv_bytes_per_token(tc, DSV4_KV_F32, DSV4_KV_FP4) * 256;
+
+	EXPECT_EQ(want, (double)(u.main_bytes + u.index_bytes));
+	EXPECT_EQ(u.window_bytes + u.state_bytes + u.main_bytes + u.index_bytes, u.total_bytes);
+	TH_LOG("tiny-a after 256 tokens: window %llu, state %llu, main %llu, index %llu bytes",
+	       (unsigned long long)u.window_bytes, (unsigned long long)u.state_bytes,
+	       (unsigned long long)u.main_bytes, (unsigned long long)u.index_bytes);
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(tok);
 }
 
 TEST(reset_starts_over)

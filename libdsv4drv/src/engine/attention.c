@@ -68,7 +68,7 @@ static void cmp_push(const struct dsv4_model *m, const struct compressor_w *cw,
 		return;
 
 	uint32_t w = pos / r, nslots = cw->coff * r;
-	float *e = st->entries + (size_t)w * hd;
+	float e[1024];		/* head_dim <= 1024 (model.c checks) */
 
 	/* softmax over the slots, independently per channel d; with overlap,
 	 * slots [0, r) give their first-half channels, [r, 2r) the second half */
@@ -96,6 +96,7 @@ static void cmp_push(const struct dsv4_model *m, const struct compressor_w *cw,
 	}
 	st->n_entries = w + 1;
 	cmp_finish(m, cw, indexer, w, e);
+	cmp_entry_put(st, w, e);
 }
 
 /* a = wkv x, z = wgate x for every row, then each row through its state. */
@@ -143,9 +144,10 @@ static void idx_score_task(void *ctx, uint32_t task, uint32_t worker)
 
 	(void)worker;
 	for (uint32_t s = s0; s < s0 + c->chunk && s < nvis; s++) {
-		const float *k = st->entries + (size_t)s * ihd;
+		float k[1024];
 		float score = 0;
 
+		cmp_entry_get(st, s, k);
 		for (uint32_t h = 0; h < ih; h++) {
 			float d = c->m->k->dot(q + (size_t)h * ihd, k, ihd);
 
@@ -285,7 +287,38 @@ struct attn_ctx {
 	const int32_t *sel;	/* CSA: [R, topk] */
 	const uint32_t *nsel;
 	float *o;		/* [R, H*hd] */
+	uint32_t r0;		/* first row of this pass */
+	const float *ck;	/* compressed keys decoded for the pass's rows */
+	const size_t *ck_off;	/* [R] a row's first key in ck (floats) */
 };
+
+/* Compressed entries a row attends to: CSA the top-k, HCA all visible. */
+static uint32_t row_entries(const struct attn_ctx *a, uint32_t r, uint32_t i)
+{
+	uint32_t ratio = a->m->layers[a->L].ratio;
+
+	return ratio == 4 ? (uint32_t)a->sel[(size_t)r * a->m->cfg.index_topk + i] : i;
+}
+
+static uint32_t row_count(const struct attn_ctx *a, uint32_t r)
+{
+	uint32_t ratio = a->m->layers[a->L].ratio;
+
+	return ratio == 4 ? a->nsel[r] : ratio ? (a->b->pos[r] + 1) / ratio : 0;
+}
+
+/* a row's compressed keys decoded once for all its heads */
+static void decode_task(void *ctx, uint32_t task, uint32_t worker)
+{
+	struct attn_ctx *a = ctx;
+	uint32_t r = a->r0 + task, hd = a->m->cfg.head_dim;
+	const struct cmp_state *st = &a->b->seq[r]->layers[a->L].cmp;
+	float *dst = (float *)a->ck + a->ck_off[r];
+
+	(void)worker;
+	for (uint32_t i = 0; i < row_count(a, r); i++)
+		cmp_entry_get(st, row_entries(a, r, i), dst + (size_t)i * hd);
+}
 
 static void attn_task(void *ctx, uint32_t task, uint32_t worker)
 {
@@ -294,7 +327,7 @@ static void attn_task(void *ctx, uint32_t task, uint32_t worker)
 	const struct dsv4_config *c = &m->cfg;
 	const struct layer_w *lw = &m->layers[a->L];
 	uint32_t H = c->n_heads, hd = c->head_dim, win = c->window_size, ratio = lw->ratio;
-	uint32_t r = task / H, h = task % H, pos = a->b->pos[r];
+	uint32_t r = a->r0 + task / H, h = task % H, pos = a->b->pos[r];
 	uint32_t row0 = a->b->chunk_start[r], start = a->b->pos[row0];
 	const struct seq_layer *sl = &a->b->seq[r]->layers[a->L];
 	const float *q = a->q + ((size_t)r * H + h) * hd;
@@ -307,15 +340,10 @@ static void attn_task(void *ctx, uint32_t task, uint32_t worker)
 	for (uint32_t p = first; p <= pos; p++)
 		keys[n++] = p >= start ? a->kv + (size_t)(row0 + p - start) * hd
 				       : sl->ring + (size_t)(p % win) * hd;
-	if (ratio == 4) {
-		const int32_t *s = a->sel + (size_t)r * c->index_topk;
-
-		for (uint32_t i = 0; i < a->nsel[r]; i++)
-			keys[n++] = sl->cmp.entries + (size_t)s[i] * hd;
-	} else if (ratio) {
-		for (uint32_t w = 0; w < (pos + 1) / ratio; w++)
-			keys[n++] = sl->cmp.entries + (size_t)w * hd;
-	}
+	for (uint32_t i = 0; ratio && i < row_count(a, r); i++)
+		keys[n++] = sl->cmp.fmt == KV_INDEX_F32 ?
+			    (const float *)sl->cmp.data + (size_t)row_entries(a, r, i) * hd :
+			    a->ck + a->ck_off[r] + (size_t)i * hd;
 	for (uint32_t j = 0; j < n; j++) {
 		sc[j] = m->k->dot(q, keys[j], hd) * scale;
 		mx = sc[j] > mx ? sc[j] : mx;
@@ -338,6 +366,57 @@ static void attn_task(void *ctx, uint32_t task, uint32_t worker)
 
 	rope_cs(layer_freqs(m, a->L), c->rope_head_dim, pos, cs);
 	rope_apply(o + hd - c->rope_head_dim, cs, c->rope_head_dim, 1);
+}
+
+/* Rows in passes whose decoded compressed keys fit a bounded buffer (F32
+ * storage is read in place). */
+static int attend(struct dsv4_model *m, struct attn_ctx *ac, uint32_t R)
+{
+	const struct cmp_state *st0 = m->layers[ac->L].ratio ? &ac->b->seq[0]->layers[ac->L].cmp : NULL;
+	int decode = st0 && st0->fmt != KV_INDEX_F32;
+	size_t budget = (size_t)64 << 20, hd = m->cfg.head_dim;	/* floats: 256 MiB */
+	size_t *off = NULL;
+	float *ck = NULL;
+
+	if (decode) {
+		off = malloc((size_t)R * sizeof(*off));
+		if (!off)
+			return -ENOMEM;
+	}
+	ac->ck_off = off;
+	for (uint32_t r0 = 0; r0 < R;) {
+		uint32_t r1 = r0;
+		size_t total = 0;
+
+		/* at least one row per pass, then as many as fit */
+		while (r1 < R && (r1 == r0 || !decode ||
+				  total + row_count(ac, r1) * hd <= budget)) {
+			if (decode) {
+				off[r1] = total;
+				total += row_count(ac, r1) * hd;
+			}
+			r1++;
+		}
+		if (decode) {
+			float *n = realloc(ck, (total ? total : 1) * sizeof(float));
+
+			if (!n) {
+				free(ck);
+				free(off);
+				return -ENOMEM;
+			}
+			ck = n;
+			ac->ck = ck;
+			ac->r0 = r0;
+			pool_run(m->pool, decode_task, ac, r1 - r0);
+		}
+		ac->r0 = r0;
+		pool_run(m->pool, attn_task, ac, (r1 - r0) * m->cfg.n_heads);
+		r0 = r1;
+	}
+	free(ck);
+	free(off);
+	return 0;
 }
 
 int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
@@ -396,7 +475,7 @@ int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 		struct attn_ctx ac = { .m = m, .b = b, .L = L, .q = q, .kv = kv, .sel = sel,
 				       .nsel = nsel, .o = o };
 
-		pool_run(m->pool, attn_task, &ac, R * H);
+		ret = attend(m, &ac, R);
 		/* the window ring takes each chunk's last positions, after every
 		 * query of the chunk has read the older ones */
 		for (uint32_t r = 0; r < R; r++) {

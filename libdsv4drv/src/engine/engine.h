@@ -148,14 +148,31 @@ struct dsv4_model {
 	struct scratch *ascratch;	/* per worker: attention scores */
 	struct kscratch *kscratch;	/* per worker: the keys a query gathers */
 	struct store *store;		/* routed experts streamed, or NULL (resident) */
+	int kv_main, kv_index;		/* entry storage formats (enum kv_index_fmt) */
 };
 
-/* Compressor state of one sequence for one compressor (FP32). */
+/* Storage of emitted entries (kvfmt.c).  F32/FP4/FP8 serve indexer keys
+ * and F32 main entries; MODEL1 is the 584-byte main-entry layout. */
+enum kv_index_fmt { KV_INDEX_F32 = 0, KV_INDEX_FP4 = 1, KV_INDEX_FP8 = 2, KV_MAIN_MODEL1 = 3 };
+
+/* Compressor state of one sequence for one compressor (FP32), and the
+ * entries it emitted in their storage format. */
 struct cmp_state {
 	float *kv, *score;	/* [coff*ratio, coff*head_dim] */
-	float *entries;		/* emitted entries [cap, head_dim] */
+	uint8_t *data;		/* emitted entries [cap, stride] */
 	uint32_t n_entries, cap;
+	uint32_t stride, dim, rope_dim;
+	int fmt;		/* enum kv_index_fmt */
 };
+
+uint32_t kv_main_bytes(uint32_t head_dim, uint32_t rope_dim);
+uint32_t kv_index_bytes(enum kv_index_fmt fmt, uint32_t dim);
+void kv_main_encode(const float *e, uint32_t head_dim, uint32_t rope_dim, uint8_t *out);
+void kv_main_decode(const uint8_t *in, uint32_t head_dim, uint32_t rope_dim, float *e);
+void kv_index_encode(enum kv_index_fmt fmt, const float *k, uint32_t dim, uint8_t *out);
+void kv_index_decode(enum kv_index_fmt fmt, const uint8_t *in, uint32_t dim, float *k);
+void cmp_entry_put(struct cmp_state *st, uint32_t w, const float *e);
+void cmp_entry_get(const struct cmp_state *st, uint32_t w, float *e);
 
 struct seq_layer {
 	float *ring;		/* [window, head_dim]; slot = pos % window */
@@ -194,10 +211,11 @@ uint32_t attention_max_keys(const struct dsv4_model *m, const struct batch *b);
 void moe_prefetch_hashed(struct dsv4_model *m, const int32_t *tok, uint32_t R);
 int moe_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 		const float *x, float *out);
-int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
+int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t rope_dim,
+		   int fmt);
 void cmp_state_reset(struct cmp_state *s, uint32_t ratio, uint32_t head_dim);
 void cmp_state_free(struct cmp_state *s);
-int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t end_pos);
+int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t end_pos);
 
 /* store.c: routed experts streamed into a pinned cache */
 int store_open(struct dsv4_model *m, const struct dsv4_stream_options *o, struct store **out,

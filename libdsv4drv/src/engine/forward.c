@@ -243,9 +243,9 @@ static int grow_caches(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_
 		for (uint32_t L = 0; L < c->n_layers; L++) {
 			uint32_t r = c->compress_ratios[L];
 
-			if (r && cmp_state_grow(&s->layers[L].cmp, r, c->head_dim, end))
+			if (r && cmp_state_grow(&s->layers[L].cmp, r, end))
 				return -ENOMEM;
-			if (r == 4 && cmp_state_grow(&s->layers[L].icmp, 4, c->index_head_dim, end))
+			if (r == 4 && cmp_state_grow(&s->layers[L].icmp, 4, end))
 				return -ENOMEM;
 		}
 	}

@@ -260,6 +260,8 @@ static int check_config(const struct dsv4_config *c, char *err, size_t errlen)
 	if (c->n_shared_experts != 1)
 		return dsv4_errf(err, errlen, -EINVAL, "n_shared_experts %u: only 1 is supported",
 				 c->n_shared_experts);
+	if (c->head_dim > 1024 || c->index_head_dim > 1024)
+		return dsv4_errf(err, errlen, -EINVAL, "head_dim/index_head_dim above 1024");
 	if (c->rope_head_dim % 2 || c->rope_head_dim > 256 || c->rope_head_dim > c->head_dim ||
 	    c->rope_head_dim > c->index_head_dim)
 		return dsv4_errf(err, errlen, -EINVAL, "qk_rope_head_dim %u does not fit",
@@ -304,6 +306,9 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 	else if (!kernels_pick(o.kernels))
 		ret = dsv4_errf(err, errlen, -ENOTSUP, "kernels \"%s\": unknown or not on this CPU",
 				o.kernels);
+	else if (o.kv_main > DSV4_KV_MODEL1 || o.kv_index > DSV4_KV_FP8 ||
+		 o.kv_main == DSV4_KV_FP4 || o.kv_main == DSV4_KV_FP8 || o.kv_index == DSV4_KV_MODEL1)
+		ret = dsv4_errf(err, errlen, -EINVAL, "KV storage format not valid there");
 	else if (o.threads > 1024)
 		ret = dsv4_errf(err, errlen, -EINVAL, "%u threads: at most 1024", o.threads);
 	else if (!m)
@@ -316,6 +321,13 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 	}
 	m->opt = o;
 	m->k = kernels_pick(o.kernels);
+	/* entry storage: FP4 indexer keys where the numerics put them on that
+	 * grid (reference); main entries FP32 unless MODEL1 is asked for, since
+	 * its BF16 rope dims round what FP32 activations keep (see the header) */
+	m->kv_main = o.kv_main == DSV4_KV_MODEL1 ? KV_MAIN_MODEL1 : KV_INDEX_F32;
+	m->kv_index = o.kv_index ? (o.kv_index == DSV4_KV_FP4 ? KV_INDEX_FP4 :
+				    o.kv_index == DSV4_KV_FP8 ? KV_INDEX_FP8 : KV_INDEX_F32) :
+		      o.numerics == DSV4_NUMERICS_REFERENCE ? KV_INDEX_FP4 : KV_INDEX_F32;
 #ifdef __x86_64__
 	/* AVX512-BF16 for FP4 rows: when picking freely, or when asked for */
 	m->fp4_bf16 = m->k == &kernels_avx512 && cpu_has_avx512bf16() &&

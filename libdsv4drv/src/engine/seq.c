@@ -12,11 +12,17 @@
 
 #include "engine.h"
 
-int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim)
+int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t rope_dim,
+		   int fmt)
 {
 	uint32_t coff = ratio == 4 ? 2 : 1;
 	size_t n = (size_t)coff * ratio * coff * head_dim;
 
+	s->fmt = fmt;
+	s->dim = head_dim;
+	s->rope_dim = rope_dim;
+	s->stride = fmt == KV_MAIN_MODEL1 ? kv_main_bytes(head_dim, rope_dim) :
+		    kv_index_bytes((enum kv_index_fmt)fmt, head_dim);
 	s->kv = malloc(n * sizeof(float));
 	s->score = malloc(n * sizeof(float));
 	if (!s->kv || !s->score)
@@ -41,23 +47,23 @@ void cmp_state_free(struct cmp_state *s)
 {
 	free(s->kv);
 	free(s->score);
-	free(s->entries);
+	free(s->data);
 }
 
-/* Room for the entries @n_tokens more tokens can emit. */
-int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t end_pos)
+/* Room for the entries a sequence emits up to position @end_pos. */
+int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t end_pos)
 {
 	uint32_t need = end_pos / ratio;
-	float *e;
+	uint8_t *e;
 
 	if (need <= s->cap)
 		return 0;
 	if (need < 2 * s->cap)
 		need = 2 * s->cap;
-	e = realloc(s->entries, (size_t)need * head_dim * sizeof(float));
+	e = realloc(s->data, (size_t)need * s->stride);
 	if (!e)
 		return -ENOMEM;
-	s->entries = e;
+	s->data = e;
 	s->cap = need;
 	return 0;
 }
@@ -84,9 +90,10 @@ int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **ou
 		sl->ring = calloc((size_t)c->window_size * c->head_dim, sizeof(float));
 		if (!sl->ring)
 			goto oom;
-		if (r && cmp_state_init(&sl->cmp, r, c->head_dim))
+		if (r && cmp_state_init(&sl->cmp, r, c->head_dim, c->rope_head_dim, m->kv_main))
 			goto oom;
-		if (r == 4 && cmp_state_init(&sl->icmp, 4, c->index_head_dim))
+		if (r == 4 && cmp_state_init(&sl->icmp, 4, c->index_head_dim, c->rope_head_dim,
+					     m->kv_index))
 			goto oom;
 	}
 	*out = s;
