@@ -451,6 +451,8 @@ struct dsv4_model_options {
 	uint32_t threads;		/* 0: one per CPU we may run on */
 	enum dsv4_kv_format kv_main;	/* AUTO, F32 or MODEL1 */
 	enum dsv4_kv_format kv_index;	/* AUTO, F32, FP4 or FP8 */
+	/* the spill tier's memory (NULL: auto provider, unlocked allowed) */
+	const struct dsv4_mem_options *kv_mem;
 	enum dsv4_numerics numerics;
 	uint32_t flags;			/* DSV4_MODEL_HF_* */
 	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
@@ -478,16 +480,26 @@ enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
 double dsv4_kv_bytes_per_token(const struct dsv4_config *c, enum dsv4_kv_format main,
 			       enum dsv4_kv_format index);
 
-/* What a sequence holds now.  All of it is in process memory (the hot
- * tier); spilling old CSA entries to KV_SPILL regions is not built yet. */
+/* What a sequence holds now, per tier.  Hot (process memory): window
+ * rings, compressor states, indexer keys, HCA entries.  Spill (KV_SPILL
+ * blocks from the memory provider, shared pool): CSA main entries. */
 struct dsv4_kv_usage {
 	uint64_t tokens;
 	uint64_t window_bytes;		/* sliding-window rings (FP32) */
 	uint64_t state_bytes;		/* compressor states (FP32) */
-	uint64_t main_bytes;		/* compressed main entries */
-	uint64_t index_bytes;		/* indexer keys */
+	uint64_t main_bytes;		/* HCA main entries (hot) */
+	uint64_t index_bytes;		/* indexer keys (hot) */
+	uint64_t spill_bytes;		/* CSA main entries: whole blocks held */
+	uint64_t spill_used_bytes;	/* of which entries written */
 	uint64_t total_bytes;
 };
+
+struct dsv4_kv_pool_stats {
+	const char *provider;		/* "kmod" or "host"; NULL without CSA layers */
+	uint32_t block_bytes;
+	uint64_t blocks, free_blocks;
+};
+void dsv4_model_kv_pool_stats(const struct dsv4_model *m, struct dsv4_kv_pool_stats *st);
 void dsv4_seq_kv_usage(const struct dsv4_seq *s, struct dsv4_kv_usage *u);
 
 /* A sequence: KV window, compressed entries and compressor state. */

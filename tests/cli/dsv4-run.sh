@@ -62,5 +62,9 @@ out2=$("$run" --model "$m" --tokens 5,9,200,31,7,7,7,1 --n-predict 6 --chunk 3 -
 t $? "chunked prefill gives the same tokens ($out2)"
 out3=$("$run" --model "$m" --tokens 5,9,200,31,7,7,7,1 --n-predict 6 --numerics reference --kernels scalar)
 t $? "reference numerics, scalar kernels: $out3"
+err=$("$run" --model "$m" --tokens 5,9,200,31,7,7,7,1 --kv-main model1 --kv-index fp8 --stats 2>&1 >/dev/null)
+t $? "MODEL1 main entries, FP8 keys"
+grep -q "KV after 8 tokens" <<< "$err"; t $? "--stats reports the KV tiers"
+expect 2 "bad option value" --model "$m" --tokens 1 --kv-main fp4
 echo "1..$n"
 exit $rc

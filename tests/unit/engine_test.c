@@ -957,12 +957,60 @@ TEST(kv_bytes_per_token_follow_the_format)
 	EXPECT_EQ(256u, u.tokens);
 	double want = dsv4_kv_bytes_per_token(tc, DSV4_KV_F32, DSV4_KV_FP4) * 256;
 
-	EXPECT_EQ(want, (double)(u.main_bytes + u.index_bytes));
-	EXPECT_EQ(u.window_bytes + u.state_bytes + u.main_bytes + u.index_bytes, u.total_bytes);
-	TH_LOG("tiny-a after 256 tokens: window %llu, state %llu, main %llu, index %llu bytes",
-	       (unsigned long long)u.window_bytes, (unsigned long long)u.state_bytes,
-	       (unsigned long long)u.main_bytes, (unsigned long long)u.index_bytes);
+	EXPECT_EQ(want, (double)(u.main_bytes + u.index_bytes + u.spill_used_bytes));
+	EXPECT_EQ(u.window_bytes + u.state_bytes + u.main_bytes + u.index_bytes + u.spill_bytes,
+		  u.total_bytes);
+	EXPECT_LT(0u, u.spill_bytes);
+	TH_LOG("tiny-a after 256 tokens: hot: window %llu, state %llu, HCA %llu, keys %llu; "
+	       "spill: %llu of %llu bytes", (unsigned long long)u.window_bytes,
+	       (unsigned long long)u.state_bytes, (unsigned long long)u.main_bytes,
+	       (unsigned long long)u.index_bytes, (unsigned long long)u.spill_used_bytes,
+	       (unsigned long long)u.spill_bytes);
 	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(tok);
+}
+
+/* The spill pool is shared: blocks come back when a sequence is reset or
+ * freed, and the next sequences reuse them instead of growing the pool. */
+TEST(kv_spill_pool_is_shared_and_recycled)
+{
+	uint32_t N;
+	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
+	struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+	struct dsv4_kv_pool_stats a, b, c;
+	struct dsv4_seq *s[4];
+	char err[256];
+
+	ASSERT_NE(NULL, m);
+	dsv4_model_kv_pool_stats(m, &a);
+	ASSERT_NE(NULL, a.provider);
+	EXPECT_STREQ("host", a.provider);	/* no /dev/dsv4 on this host */
+	for (int i = 0; i < 4; i++) {
+		ASSERT_EQ(0, dsv4_seq_create(m, N, &s[i]));
+		ASSERT_EQ(0, dsv4_eval(s[i], tok, 300, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	}
+	dsv4_model_kv_pool_stats(m, &b);
+	EXPECT_LT(0u, b.blocks);
+	EXPECT_GT(b.blocks, b.free_blocks);
+	for (int i = 0; i < 4; i++)
+		dsv4_seq_free(s[i]);
+	dsv4_model_kv_pool_stats(m, &c);
+	EXPECT_EQ(c.blocks, c.free_blocks);	/* every block came back */
+	/* again: the same blocks serve, the pool does not grow */
+	for (int i = 0; i < 4; i++) {
+		ASSERT_EQ(0, dsv4_seq_create(m, N, &s[i]));
+		ASSERT_EQ(0, dsv4_eval(s[i], tok, 300, DSV4_LOGITS_NONE, NULL, err, sizeof(err)));
+	}
+	dsv4_model_kv_pool_stats(m, &c);
+	EXPECT_EQ(b.blocks, c.blocks);
+	dsv4_seq_reset(s[0]);
+	dsv4_model_kv_pool_stats(m, &a);
+	EXPECT_LT(c.free_blocks, a.free_blocks);	/* reset gave its blocks back */
+	for (int i = 0; i < 4; i++)
+		dsv4_seq_free(s[i]);
+	TH_LOG("pool: %llu blocks of %u bytes (%s memory)", (unsigned long long)b.blocks,
+	       b.block_bytes, b.provider);
 	dsv4_model_free(m);
 	free(tok);
 }

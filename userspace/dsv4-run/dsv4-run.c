@@ -7,6 +7,7 @@
  *            [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]
  *            [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]
  *            [--provider auto|kmod|host] [--io pread|io_uring] [--stats]
+ *            [--kv-main f32|model1] [--kv-index f32|fp4|fp8]
  *
  * Prints the generated token ids on one line.  --dump-logits writes the
  * float32 logits of every evaluated position: a one-line text header
@@ -33,7 +34,8 @@ static void usage(FILE *f)
 	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
 	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
 	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
-	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n", f);
+	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n"
+	      "                [--kv-main f32|model1] [--kv-index f32|fp4|fp8]\n", f);
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -122,6 +124,8 @@ int main(int argc, char **argv)
 		{ "provider", required_argument, NULL, 'P' },
 		{ "io", required_argument, NULL, 'I' },
 		{ "stats", no_argument, NULL, 'S' },
+		{ "kv-main", required_argument, NULL, 'K' },
+		{ "kv-index", required_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -211,6 +215,24 @@ int main(int argc, char **argv)
 		case 'S':
 			stats = 1;
 			break;
+		case 'K':
+			if (!strcmp(optarg, "f32"))
+				mo.kv_main = DSV4_KV_F32;
+			else if (!strcmp(optarg, "model1"))
+				mo.kv_main = DSV4_KV_MODEL1;
+			else
+				goto badarg;
+			break;
+		case 'J':
+			if (!strcmp(optarg, "f32"))
+				mo.kv_index = DSV4_KV_F32;
+			else if (!strcmp(optarg, "fp4"))
+				mo.kv_index = DSV4_KV_FP4;
+			else if (!strcmp(optarg, "fp8"))
+				mo.kv_index = DSV4_KV_FP8;
+			else
+				goto badarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -283,6 +305,16 @@ int main(int argc, char **argv)
 		printf("\n");
 	if (stats) {
 		struct dsv4_stream_stats st;
+		struct dsv4_kv_usage u;
+
+		dsv4_seq_kv_usage(s, &u);
+		fprintf(stderr, "dsv4-run: KV after %llu tokens: hot %llu bytes (window %llu, "
+			"compressor state %llu, HCA entries %llu, indexer keys %llu), spill %llu bytes "
+			"(%llu used)\n", (unsigned long long)u.tokens,
+			(unsigned long long)(u.window_bytes + u.state_bytes + u.main_bytes + u.index_bytes),
+			(unsigned long long)u.window_bytes, (unsigned long long)u.state_bytes,
+			(unsigned long long)u.main_bytes, (unsigned long long)u.index_bytes,
+			(unsigned long long)u.spill_bytes, (unsigned long long)u.spill_used_bytes);
 
 		if (dsv4_model_stream_stats(m, &st) == DSV4_EXPERTS_STREAM)
 			fprintf(stderr, "dsv4-run: experts streamed via %s%s into %u slots of %u bytes "

@@ -342,7 +342,7 @@ static void attn_task(void *ctx, uint32_t task, uint32_t worker)
 				       : sl->ring + (size_t)(p % win) * hd;
 	for (uint32_t i = 0; ratio && i < row_count(a, r); i++)
 		keys[n++] = sl->cmp.fmt == KV_INDEX_F32 ?
-			    (const float *)sl->cmp.data + (size_t)row_entries(a, r, i) * hd :
+			    (const float *)cmp_entry_addr(&sl->cmp, row_entries(a, r, i)) :
 			    a->ck + a->ck_off[r] + (size_t)i * hd;
 	for (uint32_t j = 0; j < n; j++) {
 		sc[j] = m->k->dot(q, keys[j], hd) * scale;

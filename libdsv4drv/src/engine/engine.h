@@ -149,6 +149,7 @@ struct dsv4_model {
 	struct kscratch *kscratch;	/* per worker: the keys a query gathers */
 	struct store *store;		/* routed experts streamed, or NULL (resident) */
 	int kv_main, kv_index;		/* entry storage formats (enum kv_index_fmt) */
+	struct kv_pool *kv_pool;	/* spill tier for CSA main entries, or NULL */
 };
 
 /* Storage of emitted entries (kvfmt.c).  F32/FP4/FP8 serve indexer keys
@@ -157,13 +158,31 @@ enum kv_index_fmt { KV_INDEX_F32 = 0, KV_INDEX_FP4 = 1, KV_INDEX_FP8 = 2, KV_MAI
 
 /* Compressor state of one sequence for one compressor (FP32), and the
  * entries it emitted in their storage format. */
+struct kv_pool;
+
 struct cmp_state {
 	float *kv, *score;	/* [coff*ratio, coff*head_dim] */
-	uint8_t *data;		/* emitted entries [cap, stride] */
+	uint8_t *data;		/* emitted entries [cap, stride] (hot tier) */
 	uint32_t n_entries, cap;
 	uint32_t stride, dim, rope_dim;
 	int fmt;		/* enum kv_index_fmt */
+	/* spill tier (CSA main entries): blocks of the model's pool instead */
+	struct kv_pool *pool;
+	uint32_t *blocks, n_blocks, per_block;
 };
+
+/* kvpool.c: the spill tier, fixed-size blocks of KV_SPILL memory */
+int kv_pool_open(const struct dsv4_mem_options *mo, uint32_t block_bytes, struct kv_pool **out,
+		 char *err, size_t errlen);
+void kv_pool_close(struct kv_pool *p);
+int kv_pool_reserve(struct kv_pool *p, uint32_t n);
+uint32_t kv_pool_get(struct kv_pool *p);
+uint32_t kv_pool_block_bytes(const struct kv_pool *p);
+void kv_pool_put(struct kv_pool *p, uint32_t block);
+uint8_t *kv_pool_addr(const struct kv_pool *p, uint32_t block);
+void kv_pool_stats(const struct kv_pool *p, struct dsv4_kv_pool_stats *st);
+/* where entry w lives */
+uint8_t *cmp_entry_addr(const struct cmp_state *st, uint32_t w);
 
 uint32_t kv_main_bytes(uint32_t head_dim, uint32_t rope_dim);
 uint32_t kv_index_bytes(enum kv_index_fmt fmt, uint32_t dim);

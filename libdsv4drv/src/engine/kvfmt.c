@@ -97,9 +97,17 @@ void kv_index_encode(enum kv_index_fmt fmt, const float *k, uint32_t dim, uint8_
 	}
 }
 
+uint8_t *cmp_entry_addr(const struct cmp_state *st, uint32_t w)
+{
+	if (st->pool)
+		return kv_pool_addr(st->pool, st->blocks[w / st->per_block]) +
+		       (size_t)(w % st->per_block) * st->stride;
+	return st->data + (size_t)w * st->stride;
+}
+
 void cmp_entry_put(struct cmp_state *st, uint32_t w, const float *e)
 {
-	uint8_t *dst = st->data + (size_t)w * st->stride;
+	uint8_t *dst = cmp_entry_addr(st, w);
 
 	if (st->fmt == KV_MAIN_MODEL1)
 		kv_main_encode(e, st->dim, st->rope_dim, dst);
@@ -109,7 +117,7 @@ void cmp_entry_put(struct cmp_state *st, uint32_t w, const float *e)
 
 void cmp_entry_get(const struct cmp_state *st, uint32_t w, float *e)
 {
-	const uint8_t *src = st->data + (size_t)w * st->stride;
+	const uint8_t *src = cmp_entry_addr(st, w);
 
 	if (st->fmt == KV_MAIN_MODEL1)
 		kv_main_decode(src, st->dim, st->rope_dim, e);
@@ -187,11 +195,17 @@ void dsv4_seq_kv_usage(const struct dsv4_seq *s, struct dsv4_kv_usage *u)
 		uint32_t co = r == 4 ? 2 : 1;
 
 		u->state_bytes += 2ull * co * r * co * c->head_dim * sizeof(float);
-		u->main_bytes += (uint64_t)sl->cmp.n_entries * sl->cmp.stride;
+		if (sl->cmp.pool) {	/* whole blocks are what the tier holds */
+			u->spill_bytes += (uint64_t)sl->cmp.n_blocks * sl->cmp.per_block * sl->cmp.stride;
+			u->spill_used_bytes += (uint64_t)sl->cmp.n_entries * sl->cmp.stride;
+		}
+		else
+			u->main_bytes += (uint64_t)sl->cmp.n_entries * sl->cmp.stride;
 		if (r == 4) {
 			u->state_bytes += 2ull * 2 * 4 * 2 * c->index_head_dim * sizeof(float);
 			u->index_bytes += (uint64_t)sl->icmp.n_entries * sl->icmp.stride;
 		}
 	}
-	u->total_bytes = u->window_bytes + u->state_bytes + u->main_bytes + u->index_bytes;
+	u->total_bytes = u->window_bytes + u->state_bytes + u->main_bytes + u->index_bytes +
+			 u->spill_bytes;
 }

@@ -379,6 +379,20 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		ret = dsv4_errf(err, errlen, -EINVAL, "embed.weight: BF16 or F32 expected");
 		goto fail;
 	}
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		struct dsv4_mem_options def = { .allow_unlocked = 1 };
+		uint32_t stride;
+
+		if (c->compress_ratios[L] != 4)
+			continue;
+		/* CSA main entries spill into KV_SPILL blocks of 64 entries */
+		stride = m->kv_main == KV_MAIN_MODEL1 ? kv_main_bytes(c->head_dim, c->rope_head_dim) :
+			 4 * c->head_dim;
+		ret = kv_pool_open(o.kv_mem ? o.kv_mem : &def, 64 * stride, &m->kv_pool, err, errlen);
+		if (ret)
+			goto fail;
+		break;
+	}
 	if (o.stream && o.stream->mode == DSV4_EXPERTS_STREAM) {
 		ret = store_open(m, o.stream, &m->store, err, errlen);
 		if (ret)
@@ -428,6 +442,7 @@ void dsv4_model_free(struct dsv4_model *m)
 	free(m->scratch);
 	pool_destroy(m->pool);
 	store_close(m->store);
+	kv_pool_close(m->kv_pool);
 	free(m->layers);
 	free(m->freqs_swa);
 	free(m->owned);
@@ -448,6 +463,11 @@ enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
 		return DSV4_EXPERTS_RESIDENT;
 	store_stats(m->store, st);
 	return DSV4_EXPERTS_STREAM;
+}
+
+void dsv4_model_kv_pool_stats(const struct dsv4_model *m, struct dsv4_kv_pool_stats *st)
+{
+	kv_pool_stats(m->kv_pool, st);
 }
 
 const char *dsv4_model_kernels(const struct dsv4_model *m)

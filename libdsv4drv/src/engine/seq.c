@@ -12,6 +12,13 @@
 
 #include "engine.h"
 
+static void give_back(struct cmp_state *s)
+{
+	for (uint32_t i = 0; s->pool && i < s->n_blocks; i++)
+		kv_pool_put(s->pool, s->blocks[i]);
+	s->n_blocks = 0;
+}
+
 int cmp_state_init(struct cmp_state *s, uint32_t ratio, uint32_t head_dim, uint32_t rope_dim,
 		   int fmt)
 {
@@ -41,10 +48,13 @@ void cmp_state_reset(struct cmp_state *s, uint32_t ratio, uint32_t head_dim)
 		s->score[i] = -INFINITY;
 	}
 	s->n_entries = 0;
+	give_back(s);	/* the spill tier's blocks go back to the pool */
 }
 
 void cmp_state_free(struct cmp_state *s)
 {
+	give_back(s);
+	free(s->blocks);
 	free(s->kv);
 	free(s->score);
 	free(s->data);
@@ -56,6 +66,22 @@ int cmp_state_grow(struct cmp_state *s, uint32_t ratio, uint32_t end_pos)
 	uint32_t need = end_pos / ratio;
 	uint8_t *e;
 
+	if (s->pool) {
+		uint32_t nb = (need + s->per_block - 1) / s->per_block;
+		uint32_t *b;
+
+		if (nb <= s->n_blocks)
+			return 0;
+		b = realloc(s->blocks, nb * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		s->blocks = b;
+		if (kv_pool_reserve(s->pool, nb - s->n_blocks))
+			return -ENOMEM;
+		while (s->n_blocks < nb)
+			s->blocks[s->n_blocks++] = kv_pool_get(s->pool);
+		return 0;
+	}
 	if (need <= s->cap)
 		return 0;
 	if (need < 2 * s->cap)
@@ -92,6 +118,10 @@ int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **ou
 			goto oom;
 		if (r && cmp_state_init(&sl->cmp, r, c->head_dim, c->rope_head_dim, m->kv_main))
 			goto oom;
+		if (r == 4 && m->kv_pool) {	/* CSA main entries spill */
+			sl->cmp.pool = m->kv_pool;
+			sl->cmp.per_block = kv_pool_block_bytes(m->kv_pool) / sl->cmp.stride;
+		}
 		if (r == 4 && cmp_state_init(&sl->icmp, 4, c->index_head_dim, c->rope_head_dim,
 					     m->kv_index))
 			goto oom;
