@@ -29,8 +29,8 @@ LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
 LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
-TOOL_LIBS := -luring -ljansson -lnuma -ldrm -lpthread -lm
-STATIC_LIBS := -luring -ljansson -lnuma -ldrm -lpthread -lm
+TOOL_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpthread -lm
+STATIC_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpthread -lm
 
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))

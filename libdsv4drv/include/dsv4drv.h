@@ -530,6 +530,38 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 int dsv4_eval(struct dsv4_seq *s, const int32_t *tokens, uint32_t n,
 	      enum dsv4_logits want, float *logits, char *err, size_t errlen);
 
+/*
+ * Prefix cache (engine/prefix.c).  Prompts are cut into 128-token blocks
+ * with chained hashes; after a prefill the state at the prompt's last block
+ * boundary is saved (DRAM, LRU within dram_bytes; and files in disk_dir
+ * within disk_bytes, which survive restarts).  A prompt starting with
+ * saved blocks resumes from the longest one.
+ */
+#define DSV4_PREFIX_BLOCK 128
+
+struct dsv4_prefix_options {
+	uint64_t dram_bytes;
+	const char *disk_dir;		/* NULL: DRAM only */
+	uint64_t disk_bytes;
+};
+
+struct dsv4_prefix_stats {
+	uint64_t lookups, hits, tokens_reused, saved;
+	uint64_t dram_entries, dram_bytes;
+	uint64_t disk_files, disk_bytes, disk_rejected;	/* rejected: corrupt or foreign */
+};
+
+struct dsv4_prefix_cache;
+int dsv4_prefix_open(struct dsv4_model *m, const struct dsv4_prefix_options *o,
+		     struct dsv4_prefix_cache **out, char *err, size_t errlen);
+void dsv4_prefix_close(struct dsv4_prefix_cache *pc);	/* before the model */
+void dsv4_prefix_get_stats(const struct dsv4_prefix_cache *pc, struct dsv4_prefix_stats *st);
+/* Prefill into a fresh sequence through the cache; *cached = tokens reused.
+ * @want: NONE or LAST. */
+int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+			uint32_t n, enum dsv4_logits want, float *logits, uint32_t *cached,
+			char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

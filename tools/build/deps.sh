@@ -10,7 +10,7 @@ out=${BUILD:-$top/build}
 packages=(
 	# build
 	build-essential pkg-config
-	liburing-dev libnuma-dev libdrm-dev libjansson-dev zlib1g-dev
+	liburing-dev libnuma-dev libdrm-dev libjansson-dev zlib1g-dev libxxhash-dev
 	# libFuzzer targets
 	clang libclang-rt-14-dev
 	# kernel module: Debian 6.1 and 6.12 kernels (generic flavour: vgem,
