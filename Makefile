@@ -38,7 +38,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
 .PHONY: all help deps userspace modules kselftests unit check check-vm \
-	check-unit demo bench bench-engine bench-stream fuzz install install-dkms uninstall clean
+	check-unit demo bench bench-engine bench-stream bench-long fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
 all: userspace modules kselftests
@@ -53,6 +53,7 @@ help:
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock), then bench-engine"
 	@echo "make bench-engine   CPU engine on a 2-layer Flash-shaped checkpoint (ratio vs copy bandwidth)"
 	@echo "make bench-stream   expert streamer vs fio, decode with 100/30/10 % expert caches"
+	@echo "make bench-long     4K / 64K / 1M-token contexts on a small model; prefix-cache TTFT"
 	@echo "make install    dsv4.ko (running kernel), dsv4ctl, headers, udev rule, modprobe.d"
 	@echo "make install-dkms   module sources + dkms.conf under /usr/src/dsv4-<version>"
 
@@ -173,6 +174,10 @@ bench: deps
 	@tests/bench/run-bench.sh $(firstword $(VM_KVERS))
 	@tests/bench/run-engine-bench.sh
 	@tests/bench/run-stream-bench.sh
+	@tests/bench/run-long-context.sh
+
+bench-long: userspace
+	@tests/bench/run-long-context.sh
 
 bench-engine: userspace
 	@tests/bench/run-engine-bench.sh

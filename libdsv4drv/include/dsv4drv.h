@@ -471,6 +471,17 @@ const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m);
 /* "avx512", "avx2" or "scalar": the kernels in use */
 const char *dsv4_model_kernels(const struct dsv4_model *m);
 
+/* Where evaluation time went, since load or the last reset (ns). */
+struct dsv4_time_stats {
+	uint64_t total_ns;		/* dsv4_eval_many */
+	uint64_t attention_ns;		/* attention sub-blocks, indexer included */
+	uint64_t indexer_ns;		/* the lightning indexer (scores, top-k) */
+	uint64_t moe_ns;
+	uint64_t head_ns;
+	uint64_t rows;			/* tokens evaluated */
+};
+void dsv4_model_time_stats(struct dsv4_model *m, struct dsv4_time_stats *st, int reset);
+
 /* Streaming counters (all zero in resident mode); returns the mode. */
 enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
 					      struct dsv4_stream_stats *st);
@@ -492,6 +503,7 @@ struct dsv4_kv_usage {
 	uint64_t spill_bytes;		/* CSA main entries: whole blocks held */
 	uint64_t spill_used_bytes;	/* of which entries written */
 	uint64_t total_bytes;
+	double format_bytes_per_token;	/* dsv4_kv_bytes_per_token in this model's formats */
 };
 
 struct dsv4_kv_pool_stats {

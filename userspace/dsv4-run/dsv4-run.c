@@ -8,6 +8,7 @@
  *            [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]
  *            [--provider auto|kmod|host] [--io pread|io_uring] [--stats]
  *            [--kv-main f32|model1] [--kv-index f32|fp4|fp8]
+ *            [--random-prompt N [--seed S]] [--kv-disk-dir DIR]
  *
  * Prints the generated token ids on one line.  --dump-logits writes the
  * float32 logits of every evaluated position: a one-line text header
@@ -19,12 +20,16 @@
  * --experts stream reads routed experts into a pinned cache as they are
  * routed to (budget --cache-experts or --cache-bytes; default all);
  * --stats prints the streaming counters to stderr at the end.
+ * --kv-disk-dir DIR prefills through the prefix cache with snapshots in
+ * DIR (16 GiB budget): a prompt sharing 128-token blocks with an earlier
+ * run resumes from them (not with --dump-logits or --chunk).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dsv4drv.h"
 
@@ -35,7 +40,9 @@ static void usage(FILE *f)
 	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
 	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
 	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n"
-	      "                [--kv-main f32|model1] [--kv-index f32|fp4|fp8]\n", f);
+	      "                [--kv-main f32|model1] [--kv-index f32|fp4|fp8]\n"
+	      "                [--random-prompt N [--seed S]] (instead of --tokens)\n"
+	      "                [--kv-disk-dir DIR]\n", f);
 }
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *out)
@@ -90,6 +97,14 @@ bad:
 	return -EINVAL;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void log_stderr(void *ctx, const char *msg)
 {
 	(void)ctx;
@@ -126,12 +141,18 @@ int main(int argc, char **argv)
 		{ "stats", no_argument, NULL, 'S' },
 		{ "kv-main", required_argument, NULL, 'K' },
 		{ "kv-index", required_argument, NULL, 'J' },
+		{ "random-prompt", required_argument, NULL, 'R' },
+		{ "seed", required_argument, NULL, 'Z' },
+		{ "kv-disk-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct dsv4_model_options mo = { 0 };
 	struct dsv4_stream_options so = { .mem = { .log = log_stderr } };
 	int stats = 0;
+	uint32_t random_n = 0, seed = 1, cached = 0;
+	const char *kv_dir = NULL;
+	struct dsv4_prefix_cache *pc = NULL;
 	const char *model = NULL, *dump = NULL;
 	uint32_t n_predict = 0, chunk = 0, n_tok = 0, vocab, rows;
 	int32_t *tokens = NULL;
@@ -215,6 +236,17 @@ int main(int argc, char **argv)
 		case 'S':
 			stats = 1;
 			break;
+		case 'D':
+			kv_dir = optarg;
+			break;
+		case 'R':
+			if (parse_u32(optarg, 1u << 24, &random_n) || !random_n)
+				goto badarg;
+			break;
+		case 'Z':
+			if (parse_u32(optarg, UINT32_MAX, &seed))
+				goto badarg;
+			break;
 		case 'K':
 			if (!strcmp(optarg, "f32"))
 				mo.kv_main = DSV4_KV_F32;
@@ -241,7 +273,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!model || !tokens || optind != argc) {
+	if (!model || (!tokens == !random_n) || optind != argc || (kv_dir && (dump || chunk))) {
 		usage(stderr);
 		free(tokens);
 		return 2;
@@ -254,6 +286,20 @@ int main(int argc, char **argv)
 	}
 	ret = 1;
 	vocab = dsv4_model_config(m)->vocab_size;
+	if (random_n) {	/* a reproducible prompt (xorshift32) for long-context runs */
+		tokens = malloc((size_t)random_n * sizeof(*tokens));
+		if (!tokens) {
+			fprintf(stderr, "dsv4-run: out of memory for %u tokens\n", random_n);
+			goto out;
+		}
+		for (uint32_t i = 0, x = seed ? seed : 1; i < random_n; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			tokens[i] = (int32_t)(x % vocab);
+		}
+		n_tok = random_n;
+	}
 	rows = n_tok + (n_predict ? n_predict - 1 : 0);
 	if (dsv4_seq_create(m, rows, &s)) {
 		fprintf(stderr, "dsv4-run: %u positions: more than the model takes or out of memory\n",
@@ -273,8 +319,21 @@ int main(int argc, char **argv)
 		}
 		fprintf(df, "dsv4-logits rows %u vocab %u\n", rows, vocab);
 	}
-	/* prefill, in chunks if asked */
-	for (uint32_t at = 0; at < n_tok;) {
+	/* prefill, in chunks if asked, or through the prefix cache */
+	double prefill_s = now_s(), decode_s = 0;
+
+	if (kv_dir) {
+		struct dsv4_prefix_options po = { .dram_bytes = 1ull << 30, .disk_dir = kv_dir,
+						  .disk_bytes = 16ull << 30 };
+
+		if (dsv4_prefix_open(m, &po, &pc, err, sizeof(err)) ||
+		    dsv4_prefix_prefill(pc, s, tokens, n_tok, DSV4_LOGITS_LAST, logits, &cached, err,
+					sizeof(err))) {
+			fprintf(stderr, "dsv4-run: prefix cache: %s\n", err);
+			goto out;
+		}
+	}
+	for (uint32_t at = kv_dir ? n_tok : 0; at < n_tok;) {
 		uint32_t n = chunk && n_tok - at > chunk ? chunk : n_tok - at;
 		float *dst = dump ? logits + (size_t)at * vocab : logits;
 
@@ -285,7 +344,10 @@ int main(int argc, char **argv)
 		}
 		at += n;
 	}
+	prefill_s = now_s() - prefill_s;
 	const float *last = logits + (size_t)(dump ? n_tok - 1 : 0) * vocab;
+
+	decode_s = now_s();
 
 	for (uint32_t i = 0; i < n_predict; i++) {
 		int32_t next = (int32_t)argmax(last, vocab);
@@ -301,20 +363,37 @@ int main(int argc, char **argv)
 		}
 		last = dst;
 	}
+	decode_s = now_s() - decode_s;
 	if (n_predict)
 		printf("\n");
 	if (stats) {
 		struct dsv4_stream_stats st;
 		struct dsv4_kv_usage u;
+		struct dsv4_time_stats ts;
+
+		dsv4_model_time_stats(m, &ts, 0);
+		if (kv_dir)
+			fprintf(stderr, "dsv4-run: prefix cache: %u of %u prompt tokens reused\n", cached,
+				n_tok);
+		fprintf(stderr, "dsv4-run: decode: %u steps, %.3f ms/step; prefill %u tokens in %.2f s; "
+			"time in attention %.0f %% (indexer %.0f %%), MoE %.0f %%\n",
+			n_predict ? n_predict - 1 : 0, decode_s * 1e3 / (n_predict > 1 ? n_predict - 1 : 1),
+			n_tok, prefill_s,
+			ts.total_ns ? 100.0 * ts.attention_ns / ts.total_ns : 0,
+			ts.total_ns ? 100.0 * ts.indexer_ns / ts.total_ns : 0,
+			ts.total_ns ? 100.0 * ts.moe_ns / ts.total_ns : 0);
 
 		dsv4_seq_kv_usage(s, &u);
 		fprintf(stderr, "dsv4-run: KV after %llu tokens: hot %llu bytes (window %llu, "
 			"compressor state %llu, HCA entries %llu, indexer keys %llu), spill %llu bytes "
-			"(%llu used)\n", (unsigned long long)u.tokens,
+			"(%llu used); entries+keys %.2f B/token, the format's %.2f\n",
+			(unsigned long long)u.tokens,
 			(unsigned long long)(u.window_bytes + u.state_bytes + u.main_bytes + u.index_bytes),
 			(unsigned long long)u.window_bytes, (unsigned long long)u.state_bytes,
 			(unsigned long long)u.main_bytes, (unsigned long long)u.index_bytes,
-			(unsigned long long)u.spill_bytes, (unsigned long long)u.spill_used_bytes);
+			(unsigned long long)u.spill_bytes, (unsigned long long)u.spill_used_bytes,
+			u.tokens ? (double)(u.main_bytes + u.index_bytes + u.spill_used_bytes) / u.tokens : 0,
+			u.format_bytes_per_token);
 
 		if (dsv4_model_stream_stats(m, &st) == DSV4_EXPERTS_STREAM)
 			fprintf(stderr, "dsv4-run: experts streamed via %s%s into %u slots of %u bytes "
@@ -342,6 +421,7 @@ out:
 		fclose(df);
 	free(logits);
 	free(tokens);
+	dsv4_prefix_close(pc);
 	dsv4_seq_free(s);
 	dsv4_model_free(m);
 	return ret;

@@ -124,44 +124,67 @@ static int compress_rows(struct dsv4_model *m, const struct compressor_w *cw, ui
 
 /* ---- lightning indexer (CSA layers) ---- */
 
+struct idx_task {
+	uint32_t r0, r1;	/* rows of one sequence's chunk */
+	uint32_t first;		/* first key of the block */
+};
+
 struct idx_ctx {
 	struct dsv4_model *m;
 	const struct batch *b;
 	uint32_t L;
 	const float *qi, *wi;	/* [R, ih*ihd], [R, ih] */
 	float *scores;		/* [R, max_entries] */
-	uint32_t max_entries, chunk, chunks_per_row;
+	uint32_t max_entries, block;
+	const struct idx_task *tasks;
 };
 
-static void idx_score_task(void *ctx, uint32_t task, uint32_t worker)
+/*
+ * One block of a sequence's keys against every row of its chunk: keys are
+ * decoded once and reused by all rows (a prefill chunk is a small GEMM),
+ * four at a time through dot4.  score = sum_h w_h relu(q_h . k).
+ */
+static void idx_block_task(void *ctx, uint32_t t, uint32_t worker)
 {
 	struct idx_ctx *c = ctx;
+	const struct idx_task *tk = &c->tasks[t];
 	const struct dsv4_config *cfg = &c->m->cfg;
-	uint32_t r = task / c->chunks_per_row, s0 = task % c->chunks_per_row * c->chunk;
-	uint32_t nvis = (c->b->pos[r] + 1) / 4, ih = cfg->index_n_heads, ihd = cfg->index_head_dim;
-	const struct cmp_state *st = &c->b->seq[r]->layers[c->L].icmp;
-	const float *q = c->qi + (size_t)r * ih * ihd, *w = c->wi + (size_t)r * ih;
+	const struct kernels *k = c->m->k;
+	uint32_t ih = cfg->index_n_heads, ihd = cfg->index_head_dim;
+	const struct cmp_state *st = &c->b->seq[tk->r0]->layers[c->L].icmp;
+	uint32_t most = (c->b->pos[tk->r1 - 1] + 1) / 4;	/* positions ascend in a chunk */
+	uint32_t n = most - tk->first < c->block ? most - tk->first : c->block;
+	float *keys = c->m->scratch[worker].buf;	/* sized by mat_mul_reserve() */
+	float y[4];
 
-	(void)worker;
-	for (uint32_t s = s0; s < s0 + c->chunk && s < nvis; s++) {
-		float k[1024];
-		float score = 0;
+	for (uint32_t j = 0; j < n; j++)
+		cmp_entry_get(st, tk->first + j, keys + (size_t)j * ihd);
+	for (uint32_t r = tk->r0; r < tk->r1; r++) {
+		uint32_t nvis = (c->b->pos[r] + 1) / 4;
 
-		cmp_entry_get(st, s, k);
+		if (nvis <= tk->first)
+			continue;
+		uint32_t m = nvis - tk->first < n ? nvis - tk->first : n;
+		const float *q = c->qi + (size_t)r * ih * ihd, *w = c->wi + (size_t)r * ih;
+		float *sc = c->scores + (size_t)r * c->max_entries + tk->first;
+
+		memset(sc, 0, m * sizeof(float));
 		for (uint32_t h = 0; h < ih; h++) {
-			float d = c->m->k->dot(q + (size_t)h * ihd, k, ihd);
+			const float *qh = q + (size_t)h * ihd;
+			uint32_t j = 0;
 
-			score += w[h] * (d > 0 ? d : 0);
+			for (; j + 4 <= m; j += 4) {
+				k->dot4(keys + (size_t)j * ihd, qh, ihd, y);
+				for (int i = 0; i < 4; i++)
+					sc[j + i] += w[h] * (y[i] > 0 ? y[i] : 0);
+			}
+			for (; j < m; j++) {
+				float d = k->dot(qh, keys + (size_t)j * ihd, ihd);
+
+				sc[j] += w[h] * (d > 0 ? d : 0);
+			}
 		}
-		c->scores[(size_t)r * c->max_entries + s] = score;
 	}
-}
-
-static int cmp_int(const void *a, const void *b)
-{
-	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-
-	return (x > y) - (x < y);
 }
 
 /* better(i, j): higher score, then lower index (a deterministic top-k) */
@@ -170,8 +193,10 @@ static int better(const float *sc, int32_t i, int32_t j)
 	return sc[i] > sc[j] || (sc[i] == sc[j] && i < j);
 }
 
-/* The k best of sc[0..n) into sel (ascending entry order); a heap of k. */
-static uint32_t topk_select(const float *sc, uint32_t n, uint32_t k, int32_t *sel)
+/* The k best of sc[0..n) into sel (ascending entry order); a heap of k,
+ * then a pass over @mark (n bytes, zero on entry and on return) to order
+ * them without a sort. */
+static uint32_t topk_select(const float *sc, uint32_t n, uint32_t k, int32_t *sel, uint8_t *mark)
 {
 	uint32_t h = 0;
 
@@ -211,8 +236,32 @@ static uint32_t topk_select(const float *sc, uint32_t n, uint32_t k, int32_t *se
 		}
 		sel[j] = v;
 	}
-	qsort(sel, k, sizeof(*sel), cmp_int);
+	for (uint32_t i = 0; i < k; i++)
+		mark[sel[i]] = 1;
+	for (uint32_t i = 0, j = 0; i < n; i++)
+		if (mark[i]) {
+			sel[j++] = (int32_t)i;
+			mark[i] = 0;
+		}
 	return k;
+}
+
+struct sel_ctx {
+	const struct batch *b;
+	const float *scores;
+	uint32_t max_entries, k;
+	int32_t *sel;
+	uint32_t *nsel;
+	uint8_t *mark;		/* per worker, max_entries bytes, zero */
+};
+
+static void sel_task(void *ctx, uint32_t r, uint32_t worker)
+{
+	struct sel_ctx *c = ctx;
+
+	c->nsel[r] = topk_select(c->scores + (size_t)r * c->max_entries, (c->b->pos[r] + 1) / 4,
+				 c->k, c->sel + (size_t)r * c->k,
+				 c->mark + (size_t)worker * c->max_entries);
 }
 
 /* Top-k compressed entries for each row into sel [R, topk], counts in nsel. */
@@ -258,19 +307,47 @@ static int indexer_rows(struct dsv4_model *m, uint32_t L, const struct batch *b,
 	ret = compress_rows(m, &lw->icmp, L, 1, b, x);
 	if (!ret) {
 		struct idx_ctx ic = { .m = m, .b = b, .L = L, .qi = qi, .wi = wi, .scores = scores,
-				      .max_entries = max_entries, .chunk = 256 };
+				      .max_entries = max_entries };
+		uint32_t block = (uint32_t)((size_t)MM_TILE * m->max_cols / ihd) & ~3u, n_tasks = 0;
+		struct idx_task *tasks;
 
-		ic.chunks_per_row = (max_entries + ic.chunk - 1) / ic.chunk;
-		pool_run(m->pool, idx_score_task, &ic, R * ic.chunks_per_row);
-		for (uint32_t r = 0; r < R; r++) {
-			uint32_t nvis = (b->pos[r] + 1) / 4;
-			int32_t *s = sel + (size_t)r * c->index_topk;
-
-			nsel[r] = topk_select(scores + (size_t)r * max_entries, nvis,
-					      c->index_topk, s);
-			if (m->opt.hooks && m->opt.hooks->topk)
-				m->opt.hooks->topk(m->opt.hooks->ctx, L, b->pos[r], s, nsel[r]);
+		ic.block = block > 256 ? 256 : block;
+		tasks = malloc(((size_t)R + (size_t)R * (max_entries / ic.block + 1)) * sizeof(*tasks));
+		if (!tasks) {
+			free(qi);
+			free(scores);
+			return -ENOMEM;
 		}
+		/* per sequence chunk, the key blocks its last row can see */
+		for (uint32_t r0 = 0; r0 < R;) {
+			uint32_t r1 = r0 + 1;
+
+			while (r1 < R && b->chunk_start[r1] == r0)
+				r1++;
+			/* a chunk whose rows all see <= top-k entries takes them all:
+			 * no scores needed */
+			if ((b->pos[r1 - 1] + 1) / 4 > c->index_topk)
+				for (uint32_t f = 0; f < (b->pos[r1 - 1] + 1) / 4; f += ic.block)
+					tasks[n_tasks++] = (struct idx_task){ r0, r1, f };
+			r0 = r1;
+		}
+		ic.tasks = tasks;
+		pool_run(m->pool, idx_block_task, &ic, n_tasks);
+		free(tasks);
+		struct sel_ctx sc = { .b = b, .scores = scores, .max_entries = max_entries,
+				      .k = c->index_topk, .sel = sel, .nsel = nsel };
+		uint8_t *mark = calloc((size_t)pool_threads(m->pool) * max_entries, 1);
+
+		sc.mark = mark;
+		if (mark)
+			pool_run(m->pool, sel_task, &sc, R);
+		for (uint32_t r = 0; r < R && mark; r++)
+			if (m->opt.hooks && m->opt.hooks->topk)
+				m->opt.hooks->topk(m->opt.hooks->ctx, L, b->pos[r],
+						   sel + (size_t)r * c->index_topk, nsel[r]);
+		if (!mark)
+			ret = -ENOMEM;
+		free(mark);
 	}
 	free(qi);
 	free(scores);
@@ -467,7 +544,10 @@ int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 	if (lw->ratio == 4) {
 		sel = malloc((size_t)R * c->index_topk * sizeof(*sel));
 		nsel = malloc((size_t)R * sizeof(*nsel));
+		uint64_t t0 = now_ns();
+
 		ret = sel && nsel ? indexer_rows(m, L, b, x, qr, sel, nsel) : -ENOMEM;
+		m->times.indexer_ns += now_ns() - t0;
 	}
 	if (!ret && lw->ratio)
 		ret = compress_rows(m, &lw->cmp, L, 0, b, x);

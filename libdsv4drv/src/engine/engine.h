@@ -150,6 +150,7 @@ struct dsv4_model {
 	struct store *store;		/* routed experts streamed, or NULL (resident) */
 	int kv_main, kv_index;		/* entry storage formats (enum kv_index_fmt) */
 	struct kv_pool *kv_pool;	/* spill tier for CSA main entries, or NULL */
+	struct dsv4_time_stats times;
 };
 
 /* Storage of emitted entries (kvfmt.c).  F32/FP4/FP8 serve indexer keys
@@ -204,6 +205,8 @@ struct dsv4_seq {
 	uint32_t pos;		/* tokens evaluated so far */
 	struct seq_layer *layers;
 };
+
+uint64_t now_ns(void);
 
 /* model.c helpers used by the layer code */
 enum { MM_TILE = 16 };

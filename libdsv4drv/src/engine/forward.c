@@ -306,6 +306,8 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 	uint64_t rows;
 	int ret;
 
+	uint64_t t_start = now_ns();
+
 	ret = validate(m, reqs, n, &rows, err, errlen);
 	if (ret)
 		return ret;
@@ -348,8 +350,11 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 			for (uint32_t r = 0; r < R; r++)
 				rmsnorm(w.x + (size_t)r * D, br ? lw->ffn_norm : lw->attn_norm, D,
 					(float)c->norm_eps, w.xn + (size_t)r * D);
+			uint64_t t0 = now_ns();
+
 			ret = br ? moe_forward(m, L, &b, w.xn, w.f) :
 				   attention_forward(m, L, &b, w.xn, w.f);
+			*(br ? &m->times.moe_ns : &m->times.attention_ns) += now_ns() - t0;
 			if (!ret)
 				hc_post(c, w.X, w.f, w.post, w.comb, R, w.tmp);
 		}
@@ -376,6 +381,8 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		else if (reqs[i].want == DSV4_LOGITS_LAST)
 			lrows[nl++] = r + reqs[i].n_tokens - 1;
 	}
+	uint64_t t_head = now_ns();
+
 	if (nl && head_rows(m, w.X, lrows, nl, logits)) {
 		reset_all(reqs, n);
 		ret = dsv4_errf(err, errlen, -ENOMEM, "head: out of memory; the batch's sequences were reset");
@@ -392,6 +399,9 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		nl += k;
 		reqs[i].seq->pos += reqs[i].n_tokens;
 	}
+	m->times.head_ns += now_ns() - t_head;
+	m->times.total_ns += now_ns() - t_start;
+	m->times.rows += R;
 out:
 	free(lrows);
 	free(logits);

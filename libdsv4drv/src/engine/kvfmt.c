@@ -208,4 +208,8 @@ void dsv4_seq_kv_usage(const struct dsv4_seq *s, struct dsv4_kv_usage *u)
 	}
 	u->total_bytes = u->window_bytes + u->state_bytes + u->main_bytes + u->index_bytes +
 			 u->spill_bytes;
+	u->format_bytes_per_token = dsv4_kv_bytes_per_token(c,
+		s->m->kv_main == KV_MAIN_MODEL1 ? DSV4_KV_MODEL1 : DSV4_KV_F32,
+		s->m->kv_index == KV_INDEX_FP4 ? DSV4_KV_FP4 :
+		s->m->kv_index == KV_INDEX_FP8 ? DSV4_KV_FP8 : DSV4_KV_F32);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../internal.h"
 #include "engine.h"
@@ -453,6 +454,21 @@ void dsv4_model_free(struct dsv4_model *m)
 const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m)
 {
 	return &m->cfg;
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void dsv4_model_time_stats(struct dsv4_model *m, struct dsv4_time_stats *st, int reset)
+{
+	*st = m->times;
+	if (reset)
+		memset(&m->times, 0, sizeof(m->times));
 }
 
 enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,

@@ -25,15 +25,28 @@ struct pool {
 	struct worker *w;
 	pthread_mutex_t lock;
 	pthread_cond_t go, done;
-	uint64_t generation;
-	int quit;
+	atomic_uint_fast64_t generation;
+	atomic_int quit;
+	int sleepers;			/* under lock */
 	/* the job in flight */
 	task_fn fn;
 	void *ctx;
 	uint32_t n_tasks;
 	atomic_uint next;
-	uint32_t busy;			/* workers still inside the job */
+	atomic_uint busy;		/* workers still inside the job */
 };
+
+/* Decode steps of small models are many short jobs: waking a sleeping
+ * thread costs more than the job, so workers and the caller spin a while
+ * (about 50 us) before they sleep. */
+#define SPIN 20000
+
+static inline void relax(void)
+{
+#ifdef __x86_64__
+	__builtin_ia32_pause();
+#endif
+}
 
 static void pin(int cpu)
 {
@@ -65,20 +78,28 @@ static void *worker_main(void *arg)
 	uint64_t seen = 0;
 
 	pin(w->cpu);
-	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->quit && p->generation == seen)
-			pthread_cond_wait(&p->go, &p->lock);
-		if (p->quit)
+		for (int i = 0; i < SPIN && atomic_load(&p->generation) == seen &&
+		     !atomic_load(&p->quit); i++)
+			relax();
+		if (atomic_load(&p->generation) == seen && !atomic_load(&p->quit)) {
+			pthread_mutex_lock(&p->lock);
+			p->sleepers++;
+			while (!atomic_load(&p->quit) && atomic_load(&p->generation) == seen)
+				pthread_cond_wait(&p->go, &p->lock);
+			p->sleepers--;
+			pthread_mutex_unlock(&p->lock);
+		}
+		if (atomic_load(&p->quit))
 			break;
-		seen = p->generation;
-		pthread_mutex_unlock(&p->lock);
+		seen = atomic_load(&p->generation);
 		drain(p, w->id);
-		pthread_mutex_lock(&p->lock);
-		if (--p->busy == 0)
+		if (atomic_fetch_sub(&p->busy, 1) == 1) {
+			pthread_mutex_lock(&p->lock);
 			pthread_cond_signal(&p->done);
+			pthread_mutex_unlock(&p->lock);
+		}
 	}
-	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
 
@@ -141,7 +162,7 @@ void pool_destroy(struct pool *p)
 	if (!p)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->quit = 1;
+	atomic_store(&p->quit, 1);
 	pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 1; i < p->n; i++)
@@ -167,18 +188,23 @@ void pool_run(struct pool *p, task_fn fn, void *ctx, uint32_t n)
 			fn(ctx, i, 0);
 		return;
 	}
-	pthread_mutex_lock(&p->lock);
 	p->fn = fn;
 	p->ctx = ctx;
 	p->n_tasks = n;
 	atomic_store(&p->next, 0);
-	p->busy = p->n - 1;
-	p->generation++;
-	pthread_cond_broadcast(&p->go);
+	atomic_store(&p->busy, p->n - 1);
+	atomic_fetch_add(&p->generation, 1);	/* publishes the job */
+	pthread_mutex_lock(&p->lock);
+	if (p->sleepers)
+		pthread_cond_broadcast(&p->go);
 	pthread_mutex_unlock(&p->lock);
 	drain(p, 0);
-	pthread_mutex_lock(&p->lock);
-	while (p->busy)
-		pthread_cond_wait(&p->done, &p->lock);
-	pthread_mutex_unlock(&p->lock);
+	for (int i = 0; i < SPIN && atomic_load(&p->busy); i++)
+		relax();
+	if (atomic_load(&p->busy)) {
+		pthread_mutex_lock(&p->lock);
+		while (atomic_load(&p->busy))
+			pthread_cond_wait(&p->done, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
 }
