@@ -113,6 +113,11 @@ $(BUILD)/bin/dsv4-stream-bench: tests/bench/stream_bench.c $(LIB) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 
+# A static dsv4-run, carried to the GPU machine's many cores for long runs.
+$(BUILD)/bin/static/dsv4-run: userspace/dsv4-run/dsv4-run.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -static -o $@ $< $(LIB) $(STATIC_LIBS)
+
 # Static copies run inside the test VM's busybox initramfs.
 $(BUILD)/bin/static/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
 	@mkdir -p $(dir $@)

@@ -13,6 +13,7 @@ build=${BUILD:-$top/build}
 lengths=${1:-4096 65536 1048576}
 model=$build/bench/long
 if [ ! -f "$model/config.json" ]; then
+	mkdir -p "$(dirname "$model")"
 	rm -rf "$model.tmp"
 	"$build/bin/dsv4-mkmodel" --config "$top/tests/bench/config-long.json" --seed 1 "$model.tmp" >/dev/null
 	mv "$model.tmp" "$model"

@@ -8,6 +8,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-$top/build}
 model=${BENCH_MODEL:-$build/bench/flash2}
 if [ ! -f "$model/config.json" ]; then
+	mkdir -p "$(dirname "$model")"
 	rm -rf "$model.tmp"
 	"$build/bin/dsv4-mkmodel" --preset flash --layers 2 --seed 1 "$model.tmp" >/dev/null
 	mv "$model.tmp" "$model"
