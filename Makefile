@@ -113,7 +113,8 @@ $(BUILD)/bin/dsv4-stream-bench: tests/bench/stream_bench.c $(LIB) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -o $@ $< $(LIB) $(TOOL_LIBS)
 
-# A static dsv4-run, carried to the GPU machine's many cores for long runs.
+# A static dsv4-run: the engine in the QEMU guests (kmod-provider memory),
+# and on the GPU machine's many cores for long runs.
 $(BUILD)/bin/static/dsv4-run: userspace/dsv4-run/dsv4-run.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -static -o $@ $< $(LIB) $(STATIC_LIBS)
@@ -137,7 +138,8 @@ $(BUILD)/kmod/%/kmod/dsv4.ko: $(KMOD_SRCS)
 		{ echo "dsv4.ko: W=1 warnings on $*"; exit 1; }
 
 # ---- tests ----
-kselftests: $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin/static/dsv4-provider-test
+kselftests: $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin/static/dsv4-provider-test \
+	$(BUILD)/bin/static/dsv4-run
 	@$(MAKE) -s -C tests/kselftest/dsv4 OUTPUT=$(BUILD)/kselftest/dsv4 KSFT_INC=$(KSFT_INC)
 
 # The memory provider suite, static, for the QEMU guests (both providers there)
