@@ -132,6 +132,17 @@ static const char *basename_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/* The last component of a symlink's target ("?" if unreadable). */
+static const char *link_name(const char *link, char *buf, size_t len)
+{
+	ssize_t l = readlink(link, buf, len - 1);
+
+	if (l <= 0)
+		return "?";
+	buf[l] = 0;
+	return basename_of(buf);
+}
+
 static int list_accel(struct dsv4_device **v, size_t *n, size_t *cap)
 {
 	DIR *dir = opendir("/dev/accel");
@@ -143,7 +154,6 @@ static int list_accel(struct dsv4_device **v, size_t *n, size_t *cap)
 	while (!ret && (de = readdir(dir))) {
 		struct dsv4_device d = { 0 };
 		char link[PATH_MAX], target[PATH_MAX];
-		ssize_t l;
 
 		if (strncmp(de->d_name, "accel", 5))
 			continue;
@@ -151,19 +161,9 @@ static int list_accel(struct dsv4_device **v, size_t *n, size_t *cap)
 		snprintf(d.kind, sizeof(d.kind), "accel");
 		snprintf(d.backend, sizeof(d.backend), "accel");
 		snprintf(link, sizeof(link), "/sys/class/accel/%s/device/driver", de->d_name);
-		l = readlink(link, target, sizeof(target) - 1);
-		if (l > 0) {
-			target[l] = 0;
-			snprintf(d.driver, sizeof(d.driver), "%.31s", basename_of(target));
-		} else {
-			snprintf(d.driver, sizeof(d.driver), "?");
-		}
+		snprintf(d.driver, sizeof(d.driver), "%.31s", link_name(link, target, sizeof(target)));
 		snprintf(link, sizeof(link), "/sys/class/accel/%s/device", de->d_name);
-		l = readlink(link, target, sizeof(target) - 1);
-		if (l > 0) {
-			target[l] = 0;
-			snprintf(d.bus, sizeof(d.bus), "%.63s", basename_of(target));
-		}
+		snprintf(d.bus, sizeof(d.bus), "%.63s", link_name(link, target, sizeof(target)));
 		ret = push(v, n, cap, &d);
 	}
 	closedir(dir);

@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dsv4drv.h"
 
@@ -58,6 +59,23 @@ extern const struct kernels kernels_scalar;
 extern const struct kernels kernels_avx2;
 extern const struct kernels kernels_avx512;
 #endif
+/* Shard data need not be aligned (safetensors packs tensors): load by memcpy. */
+static inline float ld_bf16(const uint16_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return dsv4_bf16_to_f32(v);
+}
+
+static inline float ld_f32(const float *p)
+{
+	float v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
 /* shared helpers of the kernel files: e8m0 byte -> float, filled by kernels_pick() */
 extern float e8m0_lut[256];
 float mat_fp8_scale(const struct mat *m, uint32_t r, uint32_t kb);

@@ -24,22 +24,6 @@ float mat_fp8_scale(const struct mat *m, uint32_t r, uint32_t kb)
 	return e8m0_lut[((const uint8_t *)m->scale)[i]];
 }
 
-/* Shard data need not be aligned (safetensors packs tensors): load by memcpy. */
-static inline float ld_bf16(const uint16_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return dsv4_bf16_to_f32(v);
-}
-
-static inline float ld_f32(const float *p)
-{
-	float v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
 
 float e8m0_lut[256];
 static float e4m3_lut[256];

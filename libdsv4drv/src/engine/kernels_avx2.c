@@ -15,21 +15,6 @@
 
 #include "engine.h"
 
-static inline float ld_bf16(const uint16_t *p)
-{
-	uint16_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return dsv4_bf16_to_f32(v);
-}
-
-static inline float ld_f32(const float *p)
-{
-	float v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
 
 static inline __m256 fp8x8(const uint8_t *p)
 {
