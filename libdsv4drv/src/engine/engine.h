@@ -103,6 +103,7 @@ void hadamard(float *x, uint32_t n);
 void fakequant_fp8(float *x, uint32_t n, uint32_t block);	/* in place */
 void fakequant_fp4(float *x, uint32_t n);			/* in place, block 32 */
 float bf16_round(float x);
+uint16_t bf16_bits(float x);	/* the BF16 code of bf16_round(x) */
 
 /* ---- the model ---- */
 
@@ -228,6 +229,9 @@ uint64_t now_ns(void);
 
 /* model.c helpers used by the layer code */
 enum { MM_TILE = 16 };
+/* @buf holding at least @count elements of @elem bytes (64-byte aligned;
+ * contents not kept); NULL with *cap 0 when out of memory. */
+void *buf_reserve(void *buf, size_t *cap, size_t count, size_t elem);
 /* Sizes every buffer mat_mul needs for @rows input rows (0 or -ENOMEM). */
 int mat_mul_reserve(struct dsv4_model *m, uint32_t rows);
 /* y[r, o] = sum_k w[o, k] x[r, k]; act_quant: FP8 activation quant first

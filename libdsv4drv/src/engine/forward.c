@@ -39,6 +39,32 @@ static void hc_mixes(struct dsv4_model *m, const struct mat *fn, const float *X,
 	}
 }
 
+/* out = sum_i pre_i X_i over the hc streams of one row */
+static void collapse(const float *pre, const float *Xr, uint32_t hc, uint32_t D, float *out)
+{
+	for (uint32_t d = 0; d < D; d++) {
+		float acc = 0;
+
+		for (uint32_t i = 0; i < hc; i++)
+			acc += pre[i] * Xr[(size_t)i * D + d];
+		out[d] = acc;
+	}
+}
+
+/* Each of the hc lines of M (rows: line stride hc, element stride 1;
+ * columns: 1 and hc) divided by its sum + eps. */
+static void normalize_lines(float *M, uint32_t hc, uint32_t line, uint32_t elem, float eps)
+{
+	for (uint32_t j = 0; j < hc; j++) {
+		float *v = M + j * line, s = 0;
+
+		for (uint32_t k = 0; k < hc; k++)
+			s += v[k * elem];
+		for (uint32_t k = 0; k < hc; k++)
+			v[k * elem] /= s + eps;
+	}
+}
+
 /* hc_pre: pre/post weights and the Sinkhorn-normalized comb, and the
  * collapsed input x = sum_i pre_i X_i (spec §5.1) */
 static void hc_pre(struct dsv4_model *m, const struct layer_w *lw, int br, const float *X,
@@ -73,35 +99,11 @@ static void hc_pre(struct dsv4_model *m, const struct layer_w *lw, int br, const
 				row[k] = row[k] / sum + eps;
 		}
 		for (uint32_t it = 0; it < c->hc_sinkhorn_iters; it++) {
-			if (it) {	/* rows, except before the first column pass */
-				for (uint32_t j = 0; j < hc; j++) {
-					float s = 0;
-
-					for (uint32_t k = 0; k < hc; k++)
-						s += M[j * hc + k];
-					for (uint32_t k = 0; k < hc; k++)
-						M[j * hc + k] /= s + eps;
-				}
-			}
-			for (uint32_t k = 0; k < hc; k++) {
-				float s = 0;
-
-				for (uint32_t j = 0; j < hc; j++)
-					s += M[j * hc + k];
-				for (uint32_t j = 0; j < hc; j++)
-					M[j * hc + k] /= s + eps;
-			}
+			if (it)	/* rows, except before the first column pass */
+				normalize_lines(M, hc, hc, 1, eps);
+			normalize_lines(M, hc, 1, hc, eps);
 		}
-		float *xr = x + (size_t)r * D;
-		const float *Xr = X + (size_t)r * hc * D;
-
-		for (uint32_t d = 0; d < D; d++) {
-			float acc = 0;
-
-			for (uint32_t i = 0; i < hc; i++)
-				acc += pre[i] * Xr[(size_t)i * D + d];
-			xr[d] = acc;
-		}
+		collapse(pre, X + (size_t)r * hc * D, hc, D, x + (size_t)r * D);
 	}
 }
 
@@ -178,16 +180,8 @@ static int reserve_scratch(struct dsv4_model *m, const struct batch *b)
 		struct scratch *a = &m->ascratch[i];
 		struct kscratch *k = &m->kscratch[i];
 
-		if (a->cap < keys) {
-			free(a->buf);
-			a->buf = malloc((size_t)keys * sizeof(float));
-			a->cap = a->buf ? keys : 0;
-		}
-		if (k->cap < keys) {
-			free(k->buf);
-			k->buf = malloc((size_t)keys * sizeof(*k->buf));
-			k->cap = k->buf ? keys : 0;
-		}
+		a->buf = buf_reserve(a->buf, &a->cap, keys, sizeof(float));
+		k->buf = buf_reserve(k->buf, &k->cap, keys, sizeof(*k->buf));
 		if (!a->buf || !k->buf)
 			return -ENOMEM;
 	}
@@ -274,13 +268,7 @@ static int head_rows(struct dsv4_model *m, const float *X, const uint32_t *sel, 
 		for (uint32_t k = 0; k < hc; k++)
 			pre[k] = sigmoid(mix[(size_t)i * hc + k] * m->hc_head_scale[0] +
 					 m->hc_head_base[k]) + (float)c->hc_eps;
-		for (uint32_t d = 0; d < D; d++) {
-			float acc = 0;
-
-			for (uint32_t k = 0; k < hc; k++)
-				acc += pre[k] * Xs[i * W + (size_t)k * D + d];
-			yr[d] = acc;
-		}
+		collapse(pre, Xs + i * W, hc, D, yr);
 		rmsnorm(yr, m->norm, D, (float)c->norm_eps, yr);
 	}
 	mat_mul(m, &m->head, y, D, n, out, c->vocab_size, 0);

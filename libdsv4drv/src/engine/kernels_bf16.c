@@ -18,23 +18,14 @@
 
 #include "engine.h"
 
-static uint16_t to_bf16(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	u += 0x7fff + ((u >> 16) & 1);	/* exact here; RNE for safety */
-	return (uint16_t)(u >> 16);
-}
-
 void fp4_bf16_perm_x(const float *x, uint32_t n, uint16_t *xp)
 {
 	for (uint32_t k = 0; k < n; k += 64)
 		for (uint32_t i = 0; i < 16; i++) {
-			xp[k + 2 * i] = to_bf16(x[k + 4 * i]);
-			xp[k + 2 * i + 1] = to_bf16(x[k + 4 * i + 2]);
-			xp[k + 32 + 2 * i] = to_bf16(x[k + 4 * i + 1]);
-			xp[k + 32 + 2 * i + 1] = to_bf16(x[k + 4 * i + 3]);
+			xp[k + 2 * i] = bf16_bits(x[k + 4 * i]);
+			xp[k + 2 * i + 1] = bf16_bits(x[k + 4 * i + 2]);
+			xp[k + 32 + 2 * i] = bf16_bits(x[k + 4 * i + 1]);
+			xp[k + 32 + 2 * i + 1] = bf16_bits(x[k + 4 * i + 3]);
 		}
 }
 

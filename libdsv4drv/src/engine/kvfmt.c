@@ -18,15 +18,6 @@
 
 #include "engine.h"
 
-static uint16_t to_bf16(float f)
-{
-	float r = bf16_round(f);
-	uint32_t u;
-
-	memcpy(&u, &r, sizeof(u));
-	return (uint16_t)(u >> 16);
-}
-
 uint32_t kv_main_bytes(uint32_t head_dim, uint32_t rope_dim)
 {
 	uint32_t nope = head_dim - rope_dim;
@@ -42,22 +33,12 @@ uint32_t kv_index_bytes(enum kv_index_fmt fmt, uint32_t dim)
 void kv_main_encode(const float *e, uint32_t head_dim, uint32_t rope_dim, uint8_t *out)
 {
 	uint32_t nope = head_dim - rope_dim;
-	uint8_t *q = out, *sc = out + nope + 2 * rope_dim;
+	uint8_t *sc = out + nope + 2 * rope_dim;
 
-	for (uint32_t b = 0; b < nope; b += 64) {
-		float amax = 0;
-
-		for (uint32_t i = b; i < b + 64; i++)
-			amax = fmaxf(amax, fabsf(e[i]));
-		uint8_t s = dsv4_e8m0_ceil(amax, 1.0f / 448.0f, 1e-4f);
-		float inv = 1.0f / dsv4_e8m0_to_f32(s);
-
-		sc[b / 64] = s;
-		for (uint32_t i = b; i < b + 64; i++)
-			q[i] = dsv4_f32_to_e4m3(fminf(fmaxf(e[i] * inv, -448.0f), 448.0f));
-	}
+	/* the official FP8 rule per 64 (a one-row matrix in 1x64 blocks) */
+	dsv4_quant_fp8_blocks(e, 1, nope, 64, out, sc);
 	for (uint32_t i = 0; i < rope_dim; i++) {
-		uint16_t v = to_bf16(e[nope + i]);
+		uint16_t v = bf16_bits(e[nope + i]);
 
 		memcpy(out + nope + 2 * i, &v, 2);
 	}
@@ -130,12 +111,9 @@ void kv_index_decode(enum kv_index_fmt fmt, const uint8_t *in, uint32_t dim, flo
 	if (fmt == KV_INDEX_F32) {
 		memcpy(k, in, 4 * (size_t)dim);
 	} else if (fmt == KV_INDEX_FP4) {
-		for (uint32_t i = 0; i < dim; i += 2) {
-			float s = dsv4_e8m0_to_f32(in[dim / 2 + i / 32]);
-
-			k[i] = dsv4_fp4_to_f32(in[i / 2] & 15) * s;
-			k[i + 1] = dsv4_fp4_to_f32(in[i / 2] >> 4) * s;
-		}
+		dsv4_fp4_unpack(in, dim, k);
+		for (uint32_t i = 0; i < dim; i++)
+			k[i] *= dsv4_e8m0_to_f32(in[dim / 2 + i / 32]);
 	} else {
 		float s;
 

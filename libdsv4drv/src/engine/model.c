@@ -297,6 +297,7 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 	int ret;
 
 	struct dsv4_model_options o = { 0 };
+	const struct kernels *k = NULL;
 
 	if (opt)
 		o = *opt;
@@ -304,7 +305,7 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		ret = dsv4_errf(err, errlen, -EINVAL, "numerics mode %d unknown", o.numerics);
 	else if (o.flags & ~DSV4_MODEL_HF_SEMANTICS)
 		ret = dsv4_errf(err, errlen, -EINVAL, "unknown model flags 0x%x", o.flags);
-	else if (!kernels_pick(o.kernels))
+	else if (!(k = kernels_pick(o.kernels)))
 		ret = dsv4_errf(err, errlen, -ENOTSUP, "kernels \"%s\": unknown or not on this CPU",
 				o.kernels);
 	else if (o.kv_main > DSV4_KV_MODEL1 || o.kv_index > DSV4_KV_FP8 ||
@@ -321,7 +322,7 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		return ret;
 	}
 	m->opt = o;
-	m->k = kernels_pick(o.kernels);
+	m->k = k;
 	/* entry storage: FP4 indexer keys where the numerics put them on that
 	 * grid (reference); main entries FP32 unless MODEL1 is asked for, since
 	 * its BF16 rope dims round what FP32 activations keep (see the header) */
@@ -503,13 +504,19 @@ struct mm {
 	uint32_t ldy, per_task;
 };
 
+void *buf_reserve(void *buf, size_t *cap, size_t count, size_t elem)
+{
+	if (buf && *cap >= count)
+		return buf;
+	free(buf);
+	buf = aligned_alloc(64, (count * elem + 63) & ~(size_t)63);
+	*cap = buf ? count : 0;
+	return buf;
+}
+
 static int scratch_reserve(struct scratch *s, size_t floats)
 {
-	if (s->cap >= floats)
-		return 0;
-	free(s->buf);
-	s->buf = aligned_alloc(64, (floats * sizeof(float) + 63) & ~(size_t)63);
-	s->cap = s->buf ? floats : 0;
+	s->buf = buf_reserve(s->buf, &s->cap, floats, sizeof(float));
 	return s->buf ? 0 : -ENOMEM;
 }
 

@@ -119,3 +119,12 @@ float bf16_round(float x)
 	memcpy(&x, &u, sizeof(u));
 	return x;
 }
+
+uint16_t bf16_bits(float x)
+{
+	float r = bf16_round(x);
+	uint32_t u;
+
+	memcpy(&u, &r, sizeof(u));
+	return (uint16_t)(u >> 16);
+}

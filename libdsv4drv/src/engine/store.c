@@ -404,42 +404,29 @@ static char *slot_addr(const struct store *s, uint32_t i)
 	return (char *)s->buf->addr + (uint64_t)i * s->slot_bytes;
 }
 
-/* The unit of I/O within a window: 1 MiB pieces for buffered io_uring
- * reads (measured no better than whole windows, 0.3-0.4x of fio cold, so
- * whole windows are used; the split stays for tuning), whole windows
- * otherwise. */
-#define PIECE (1ull << 20)
-
-static uint64_t piece_len(const struct store *s, const struct win *w)
-{
-	(void)s;
-	return w->len;
-}
-
-/* A finished piece of a window: short or failed reads fail the slot, by name. */
-static void piece_done(struct store *s, uint32_t si, uint32_t wi, uint32_t pi, int64_t res)
+/* A finished window read (one per window; splitting buffered reads into
+ * 1 MiB pieces measured no better): short or failed reads fail the slot,
+ * by name. */
+static void window_done(struct store *s, uint32_t si, uint32_t wi, int64_t res)
 {
 	struct slot *sl = &s->slots[si];
 	const struct win *w = &desc_of(s, sl)->win[wi];
-	uint64_t pl = piece_len(s, w), at = (uint64_t)pi * pl;
-	uint64_t len = w->len - at < pl ? w->len - at : pl;
-	uint64_t need = w->need > at ? (w->need - at < len ? w->need - at : len) : 0;
 
-	if (s->o.fault_shard == w->file + 1 && s->o.fault_offset >= w->start + at &&
-	    s->o.fault_offset < w->start + at + len && res > 0)
-		res = s->o.fault_short ? (int64_t)(s->o.fault_offset - w->start - at) : -EIO;
+	if (s->o.fault_shard == w->file + 1 && s->o.fault_offset >= w->start &&
+	    s->o.fault_offset < w->start + w->len && res > 0)
+		res = s->o.fault_short ? (int64_t)(s->o.fault_offset - w->start) : -EIO;
 	s->st.reads++;
-	if (res < 0 || (uint64_t)res < need) {
+	if (res < 0 || (uint64_t)res < w->need) {
 		sl->failed = 1;
 		s->st.errors++;
 		if (!s->err[0])
 			snprintf(s->err, sizeof(s->err),
 				 "%s: reading %llu bytes at offset %llu (layer %d expert %d): %s",
-				 s->m->ck->shards[w->file]->path, (unsigned long long)need,
-				 (unsigned long long)(w->start + at), sl->layer, sl->expert,
+				 s->m->ck->shards[w->file]->path, (unsigned long long)w->need,
+				 (unsigned long long)w->start, sl->layer, sl->expert,
 				 res < 0 ? strerror((int)-res) : "short read; file truncated?");
 	} else {
-		s->st.bytes_read += need;
+		s->st.bytes_read += w->need;
 	}
 	if (--sl->pending == 0)
 		sl->state = sl->failed ? EMPTY : READY;
@@ -460,8 +447,7 @@ static void reap(struct store *s, uint32_t r, int wait)
 	while (s->inflight[r] && io_uring_peek_cqe(&s->rings[r], &cqe) == 0) {
 		uint64_t ud = io_uring_cqe_get_data64(cqe);
 
-		piece_done(s, (uint32_t)(ud >> 24), (uint32_t)(ud >> 16) & 0xff,
-			   (uint32_t)ud & 0xffff, cqe->res);
+		window_done(s, (uint32_t)(ud >> 8), (uint32_t)(ud & 0xff), cqe->res);
 		io_uring_cqe_seen(&s->rings[r], cqe);
 		s->inflight[r]--;
 	}
@@ -474,15 +460,12 @@ static void issue(struct store *s, uint32_t si)
 
 	sl->state = LOADING;
 	sl->failed = 0;
-	sl->pending = 0;
-	for (uint32_t wi = 0; wi < d->n_win; wi++)
-		sl->pending += (uint32_t)((d->win[wi].len + piece_len(s, &d->win[wi]) - 1) /
-					  piece_len(s, &d->win[wi]));
+	sl->pending = d->n_win;
 	for (uint32_t wi = 0; wi < d->n_win; wi++) {
 		const struct win *w = &d->win[wi];
 		char *dst = slot_addr(s, si) + w->slot_off;
 
-		if (!s->n_rings) {	/* pread, to EOF or error: one piece */
+		if (!s->n_rings) {	/* pread, to EOF or error */
 			uint64_t got = 0;
 
 			while (got < w->len) {
@@ -498,31 +481,25 @@ static void issue(struct store *s, uint32_t si)
 				}
 				got += (uint64_t)n;
 			}
-			piece_done(s, si, wi, 0, (int64_t)got);
+			window_done(s, si, wi, (int64_t)got);
 			continue;
 		}
-		uint64_t pl = piece_len(s, w);
+		uint32_t r = s->o.rings ? s->next_ring++ % s->n_rings :
+			     s->file_ring[w->file] % s->n_rings;
+		struct io_uring_sqe *sqe;
 
-		for (uint64_t at = 0, pi = 0; at < w->len; at += pl, pi++) {
-			uint64_t len = w->len - at < pl ? w->len - at : pl;
-			uint32_t r = s->o.rings ? s->next_ring++ % s->n_rings :
-				     s->file_ring[w->file] % s->n_rings;
-			struct io_uring_sqe *sqe;
-
-			while (s->inflight[r] >= s->rings[r].sq.ring_entries - 1 ||
-			       !(sqe = io_uring_get_sqe(&s->rings[r]))) {
-				io_uring_submit(&s->rings[r]);
-				reap(s, r, 1);
-			}
-			if (s->fixed)
-				io_uring_prep_read_fixed(sqe, s->fds[w->file], dst + at, (unsigned int)len,
-							 w->start + at, (int)(si / s->per_chunk));
-			else
-				io_uring_prep_read(sqe, s->fds[w->file], dst + at, (unsigned int)len,
-						   w->start + at);
-			io_uring_sqe_set_data64(sqe, (uint64_t)si << 24 | (uint64_t)wi << 16 | pi);
-			s->inflight[r]++;
+		while (s->inflight[r] >= s->rings[r].sq.ring_entries - 1 ||
+		       !(sqe = io_uring_get_sqe(&s->rings[r]))) {
+			io_uring_submit(&s->rings[r]);
+			reap(s, r, 1);
 		}
+		if (s->fixed)
+			io_uring_prep_read_fixed(sqe, s->fds[w->file], dst, (unsigned int)w->len,
+						 w->start, (int)(si / s->per_chunk));
+		else
+			io_uring_prep_read(sqe, s->fds[w->file], dst, (unsigned int)w->len, w->start);
+		io_uring_sqe_set_data64(sqe, (uint64_t)si << 8 | wi);
+		s->inflight[r]++;
 	}
 }
 
