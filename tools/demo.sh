@@ -33,13 +33,19 @@ echo "== the checkpoint loader: a synthetic V4 checkpoint in the release format"
 mkdir -p "$build/demo"
 "$build/bin/dsv4-mkmodel" --preset tiny-a --seed 1 "$build/demo/tiny-a"
 "$build/bin/dsv4-ckpt" "$build/demo/tiny-a"
+echo
+echo "== the CPU engine on it: prefill + greedy decode, experts resident, then streamed"
+"$build/bin/dsv4-run" --model "$build/demo/tiny-a" --tokens 5,9,200,31,7,7,7,1 --n-predict 8
+"$build/bin/dsv4-run" --model "$build/demo/tiny-a" --tokens 5,9,200,31,7,7,7,1 --n-predict 8 \
+	--experts stream --cache-experts 4 --stats
 cat <<'MSG'
 
 Built and working now: dsv4.ko (pinned NUMA regions, persistence, seal,
 memfd import, dma-buf export, sysfs/debugfs/tracepoints), dsv4ctl, the
-checkpoint loader (safetensors, config.json, official and HF names),
-dsv4-mkmodel, reference fixtures from DeepSeek's official code and HF.
-Not built yet: the V4 CPU engine, the io_uring expert streamer, the KV
-tiers, dsv4-server, the CUDA backend and the embedded model (issues
-5-10), so this demo cannot answer a chat request yet.
+checkpoint loader, the V4 CPU engine (dsv4-run; checked against DeepSeek's
+official code and HF), io_uring expert streaming into pinned memory, the
+compressed KV tiers and prefix cache.  The model above has random weights,
+so its tokens mean nothing.  Not built yet: dsv4-server, the CUDA backend
+and the embedded model (issues 8-10), so this demo cannot answer a chat
+request yet.
 MSG
