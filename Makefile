@@ -24,13 +24,24 @@ SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 KSFT_INC := $(BUILD)/kselftest
 
-LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c libdsv4drv/src/mem/*.c)
+LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c libdsv4drv/src/mem/*.c \
+	libdsv4drv/src/text/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
 LIB_SAN := $(BUILD)/lib/libdsv4drv-san.a
-TOOL_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpthread -lm
-STATIC_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpthread -lm
+TOOL_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpcre2-8 -lpthread -lm
+STATIC_LIBS := -luring -ljansson -lnuma -ldrm -lxxhash -lpcre2-8 -lpthread -lm
+
+# dsv4-server: everything but main.c also goes into an internal archive the
+# unit tests and the fuzz target link.
+SRV_SRCS := $(filter-out userspace/dsv4-server/main.c,$(wildcard userspace/dsv4-server/*.c))
+SRV_HDRS := $(wildcard userspace/dsv4-server/*.h)
+SRV_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRV_SRCS))
+SRV_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(SRV_SRCS))
+SRV_LIB := $(BUILD)/lib/libdsv4srv.a
+SRV_LIB_SAN := $(BUILD)/lib/libdsv4srv-san.a
+SRV_LIBS := -lmicrohttpd
 
 UNIT_SRCS := $(wildcard tests/unit/*_test.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -63,16 +74,17 @@ deps:
 # ---- userspace ----
 userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
 	$(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/static/dsv4-mkmodel $(BUILD)/bin/dsv4-ckpt \
-	$(BUILD)/bin/dsv4-run $(BUILD)/bin/dsv4-engine-bench $(BUILD)/bin/dsv4-stream-bench
+	$(BUILD)/bin/dsv4-run $(BUILD)/bin/dsv4-engine-bench $(BUILD)/bin/dsv4-stream-bench \
+	$(BUILD)/bin/dsv4-server
 
 LIB_HDRS := libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h libdsv4drv/src/internal.h \
 	libdsv4drv/src/engine/engine.h
 
-$(BUILD)/obj/%.o: %.c $(LIB_HDRS)
+$(BUILD)/obj/%.o: %.c $(LIB_HDRS) $(SRV_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -fPIC -c -o $@ $<
 
-$(BUILD)/obj-san/%.o: %.c $(LIB_HDRS)
+$(BUILD)/obj-san/%.o: %.c $(LIB_HDRS) $(SRV_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -c -o $@ $<
 
@@ -83,6 +95,24 @@ $(LIB): $(LIB_OBJS)
 $(LIB_SAN): $(LIB_SAN_OBJS)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
+
+$(SRV_LIB): $(SRV_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(SRV_LIB_SAN): $(SRV_SAN_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(BUILD)/bin/dsv4-server: userspace/dsv4-server/main.c $(SRV_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Iuserspace/dsv4-server -o $@ $< $(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
+
+# The server with ASan+UBSan, for the bad-input suite.
+$(BUILD)/bin/dsv4-server-san: userspace/dsv4-server/main.c $(SRV_LIB_SAN) $(LIB_SAN)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Iuserspace/dsv4-server -o $@ $< $(SRV_LIB_SAN) $(LIB_SAN) \
+		$(SRV_LIBS) $(TOOL_LIBS)
 
 $(BUILD)/bin/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -151,13 +181,13 @@ $(BUILD)/bin/static/dsv4-provider-test: tests/unit/provider_test.c $(LIB) $(KSFT
 $(KSFT_INC)/kselftest_harness.h:
 	@$(TOP)/tools/build/deps.sh
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(KSFT_INC)/kselftest_harness.h
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_SAN) $(SRV_LIB_SAN) $(KSFT_INC)/kselftest_harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare -Wno-clobbered \
 		-DDSV4_FIXTURES='"$(TOP)/tests/fixtures"' -DDSV4_BIN='"$(BUILD)/bin"' -I$(KSFT_INC) \
-		-o $@ $< $(LIB_SAN) $(TOOL_LIBS)
+		-Iuserspace/dsv4-server -o $@ $< $(SRV_LIB_SAN) $(LIB_SAN) $(SRV_LIBS) $(TOOL_LIBS)
 
-unit: $(UNIT_BINS) $(BUILD)/bin/dsv4-mkmodel
+unit: $(UNIT_BINS) $(BUILD)/bin/dsv4-mkmodel $(BUILD)/bin/dsv4-server-san
 
 check-unit: unit
 	@tests/run-unit.sh $(UNIT_BINS)

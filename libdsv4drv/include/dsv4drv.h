@@ -574,6 +574,54 @@ int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const 
 			uint32_t n, enum dsv4_logits want, float *logits, uint32_t *cached,
 			char *err, size_t errlen);
 
+
+/*
+ * Tokenizer (text/tokenizer.c): a checkpoint's tokenizer.json, byte-level
+ * BPE as HF `tokenizers` runs it: added tokens matched first, then the
+ * pre-tokenizer (Sequence of Split regexes and ByteLevel, PCRE2 in UTF+UCP
+ * mode), then BPE merges by rank.  Results equal HF's encode/decode.
+ */
+struct dsv4_tokenizer;
+
+int dsv4_tokenizer_load(const char *path, struct dsv4_tokenizer **out, char *err, size_t errlen);
+/* The same from tokenizer.json text in memory. */
+int dsv4_tokenizer_parse(const char *json, size_t len, struct dsv4_tokenizer **out,
+			 char *err, size_t errlen);
+void dsv4_tokenizer_free(struct dsv4_tokenizer *t);
+/* Highest token id + 1 (vocab and added tokens). */
+uint32_t dsv4_tokenizer_size(const struct dsv4_tokenizer *t);
+/* The id of a token by its exact text (vocab form or added-token content); -1 if none. */
+int32_t dsv4_token_lookup(const struct dsv4_tokenizer *t, const char *text);
+/* 1 for added tokens marked special (BOS, EOS, <｜User｜>, ...). */
+int dsv4_token_is_special(const struct dsv4_tokenizer *t, int32_t id);
+
+#define DSV4_TOK_SPECIAL	0x1u	/* match special added tokens in the text */
+
+/*
+ * Text to ids.  Invalid UTF-8 is replaced by U+FFFD first (one per maximal
+ * ill-formed subsequence, as Python's errors="replace").  *ids is malloc'd.
+ */
+int dsv4_tokenize(const struct dsv4_tokenizer *t, const char *text, size_t len, unsigned flags,
+		  int32_t **ids, size_t *n_ids, char *err, size_t errlen);
+
+/* The bytes one token stands for (byte-level decoded; added tokens: their
+ * content); NULL for an unknown id.  Not NUL-terminated.  Bytes of a
+ * token may be part of a UTF-8 sequence that the next token completes. */
+const char *dsv4_token_bytes(const struct dsv4_tokenizer *t, int32_t id, size_t *len);
+
+#define DSV4_DETOK_SKIP_SPECIAL	0x1u	/* leave special tokens out */
+#define DSV4_DETOK_RAW		0x2u	/* keep invalid UTF-8 (default: U+FFFD, as HF) */
+
+/* Ids to text, NUL-terminated, malloc'd; unknown ids are an error. */
+int dsv4_detokenize(const struct dsv4_tokenizer *t, const int32_t *ids, size_t n, unsigned flags,
+		    char **text, size_t *len, char *err, size_t errlen);
+
+/* Valid UTF-8 copy of @len bytes (U+FFFD replacement as above), malloc'd. */
+char *dsv4_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+/* Length of the longest prefix of @s that holds only whole UTF-8 sequences
+ * (for streaming: hold back a sequence a later token completes). */
+size_t dsv4_utf8_complete_prefix(const char *s, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

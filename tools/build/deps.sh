@@ -11,6 +11,8 @@ packages=(
 	# build
 	build-essential pkg-config
 	liburing-dev libnuma-dev libdrm-dev libjansson-dev zlib1g-dev libxxhash-dev
+	# the server: HTTP, the tokenizer's regexes; curl for the shell tests
+	libmicrohttpd-dev libpcre2-dev curl
 	# libFuzzer targets
 	clang libclang-rt-14-dev
 	# kernel module: Debian 6.1 and 6.12 kernels (generic flavour: vgem,
@@ -27,6 +29,11 @@ packages=(
 	# benchmarks: the streamer's anchor
 	fio
 )
+
+# The API client tests use the official npm SDKs; Debian's nodejs and npm
+# unless a node is already installed (e.g. from NodeSource).
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -82,5 +89,12 @@ if [ ! -f "$ks/kselftest_harness.h" ] || [ ! -f "$cp_dir/checkpatch.pl" ]; then
 	cp "$tmp"/*/scripts/checkpatch.pl "$tmp"/*/scripts/spelling.txt \
 	   "$tmp"/*/scripts/const_structs.checkpatch "$cp_dir/"
 	echo "deps: kselftest headers and checkpatch from $(basename "$src")"
+fi
+# npm test clients (tests/server/clients), pinned by package-lock.json.
+clients=$top/tests/server/clients
+if [ -f "$clients/package-lock.json" ] && [ ! -f "$clients/node_modules/.package-lock.json" ]; then
+	(cd "$clients" && npm ci --no-audit --no-fund --loglevel=error) >&2 ||
+		{ echo "deps: npm ci in tests/server/clients failed" >&2; exit 1; }
+	echo "deps: npm test clients installed"
 fi
 echo "deps: ok"
