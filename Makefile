@@ -65,7 +65,8 @@ help:
 	@echo "make bench-engine   CPU engine on a 2-layer Flash-shaped checkpoint (ratio vs copy bandwidth)"
 	@echo "make bench-stream   expert streamer vs fio, decode with 100/30/10 % expert caches"
 	@echo "make bench-long     4K / 64K / 1M-token contexts on a small model; prefix-cache TTFT"
-	@echo "make install    dsv4.ko (running kernel), dsv4ctl, headers, udev rule, modprobe.d"
+	@echo "make install    dsv4.ko (running kernel), dsv4ctl, dsv4-server + systemd unit,"
+	@echo "                headers, udev rule, modprobe.d"
 	@echo "make install-dkms   module sources + dkms.conf under /usr/src/dsv4-<version>"
 
 deps:
@@ -223,8 +224,16 @@ bench-stream: userspace
 	@tests/bench/run-stream-bench.sh
 
 # ---- install ----
+SRV_PKG := userspace/dsv4-server/packaging
+
 install: userspace
 	install -D -m 0755 $(BUILD)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/bin/dsv4ctl
+	install -D -m 0755 $(BUILD)/bin/dsv4-server $(DESTDIR)$(PREFIX)/bin/dsv4-server
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' $(SRV_PKG)/dsv4-server.service \
+		> $(DESTDIR)/etc/systemd/system/dsv4-server.service
+	[ -e $(DESTDIR)/etc/default/dsv4-server ] || \
+		install -D -m 0644 $(SRV_PKG)/dsv4-server.default $(DESTDIR)/etc/default/dsv4-server
 	install -D -m 0644 libdsv4drv/include/dsv4drv.h $(DESTDIR)$(PREFIX)/include/dsv4drv.h
 	install -D -m 0644 kmod/uapi/dsv4.h $(DESTDIR)$(PREFIX)/include/dsv4.h
 	install -D -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a
@@ -236,6 +245,10 @@ install: userspace
 		[ -n "$(DESTDIR)" ] || depmod -a $$v || true; \
 	else echo "install: no dsv4.ko for the running kernel $$v (use dkms: kmod/README.md)"; fi
 	@getent group dsv4 >/dev/null || [ -n "$(DESTDIR)" ] || groupadd --system dsv4 || true
+	@getent passwd dsv4 >/dev/null || [ -n "$(DESTDIR)" ] || \
+		useradd --system --gid dsv4 --home-dir /var/lib/dsv4 --no-create-home \
+			--shell /usr/sbin/nologin dsv4 || true
+	@[ -n "$(DESTDIR)" ] || ! command -v systemctl >/dev/null || systemctl daemon-reload || true
 
 DKMS_VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' kmod/packaging/dkms.conf)
 DKMS_SRC := $(DESTDIR)/usr/src/dsv4-$(DKMS_VERSION)
@@ -250,6 +263,7 @@ install-dkms:
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/include/dsv4drv.h \
+		$(DESTDIR)$(PREFIX)/bin/dsv4-server $(DESTDIR)/etc/systemd/system/dsv4-server.service \
 		$(DESTDIR)$(PREFIX)/include/dsv4.h $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a \
 		$(DESTDIR)/etc/udev/rules.d/60-dsv4.rules $(DESTDIR)/etc/modprobe.d/dsv4.conf \
 		$(DESTDIR)/lib/modules/$$(uname -r)/updates/dsv4.ko

@@ -10,7 +10,8 @@ rc=0
 t() { n=$((n + 1)); if [ "$1" = 0 ]; then echo "ok $n $2"; else echo "not ok $n $2"; rc=1; fi; }
 make -s -C "$top" install install-dkms DESTDIR="$dest" PREFIX=/usr >/dev/null 2>&1
 t $? "make install install-dkms DESTDIR=..."
-for f in usr/bin/dsv4ctl usr/include/dsv4drv.h usr/include/dsv4.h usr/lib/libdsv4drv.a \
+for f in usr/bin/dsv4ctl usr/bin/dsv4-server etc/systemd/system/dsv4-server.service \
+	etc/default/dsv4-server usr/include/dsv4drv.h usr/include/dsv4.h usr/lib/libdsv4drv.a \
 	etc/udev/rules.d/60-dsv4.rules etc/modprobe.d/dsv4.conf; do
 	[ -e "$dest/$f" ]; t $? "installed /$f"
 done
@@ -29,5 +30,19 @@ if [ -n "$kver" ]; then
 fi
 grep -q 'GROUP="dsv4", MODE="0660"' "$dest/etc/udev/rules.d/60-dsv4.rules"
 t $? "udev rule grants group dsv4 mode 0660"
+unit=$dest/etc/systemd/system/dsv4-server.service
+grep -q '^ExecStart=/usr/bin/dsv4-server ' "$unit" && grep -q '^User=dsv4' "$unit" &&
+	grep -q '^LimitMEMLOCK=infinity' "$unit" && grep -q '^ProtectSystem=strict' "$unit" &&
+	grep -q '^DeviceAllow=/dev/dsv4 rw' "$unit"
+t $? "systemd unit: dsv4 user, LimitMEMLOCK, ProtectSystem, /dev/dsv4 only"
+if command -v systemd-analyze >/dev/null; then
+	cp "$dest/usr/bin/dsv4-server" /tmp/dsv4-server-verify.$$ 2>/dev/null
+	sed "s|/usr/bin/dsv4-server|/tmp/dsv4-server-verify.$$|" "$unit" >"$dest/verify.service"
+	out=$(systemd-analyze verify "$dest/verify.service" 2>&1 | grep -v -E 'Failed to|not found|/dev/dsv4')
+	[ -z "$out" ]; t $? "systemd-analyze verify: no complaints${out:+ ($out)}"
+	rm -f /tmp/dsv4-server-verify.$$
+fi
+"$dest/usr/bin/dsv4-server" --help | grep -q -- '--ctx-size'
+t $? "dsv4-server --help documents its flags"
 echo "1..$n"
 exit $rc

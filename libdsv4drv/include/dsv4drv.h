@@ -573,6 +573,18 @@ void dsv4_prefix_get_stats(const struct dsv4_prefix_cache *pc, struct dsv4_prefi
 int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
 			uint32_t n, enum dsv4_logits want, float *logits, uint32_t *cached,
 			char *err, size_t errlen);
+/*
+ * The same in steps, for a scheduler that prefills in chunks: restore the
+ * longest saved prefix of @tokens into a fresh sequence (*cached tokens,
+ * possibly 0); evaluate up to dsv4_prefix_save_point(n) and call
+ * dsv4_prefix_save there (the sequence at a block boundary, @tokens its
+ * prompt); then the rest.
+ */
+int dsv4_prefix_restore(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+			uint32_t n, uint32_t *cached, char *err, size_t errlen);
+uint32_t dsv4_prefix_save_point(uint32_t n);
+int dsv4_prefix_save(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+		     char *err, size_t errlen);
 
 
 /*

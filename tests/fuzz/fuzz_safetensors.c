@@ -1,3 +1,4 @@
+/* fuzz-srcs: libdsv4drv/src/safetensors.c libdsv4drv/src/dtype.c libdsv4drv/src/error.c ; fuzz-libs: -ljansson -lm */
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target: arbitrary bytes as a whole safetensors file.  The

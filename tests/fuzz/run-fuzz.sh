@@ -9,27 +9,43 @@ secs=${FUZZ_SECONDS:-30}
 mkdir -p "$build"
 n=0
 rc=0
+# Each target names what it links in its first line:
+#   /* fuzz-srcs: FILES... ; fuzz-libs: -l... ; fuzz-cflags: ... */
+# (paths from the repository root, globs allowed); its seeds live in
+# corpus-<name>/ (fuzz_foo.c: corpus-foo/), else corpus/.
+field() {	# field NAME FIRSTLINE
+	sed -n "s/.*$1:\([^;*]*\).*/\1/p" <<<"$2"
+}
 for src in "$top"/tests/fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
 	n=$((n + 1))
 	bin=$build/$name
-	if ! clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=all -I"$top/kmod/uapi" -I"$top/libdsv4drv/include" \
-		-o "$bin" "$src" "$top"/libdsv4drv/src/{safetensors,dtype,error}.c -ljansson -lm 2>"$build/$name.build.log"; then
+	first=$(head -1 "$src")
+	srcs=$(cd "$top" && for f in $(field fuzz-srcs "$first"); do echo "$top/$f"; done)
+	libs=$(field fuzz-libs "$first")
+	cflags=$(field fuzz-cflags "$first")
+	cflags=${cflags//-I/-I$top/}
+	cflags=${cflags//-I$top\/\//-I\/}
+	if [ -z "$srcs" ] || ! clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -I"$top/kmod/uapi" -I"$top/libdsv4drv/include" $cflags \
+		-DFIXTURES="\"$top/tests/fixtures\"" \
+		-o "$bin" "$src" $srcs $libs 2>"$build/$name.build.log"; then
 		echo "not ok $n $name builds"
 		sed 's/^/# /' "$build/$name.build.log" | head -20
 		rc=1
 		continue
 	fi
+	seeds=$top/tests/fuzz/corpus-${name#fuzz_}
+	[ -d "$seeds" ] || seeds=$top/tests/fuzz/corpus
 	work=$build/$name.corpus
 	mkdir -p "$work"
 	if "$bin" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-		"$work" "$top/tests/fuzz/corpus" >"$build/$name.log" 2>&1; then
+		"$work" "$seeds" >"$build/$name.log" 2>&1; then
 		runs=$(grep -oE 'Done [0-9]+ runs' "$build/$name.log" | tail -1)
 		echo "ok $n $name: no crash in ${secs}s ($runs)"
 	else
 		echo "not ok $n $name crashed (log: $build/$name.log)"
-		grep -E 'ERROR|SUMMARY|runtime error' "$build/$name.log" | head -10 | sed 's/^/# /'
+		grep -E 'ERROR|SUMMARY|runtime error|deadly signal' "$build/$name.log" | head -10 | sed 's/^/# /'
 		rc=1
 	fi
 done

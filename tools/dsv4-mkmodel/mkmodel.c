@@ -389,10 +389,38 @@ static int write_index(const char *dir, const struct dsv4_tensor_spec *s, size_t
 	return ret ? -EIO : 0;
 }
 
+static int copy_file(const char *from, const char *dir, const char *name)
+{
+	char path[4096], buf[65536];
+	FILE *in = fopen(from, "rb"), *out;
+	size_t got;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	out = in ? fopen(path, "wb") : NULL;
+	if (!out) {
+		if (in)
+			fclose(in);
+		return -1;
+	}
+	while ((got = fread(buf, 1, sizeof(buf), in)) > 0)
+		if (fwrite(buf, 1, got, out) != got)
+			ret = -1;
+	if (ferror(in))
+		ret = -1;
+	fclose(in);
+	if (fclose(out))
+		ret = -1;
+	return ret;
+}
+
 static int usage(void)
 {
 	fputs("usage: dsv4-mkmodel (--preset tiny-a|tiny-b|tiny-c|flash|pro | --config FILE)\n"
-	      "                    [--layers N] [--seed S] [--shard-size BYTES] OUTDIR\n", stderr);
+	      "                    [--layers N] [--vocab N] [--tokenizer FILE] [--seed S]\n"
+	      "                    [--shard-size BYTES] OUTDIR\n"
+	      "  --vocab N         override vocab_size (e.g. to fit a tokenizer)\n"
+	      "  --tokenizer FILE  copy FILE into OUTDIR/tokenizer.json\n", stderr);
 	return 2;
 }
 
@@ -402,9 +430,11 @@ int main(int argc, char **argv)
 		{ "preset", required_argument, NULL, 'p' }, { "config", required_argument, NULL, 'c' },
 		{ "layers", required_argument, NULL, 'l' }, { "seed", required_argument, NULL, 's' },
 		{ "shard-size", required_argument, NULL, 'z' }, { "help", no_argument, NULL, 'h' },
+		{ "vocab", required_argument, NULL, 'v' }, { "tokenizer", required_argument, NULL, 't' },
 		{ 0 }
 	};
-	const char *preset_name = NULL, *config_file = NULL, *dir;
+	const char *preset_name = NULL, *config_file = NULL, *dir, *tokenizer = NULL;
+	long vocab = 0;
 	uint64_t seed = 0, shard_size = 5ULL << 30, total = 0, in_shard = 0;
 	struct dsv4_tensor_spec *specs;
 	struct dsv4_config cfg;
@@ -414,13 +444,15 @@ int main(int argc, char **argv)
 	size_t n;
 	json_t *conf;
 
-	while ((c = getopt_long(argc, argv, "p:c:l:s:z:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:c:l:s:z:v:t:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p': preset_name = optarg; break;
 		case 'c': config_file = optarg; break;
 		case 'l': layers = atoi(optarg); if (layers < 1 || layers > DSV4_MAX_LAYERS) return usage(); break;
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'z': if (dsv4_parse_size(optarg, &shard_size) || !shard_size) return usage(); break;
+		case 'v': vocab = strtol(optarg, NULL, 10); if (vocab < 16 || vocab > 1 << 20) return usage(); break;
+		case 't': tokenizer = optarg; break;
 		default: return usage();
 		}
 	}
@@ -439,6 +471,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dsv4-mkmodel: unknown preset '%s'\n", preset_name);
 		return 2;
 	}
+	if (vocab)
+		json_object_set_new(conf, "vocab_size", json_integer(vocab));
 	text = json_dumps(conf, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	ret = dsv4_config_parse(text, strlen(text), &cfg, err, sizeof(err));
 	if (ret) {
@@ -507,6 +541,11 @@ int main(int argc, char **argv)
 		ret = write_index(dir, specs, n, shard_of, shards, total);
 	if (ret) {
 		fprintf(stderr, "dsv4-mkmodel: %s\n", err);
+		return 1;
+	}
+	if (tokenizer && copy_file(tokenizer, dir, "tokenizer.json")) {
+		fprintf(stderr, "dsv4-mkmodel: cannot copy %s into %s: %s\n", tokenizer, dir,
+			strerror(errno));
 		return 1;
 	}
 	printf("wrote %s: %zu tensors, %.3f GB in %d file%s (seed %llu)\n", dir, n, total / 1e9,

@@ -49,6 +49,8 @@ char *chat_render(const json_t *messages, const json_t *tools, const struct chat
  * ": ", floats as Python's repr), malloc'd; the renderer uses it for tool
  * schemas and non-string DSML parameters. */
 char *chat_json_dumps(const json_t *v);
+/* json.dumps of one string of @len bytes, malloc'd. */
+char *chat_json_string(const char *s, size_t len);
 
 struct chat_tool_call {
 	char *name;

@@ -385,28 +385,34 @@ void dsv4_prefix_get_stats(const struct dsv4_prefix_cache *pc, struct dsv4_prefi
 	*st = pc->st;
 }
 
-int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
-			uint32_t n, enum dsv4_logits want, float *logits, uint32_t *cached,
-			char *err, size_t errlen)
+/* Chained block hashes h[0..nb] of tokens[0 .. nb*BLOCK); malloc'd. */
+static XXH128_hash_t *block_hashes(const int32_t *tokens, uint32_t nb)
+{
+	XXH128_hash_t *h = malloc(((size_t)nb + 1) * sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h[0] = (XXH128_hash_t){ 0x64737634, 0 };
+	for (uint32_t b = 1; b <= nb; b++)
+		h[b] = chain(h[b - 1], tokens + (size_t)(b - 1) * BLOCK);
+	return h;
+}
+
+int dsv4_prefix_restore(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+			uint32_t n, uint32_t *cached, char *err, size_t errlen)
 {
 	uint32_t nb = n ? (n - 1) / BLOCK : 0;	/* boundaries before the last token */
 	XXH128_hash_t *h;
 	uint32_t from = 0;
-	int ret;
 
 	*cached = 0;
 	if (!pc || !s || s->m != pc->m || s->pos)
-		return dsv4_errf(err, errlen, -EINVAL, "prefix prefill needs a fresh sequence of this model");
-	if (want == DSV4_LOGITS_ALL)
-		return dsv4_errf(err, errlen, -EINVAL, "prefix prefill gives the last logits only");
-	if (!tokens || !n || n > s->max_len)
-		return dsv4_eval(s, tokens, n, want, logits, err, errlen);	/* its errors */
-	h = malloc((nb + 1) * sizeof(*h));
+		return dsv4_errf(err, errlen, -EINVAL, "prefix restore needs a fresh sequence of this model");
+	if (!tokens || n < 2 || n > s->max_len)
+		return 0;
+	h = block_hashes(tokens, nb);
 	if (!h)
 		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
-	h[0] = (XXH128_hash_t){ 0x64737634, 0 };
-	for (uint32_t b = 1; b <= nb; b++)
-		h[b] = chain(h[b - 1], tokens + (size_t)(b - 1) * BLOCK);
 	pc->st.lookups++;
 	/* the longest saved boundary, DRAM first, then disk */
 	for (uint32_t b = nb; b >= 1 && !from; b--) {
@@ -443,23 +449,64 @@ int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const 
 		pc->st.tokens_reused += from;
 	}
 	*cached = from;
-	/* compute to the last boundary, save it, then the rest */
-	ret = 0;
-	if (nb * BLOCK > from) {
-		ret = dsv4_eval(s, tokens + from, nb * BLOCK - from, DSV4_LOGITS_NONE, NULL, err, errlen);
-		if (!ret) {
-			uint64_t len;
-			uint8_t *buf = make_snapshot(pc, s, h[nb], &len);
+	free(h);
+	return 0;
+}
 
-			if (buf) {
-				disk_put(pc, h[nb], buf, len);
-				dram_put(pc, h[nb], buf, len);
-				pc->st.saved++;
-			}
-		}
+uint32_t dsv4_prefix_save_point(uint32_t n)
+{
+	return n ? (n - 1) / BLOCK * BLOCK : 0;
+}
+
+int dsv4_prefix_save(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+		     char *err, size_t errlen)
+{
+	uint32_t nb = s->pos / BLOCK;
+	XXH128_hash_t *h;
+	uint64_t len;
+	uint8_t *buf;
+
+	if (!pc || s->m != pc->m || !nb || s->pos % BLOCK)
+		return dsv4_errf(err, errlen, -EINVAL, "prefix save needs a sequence at a block boundary");
+	h = block_hashes(tokens, nb);
+	if (!h)
+		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+	buf = make_snapshot(pc, s, h[nb], &len);
+	if (buf) {
+		disk_put(pc, h[nb], buf, len);
+		dram_put(pc, h[nb], buf, len);
+		pc->st.saved++;
+	}
+	free(h);
+	return 0;
+}
+
+int dsv4_prefix_prefill(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int32_t *tokens,
+			uint32_t n, enum dsv4_logits want, float *logits, uint32_t *cached,
+			char *err, size_t errlen)
+{
+	uint32_t save_at = dsv4_prefix_save_point(n);
+	uint32_t from;
+	int ret;
+
+	*cached = 0;
+	if (!pc || !s || s->m != pc->m || s->pos)
+		return dsv4_errf(err, errlen, -EINVAL, "prefix prefill needs a fresh sequence of this model");
+	if (want == DSV4_LOGITS_ALL)
+		return dsv4_errf(err, errlen, -EINVAL, "prefix prefill gives the last logits only");
+	if (!tokens || !n || n > s->max_len)
+		return dsv4_eval(s, tokens, n, want, logits, err, errlen);	/* its errors */
+	ret = dsv4_prefix_restore(pc, s, tokens, n, cached, err, errlen);
+	if (ret)
+		return ret;
+	from = *cached;
+	/* compute to the last boundary, save it, then the rest */
+	if (save_at > from) {
+		ret = dsv4_eval(s, tokens + from, save_at - from, DSV4_LOGITS_NONE, NULL, err, errlen);
+		if (!ret)
+			dsv4_prefix_save(pc, s, tokens, NULL, 0);
 	}
 	if (!ret)
-		ret = dsv4_eval(s, tokens + nb * BLOCK, n - nb * BLOCK, want, logits, err, errlen);
-	free(h);
+		ret = dsv4_eval(s, tokens + save_at, n - save_at, want, logits, err, errlen);
 	return ret;
 }
