@@ -105,14 +105,19 @@ $(SRV_LIB_SAN): $(SRV_SAN_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
+MODEL_DIRS := -DDSV4_INSTALLED_MODEL='"$(PREFIX)/share/dsv4/models/fortune-v4"' \
+	-DDSV4_TREE_MODEL='"$(TOP)/userspace/models/fortune-v4"'
+
 $(BUILD)/bin/dsv4-server: userspace/dsv4-server/main.c $(SRV_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -Iuserspace/dsv4-server -o $@ $< $(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
+	$(CC) $(BASE_CFLAGS) $(MODEL_DIRS) -Iuserspace/dsv4-server -o $@ $< $(SRV_LIB) $(LIB) \
+		$(SRV_LIBS) $(TOOL_LIBS)
 
 # The server with ASan+UBSan, for the bad-input suite.
 $(BUILD)/bin/dsv4-server-san: userspace/dsv4-server/main.c $(SRV_LIB_SAN) $(LIB_SAN)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) -Iuserspace/dsv4-server -o $@ $< $(SRV_LIB_SAN) $(LIB_SAN) \
+	$(CC) $(BASE_CFLAGS) $(SAN_CFLAGS) $(MODEL_DIRS) -Iuserspace/dsv4-server -o $@ $< \
+		$(SRV_LIB_SAN) $(LIB_SAN) \
 		$(SRV_LIBS) $(TOOL_LIBS)
 
 $(BUILD)/bin/dsv4ctl: tools/dsv4ctl/dsv4ctl.c $(LIB)
@@ -229,11 +234,15 @@ SRV_PKG := userspace/dsv4-server/packaging
 install: userspace
 	install -D -m 0755 $(BUILD)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/bin/dsv4ctl
 	install -D -m 0755 $(BUILD)/bin/dsv4-server $(DESTDIR)$(PREFIX)/bin/dsv4-server
+	install -d $(DESTDIR)$(PREFIX)/share/dsv4/models/fortune-v4
+	install -m 0644 userspace/models/fortune-v4/*.json userspace/models/fortune-v4/*.safetensors \
+		userspace/models/fortune-v4/README.md $(DESTDIR)$(PREFIX)/share/dsv4/models/fortune-v4/
 	install -d $(DESTDIR)/etc/systemd/system
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' $(SRV_PKG)/dsv4-server.service \
 		> $(DESTDIR)/etc/systemd/system/dsv4-server.service
-	[ -e $(DESTDIR)/etc/default/dsv4-server ] || \
-		install -D -m 0644 $(SRV_PKG)/dsv4-server.default $(DESTDIR)/etc/default/dsv4-server
+	[ -e $(DESTDIR)/etc/default/dsv4-server ] || { install -d $(DESTDIR)/etc/default && \
+		sed 's|@MODELDIR@|$(PREFIX)/share/dsv4/models/fortune-v4|' $(SRV_PKG)/dsv4-server.default \
+		> $(DESTDIR)/etc/default/dsv4-server; }
 	install -D -m 0644 libdsv4drv/include/dsv4drv.h $(DESTDIR)$(PREFIX)/include/dsv4drv.h
 	install -D -m 0644 kmod/uapi/dsv4.h $(DESTDIR)$(PREFIX)/include/dsv4.h
 	install -D -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a
@@ -264,6 +273,7 @@ install-dkms:
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/include/dsv4drv.h \
 		$(DESTDIR)$(PREFIX)/bin/dsv4-server $(DESTDIR)/etc/systemd/system/dsv4-server.service \
+		-r $(DESTDIR)$(PREFIX)/share/dsv4 \
 		$(DESTDIR)$(PREFIX)/include/dsv4.h $(DESTDIR)$(PREFIX)/lib/libdsv4drv.a \
 		$(DESTDIR)/etc/udev/rules.d/60-dsv4.rules $(DESTDIR)/etc/modprobe.d/dsv4.conf \
 		$(DESTDIR)/lib/modules/$$(uname -r)/updates/dsv4.ko

@@ -44,5 +44,8 @@ if command -v systemd-analyze >/dev/null; then
 fi
 "$dest/usr/bin/dsv4-server" --help | grep -q -- '--ctx-size'
 t $? "dsv4-server --help documents its flags"
+[ -f "$dest/usr/share/dsv4/models/fortune-v4/model.safetensors" ] &&
+	grep -q '^DSV4_MODEL=/usr/share/dsv4/models/fortune-v4$' "$dest/etc/default/dsv4-server"
+t $? "the embedded model installed, and the service's default points at it"
 echo "1..$n"
 exit $rc

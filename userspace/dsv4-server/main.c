@@ -19,16 +19,24 @@
 
 #include "api.h"
 
+#ifndef DSV4_INSTALLED_MODEL
+#define DSV4_INSTALLED_MODEL "/usr/local/share/dsv4/models/fortune-v4"
+#endif
+#ifndef DSV4_TREE_MODEL
+#define DSV4_TREE_MODEL "userspace/models/fortune-v4"
+#endif
+
 static void usage(FILE *f)
 {
-	fputs("usage: dsv4-server --model DIR [options]\n"
+	fputs("usage: dsv4-server [--model DIR] [options]\n"
 	      "\n"
 	      "Serves a DeepSeek V4 checkpoint (DeepSeek's release layout, with its\n"
 	      "tokenizer.json) over HTTP: OpenAI /v1/chat/completions, /v1/completions,\n"
 	      "/v1/models; Anthropic /v1/messages, /v1/messages/count_tokens; /health,\n"
 	      "/metrics (Prometheus), /slots, /tokenize, /detokenize.\n"
 	      "\n"
-	      "  -m, --model DIR          checkpoint directory (config.json, *.safetensors)\n"
+	      "  -m, --model DIR          checkpoint directory (config.json, *.safetensors);\n"
+	      "                           default: the embedded fortune-v4 model\n"
 	      "      --tokenizer FILE     tokenizer.json (default: DIR/tokenizer.json)\n"
 	      "  -a, --alias NAME         the model id clients send (default: DIR's name)\n"
 	      "      --host ADDR          numeric address to bind (default 127.0.0.1;\n"
@@ -263,10 +271,25 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 			return -1;
 		}
 	}
-	if (optind != argc || !o->model_dir) {
-		fprintf(stderr, "dsv4-server: %s (see --help)\n",
-			o->model_dir ? "unexpected arguments" : "--model DIR is required");
+	if (optind != argc) {
+		fprintf(stderr, "dsv4-server: unexpected arguments (see --help)\n");
 		return -1;
+	}
+	if (!o->model_dir) {	/* the embedded default: installed, else this build's tree */
+		static const char *const dirs[] = { DSV4_INSTALLED_MODEL, DSV4_TREE_MODEL };
+
+		for (int i = 0; i < 2 && !o->model_dir; i++) {
+			char cfg[PATH_MAX];
+
+			snprintf(cfg, sizeof(cfg), "%s/config.json", dirs[i]);
+			if (!access(cfg, R_OK))
+				o->model_dir = dirs[i];
+		}
+		if (!o->model_dir) {
+			fprintf(stderr, "dsv4-server: no --model, and the embedded model is in neither "
+				"%s nor %s\n", DSV4_INSTALLED_MODEL, DSV4_TREE_MODEL);
+			return -1;
+		}
 	}
 	return 0;
 }
