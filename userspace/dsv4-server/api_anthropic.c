@@ -585,8 +585,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 		char id[48];
 
 		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
-			/* 499: the client left (nginx's code); 500: the engine failed */
-			answered = http_error(hr, r->finish == FINISH_CANCELLED ? 499 : 500, "api_error", NULL, "%s",
+			answered = http_error(hr, api_failed_status(r), "api_error", NULL, "%s",
 					      r->error[0] ? r->error : "generation failed");
 			free(text);
 			json_decref(content);

@@ -342,3 +342,9 @@ const char *api_finish_openai(const struct gen_request *r, bool tool_calls)
 		return "stop";
 	}
 }
+
+unsigned api_failed_status(const struct gen_request *r)
+{
+	/* 499: the client left (nginx's code); 500: the engine failed */
+	return r->finish == FINISH_CANCELLED ? 499 : 500;
+}

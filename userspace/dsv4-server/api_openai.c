@@ -425,8 +425,8 @@ enum MHD_Result api_chat_completions(struct http_req *hr)
 		char id[48];
 
 		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
-			/* 499: the client left (nginx's code); 500: the engine failed */
-			answered = http_error(hr, r->finish == FINISH_CANCELLED ? 499 : 500, "server_error", "generation_failed", "%s",
+			answered = http_error(hr, api_failed_status(r), "server_error",
+					      "generation_failed", "%s",
 					      r->error[0] ? r->error : "generation failed");
 			free(text);
 			gen_events_free(evs, n_evs);
@@ -684,8 +684,8 @@ enum MHD_Result api_completions(struct http_req *hr)
 		char id[48];
 
 		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
-			/* 499: the client left (nginx's code); 500: the engine failed */
-			answered = http_error(hr, r->finish == FINISH_CANCELLED ? 499 : 500, "server_error", "generation_failed", "%s",
+			answered = http_error(hr, api_failed_status(r), "server_error",
+					      "generation_failed", "%s",
 					      r->error[0] ? r->error : "generation failed");
 			free(text);
 			gen_events_free(evs, n_evs);
