@@ -19,13 +19,14 @@ DESTDIR ?=
 CC ?= gcc
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) \
-	-I$(TOP)/kmod/uapi -I$(TOP)/libdsv4drv/include -I/usr/include/libdrm
+	-I$(TOP)/kmod/uapi -I$(TOP)/libdsv4drv/include -I/usr/include/libdrm \
+	-DDSV4_TREE_FIRMWARE='"$(BUILD)/firmware/dsv4.fatbin"'
 SAN_CFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=all
 KSFT_INC := $(BUILD)/kselftest
 
 LIB_SRCS := $(wildcard libdsv4drv/src/*.c libdsv4drv/src/engine/*.c libdsv4drv/src/mem/*.c \
-	libdsv4drv/src/text/*.c)
+	libdsv4drv/src/text/*.c libdsv4drv/src/gpu/*.c)
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 LIB_SAN_OBJS := $(patsubst %.c,$(BUILD)/obj-san/%.o,$(LIB_SRCS))
 LIB := $(BUILD)/lib/libdsv4drv.a
@@ -48,17 +49,41 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
-.PHONY: all help deps userspace modules kselftests unit check check-vm \
+.PHONY: all help deps userspace modules kselftests unit check check-vm firmware check-gpu \
 	check-unit demo bench bench-engine bench-stream bench-long fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
-all: userspace modules kselftests
+all: userspace modules kselftests firmware
+
+# ---- firmware: CUDA kernels into one fatbin (sm_90a code + compute_90 PTX) ----
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+FW := $(BUILD)/firmware/dsv4.fatbin
+FW_SRCS := firmware/dsv4.cu $(wildcard firmware/kernels/*.cu)
+
+firmware:
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW); \
+	else echo "firmware: no nvcc here, the CUDA kernels are not built (CPU backend only)"; fi
+
+$(FW): $(FW_SRCS)
+	@mkdir -p $(dir $@)
+	$(NVCC) -fatbin -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a \
+		-gencode=arch=compute_90,code=compute_90 -o $@ firmware/dsv4.cu
+
+# The GPU suite, on a machine with an NVIDIA GPU and driver (not in make check)
+check-gpu: firmware $(BUILD)/tests/gpu/gpu_test
+	@DSV4_REQUIRE_GPU=1 DSV4_FIRMWARE=$(FW) $(BUILD)/tests/gpu/gpu_test
+
+$(BUILD)/tests/gpu/gpu_test: tests/unit/gpu_test.c $(LIB) $(KSFT_INC)/kselftest_harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
+		-I$(KSFT_INC) -o $@ $< $(LIB) $(TOOL_LIBS)
 
 help:
 	@echo "make            userspace, dsv4.ko for: $(KVERS), kselftests"
 	@echo "make deps       install Debian packages and kselftest headers (idempotent)"
 	@echo "make check      deps + build + every suite; ends with 'N passed, N failed'"
 	@echo "make check-vm KVER=<ver>   the module suites in one QEMU-booted kernel"
+	@echo "make check-gpu  the CUDA backend's suite, on a machine with an NVIDIA GPU"
 	@echo "make demo       the main job, end to end"
 	@echo "make fuzz       libFuzzer targets, 10 minutes each (FUZZ_SECONDS=...)"
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock), then bench-engine"
@@ -234,6 +259,7 @@ SRV_PKG := userspace/dsv4-server/packaging
 install: userspace
 	install -D -m 0755 $(BUILD)/bin/dsv4ctl $(DESTDIR)$(PREFIX)/bin/dsv4ctl
 	install -D -m 0755 $(BUILD)/bin/dsv4-server $(DESTDIR)$(PREFIX)/bin/dsv4-server
+	@[ ! -e $(FW) ] || install -D -m 0644 $(FW) $(DESTDIR)/lib/firmware/dsv4/dsv4.fatbin
 	install -d $(DESTDIR)$(PREFIX)/share/dsv4/models/fortune-v4
 	install -m 0644 userspace/models/fortune-v4/*.json userspace/models/fortune-v4/*.safetensors \
 		userspace/models/fortune-v4/README.md $(DESTDIR)$(PREFIX)/share/dsv4/models/fortune-v4/

@@ -49,6 +49,7 @@ run_suite cli-run "$top/tests/cli/dsv4-run.sh"
 run_suite cli-long "$top/tests/cli/long-context.sh"
 run_suite server "$top/tests/server/run-server-tests.sh"
 run_suite model "$top/tests/cli/fortune-model.sh"
+run_suite firmware "$top/tests/cli/firmware.sh"
 run_suite packaging "$top/tests/packaging.sh"
 for v in $vm_kvers; do
 	run_suite "vm-$v" "$top/tests/vm/run-vm.sh" "$v"

@@ -634,6 +634,25 @@ char *dsv4_utf8_sanitize(const char *s, size_t len, size_t *out_len);
  * (for streaming: hold back a sequence a later token completes). */
 size_t dsv4_utf8_complete_prefix(const char *s, size_t len);
 
+
+/*
+ * CUDA backend (gpu/cuda.c): libcuda.so.1 through dlopen, kernels from the
+ * firmware fatbin (firmware/): @firmware, else $DSV4_FIRMWARE, else
+ * /lib/firmware/dsv4/dsv4.fatbin, else the build tree's.  Fails with a
+ * message naming what is missing (driver, GPU, firmware, a fatbin without
+ * code for this GPU); callers then use the CPU backend.
+ */
+struct dsv4_gpu;
+int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char *err,
+		  size_t errlen);
+void dsv4_gpu_close(struct dsv4_gpu *g);
+/* "NVIDIA H100 ... (sm_90, 132 SMs), driver 13.0, firmware PATH" into @buf */
+const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len);
+/* y = W x for one FP8 e4m3 matrix with ue8m0 128x128 block scales (host
+ * buffers in and out): the first kernel, checked against the CPU. */
+int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
+		      uint32_t cols, const float *x, float *y, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

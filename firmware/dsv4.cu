@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: MIT
+/* The one translation unit nvcc turns into dsv4.fatbin: every kernel. */
+#include "kernels/gemv_fp8.cu"

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CUDA backend's host side: the driver API from libcuda.so.1 through
+ * dlopen (so that libdsv4drv builds and runs where there is no NVIDIA
+ * driver), and the firmware fatbin loaded with cuModuleLoadData.  Every
+ * failure is an error that says what is missing; callers fall back to the
+ * CPU backend.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "dsv4drv.h"
+
+#ifndef DSV4_TREE_FIRMWARE
+#define DSV4_TREE_FIRMWARE "build/firmware/dsv4.fatbin"
+#endif
+#define INSTALLED_FIRMWARE "/lib/firmware/dsv4/dsv4.fatbin"
+
+/* The few driver API types we use, as cuda.h defines them. */
+typedef int CUresult;
+typedef int CUdevice;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef unsigned long long CUdeviceptr;
+
+enum { CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76, CU_ATTR_SM_COUNT = 16 };
+
+struct driver {
+	CUresult (*Init)(unsigned int);
+	CUresult (*DriverGetVersion)(int *);
+	CUresult (*DeviceGetCount)(int *);
+	CUresult (*DeviceGet)(CUdevice *, int);
+	CUresult (*DeviceGetName)(char *, int, CUdevice);
+	CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+	CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+	CUresult (*DevicePrimaryCtxRelease)(CUdevice);
+	CUresult (*CtxSetCurrent)(CUcontext);
+	CUresult (*CtxSynchronize)(void);
+	CUresult (*ModuleLoadData)(CUmodule *, const void *);
+	CUresult (*ModuleUnload)(CUmodule);
+	CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+	CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+	CUresult (*MemFree)(CUdeviceptr);
+	CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+	CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+	CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+				 unsigned, unsigned, CUstream, void **, void **);
+	CUresult (*GetErrorString)(CUresult, const char **);
+};
+
+struct dsv4_gpu {
+	void *lib;
+	struct driver cu;
+	CUdevice dev;
+	CUcontext ctx;
+	CUmodule mod;
+	CUfunction gemv_fp8;
+	char name[128];
+	char firmware[512];
+	int cc_major, cc_minor, sms, driver_version;
+};
+
+static const char *cu_err(const struct dsv4_gpu *g, CUresult r)
+{
+	const char *s = NULL;
+
+	if (g->cu.GetErrorString)
+		g->cu.GetErrorString(r, &s);
+	return s ? s : "unknown CUDA error";
+}
+
+static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} syms[] = {
+#define SYM(field, name) { name, offsetof(struct driver, field) }
+		SYM(Init, "cuInit"), SYM(DriverGetVersion, "cuDriverGetVersion"),
+		SYM(DeviceGetCount, "cuDeviceGetCount"), SYM(DeviceGet, "cuDeviceGet"),
+		SYM(DeviceGetName, "cuDeviceGetName"), SYM(DeviceGetAttribute, "cuDeviceGetAttribute"),
+		SYM(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain"),
+		SYM(DevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2"),
+		SYM(CtxSetCurrent, "cuCtxSetCurrent"), SYM(CtxSynchronize, "cuCtxSynchronize"),
+		SYM(ModuleLoadData, "cuModuleLoadData"), SYM(ModuleUnload, "cuModuleUnload"),
+		SYM(ModuleGetFunction, "cuModuleGetFunction"), SYM(MemAlloc, "cuMemAlloc_v2"),
+		SYM(MemFree, "cuMemFree_v2"), SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
+		SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(LaunchKernel, "cuLaunchKernel"),
+		SYM(GetErrorString, "cuGetErrorString"),
+#undef SYM
+	};
+
+	g->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!g->lib)
+		return dsv4_errf(err, errlen, -ENOENT,
+				 "CUDA: cannot load libcuda.so.1 (no NVIDIA driver here?): %s",
+				 dlerror());
+	for (size_t i = 0; i < sizeof(syms) / sizeof(syms[0]); i++) {
+		void *p = dlsym(g->lib, syms[i].name);
+
+		if (!p)
+			return dsv4_errf(err, errlen, -ENOSYS,
+					 "CUDA: libcuda.so.1 lacks %s (driver too old)", syms[i].name);
+		memcpy((char *)&g->cu + syms[i].off, &p, sizeof(p));
+	}
+	return 0;
+}
+
+/* The firmware: @path, else $DSV4_FIRMWARE, else installed, else the
+ * build tree's.  Returns the malloc'd bytes. */
+static void *read_firmware(struct dsv4_gpu *g, const char *path, char *err, size_t errlen)
+{
+	const char *tries[4] = { path, getenv("DSV4_FIRMWARE"), INSTALLED_FIRMWARE,
+				 DSV4_TREE_FIRMWARE };
+
+	for (int i = 0; i < 4; i++) {
+		FILE *f;
+		long size;
+		void *buf;
+
+		if (!tries[i] || !tries[i][0])
+			continue;
+		f = fopen(tries[i], "rb");
+		if (!f) {
+			if (i < 2) {	/* named explicitly: say so */
+				dsv4_errf(err, errlen, -errno, "CUDA firmware %s: %s", tries[i],
+					  strerror(errno));
+				return NULL;
+			}
+			continue;
+		}
+		if (fseek(f, 0, SEEK_END) || (size = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) ||
+		    !(buf = malloc((size_t)size)) || fread(buf, 1, (size_t)size, f) != (size_t)size) {
+			fclose(f);
+			dsv4_errf(err, errlen, -EIO, "CUDA firmware %s: unreadable", tries[i]);
+			return NULL;
+		}
+		fclose(f);
+		snprintf(g->firmware, sizeof(g->firmware), "%s", tries[i]);
+		return buf;
+	}
+	dsv4_errf(err, errlen, -ENOENT, "CUDA firmware dsv4.fatbin not found (in $DSV4_FIRMWARE, "
+		  INSTALLED_FIRMWARE " or " DSV4_TREE_FIRMWARE "; build it with nvcc: make)");
+	return NULL;
+}
+
+void dsv4_gpu_close(struct dsv4_gpu *g)
+{
+	if (!g)
+		return;
+	if (g->mod)
+		g->cu.ModuleUnload(g->mod);
+	if (g->ctx)
+		g->cu.DevicePrimaryCtxRelease(g->dev);
+	if (g->lib)
+		dlclose(g->lib);
+	free(g);
+}
+
+int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char *err,
+		  size_t errlen)
+{
+	struct dsv4_gpu *g = calloc(1, sizeof(*g));
+	int count = 0, ret;
+	void *image = NULL;
+	CUresult r;
+
+	*out = NULL;
+	if (!g)
+		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+	ret = load_driver(g, err, errlen);
+	if (ret)
+		goto fail;
+	r = g->cu.Init(0);
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: cuInit failed: %s", cu_err(g, r));
+		goto fail;
+	}
+	g->cu.DriverGetVersion(&g->driver_version);
+	g->cu.DeviceGetCount(&count);
+	if (ordinal < 0 || ordinal >= count) {
+		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: no GPU %d (%d present)", ordinal, count);
+		goto fail;
+	}
+	g->cu.DeviceGet(&g->dev, ordinal);
+	g->cu.DeviceGetName(g->name, sizeof(g->name), g->dev);
+	g->cu.DeviceGetAttribute(&g->cc_major, CU_ATTR_CC_MAJOR, g->dev);
+	g->cu.DeviceGetAttribute(&g->cc_minor, CU_ATTR_CC_MINOR, g->dev);
+	g->cu.DeviceGetAttribute(&g->sms, CU_ATTR_SM_COUNT, g->dev);
+	r = g->cu.DevicePrimaryCtxRetain(&g->ctx, g->dev);
+	if (!r)
+		r = g->cu.CtxSetCurrent(g->ctx);
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: no context on %s: %s", g->name,
+				cu_err(g, r));
+		goto fail;
+	}
+	image = read_firmware(g, firmware, err, errlen);
+	if (!image) {
+		ret = -ENOENT;
+		goto fail;
+	}
+	r = g->cu.ModuleLoadData(&g->mod, image);
+	free(image);
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENOEXEC,
+				"CUDA: %s does not load on %s (sm_%d%d, driver %d): %s", g->firmware,
+				g->name, g->cc_major, g->cc_minor, g->driver_version, cu_err(g, r));
+		g->mod = NULL;
+		goto fail;
+	}
+	r = g->cu.ModuleGetFunction(&g->gemv_fp8, g->mod, "dsv4_gemv_fp8");
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENOEXEC, "CUDA: %s lacks dsv4_gemv_fp8: %s",
+				g->firmware, cu_err(g, r));
+		goto fail;
+	}
+	*out = g;
+	return 0;
+fail:
+	dsv4_gpu_close(g);
+	return ret;
+}
+
+const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s (sm_%d%d, %d SMs), driver %d.%d, firmware %s", g->name, g->cc_major,
+		 g->cc_minor, g->sms, g->driver_version / 1000, g->driver_version % 1000 / 10,
+		 g->firmware);
+	return buf;
+}
+
+int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
+		      uint32_t cols, const float *x, float *y, char *err, size_t errlen)
+{
+	size_t wb = (size_t)rows * cols, sb = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
+	CUdeviceptr dw = 0, ds = 0, dx = 0, dy = 0;
+	CUresult r;
+	void *args[6] = { &dw, &ds, &dx, &dy, &rows, &cols };
+
+	if (!rows || !cols)
+		return dsv4_errf(err, errlen, -EINVAL, "gemv: empty matrix");
+	r = g->cu.MemAlloc(&dw, wb);
+	if (!r)
+		r = g->cu.MemAlloc(&ds, sb);
+	if (!r)
+		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemcpyHtoD(dw, w, wb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(ds, scale, sb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
+	if (!r)	/* 8 rows (warps) per 256-thread block */
+		r = g->cu.LaunchKernel(g->gemv_fp8, (rows + 7) / 8, 1, 1, 256, 1, 1, 0, NULL, args,
+				       NULL);
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	if (!r)
+		r = g->cu.MemcpyDtoH(y, dy, (size_t)rows * sizeof(float));
+	if (dw)
+		g->cu.MemFree(dw);
+	if (ds)
+		g->cu.MemFree(ds);
+	if (dx)
+		g->cu.MemFree(dx);
+	if (dy)
+		g->cu.MemFree(dy);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", cu_err(g, r)) : 0;
+}

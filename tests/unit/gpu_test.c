@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CUDA backend.  Without a driver or GPU (the CI machine), opening it
+ * must fail with a message that says what is missing, and nothing else
+ * runs (SKIP).  On a GPU (make check-gpu, DSV4_REQUIRE_GPU=1 makes a
+ * missing GPU a failure) the FP8 GEMV kernel is compared with the CPU's
+ * dequantize-and-sum on Flash's shapes.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsv4drv.h"
+#include "kselftest_harness.h"
+
+static struct dsv4_gpu *open_or_skip(struct __test_metadata *_metadata, char *err, size_t len)
+{
+	struct dsv4_gpu *g = NULL;
+	int ret = dsv4_gpu_open(0, NULL, &g, err, len);
+
+	if (ret) {
+		/* the message names the missing piece */
+		EXPECT_TRUE(strstr(err, "libcuda") || strstr(err, "cuInit") || strstr(err, "GPU") ||
+			    strstr(err, "firmware")) TH_LOG("%s", err);
+		EXPECT_EQ(NULL, g);
+	}
+	return g;
+}
+
+TEST(open_says_what_is_missing)
+{
+	char err[512] = "", desc[512];
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+
+	if (!g) {
+		if (getenv("DSV4_REQUIRE_GPU"))
+			ASSERT_TRUE(0) TH_LOG("a GPU is required: %s", err);
+		SKIP(return, "no GPU here: %s", err);
+	}
+	TH_LOG("%s", dsv4_gpu_describe(g, desc, sizeof(desc)));
+	dsv4_gpu_close(g);
+}
+
+TEST(named_firmware_that_is_missing_is_an_error)
+{
+	struct dsv4_gpu *g = NULL;
+	char err[512] = "";
+
+	ASSERT_NE(0, dsv4_gpu_open(0, "/nonexistent/dsv4.fatbin", &g, err, sizeof(err)));
+	EXPECT_EQ(NULL, g);
+	EXPECT_NE(0, strlen(err));
+}
+
+TEST(gemv_fp8_matches_the_cpu)
+{
+	static const uint32_t shapes[][2] = { { 1024, 4096 }, { 4096, 1024 }, { 576, 4096 },
+					      { 8, 256 }, { 100, 48 } };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 7;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		uint32_t rows = shapes[s][0], cols = shapes[s][1];
+		uint32_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
+		uint8_t *w = malloc((size_t)rows * cols), *sb = malloc((size_t)sr * sc);
+		float *x = malloc(cols * sizeof(float)), *y = malloc(rows * sizeof(float));
+		double worst = 0, scale = 0;
+
+		for (size_t i = 0; i < (size_t)rows * cols; i++) {
+			seed = seed * 1103515245u + 12345u;
+			w[i] = (uint8_t)(seed >> 16);
+			if ((w[i] & 0x7f) == 0x7f)
+				w[i] ^= 1;	/* no NaN codes */
+		}
+		for (size_t i = 0; i < (size_t)sr * sc; i++)
+			sb[i] = (uint8_t)(120 + i % 8);
+		for (uint32_t c = 0; c < cols; c++)
+			x[c] = sinf((float)c * 0.37f);
+		ASSERT_EQ(0, dsv4_gpu_gemv_fp8(g, w, sb, rows, cols, x, y, err, sizeof(err)))
+			TH_LOG("%s", err);
+		for (uint32_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < cols; c++) {
+				double v = (double)dsv4_e4m3_to_f32(w[(size_t)r * cols + c]) *
+					   dsv4_e8m0_to_f32(sb[(r / 128) * sc + c / 128]) * x[c];
+
+				ref += v;
+				mag += fabs(v);
+			}
+			if (fabs(y[r] - ref) / (mag + 1e-30) > worst)
+				worst = fabs(y[r] - ref) / (mag + 1e-30);
+			scale = mag > scale ? mag : scale;
+		}
+		TH_LOG("%ux%u: worst |gpu - cpu| / sum|terms| = %.2e", rows, cols, worst);
+		EXPECT_LT(worst, 1e-5);
+		free(w);
+		free(sb);
+		free(x);
+		free(y);
+	}
+	dsv4_gpu_close(g);
+}
+
+TEST_HARNESS_MAIN
