@@ -1,4 +1,4 @@
-/* fuzz-srcs: userspace/dsv4-server/api_common.c userspace/dsv4-server/api_openai.c userspace/dsv4-server/api_anthropic.c userspace/dsv4-server/api_misc.c userspace/dsv4-server/request.c userspace/dsv4-server/chat.c userspace/dsv4-server/pyjson.c libdsv4drv/src/text/tokenizer.c libdsv4drv/src/text/pretok.c libdsv4drv/src/text/utf8.c libdsv4drv/src/error.c ; fuzz-libs: -ljansson -lpcre2-8 -lxxhash -lpthread -lm ; fuzz-cflags: -Iuserspace/dsv4-server -I/usr/include/libdrm */
+/* fuzz-srcs: userspace/dsv4-server/api_common.c userspace/dsv4-server/api_openai.c userspace/dsv4-server/api_anthropic.c userspace/dsv4-server/api_misc.c userspace/dsv4-server/request.c userspace/dsv4-server/chat.c userspace/dsv4-server/chat_parse.c userspace/dsv4-server/pyjson.c libdsv4drv/src/text/tokenizer.c libdsv4drv/src/text/pretok.c libdsv4drv/src/text/utf8.c libdsv4drv/src/error.c ; fuzz-libs: -ljansson -lpcre2-8 -lxxhash -lpthread -lm ; fuzz-cflags: -Iuserspace/dsv4-server -I/usr/include/libdrm */
 // SPDX-License-Identifier: MIT
 /*
  * libFuzzer target for the server's request parsing: a body, sent to one of

@@ -2,11 +2,12 @@
 /*
  * DeepSeek V4's chat encoding, as its official encoding_dsv4.py renders it
  * (encode_messages with no context): tool messages merged into user turns
- * as <tool_result> blocks in call order, earlier reasoning dropped before
- * the last user turn (kept when any message has tools), tools described
- * in the system message with DSML calls, thinking switched by the token
- * after <｜Assistant｜>.  tests/unit/chat_test.c checks it against goldens
- * that script produced.
+ * as <tool_result> blocks in call order, earlier reasoning (and developer
+ * turns) dropped before the last user turn unless some message has tools,
+ * tools described in the system message with DSML calls, thinking switched
+ * by the token after <｜Assistant｜>.  Where the Python code reads a value
+ * with `x or ""`, `if x:` or str(x), the same truthiness and spelling are
+ * used here.  The output parser is in chat_parse.c, json.dumps in pyjson.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "chat.h"
+#include "chat_buf.h"
 
 #define LATEST_REMINDER "<｜latest_reminder｜>"
 
@@ -52,77 +54,73 @@ static const char tools_head[] =
 static const char tools_tail[] =
 	"\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke "
 	"tool calls.\n";
+static const char response_format_head[] =
+	"## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
 
 static const char *const task_names[] = { "action", "query", "authority", "domain", "title",
 					  "read_url" };
 static const char *const task_tokens[] = { "<｜action｜>", "<｜query｜>", "<｜authority｜>",
 					   "<｜domain｜>", "<｜title｜>", "<｜read_url｜>" };
 
-/* ---- a growing string ---- */
+/* ---- Python semantics of JSON values ---- */
 
-struct sb {
-	char *s;
-	size_t len, cap;
-	int failed;
-};
-
-static void sb_put(struct sb *b, const char *s, size_t n)
+/* `if v:` */
+static bool py_truthy(const json_t *v)
 {
-	if (b->failed || !n)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = (b->len + n + 1) * 2;
-		char *grown = realloc(b->s, cap);
-
-		if (!grown) {
-			b->failed = 1;
-			return;
-		}
-		b->s = grown;
-		b->cap = cap;
+	switch (v ? json_typeof(v) : JSON_NULL) {
+	case JSON_OBJECT: return json_object_size(v) > 0;
+	case JSON_ARRAY: return json_array_size(v) > 0;
+	case JSON_STRING: return json_string_length(v) > 0;
+	case JSON_INTEGER: return json_integer_value(v) != 0;
+	case JSON_REAL: return json_real_value(v) != 0;
+	case JSON_TRUE: return true;
+	default: return false;
 	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = 0;
 }
 
-static void sb_add(struct sb *b, const char *s)
+/* str(v) of a string or scalar (what str.format writes), malloc'd; NULL
+ * for a list or dict, whose Python repr we do not reproduce. */
+static char *py_str(const json_t *v)
 {
-	if (s)
-		sb_put(b, s, strlen(s));
+	switch (v ? json_typeof(v) : JSON_NULL) {
+	case JSON_STRING: return strndup(json_string_value(v), json_string_length(v));
+	case JSON_INTEGER:
+	case JSON_REAL: return chat_json_dumps(v);	/* int and float repr == JSON */
+	case JSON_TRUE: return strdup("True");
+	case JSON_FALSE: return strdup("False");
+	case JSON_NULL: return strdup("None");
+	default: return NULL;
+	}
 }
 
-static void sb_add_free(struct sb *b, char *s)
+/* A JSON string holding a NUL byte: the prompt is a C string, so such text
+ * is refused (Python would keep the character). */
+static bool has_nul(const json_t *v)
 {
-	if (!s)
-		b->failed = 1;
-	sb_add(b, s);
-	free(s);
+	return json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v);
 }
 
-/* ---- the messages, as the encoder sees them after its preprocessing ---- */
+/* ---- the messages, as the encoder sees them after merge_tool_messages ---- */
 
-enum block_type { BLOCK_TEXT, BLOCK_TOOL_RESULT };
+enum role { R_SYSTEM, R_DEVELOPER, R_USER, R_ASSISTANT, R_REMINDER, R_OTHER };
 
 struct block {
-	enum block_type type;
-	char *text;			/* text, or the tool result's rendered content */
+	bool tool_result;
+	char *text;		/* the text, or the tool result's rendered content */
 	const char *tool_use_id;
 };
 
 struct cmsg {
-	const char *role;
-	const json_t *src;		/* the caller's message (tools, tool_calls...) */
-	char *content;			/* NULL: Python None */
-	char *reasoning;		/* NULL: absent (or dropped) */
-	const json_t *tools;		/* array or NULL */
-	const json_t *tool_calls;	/* array or NULL */
-	const json_t *response_format;
-	int task;			/* index in task_names, -1 none */
-	int wo_eos;
-	struct block *blocks;
+	enum role role;
+	const char *role_name;	/* for messages; NULL when "role" is not a string */
+	bool keep_on_drop;	/* R_OTHER "direct_search_results": kept, then refused */
+	char *content;		/* NULL: Python None */
+	char *reasoning;	/* NULL: None (or dropped) */
+	const json_t *tools, *tool_calls, *response_format;
+	const json_t *task;	/* NULL: None */
+	bool wo_eos;
+	struct block *blocks;	/* user turns */
 	size_t n_blocks;
-	int has_blocks;
 };
 
 struct render {
@@ -153,7 +151,8 @@ static void cmsg_free(struct cmsg *m)
 	free(m->blocks);
 }
 
-static struct cmsg *push_msg(struct render *r)
+/* A zeroed message at index @at (the end, or 0 for the tools' system). */
+static struct cmsg *insert_msg(struct render *r, size_t at)
 {
 	if (r->n == r->cap) {
 		size_t cap = r->cap ? r->cap * 2 : 16;
@@ -164,12 +163,14 @@ static struct cmsg *push_msg(struct render *r)
 		r->m = grown;
 		r->cap = cap;
 	}
-	memset(&r->m[r->n], 0, sizeof(r->m[0]));
-	r->m[r->n].task = -1;
-	return &r->m[r->n++];
+	memmove(&r->m[at + 1], &r->m[at], (r->n - at) * sizeof(*r->m));
+	memset(&r->m[at], 0, sizeof(*r->m));
+	r->n++;
+	return &r->m[at];
 }
 
-static int add_block(struct cmsg *m, enum block_type type, char *text, const char *id)
+/* Takes @text (freed on failure). */
+static int add_block(struct cmsg *m, bool tool_result, char *text, const char *id)
 {
 	struct block *grown = realloc(m->blocks, (m->n_blocks + 1) * sizeof(*grown));
 
@@ -178,234 +179,283 @@ static int add_block(struct cmsg *m, enum block_type type, char *text, const cha
 		return -ENOMEM;
 	}
 	m->blocks = grown;
-	m->blocks[m->n_blocks++] = (struct block){ type, text, id };
-	m->has_blocks = 1;
+	m->blocks[m->n_blocks++] = (struct block){ tool_result, text, id };
 	return 0;
 }
 
 /*
- * Message text: a string; null (Python None, kept as NULL); or OpenAI's
- * list of parts, whose text parts are joined with "\n" (our choice: the
- * official encoder takes strings only).  *ok = 0 for anything else.
+ * A message's content under the API's types: a string; null (*out NULL);
+ * or OpenAI's list of text parts, joined with "\n" (our rule: the official
+ * encoder takes strings only).  -EINVAL for any other value, -EILSEQ for
+ * text with a NUL byte.
  */
-static char *content_text(const json_t *c, int *ok, int *is_null)
+static int content_text(const json_t *c, char **out)
 {
-	*ok = 1;
-	*is_null = 0;
-	if (!c || json_is_null(c)) {
-		*is_null = 1;
-		return NULL;
+	struct chat_buf b = { 0 };
+	size_t i;
+	json_t *p;
+
+	*out = NULL;
+	if (!c || json_is_null(c))
+		return 0;
+	if (has_nul(c))
+		return -EILSEQ;
+	if (json_is_string(c)) {
+		*out = strndup(json_string_value(c), json_string_length(c));
+		return *out ? 0 : -ENOMEM;
 	}
-	if (json_is_string(c))
-		return strndup(json_string_value(c), json_string_length(c));
-	if (json_is_array(c)) {
-		struct sb b = { 0 };
-		size_t i;
-		json_t *p;
+	if (!json_is_array(c))
+		return -EINVAL;
+	json_array_foreach(c, i, p) {
+		const json_t *t = json_object_get(p, "text");
+		const char *type = json_string_value(json_object_get(p, "type"));
 
-		json_array_foreach(c, i, p) {
-			const json_t *t = json_object_get(p, "text");
-			const char *type = json_string_value(json_object_get(p, "type"));
-
-			if (!type || strcmp(type, "text") || !json_is_string(t)) {
-				free(b.s);
-				*ok = 0;
-				return NULL;
-			}
-			if (i)
-				sb_put(&b, "\n", 1);
-			sb_put(&b, json_string_value(t), json_string_length(t));
-		}
-		if (b.failed) {
+		if (!type || strcmp(type, "text") || !json_is_string(t) || has_nul(t)) {
 			free(b.s);
-			*ok = 0;
-			return NULL;
+			return has_nul(t) ? -EILSEQ : -EINVAL;
 		}
-		return b.s ? b.s : strdup("");
+		if (i)
+			cbuf_put(&b, "\n", 1);
+		cbuf_put(&b, json_string_value(t), json_string_length(t));
 	}
-	*ok = 0;
-	return NULL;
+	*out = cbuf_take(&b);
+	return *out ? 0 : -ENOMEM;
 }
 
-/* A tool result's content as render_message writes it: a string; a list
- * of blocks (text parts joined by "\n\n", others "[Unsupported type]");
- * Python's str(None) for null. */
-static char *tool_result_text(const json_t *c, int *ok)
+/* A tool message's content as render_message writes it in <tool_result>:
+ * a string; "" when absent; str(None) for null; a list of blocks with text
+ * parts joined by "\n\n" and others as "[Unsupported <type>]". */
+static int tool_result_text(struct render *r, size_t idx, const json_t *c, char **out)
 {
-	*ok = 1;
+	struct chat_buf b = { 0 };
+	size_t i;
+	json_t *p;
+
+	*out = NULL;
+	if (has_nul(c))
+		return fail(r, "messages[%zu].content holds a NUL character", idx);
 	if (!c)
-		return strdup("");
-	if (json_is_null(c))
-		return strdup("None");
-	if (json_is_string(c))
-		return strndup(json_string_value(c), json_string_length(c));
-	if (json_is_array(c)) {
-		struct sb b = { 0 };
-		size_t i;
-		json_t *p;
-
+		*out = strdup("");
+	else if (json_is_null(c))
+		*out = strdup("None");
+	else if (json_is_string(c))
+		*out = strndup(json_string_value(c), json_string_length(c));
+	else if (!json_is_array(c))
+		return fail(r, "messages[%zu].content (tool) must be a string, null or a list", idx);
+	else {
 		json_array_foreach(c, i, p) {
-			const char *type = json_string_value(json_object_get(p, "type"));
+			const json_t *type = json_object_get(p, "type");
+			const json_t *t = json_object_get(p, "text");
+			char *s;
 
-			if (i)
-				sb_add(&b, "\n\n");
-			if (type && !strcmp(type, "text")) {
-				const json_t *t = json_object_get(p, "text");
-
-				if (t && !json_is_string(t)) {
-					*ok = 0;
-					free(b.s);
-					return NULL;
-				}
-				sb_add(&b, t ? json_string_value(t) : "");
-			} else {
-				sb_add(&b, "[Unsupported ");
-				sb_add(&b, type ? type : "None");
-				sb_add(&b, "]");
+			if (!json_is_object(p)) {
+				free(b.s);
+				return fail(r, "messages[%zu].content[%zu] must be an object", idx, i);
 			}
+			if (i)
+				cbuf_add(&b, "\n\n");
+			if (json_is_string(type) && !strcmp(json_string_value(type), "text")) {
+				if ((t && !json_is_string(t)) || has_nul(t)) {
+					free(b.s);
+					return fail(r, "messages[%zu].content[%zu].text must be a "
+						    "string without NUL", idx, i);
+				}
+				if (t)
+					cbuf_put(&b, json_string_value(t), json_string_length(t));
+				continue;
+			}
+			if (!(s = py_str(type))) {
+				free(b.s);
+				return fail(r, "messages[%zu].content[%zu].type must be a string",
+					    idx, i);
+			}
+			cbuf_add(&b, "[Unsupported ");
+			cbuf_add(&b, s);
+			cbuf_add(&b, "]");
+			free(s);
 		}
-		return b.failed ? (free(b.s), NULL) : b.s ? b.s : strdup("");
+		*out = cbuf_take(&b);
 	}
-	*ok = 0;
-	return NULL;
+	return *out ? 0 : -ENOMEM;
 }
 
-/* merge_tool_messages: role "tool" becomes a tool_result block of a user
- * message; user text joins the previous user message's blocks. */
-static int merge(struct render *r, const json_t *messages, const json_t *tools)
+#define REQUEST_TOOLS ((size_t)-1)
+
+/* What the official code needs of a truthy "tools": a list of objects
+ * with a "function" (any value; it is dumped as it is).  @idx: the
+ * message, or REQUEST_TOOLS. */
+static int check_tools(struct render *r, size_t idx, const json_t *tools)
+{
+	size_t i;
+	json_t *t;
+
+	if (!py_truthy(tools))
+		return 0;
+	if (!json_is_array(tools))
+		return fail(r, "messages[%zu].tools must be a list", idx);
+	json_array_foreach(tools, i, t)
+		if (!json_object_get(t, "function")) {
+			if (idx == REQUEST_TOOLS)
+				return fail(r, "tools[%zu] has no 'function'", i);
+			return fail(r, "messages[%zu].tools[%zu] has no 'function'", idx, i);
+		}
+	return 0;
+}
+
+/* A truthy "tool_calls": a list of objects whose "function" object has a
+ * "name" (a string: the API's type) and "arguments" (any value). */
+static int check_calls(struct render *r, size_t idx, const json_t *calls)
+{
+	size_t i;
+	json_t *tc;
+
+	if (!py_truthy(calls))
+		return 0;
+	if (!json_is_array(calls))
+		return fail(r, "messages[%zu].tool_calls must be a list", idx);
+	json_array_foreach(calls, i, tc) {
+		const json_t *fn = json_object_get(tc, "function");
+
+		if (!json_is_object(tc) || !json_is_object(fn) || !json_object_get(fn, "arguments") ||
+		    !json_object_get(fn, "name"))
+			return fail(r, "messages[%zu].tool_calls[%zu] needs function.name and "
+				    "function.arguments", idx, i);
+		if (!json_is_string(json_object_get(fn, "name")) ||
+		    has_nul(json_object_get(fn, "name")))
+			return fail(r, "messages[%zu].tool_calls[%zu].function.name must be a "
+				    "string", idx, i);
+	}
+	return 0;
+}
+
+static enum role role_of(const char *name, bool *keep_on_drop)
+{
+	static const struct { const char *name; enum role role; } roles[] = {
+		{ "system", R_SYSTEM }, { "developer", R_DEVELOPER }, { "user", R_USER },
+		{ "assistant", R_ASSISTANT }, { "latest_reminder", R_REMINDER },
+	};
+
+	*keep_on_drop = name && !strcmp(name, "direct_search_results");
+	for (size_t i = 0; name && i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (!strcmp(name, roles[i].name))
+			return roles[i].role;
+	return R_OTHER;
+}
+
+/*
+ * merge_tool_messages: a "tool" message becomes a tool_result block of the
+ * user message before it (or of a new one); a user message's text joins
+ * the previous user message when that one has no task.  Other messages are
+ * kept as they are; an unknown role is refused only where render_message
+ * would meet it (drop_thinking may remove it first, as in Python).
+ */
+static int merge(struct render *r, const json_t *messages)
 {
 	size_t i;
 	json_t *m;
-	int tools_done = !tools;
 
 	json_array_foreach(messages, i, m) {
-		const char *role = json_string_value(json_object_get(m, "role"));
+		const json_t *role_v = json_object_get(m, "role");
+		const char *role_name = json_string_value(role_v);
 		struct cmsg *prev = r->n ? &r->m[r->n - 1] : NULL;
+		const json_t *rc = json_object_get(m, "reasoning_content");
+		const json_t *id = json_object_get(m, "tool_call_id");
 		const json_t *task = json_object_get(m, "task");
-		int ok, is_null, ret;
+		bool keep;
+		enum role role;
 		struct cmsg *c;
 		char *text;
+		int ret;
 
 		if (!json_is_object(m))
-			return fail(r, "messages[%zu] is not an object", i);
-		if (!role)
-			return fail(r, "messages[%zu] has no string 'role'", i);
-		if (task && !json_is_null(task) && !json_is_string(task))
-			return fail(r, "messages[%zu].task must be a string", i);
-		if (!strcmp(role, "tool")) {
-			const json_t *id = json_object_get(m, "tool_call_id");
-
-			text = tool_result_text(json_object_get(m, "content"), &ok);
-			if (!ok)
-				return fail(r, "messages[%zu].content (tool) must be a string or a list "
-					    "of blocks", i);
-			if (id && !json_is_string(id)) {
-				free(text);
+			return fail(r, "messages[%zu] must be an object", i);
+		if (json_is_null(task))
+			task = NULL;
+		role = role_of(role_name, &keep);
+		if (role_name && !strcmp(role_name, "tool")) {
+			if (id && !json_is_null(id) && !json_is_string(id))
 				return fail(r, "messages[%zu].tool_call_id must be a string", i);
-			}
-			if (!text)
-				return -ENOMEM;
-			if (!(prev && !strcmp(prev->role, "user") && prev->has_blocks)) {
-				prev = push_msg(r);
+			ret = tool_result_text(r, i, json_object_get(m, "content"), &text);
+			if (ret)
+				return ret;
+			if (!prev || prev->role != R_USER) {
+				prev = insert_msg(r, r->n);
 				if (!prev) {
 					free(text);
 					return -ENOMEM;
 				}
-				prev->role = "user";
+				prev->role = R_USER;
+				prev->role_name = "user";
 			}
-			ret = add_block(prev, BLOCK_TOOL_RESULT, text, id ? json_string_value(id) : "");
+			ret = add_block(prev, true, text, json_is_string(id) ?
+					json_string_value(id) : "");
 			if (ret)
 				return ret;
 			continue;
 		}
-		text = content_text(json_object_get(m, "content"), &ok, &is_null);
-		if (!ok)
+		ret = content_text(json_object_get(m, "content"), &text);
+		if (ret == -EINVAL)
 			return fail(r, "messages[%zu].content must be a string, null or a list of "
 				    "text parts", i);
-		if (!strcmp(role, "user")) {
-			if (!json_object_get(m, "content"))
-				text = strdup("");	/* Python: msg.get("content", "") */
-			else if (is_null)
-				return fail(r, "messages[%zu] (user): content is null", i);
-			if (!text)
-				return -ENOMEM;
-			if (prev && !strcmp(prev->role, "user") && prev->has_blocks && prev->task < 0) {
-				ret = add_block(prev, BLOCK_TEXT, text, NULL);
+		if (ret == -EILSEQ)
+			return fail(r, "messages[%zu].content holds a NUL character", i);
+		if (ret)
+			return ret;
+		if (role == R_USER) {
+			if (!json_object_get(m, "content")) {
+				text = strdup("");	/* msg.get("content", "") */
+				if (!text)
+					return -ENOMEM;
+			} else if (!text) {
+				return fail(r, "messages[%zu]: a user message's content cannot be "
+					    "null", i);
+			}
+			/* every user message here has blocks */
+			if (prev && prev->role == R_USER && !prev->task) {
+				ret = add_block(prev, false, text, NULL);
 				if (ret)
 					return ret;
 				continue;
 			}
-			c = push_msg(r);
+			c = insert_msg(r, r->n);
 			if (!c) {
 				free(text);
 				return -ENOMEM;
 			}
-			c->role = "user";
-			c->src = m;
-			c->content = strdup(text);
-			ret = add_block(c, BLOCK_TEXT, text, NULL);
+			c->role = R_USER;
+			c->role_name = "user";
+			c->task = task;
+			c->wo_eos = py_truthy(json_object_get(m, "wo_eos"));
+			ret = add_block(c, false, text, NULL);
 			if (ret)
 				return ret;
-		} else {
-			static const char *const roles[] = { "system", "developer", "assistant",
-							     "latest_reminder" };
-			const json_t *rc = json_object_get(m, "reasoning_content");
-			int known = 0;
-
-			for (int k = 0; k < 4; k++)
-				if (!strcmp(role, roles[k])) {
-					role = roles[k];
-					known = 1;
-				}
-			if (!known) {
-				free(text);
-				return fail(r, "messages[%zu]: unknown role '%s'", i, role);
-			}
-			if (rc && !json_is_null(rc) && !json_is_string(rc)) {
-				free(text);
-				return fail(r, "messages[%zu].reasoning_content must be a string", i);
-			}
-			c = push_msg(r);
-			if (!c) {
-				free(text);
-				return -ENOMEM;
-			}
-			c->role = role;
-			c->src = m;
-			c->content = text;
-			if (rc && json_is_string(rc) && !(c->reasoning = strdup(json_string_value(rc))))
-				return -ENOMEM;
-			c->tools = json_object_get(m, "tools");
-			c->tool_calls = json_object_get(m, "tool_calls");
-			c->response_format = json_object_get(m, "response_format");
+			continue;
 		}
-		c = &r->m[r->n - 1];
-		c->wo_eos = json_is_true(json_object_get(m, "wo_eos"));
-		if (task && json_is_string(task)) {
-			for (int k = 0; k < 6; k++)
-				if (!strcmp(json_string_value(task), task_names[k]))
-					c->task = k;
-			if (c->task < 0)
-				return fail(r, "messages[%zu]: invalid task '%s'", i,
-					    json_string_value(task));
+		if ((rc && !json_is_null(rc) && !json_is_string(rc)) || has_nul(rc)) {
+			free(text);
+			return fail(r, "messages[%zu].reasoning_content must be a string", i);
 		}
-		/* the request's tools go to the first message when it is the
-		 * system message */
-		if (!tools_done && r->n == 1 && !strcmp(c->role, "system")) {
-			c->tools = tools;
-			tools_done = 1;
-		}
-	}
-	if (!tools_done) {	/* a system message in front carries them */
-		struct cmsg *c = push_msg(r);
-
-		if (!c)
+		c = insert_msg(r, r->n);
+		if (!c) {
+			free(text);
 			return -ENOMEM;
-		memmove(&r->m[1], &r->m[0], (r->n - 1) * sizeof(*r->m));
-		memset(&r->m[0], 0, sizeof(r->m[0]));
-		r->m[0].role = "system";
-		r->m[0].task = -1;
-		r->m[0].tools = tools;
+		}
+		c->role = role;
+		c->role_name = role_name;
+		c->keep_on_drop = keep;
+		c->content = text;
+		if (json_is_string(rc) && !(c->reasoning = strdup(json_string_value(rc))))
+			return -ENOMEM;
+		c->tools = json_object_get(m, "tools");
+		c->tool_calls = json_object_get(m, "tool_calls");
+		c->response_format = json_object_get(m, "response_format");
+		c->task = task;
+		c->wo_eos = py_truthy(json_object_get(m, "wo_eos"));
+		ret = check_tools(r, i, c->tools);
+		if (!ret)
+			ret = check_calls(r, i, c->tool_calls);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }
@@ -419,79 +469,78 @@ static const char *call_id(const json_t *tc)
 	return id ? id : "";
 }
 
-/* sort_tool_results_by_call_order: results reordered as the calls were. */
-static void sort_results(struct render *r)
+/* sort_tool_results_by_call_order: a user turn's tool results reordered as
+ * the calls of the last assistant turn with calls; results of unknown ids
+ * sort as call 0 (Python's sorted() is stable). */
+static int sort_results(struct render *r)
 {
 	const json_t *order = NULL;
 
 	for (size_t i = 0; i < r->n; i++) {
 		struct cmsg *m = &r->m[i];
-		size_t nt = 0;
+		struct block *res;
+		size_t *key, nt = 0, k = 0;
 
-		if (!strcmp(m->role, "assistant") && json_array_size(m->tool_calls)) {
+		if (m->role == R_ASSISTANT && py_truthy(m->tool_calls)) {
 			order = m->tool_calls;
 			continue;
 		}
-		if (strcmp(m->role, "user") || !m->has_blocks || !order)
+		if (m->role != R_USER || !order)
 			continue;
 		for (size_t b = 0; b < m->n_blocks; b++)
-			nt += m->blocks[b].type == BLOCK_TOOL_RESULT;
+			nt += m->blocks[b].tool_result;
 		if (nt < 2)
 			continue;
-		/* Python's sorted() is stable; key: the call's index, 0 if unknown
-		 * (ids map to their last index, as the dict does) */
-		{
-			struct block *res = malloc(nt * sizeof(*res));
-			int *key = malloc(nt * sizeof(*key));
-			size_t k = 0;
-
-			if (!res || !key) {
-				free(res);
-				free(key);
-				continue;
-			}
-			for (size_t b = 0; b < m->n_blocks; b++) {
-				if (m->blocks[b].type != BLOCK_TOOL_RESULT)
-					continue;
-				key[k] = 0;
-				for (size_t c = 0; c < json_array_size(order); c++) {
-					const char *id = call_id(json_array_get(order, c));
-
-					if (id[0] && !strcmp(id, m->blocks[b].tool_use_id))
-						key[k] = (int)c;
-				}
-				res[k++] = m->blocks[b];
-			}
-			for (size_t a = 1; a < nt; a++)	/* insertion sort: stable */
-				for (size_t c = a; c > 0 && key[c - 1] > key[c]; c--) {
-					struct block tb = res[c];
-					int tk = key[c];
-
-					res[c] = res[c - 1];
-					key[c] = key[c - 1];
-					res[c - 1] = tb;
-					key[c - 1] = tk;
-				}
-			k = 0;
-			for (size_t b = 0; b < m->n_blocks; b++)
-				if (m->blocks[b].type == BLOCK_TOOL_RESULT)
-					m->blocks[b] = res[k++];
+		res = malloc(nt * sizeof(*res));
+		key = malloc(nt * sizeof(*key));
+		if (!res || !key) {
 			free(res);
 			free(key);
+			return -ENOMEM;
 		}
+		for (size_t b = 0; b < m->n_blocks; b++) {
+			if (!m->blocks[b].tool_result)
+				continue;
+			key[k] = 0;
+			/* an id given twice maps to its last call, as in the dict */
+			for (size_t c = 0; c < json_array_size(order); c++) {
+				const char *id = call_id(json_array_get(order, c));
+
+				if (id[0] && !strcmp(id, m->blocks[b].tool_use_id))
+					key[k] = c;
+			}
+			res[k++] = m->blocks[b];
+		}
+		for (size_t a = 1; a < nt; a++)	/* insertion sort: stable */
+			for (size_t c = a; c > 0 && key[c - 1] > key[c]; c--) {
+				struct block tb = res[c];
+				size_t tk = key[c];
+
+				res[c] = res[c - 1];
+				key[c] = key[c - 1];
+				res[c - 1] = tb;
+				key[c - 1] = tk;
+			}
+		k = 0;
+		for (size_t b = 0; b < m->n_blocks; b++)
+			if (m->blocks[b].tool_result)
+				m->blocks[b] = res[k++];
+		free(res);
+		free(key);
 	}
+	return 0;
 }
 
 static long last_user(const struct render *r)
 {
 	for (size_t i = r->n; i-- > 0;)
-		if (!strcmp(r->m[i].role, "user") || !strcmp(r->m[i].role, "developer"))
+		if (r->m[i].role == R_USER || r->m[i].role == R_DEVELOPER)
 			return (long)i;
 	return -1;
 }
 
 /* _drop_thinking_messages: before the last user turn, assistant reasoning
- * goes and developer messages go. */
+ * goes, and so do developer turns and unknown roles. */
 static void drop_thinking(struct render *r)
 {
 	long lu = last_user(r);
@@ -499,13 +548,13 @@ static void drop_thinking(struct render *r)
 
 	for (size_t i = 0; i < r->n; i++) {
 		struct cmsg *m = &r->m[i];
-		int keep = !strcmp(m->role, "user") || !strcmp(m->role, "system") ||
-			   !strcmp(m->role, "latest_reminder") || (long)i >= lu;
+		bool keep = m->role == R_USER || m->role == R_SYSTEM || m->role == R_REMINDER ||
+			    m->keep_on_drop || (long)i >= lu;
 
-		if (!keep && !strcmp(m->role, "assistant")) {
+		if (!keep && m->role == R_ASSISTANT) {
 			free(m->reasoning);
 			m->reasoning = NULL;
-			keep = 1;
+			keep = true;
 		}
 		if (keep)
 			r->m[o++] = *m;
@@ -515,224 +564,242 @@ static void drop_thinking(struct render *r)
 	r->n = o;
 }
 
-static int render_tools(struct render *r, struct sb *b, const json_t *tools)
+static void render_tools(struct chat_buf *b, const json_t *tools)
 {
 	size_t i;
 	json_t *t;
 
-	if (!json_is_array(tools))
-		return fail(r, "'tools' must be a list");
-	sb_add(b, tools_head);
+	cbuf_add(b, tools_head);
 	json_array_foreach(tools, i, t) {
-		const json_t *fn = json_object_get(t, "function");
-
-		if (!json_is_object(fn))
-			return fail(r, "tools[%zu] has no 'function' object", i);
 		if (i)
-			sb_add(b, "\n");
-		sb_add_free(b, chat_json_dumps(fn));
+			cbuf_add(b, "\n");
+		cbuf_add_free(b, chat_json_dumps(json_object_get(t, "function")));
 	}
-	sb_add(b, tools_tail);
-	return 0;
+	cbuf_add(b, tools_tail);
 }
 
-/* encode_arguments_to_dsml */
-static int dsml_arguments(struct render *r, struct sb *b, const json_t *args)
+/* encode_arguments_to_dsml: arguments that parse as a JSON object give one
+ * parameter per key; anything else is one parameter named "arguments". */
+static int dsml_arguments(struct render *r, struct chat_buf *b, const json_t *args)
 {
 	json_t *obj = NULL, *v;
 	const char *k;
-	int first = 1;
+	bool first = true;
 
 	if (json_is_string(args))
-		obj = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY,
-				 NULL);
+		obj = json_loadb(json_string_value(args), json_string_length(args),
+				 JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	if (obj && !json_is_object(obj)) {
 		json_decref(obj);
 		return fail(r, "tool call arguments must be a JSON object");
 	}
-	if (!obj)	/* not JSON: one parameter named "arguments" */
-		obj = json_pack("{s:O}", "arguments", args ? args : json_null());
+	if (!obj)
+		obj = json_pack("{s:O}", "arguments", args);
 	if (!obj)
 		return -ENOMEM;
 	json_object_foreach(obj, k, v) {
 		if (!first)
-			sb_add(b, "\n");
-		first = 0;
-		sb_add(b, "<" CHAT_DSML "parameter name=\"");
-		sb_add(b, k);
-		sb_add(b, json_is_string(v) ? "\" string=\"true\">" : "\" string=\"false\">");
+			cbuf_add(b, "\n");
+		first = false;
+		cbuf_add(b, "<" CHAT_DSML "parameter name=\"");
+		cbuf_add(b, k);
+		cbuf_add(b, json_is_string(v) ? "\" string=\"true\">" : "\" string=\"false\">");
 		if (json_is_string(v))
-			sb_put(b, json_string_value(v), json_string_length(v));
+			cbuf_put(b, json_string_value(v), json_string_length(v));
 		else
-			sb_add_free(b, chat_json_dumps(v));
-		sb_add(b, "</" CHAT_DSML "parameter>");
+			cbuf_add_free(b, chat_json_dumps(v));
+		cbuf_add(b, "</" CHAT_DSML "parameter>");
 	}
 	json_decref(obj);
 	return 0;
 }
 
-static int render_calls(struct render *r, struct sb *b, const json_t *calls)
+static int render_calls(struct render *r, struct chat_buf *b, const json_t *calls)
 {
 	size_t i;
 	json_t *tc;
 
-	if (!json_is_array(calls))
-		return fail(r, "'tool_calls' must be a list");
-	sb_add(b, "\n\n<" CHAT_DSML "tool_calls>\n");
+	cbuf_add(b, "\n\n<" CHAT_DSML "tool_calls>\n");
 	json_array_foreach(calls, i, tc) {
 		const json_t *fn = json_object_get(tc, "function");
-		const json_t *name = json_object_get(fn, "name");
 		int ret;
 
-		if (!json_is_object(fn) || !json_object_get(fn, "arguments") || !name)
-			return fail(r, "tool_calls[%zu] needs function.name and function.arguments", i);
 		if (i)
-			sb_add(b, "\n");
-		sb_add(b, "<" CHAT_DSML "invoke name=\"");
-		if (json_is_string(name))
-			sb_add(b, json_string_value(name));
-		else
-			sb_add_free(b, chat_json_dumps(name));
-		sb_add(b, "\">\n");
+			cbuf_add(b, "\n");
+		cbuf_add(b, "<" CHAT_DSML "invoke name=\"");
+		cbuf_add(b, json_string_value(json_object_get(fn, "name")));
+		cbuf_add(b, "\">\n");
 		ret = dsml_arguments(r, b, json_object_get(fn, "arguments"));
 		if (ret)
 			return ret;
-		sb_add(b, "\n</" CHAT_DSML "invoke>");
+		cbuf_add(b, "\n</" CHAT_DSML "invoke>");
 	}
-	sb_add(b, "\n</" CHAT_DSML "tool_calls>");
+	cbuf_add(b, "\n</" CHAT_DSML "tool_calls>");
 	return 0;
 }
 
-static void response_format(struct sb *b, const json_t *rf)
+static void tools_and_format(struct chat_buf *b, const struct cmsg *m)
 {
-	if (!rf || json_is_null(rf) || (json_is_object(rf) && !json_object_size(rf)) ||
-	    (json_is_array(rf) && !json_array_size(rf)) || json_is_false(rf) ||
-	    (json_is_string(rf) && !json_string_length(rf)))
-		return;	/* Python: falsy */
-	sb_add(b, "\n\n## Response Format:\n\nYou MUST strictly adhere to the following schema to "
-		  "reply:\n");
-	sb_add_free(b, chat_json_dumps(rf));
+	if (py_truthy(m->tools)) {
+		cbuf_add(b, "\n\n");
+		render_tools(b, m->tools);
+	}
+	if (py_truthy(m->response_format)) {
+		cbuf_add(b, "\n\n");
+		cbuf_add(b, response_format_head);
+		cbuf_add_free(b, chat_json_dumps(m->response_format));
+	}
 }
 
-static int truthy_list(const json_t *v)
+/* The task token, or -1 with the error set for a value not in the list. */
+static int task_index(struct render *r, const json_t *task)
 {
-	return json_is_array(v) && json_array_size(v);
+	for (int k = 0; k < 6; k++)
+		if (json_is_string(task) && !strcmp(json_string_value(task), task_names[k]))
+			return k;
+	if (json_is_string(task))
+		return fail(r, "invalid task '%s'", json_string_value(task));
+	return fail(r, "'task' must be one of action, query, authority, domain, title, read_url");
 }
 
-static int render_message(struct render *r, struct sb *b, size_t idx, const struct chat_opts *o,
-			  int drop)
+static int render_message(struct render *r, struct chat_buf *b, size_t idx,
+			  const struct chat_opts *o, bool drop)
 {
 	const struct cmsg *m = &r->m[idx];
 	long lu = last_user(r);
-	int thinking = o->mode == CHAT_MODE_THINKING, ret = 0;
+	bool thinking = o->mode == CHAT_MODE_THINKING;
+	int ret;
 
 	if (idx == 0 && thinking && o->effort == CHAT_EFFORT_MAX)
-		sb_add(b, effort_max);
-	if (!strcmp(m->role, "system")) {
-		sb_add(b, m->content);
-		if (m->tools && !json_is_null(m->tools) && !(json_is_array(m->tools) &&
-							     !json_array_size(m->tools))) {
-			sb_add(b, "\n\n");
-			ret = render_tools(r, b, m->tools);
-		}
-		response_format(b, m->response_format);
-	} else if (!strcmp(m->role, "developer")) {
+		cbuf_add(b, effort_max);
+	switch (m->role) {
+	case R_SYSTEM:
+		if (m->content)
+			cbuf_add(b, m->content);
+		tools_and_format(b, m);
+		break;
+	case R_DEVELOPER:
 		if (!m->content || !m->content[0])
 			return fail(r, "a developer message needs content");
-		sb_add(b, CHAT_USER);
-		sb_add(b, m->content);
-		if (truthy_list(m->tools)) {
-			sb_add(b, "\n\n");
-			ret = render_tools(r, b, m->tools);
-		}
-		response_format(b, m->response_format);
-	} else if (!strcmp(m->role, "user")) {
-		sb_add(b, CHAT_USER);
+		cbuf_add(b, CHAT_USER);
+		cbuf_add(b, m->content);
+		tools_and_format(b, m);
+		break;
+	case R_USER:
+		cbuf_add(b, CHAT_USER);
 		for (size_t k = 0; k < m->n_blocks; k++) {
 			if (k)
-				sb_add(b, "\n\n");
-			if (m->blocks[k].type == BLOCK_TEXT) {
-				sb_add(b, m->blocks[k].text);
-			} else {
-				sb_add(b, "<tool_result>");
-				sb_add(b, m->blocks[k].text);
-				sb_add(b, "</tool_result>");
-			}
+				cbuf_add(b, "\n\n");
+			if (m->blocks[k].tool_result)
+				cbuf_add(b, "<tool_result>");
+			cbuf_add(b, m->blocks[k].text);
+			if (m->blocks[k].tool_result)
+				cbuf_add(b, "</tool_result>");
 		}
-	} else if (!strcmp(m->role, "latest_reminder")) {
-		sb_add(b, LATEST_REMINDER);
-		sb_add(b, m->content ? m->content : "None");
-	} else {	/* assistant */
-		int prev_task = idx > 0 && r->m[idx - 1].task >= 0;
+		break;
+	case R_REMINDER:
+		cbuf_add(b, LATEST_REMINDER);
+		cbuf_add(b, m->content ? m->content : "None");
+		break;
+	case R_ASSISTANT: {
+		/* after a task turn the answer is the task's, without thinking */
+		bool prev_task = idx > 0 && r->m[idx - 1].task;
 
 		if (thinking && !prev_task && (!drop || (long)idx > lu)) {
-			sb_add(b, m->reasoning);
-			sb_add(b, CHAT_THINK_END);
+			if (m->reasoning)
+				cbuf_add(b, m->reasoning);
+			cbuf_add(b, CHAT_THINK_END);
 		}
-		sb_add(b, m->content);
-		if (truthy_list(m->tool_calls))
+		if (m->content)
+			cbuf_add(b, m->content);
+		if (py_truthy(m->tool_calls)) {
 			ret = render_calls(r, b, m->tool_calls);
-		else if (m->tool_calls && !json_is_null(m->tool_calls) && !json_is_array(m->tool_calls))
-			ret = fail(r, "'tool_calls' must be a list");
-		if (!m->wo_eos)
-			sb_add(b, CHAT_EOS);
-	}
-	if (ret)
-		return ret;
-	if (idx + 1 < r->n && strcmp(r->m[idx + 1].role, "assistant") &&
-	    strcmp(r->m[idx + 1].role, "latest_reminder"))
-		return 0;
-	if (m->task >= 0) {
-		if (m->task) {
-			sb_add(b, task_tokens[m->task]);
-		} else {
-			sb_add(b, CHAT_ASSISTANT);
-			sb_add(b, thinking ? CHAT_THINK_START : CHAT_THINK_END);
-			sb_add(b, task_tokens[0]);
+			if (ret)
+				return ret;
 		}
-	} else if (!strcmp(m->role, "user") || !strcmp(m->role, "developer")) {
-		sb_add(b, CHAT_ASSISTANT);
-		if (thinking && (!drop || (long)idx >= lu))
-			sb_add(b, CHAT_THINK_START);
-		else
-			sb_add(b, CHAT_THINK_END);
+		if (!m->wo_eos)
+			cbuf_add(b, CHAT_EOS);
+		break;
+	}
+	default:
+		if (m->role_name)
+			return fail(r, "unknown role '%s'", m->role_name);
+		return fail(r, "a message's 'role' must be a string");
+	}
+	/* the turn's end: only before an assistant or reminder turn, or last */
+	if (idx + 1 < r->n && r->m[idx + 1].role != R_ASSISTANT &&
+	    r->m[idx + 1].role != R_REMINDER)
+		return 0;
+	if (m->task) {
+		int t = task_index(r, m->task);
+
+		if (t < 0)
+			return t;
+		if (t > 0) {
+			cbuf_add(b, task_tokens[t]);
+		} else {
+			cbuf_add(b, CHAT_ASSISTANT);
+			cbuf_add(b, thinking ? CHAT_THINK_START : CHAT_THINK_END);
+			cbuf_add(b, task_tokens[0]);
+		}
+	} else if (m->role == R_USER || m->role == R_DEVELOPER) {
+		cbuf_add(b, CHAT_ASSISTANT);
+		cbuf_add(b, thinking && (!drop || (long)idx >= lu) ? CHAT_THINK_START :
+			 CHAT_THINK_END);
 	}
 	return 0;
-}
-
-static int has_tools(const struct cmsg *m)
-{
-	return m->tools && !json_is_null(m->tools) && !(json_is_array(m->tools) &&
-							!json_array_size(m->tools)) &&
-	       !(json_is_object(m->tools) && !json_object_size(m->tools));
 }
 
 char *chat_render(const json_t *messages, const json_t *tools, const struct chat_opts *o,
 		  char *err, size_t errlen)
 {
 	struct render r = { .err = err, .errlen = errlen };
-	struct sb b = { 0 };
-	int drop = !o->keep_thinking, ret;
+	struct chat_buf b = { 0 };
+	bool drop = !o->keep_thinking;
+	int ret = 0;
 
+	if (err && errlen)
+		err[0] = 0;
 	if (!json_is_array(messages) || !json_array_size(messages)) {
 		fail(&r, "'messages' must be a non-empty list");
 		return NULL;
 	}
-	ret = merge(&r, messages, tools && json_array_size(tools) ? tools : NULL);
+	if (tools && !json_is_null(tools) && !json_is_array(tools)) {
+		fail(&r, "'tools' must be a list");
+		return NULL;
+	}
+	ret = merge(&r, messages);
+	/* request tools: on the first message when it is the system message
+	 * (replacing its own), else on an empty system message put first */
+	if (!ret && json_array_size(tools)) {
+		struct cmsg *sys = r.m[0].role == R_SYSTEM ? &r.m[0] : insert_msg(&r, 0);
+
+		if (!sys) {
+			ret = -ENOMEM;
+		} else {
+			sys->role = R_SYSTEM;
+			sys->role_name = "system";
+			sys->tools = tools;
+			ret = check_tools(&r, REQUEST_TOOLS, tools);
+		}
+	}
+	if (!ret)
+		ret = sort_results(&r);
 	if (!ret) {
-		sort_results(&r);
 		for (size_t i = 0; i < r.n; i++)
-			if (has_tools(&r.m[i]))
-				drop = 0;
+			if (py_truthy(r.m[i].tools))
+				drop = false;
 		if (o->mode == CHAT_MODE_THINKING && drop)
 			drop_thinking(&r);
 		if (!o->no_bos)
-			sb_add(&b, CHAT_BOS);
+			cbuf_add(&b, CHAT_BOS);
 		for (size_t i = 0; !ret && i < r.n; i++)
 			ret = render_message(&r, &b, i, o, drop);
 	}
 	if (ret == -ENOMEM || (!ret && b.failed))
 		fail(&r, "out of memory");
+	else if (!ret && b.len && memchr(b.s, 0, b.len))	/* from tool call arguments */
+		ret = fail(&r, "the prompt would hold a NUL character");
 	for (size_t i = 0; i < r.n; i++)
 		cmsg_free(&r.m[i]);
 	free(r.m);
@@ -740,430 +807,5 @@ char *chat_render(const json_t *messages, const json_t *tools, const struct chat
 		free(b.s);
 		return NULL;
 	}
-	return b.s ? b.s : strdup("");
-}
-
-/* ---- output parsing ---- */
-
-#define TOOLS_START "\n\n<" CHAT_DSML "tool_calls"
-#define TOOLS_END "</" CHAT_DSML "tool_calls>"
-#define INVOKE "<" CHAT_DSML "invoke"
-#define INVOKE_END "</" CHAT_DSML "invoke"
-#define PARAM "<" CHAT_DSML "parameter"
-#define PARAM_END "/" CHAT_DSML "parameter"
-
-/* _read_until_stop: the earliest of @stops at or after *pos; the text
- * before it in [*from, *to); *pos moves past it.  Returns the index of the
- * stop found, or -1 (then the text runs to the end). */
-static int read_until(const char *t, size_t len, size_t *pos, const char *const *stops, int n,
-		      size_t *from, size_t *to)
-{
-	size_t best = len;
-	int which = -1;
-
-	for (int i = 0; i < n; i++) {
-		const char *hit = memmem(t + *pos, len - *pos, stops[i], strlen(stops[i]));
-
-		if (hit && (size_t)(hit - t) < best) {
-			best = (size_t)(hit - t);
-			which = i;
-		}
-	}
-	*from = *pos;
-	*to = best;
-	*pos = which < 0 ? len : best + strlen(stops[which]);
-	return which;
-}
-
-static int seg_is(const char *t, size_t from, size_t to, const char *want)
-{
-	return to - from == strlen(want) && !memcmp(t + from, want, to - from);
-}
-
-/* ^\s*name="(.*?)">\n$ (Python's $ also matches before a final newline) */
-static char *match_name(const char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && strchr(" \t\n\r\f\v", s[i]))
-		i++;
-	if (len - i < 6 || memcmp(s + i, "name=\"", 6))
-		return NULL;
-	i += 6;
-	for (size_t k = i; k + 3 <= len; k++)
-		if (!memcmp(s + k, "\">\n", 3) && (k + 3 == len || (k + 4 == len && s[k + 3] == '\n')))
-			return strndup(s + i, k - i);
-	return NULL;
-}
-
-/* ^ name="(.*?)" string="(true|false)">(.*?)<$ */
-static int match_param(const char *s, size_t len, char **name, int *is_str, char **value)
-{
-	size_t end;
-
-	if (len >= 1 && s[len - 1] == '<')
-		end = len - 1;
-	else if (len >= 2 && s[len - 1] == '\n' && s[len - 2] == '<')
-		end = len - 2;
-	else
-		return -1;
-	/* the value is lazy too: the first '<' that ends the text */
-	for (size_t k = 0; k < end; k++)
-		if (s[k] == '<' && (k == len - 1 || (k == len - 2 && s[len - 1] == '\n'))) {
-			end = k;
-			break;
-		}
-	if (len < 7 || memcmp(s, " name=\"", 7))
-		return -1;
-	for (size_t k = 7; k < end; k++) {
-		static const char *const marks[] = { "\" string=\"true\">", "\" string=\"false\">" };
-
-		for (int m = 0; m < 2; m++) {
-			size_t ml = strlen(marks[m]);
-
-			if (k + ml <= end && !memcmp(s + k, marks[m], ml)) {
-				*name = strndup(s + 7, k - 7);
-				*value = strndup(s + k + ml, end - k - ml);
-				*is_str = !m;
-				return *name && *value ? 0 : -1;
-			}
-		}
-	}
-	return -1;
-}
-
-struct calls {
-	struct chat_tool_call *v;
-	size_t n;
-};
-
-static void calls_free(struct chat_tool_call *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].name);
-		free(v[i].arguments);
-	}
-	free(v);
-}
-
-/* parse_tool_calls from just after "<｜DSML｜tool_calls"; 0 with *pos after
- * the end tag, or -1 on a format error. */
-static int parse_calls(const char *t, size_t len, size_t *pos, struct calls *out)
-{
-	static const char *const s_invoke[] = { INVOKE, TOOLS_END };
-	static const char *const s_param[] = { PARAM, INVOKE_END };
-	static const char *const s_pend[] = { PARAM_END };
-
-	while (*pos < len) {
-		size_t f, e;
-		int stop = read_until(t, len, pos, s_invoke, 2, &f, &e);
-		char *name;
-		struct sb args = { 0 };
-		char **seen = NULL;
-		size_t n_seen = 0;
-		int bad = 0;
-
-		if (!seg_is(t, f, e, ">\n"))
-			return -1;
-		if (stop == 1)
-			return 0;
-		if (stop < 0)
-			return -1;
-		stop = read_until(t, len, pos, s_param, 2, &f, &e);
-		name = match_name(t + f, e - f);
-		if (!name)
-			return -1;
-		sb_add(&args, "{");
-		while (stop == 0 && !bad) {
-			char *pn = NULL, *pv = NULL;
-			int is_str;
-
-			read_until(t, len, pos, s_pend, 1, &f, &e);
-			if (match_param(t + f, e - f, &pn, &is_str, &pv)) {
-				free(pn);
-				free(pv);
-				bad = 1;
-				break;
-			}
-			for (size_t k = 0; k < n_seen; k++)
-				if (!strcmp(seen[k], pn))
-					bad = 1;
-			{
-				char **grown = realloc(seen, (n_seen + 1) * sizeof(*seen));
-
-				if (!grown)
-					bad = 1;
-				else
-					(seen = grown)[n_seen++] = pn;
-			}
-			if (bad) {
-				free(pv);
-				break;
-			}
-			if (n_seen > 1)
-				sb_add(&args, ", ");
-			sb_add_free(&args, chat_json_string(pn, strlen(pn)));
-			sb_add(&args, ": ");
-			if (is_str)
-				sb_add_free(&args, chat_json_string(pv, strlen(pv)));
-			else
-				sb_add(&args, pv);
-			free(pv);
-			stop = read_until(t, len, pos, s_param, 2, &f, &e);
-			if (!seg_is(t, f, e, ">\n"))
-				bad = 1;
-		}
-		sb_add(&args, "}");
-		for (size_t k = 0; k < n_seen; k++)
-			free(seen[k]);
-		free(seen);
-		if (bad || args.failed) {
-			free(name);
-			free(args.s);
-			return -1;
-		}
-		{
-			struct chat_tool_call *grown = realloc(out->v, (out->n + 1) * sizeof(*grown));
-
-			if (!grown) {
-				free(name);
-				free(args.s);
-				return -1;
-			}
-			out->v = grown;
-			out->v[out->n++] = (struct chat_tool_call){ name, args.s };
-		}
-	}
-	return 0;
-}
-
-/* ---- the incremental parser (chat_parse runs it over the whole text) ---- */
-
-enum phase { P_REASONING, P_CONTENT, P_TOOLS, P_DONE };
-
-struct chat_stream {
-	enum chat_mode mode;
-	enum phase phase;
-	struct sb buf;		/* everything fed */
-	size_t pos;		/* parsed up to here */
-	size_t tools_at;	/* where the tool block starts */
-	int malformed;
-	struct sb reasoning, content;	/* all emitted, for the final check */
-};
-
-struct chat_stream *chat_stream_new(enum chat_mode mode)
-{
-	struct chat_stream *s = calloc(1, sizeof(*s));
-
-	if (s) {
-		s->mode = mode;
-		s->phase = mode == CHAT_MODE_THINKING ? P_REASONING : P_CONTENT;
-	}
-	return s;
-}
-
-void chat_stream_free(struct chat_stream *s)
-{
-	if (!s)
-		return;
-	free(s->buf.s);
-	free(s->reasoning.s);
-	free(s->content.s);
-	free(s);
-}
-
-void chat_events_clear(struct chat_events *ev)
-{
-	free(ev->reasoning);
-	free(ev->content);
-	calls_free(ev->calls, ev->n_calls);
-	memset(ev, 0, sizeof(*ev));
-}
-
-static int ev_add(char **dst, size_t *dlen, struct sb *all, const char *s, size_t n)
-{
-	char *grown;
-
-	if (!n)
-		return 0;
-	grown = realloc(*dst, *dlen + n + 1);
-	if (!grown)
-		return -1;
-	memcpy(grown + *dlen, s, n);
-	*dlen += n;
-	grown[*dlen] = 0;
-	*dst = grown;
-	sb_put(all, s, n);
-	return all->failed ? -1 : 0;
-}
-
-/* Bytes at the end of t[0..len) that could begin one of @stops. */
-static size_t hold(const char *t, size_t len, const char *const *stops, int n)
-{
-	size_t h = 0;
-
-	for (int i = 0; i < n; i++) {
-		size_t sl = strlen(stops[i]);
-
-		for (size_t k = sl - 1 < len ? sl - 1 : len; k > h; k--)
-			if (!memcmp(t + len - k, stops[i], k)) {
-				h = k;
-				break;
-			}
-	}
-	return h;
-}
-
-static int advance(struct chat_stream *s, struct chat_events *ev, int final)
-{
-	static const char *const r_stops[] = { CHAT_THINK_END, TOOLS_START, CHAT_EOS };
-	static const char *const c_stops[] = { TOOLS_START, CHAT_EOS };
-	const char *t = s->buf.s ? s->buf.s : "";
-	size_t len = s->buf.len;
-
-	for (;;) {
-		if (s->phase == P_REASONING || s->phase == P_CONTENT) {
-			int reasoning = s->phase == P_REASONING;
-			const char *const *stops = reasoning ? r_stops : c_stops;
-			int n = reasoning ? 3 : 2;
-			size_t p = s->pos, f, e, h;
-			int which = read_until(t, len, &p, stops, n, &f, &e);
-			char **dst = reasoning ? &ev->reasoning : &ev->content;
-			size_t *dlen = reasoning ? &ev->reasoning_len : &ev->content_len;
-			struct sb *all = reasoning ? &s->reasoning : &s->content;
-
-			if (which < 0) {
-				h = final ? 0 : hold(t, len, stops, n);
-				if (ev_add(dst, dlen, all, t + s->pos, len - h - s->pos))
-					return -1;
-				s->pos = len - h;
-				if (final) {
-					if (reasoning)
-						s->malformed = 1;	/* no </think> */
-					s->phase = P_DONE;
-				}
-				return 0;
-			}
-			if (ev_add(dst, dlen, all, t + f, e - f))
-				return -1;
-			if (!strcmp(stops[which], CHAT_THINK_END)) {
-				s->pos = p;
-				s->phase = P_CONTENT;
-			} else if (!strcmp(stops[which], TOOLS_START)) {
-				if (reasoning)
-					s->malformed = 1;
-				s->tools_at = e;
-				s->pos = p;
-				s->phase = P_TOOLS;
-			} else {	/* EOS */
-				if (reasoning)
-					s->malformed = 1;
-				s->pos = p;
-				s->phase = P_DONE;
-			}
-			continue;
-		}
-		if (s->phase == P_TOOLS) {
-			struct calls c = { 0 };
-			size_t p = s->pos;
-
-			if (!final)
-				return 0;
-			if (parse_calls(t, len, &p, &c) == 0) {
-				size_t rest = len - p;
-
-				ev->calls = c.v;
-				ev->n_calls = c.n;
-				if (!(rest == 0 || (rest == strlen(CHAT_EOS) &&
-						    !memcmp(t + p, CHAT_EOS, rest)))) {
-					s->malformed = 1;
-					/* text after the block: keep it as content */
-					if (ev_add(&ev->content, &ev->content_len, &s->content, t + p,
-						   rest))
-						return -1;
-				}
-			} else {
-				calls_free(c.v, c.n);
-				s->malformed = 1;
-				/* a broken block stays text */
-				if (ev_add(&ev->content, &ev->content_len, &s->content, t + s->tools_at,
-					   len - s->tools_at))
-					return -1;
-			}
-			s->pos = len;
-			s->phase = P_DONE;
-			return 0;
-		}
-		/* P_DONE: anything after EOS is unexpected */
-		if (s->pos < len)
-			s->malformed = 1;
-		s->pos = len;
-		return 0;
-	}
-}
-
-int chat_stream_feed(struct chat_stream *s, const char *text, size_t len, struct chat_events *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	sb_put(&s->buf, text, len);
-	if (s->buf.failed || advance(s, ev, 0)) {
-		chat_events_clear(ev);
-		return -1;
-	}
-	return 0;
-}
-
-int chat_stream_finish(struct chat_stream *s, struct chat_events *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	if (advance(s, ev, 1)) {
-		chat_events_clear(ev);
-		return -1;
-	}
-	return 0;
-}
-
-static int has_special(const struct sb *b)
-{
-	static const char *const sp[] = { CHAT_BOS, CHAT_EOS, CHAT_THINK_START, CHAT_THINK_END,
-					  CHAT_DSML };
-
-	for (int i = 0; i < 5; i++)
-		if (b->s && strstr(b->s, sp[i]))
-			return 1;
-	return 0;
-}
-
-void chat_parse(const char *text, size_t len, enum chat_mode mode, struct chat_msg *out)
-{
-	struct chat_stream *s = chat_stream_new(mode);
-	struct chat_events a = { 0 }, b = { 0 };
-
-	memset(out, 0, sizeof(*out));
-	if (!s || chat_stream_feed(s, text, len, &a) || chat_stream_finish(s, &b)) {
-		chat_events_clear(&a);
-		chat_events_clear(&b);
-		chat_stream_free(s);
-		out->content = strdup("");
-		out->reasoning = strdup("");
-		return;
-	}
-	out->reasoning = strdup(s->reasoning.s ? s->reasoning.s : "");
-	out->content = strdup(s->content.s ? s->content.s : "");
-	out->calls = b.calls;
-	out->n_calls = b.n_calls;
-	b.calls = NULL;
-	b.n_calls = 0;
-	out->well_formed = !s->malformed && !has_special(&s->reasoning) && !has_special(&s->content);
-	chat_events_clear(&a);
-	chat_events_clear(&b);
-	chat_stream_free(s);
-}
-
-void chat_msg_free(struct chat_msg *m)
-{
-	free(m->content);
-	free(m->reasoning);
-	calls_free(m->calls, m->n_calls);
-	memset(m, 0, sizeof(*m));
+	return cbuf_take(&b);
 }
