@@ -49,7 +49,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
-.PHONY: all help deps userspace modules kselftests unit check check-vm firmware check-gpu \
+.PHONY: all help deps userspace modules kselftests unit check check-vm firmware check-gpu gpu-kit \
 	check-unit demo bench bench-engine bench-stream bench-long fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
@@ -58,7 +58,7 @@ all: userspace modules kselftests firmware
 # ---- firmware: CUDA kernels into one fatbin (sm_90a code + compute_90 PTX) ----
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 FW := $(BUILD)/firmware/dsv4.fatbin
-FW_SRCS := firmware/dsv4.cu $(wildcard firmware/kernels/*.cu)
+FW_SRCS := firmware/dsv4.cu $(wildcard firmware/kernels/*.cu firmware/kernels/*.cuh firmware/kernels/*.h)
 
 firmware:
 	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW); \
@@ -70,6 +70,23 @@ $(FW): $(FW_SRCS)
 		-gencode=arch=compute_90,code=compute_90 -o $@ firmware/dsv4.cu
 
 # The GPU suite, on a machine with an NVIDIA GPU and driver (not in make check)
+# The GPU machine's kit: the tools and the GPU-capable tests linked
+# dynamically without sanitizers (a static binary cannot dlopen libcuda),
+# with the Debian shared libraries they need beside them.
+KIT := $(BUILD)/gpu-kit
+KIT_CFLAGS := $(BASE_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-clobbered -DDSV4_FIXTURES='"tests/fixtures"' -DDSV4_BIN='"build/gpu-kit"' -I$(KSFT_INC) \
+	-Iuserspace/dsv4-server
+gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin/static/dsv4-mkmodel
+	@mkdir -p $(KIT)/lib
+	$(CC) $(KIT_CFLAGS) -o $(KIT)/engine_test tests/unit/engine_test.c $(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
+	$(CC) $(KIT_CFLAGS) -o $(KIT)/gpu_test tests/unit/gpu_test.c $(LIB) $(TOOL_LIBS)
+	$(CC) $(KIT_CFLAGS) -o $(KIT)/dsv4-run userspace/dsv4-run/dsv4-run.c $(LIB) $(TOOL_LIBS)
+	cp $(BUILD)/bin/static/dsv4-mkmodel $(KIT)/
+	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run; do \
+		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
+		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
+
 check-gpu: firmware $(BUILD)/tests/gpu/gpu_test
 	@DSV4_REQUIRE_GPU=1 DSV4_FIRMWARE=$(FW) $(BUILD)/tests/gpu/gpu_test
 

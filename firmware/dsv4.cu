@@ -1,3 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The one translation unit nvcc turns into dsv4.fatbin: every kernel. */
 #include "kernels/gemv_fp8.cu"
+#include "kernels/linear.cu"
+#include "kernels/rows.cu"
+#include "kernels/attention.cu"
+#include "kernels/indexer.cu"

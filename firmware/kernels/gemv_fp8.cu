@@ -8,21 +8,7 @@
  * One warp per output row; each lane reads 16 weight bytes at a time
  * (coalesced across the warp), so a row is read once, in order.
  */
-#include <cuda_fp8.h>
-#include <stdint.h>
-
-static __device__ __forceinline__ float e8m0(uint8_t s)
-{
-	return __int_as_float((int)s << 23);	/* 2^(s-127); s = 0 gives 0, never stored */
-}
-
-static __device__ __forceinline__ float e4m3(uint8_t v)
-{
-	__nv_fp8_e4m3 f;
-
-	f.__x = v;
-	return (float)f;
-}
+#include "common.cuh"
 
 extern "C" __global__ void __launch_bounds__(256)
 dsv4_gemv_fp8(const uint8_t *__restrict__ w, const uint8_t *__restrict__ scale,

@@ -447,8 +447,15 @@ struct dsv4_stream_stats {
  */
 enum dsv4_kv_format { DSV4_KV_AUTO, DSV4_KV_F32, DSV4_KV_MODEL1, DSV4_KV_FP4, DSV4_KV_FP8 };
 
+/* Where the forward pass runs.  AUTO: the CUDA backend when a GPU, its
+ * driver and the firmware are there and the options are ones it serves,
+ * else the CPU (dsv4_model_backend says why); CUDA: the GPU or an error. */
+enum dsv4_backend { DSV4_BACKEND_AUTO = 0, DSV4_BACKEND_CPU = 1, DSV4_BACKEND_CUDA = 2 };
+
 struct dsv4_model_options {
 	uint32_t threads;		/* 0: one per CPU we may run on */
+	enum dsv4_backend backend;
+	int gpu;			/* CUDA device ordinal */
 	enum dsv4_kv_format kv_main;	/* AUTO, F32 or MODEL1 */
 	enum dsv4_kv_format kv_index;	/* AUTO, F32, FP4 or FP8 */
 	/* the spill tier's memory (NULL: auto provider, unlocked allowed) */
@@ -470,6 +477,11 @@ void dsv4_model_free(struct dsv4_model *m);
 const struct dsv4_config *dsv4_model_config(const struct dsv4_model *m);
 /* "avx512", "avx2" or "scalar": the kernels in use */
 const char *dsv4_model_kernels(const struct dsv4_model *m);
+/* The backend in use, in words: "cuda: <GPU>, ..." or "cpu" (with AUTO,
+ * "cpu (CUDA not used: <why>)"). */
+const char *dsv4_model_backend(const struct dsv4_model *m);
+/* 1 when the forward pass runs on the GPU */
+int dsv4_model_on_gpu(const struct dsv4_model *m);
 
 /* Where evaluation time went, since load or the last reset (ns). */
 struct dsv4_time_stats {

@@ -112,6 +112,8 @@ static struct dsv4_model *load(const char *preset, enum dsv4_numerics num, uint3
 		fprintf(stderr, "# load %s: %s\n", preset, dir ? err : "mkmodel failed");
 		return NULL;
 	}
+	if (dsv4_model_on_gpu(m))
+		fprintf(stderr, "# %s on %s\n", preset, dsv4_model_backend(m));
 	return m;
 }
 

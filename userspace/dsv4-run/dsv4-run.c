@@ -38,6 +38,7 @@ static void usage(FILE *f)
 	fputs("usage: dsv4-run --model DIR --tokens ID,ID,... [--n-predict K]\n"
 	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
 	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
+	      "                [--backend auto|cpu|cuda] [--gpu N]\n"
 	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
 	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n"
 	      "                [--kv-main f32|model1] [--kv-index f32|fp4|fp8]\n"
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
 		{ "random-prompt", required_argument, NULL, 'R' },
 		{ "seed", required_argument, NULL, 'Z' },
 		{ "kv-disk-dir", required_argument, NULL, 'D' },
+		{ "backend", required_argument, NULL, 'G' },
+		{ "gpu", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -239,6 +242,24 @@ int main(int argc, char **argv)
 		case 'D':
 			kv_dir = optarg;
 			break;
+		case 'G':
+			if (!strcmp(optarg, "auto"))
+				mo.backend = DSV4_BACKEND_AUTO;
+			else if (!strcmp(optarg, "cpu"))
+				mo.backend = DSV4_BACKEND_CPU;
+			else if (!strcmp(optarg, "cuda"))
+				mo.backend = DSV4_BACKEND_CUDA;
+			else
+				goto badarg;
+			break;
+		case 'g': {
+			uint32_t gpu;
+
+			if (parse_u32(optarg, 1024, &gpu))
+				goto badarg;
+			mo.gpu = (int)gpu;
+			break;
+		}
 		case 'R':
 			if (parse_u32(optarg, 1u << 24, &random_n) || !random_n)
 				goto badarg;
@@ -285,6 +306,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ret = 1;
+	/* a GPU that is there but cannot serve is worth a warning; no driver at all is not */
+	if (strstr(dsv4_model_backend(m), "CUDA not used") &&
+	    !strstr(dsv4_model_backend(m), "libcuda.so.1"))
+		fprintf(stderr, "dsv4-run: warning: backend %s\n", dsv4_model_backend(m));
+	if (stats)
+		fprintf(stderr, "backend: %s\n", dsv4_model_backend(m));
 	vocab = dsv4_model_config(m)->vocab_size;
 	if (random_n) {	/* a reproducible prompt (xorshift32) for long-context runs */
 		tokens = malloc((size_t)random_n * sizeof(*tokens));

@@ -139,6 +139,8 @@ struct scratch {
 };
 
 struct store;
+struct gpu_model;
+struct gpu_seq;
 
 struct kscratch {
 	const float **buf;
@@ -170,6 +172,8 @@ struct dsv4_model {
 	int kv_main, kv_index;		/* entry storage formats (enum kv_index_fmt) */
 	struct kv_pool *kv_pool;	/* spill tier for CSA main entries, or NULL */
 	struct dsv4_time_stats times;
+	struct gpu_model *gpu;		/* the CUDA backend runs the forward, or NULL */
+	char backend[768];		/* dsv4_model_backend() */
 };
 
 /* Storage of emitted entries (kvfmt.c).  F32/FP4/FP8 serve indexer keys
@@ -223,6 +227,7 @@ struct dsv4_seq {
 	uint32_t max_len;
 	uint32_t pos;		/* tokens evaluated so far */
 	struct seq_layer *layers;
+	struct gpu_seq *gpu;	/* the state on the GPU (CUDA backend) */
 };
 
 uint64_t now_ns(void);

@@ -13,6 +13,7 @@
 
 #include "../internal.h"
 #include "engine.h"
+#include "../gpu/gpu.h"
 
 static float sigmoid(float x)
 {
@@ -299,6 +300,8 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 	ret = validate(m, reqs, n, &rows, err, errlen);
 	if (ret)
 		return ret;
+	if (m->gpu)
+		return gpu_eval_many(m, reqs, n, err, errlen);
 	R = (uint32_t)rows;
 	if (work_alloc(&w, c, R))
 		return dsv4_errf(err, errlen, -ENOMEM, "out of memory for %u rows", R);

@@ -15,6 +15,7 @@
 
 #include "../internal.h"
 #include "engine.h"
+#include "../gpu/gpu.h"
 
 /* ---- loading ---- */
 
@@ -301,8 +302,17 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 
 	if (opt)
 		o = *opt;
+	if (o.backend == DSV4_BACKEND_AUTO && getenv("DSV4_BACKEND")) {
+		/* the operator's choice, where the program left it open */
+		if (!strcmp(getenv("DSV4_BACKEND"), "cpu"))
+			o.backend = DSV4_BACKEND_CPU;
+		else if (!strcmp(getenv("DSV4_BACKEND"), "cuda"))
+			o.backend = DSV4_BACKEND_CUDA;
+	}
 	if (o.numerics != DSV4_NUMERICS_REFERENCE && o.numerics != DSV4_NUMERICS_EXACT)
 		ret = dsv4_errf(err, errlen, -EINVAL, "numerics mode %d unknown", o.numerics);
+	else if (o.backend > DSV4_BACKEND_CUDA)
+		ret = dsv4_errf(err, errlen, -EINVAL, "backend %d unknown", o.backend);
 	else if (o.flags & ~DSV4_MODEL_HF_SEMANTICS)
 		ret = dsv4_errf(err, errlen, -EINVAL, "unknown model flags 0x%x", o.flags);
 	else if (!(k = kernels_pick(o.kernels)))
@@ -415,6 +425,21 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory");
 		goto fail;
 	}
+	snprintf(m->backend, sizeof(m->backend), "cpu");
+	if (o.backend != DSV4_BACKEND_CPU) {
+		char why[512] = "";
+
+		ret = gpu_model_open(m, o.gpu, &m->gpu, why, sizeof(why));
+		if (ret && o.backend == DSV4_BACKEND_CUDA) {
+			dsv4_errf(err, errlen, ret, "%s", why);
+			goto fail;
+		}
+		if (ret)
+			snprintf(m->backend, sizeof(m->backend), "cpu (CUDA not used: %s)", why);
+		else
+			gpu_model_describe(m->gpu, m->backend, sizeof(m->backend));
+		ret = 0;
+	}
 	*out = m;
 	return 0;
 fail:
@@ -443,6 +468,7 @@ void dsv4_model_free(struct dsv4_model *m)
 	free(m->xp.buf);
 	free(m->scratch);
 	pool_destroy(m->pool);
+	gpu_model_close(m->gpu);
 	store_close(m->store);
 	kv_pool_close(m->kv_pool);
 	free(m->layers);
@@ -485,6 +511,16 @@ enum dsv4_expert_mode dsv4_model_stream_stats(const struct dsv4_model *m,
 void dsv4_model_kv_pool_stats(const struct dsv4_model *m, struct dsv4_kv_pool_stats *st)
 {
 	kv_pool_stats(m->kv_pool, st);
+}
+
+const char *dsv4_model_backend(const struct dsv4_model *m)
+{
+	return m->backend;
+}
+
+int dsv4_model_on_gpu(const struct dsv4_model *m)
+{
+	return m->gpu != NULL;
 }
 
 const char *dsv4_model_kernels(const struct dsv4_model *m)

@@ -408,7 +408,8 @@ int dsv4_prefix_restore(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const 
 	*cached = 0;
 	if (!pc || !s || s->m != pc->m || s->pos)
 		return dsv4_errf(err, errlen, -EINVAL, "prefix restore needs a fresh sequence of this model");
-	if (!tokens || n < 2 || n > s->max_len)
+	/* the CUDA backend keeps the state on the GPU: no snapshots (yet) */
+	if (!tokens || n < 2 || n > s->max_len || s->gpu)
 		return 0;
 	h = block_hashes(tokens, nb);
 	if (!h)
@@ -468,6 +469,8 @@ int dsv4_prefix_save(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int
 
 	if (!pc || s->m != pc->m || !nb || s->pos % BLOCK)
 		return dsv4_errf(err, errlen, -EINVAL, "prefix save needs a sequence at a block boundary");
+	if (s->gpu)
+		return 0;
 	h = block_hashes(tokens, nb);
 	if (!h)
 		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "engine.h"
+#include "../gpu/gpu.h"
 
 static void give_back(struct cmp_state *s)
 {
@@ -126,6 +127,8 @@ int dsv4_seq_create(struct dsv4_model *m, uint32_t max_len, struct dsv4_seq **ou
 					     m->kv_index))
 			goto oom;
 	}
+	if (m->gpu && gpu_seq_create(m->gpu, &s->gpu))
+		goto oom;
 	*out = s;
 	return 0;
 oom:
@@ -145,6 +148,8 @@ void dsv4_seq_reset(struct dsv4_seq *s)
 		if (r == 4)
 			cmp_state_reset(&s->layers[L].icmp, 4, c->index_head_dim);
 	}
+	if (s->gpu)
+		gpu_seq_reset(s->m->gpu, s->gpu);
 	s->pos = 0;
 }
 
@@ -152,6 +157,8 @@ void dsv4_seq_free(struct dsv4_seq *s)
 {
 	if (!s)
 		return;
+	if (s->gpu)
+		gpu_seq_free(s->m->gpu, s->gpu);
 	if (s->layers) {
 		for (uint32_t L = 0; L < s->m->cfg.n_layers; L++) {
 			free(s->layers[L].ring);

@@ -14,59 +14,23 @@
 
 #include "../internal.h"
 #include "dsv4drv.h"
+#include "gpu.h"
 
 #ifndef DSV4_TREE_FIRMWARE
 #define DSV4_TREE_FIRMWARE "build/firmware/dsv4.fatbin"
 #endif
 #define INSTALLED_FIRMWARE "/lib/firmware/dsv4/dsv4.fatbin"
 
-/* The few driver API types we use, as cuda.h defines them. */
-typedef int CUresult;
-typedef int CUdevice;
-typedef struct CUctx_st *CUcontext;
-typedef struct CUmod_st *CUmodule;
-typedef struct CUfunc_st *CUfunction;
-typedef struct CUstream_st *CUstream;
-typedef unsigned long long CUdeviceptr;
+enum { CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76, CU_ATTR_SM_COUNT = 16,
+       CU_ATTR_SMEM_OPTIN = 97 };
 
-enum { CU_ATTR_CC_MAJOR = 75, CU_ATTR_CC_MINOR = 76, CU_ATTR_SM_COUNT = 16 };
-
-struct driver {
-	CUresult (*Init)(unsigned int);
-	CUresult (*DriverGetVersion)(int *);
-	CUresult (*DeviceGetCount)(int *);
-	CUresult (*DeviceGet)(CUdevice *, int);
-	CUresult (*DeviceGetName)(char *, int, CUdevice);
-	CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
-	CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
-	CUresult (*DevicePrimaryCtxRelease)(CUdevice);
-	CUresult (*CtxSetCurrent)(CUcontext);
-	CUresult (*CtxSynchronize)(void);
-	CUresult (*ModuleLoadData)(CUmodule *, const void *);
-	CUresult (*ModuleUnload)(CUmodule);
-	CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
-	CUresult (*MemAlloc)(CUdeviceptr *, size_t);
-	CUresult (*MemFree)(CUdeviceptr);
-	CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
-	CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
-	CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
-				 unsigned, unsigned, CUstream, void **, void **);
-	CUresult (*GetErrorString)(CUresult, const char **);
+static const char *const kernel_names[K_COUNT] = {
+#define GPU_KNAME(id, name) #name,
+	GPU_KERNELS(GPU_KNAME)
+#undef GPU_KNAME
 };
 
-struct dsv4_gpu {
-	void *lib;
-	struct driver cu;
-	CUdevice dev;
-	CUcontext ctx;
-	CUmodule mod;
-	CUfunction gemv_fp8;
-	char name[128];
-	char firmware[512];
-	int cc_major, cc_minor, sms, driver_version;
-};
-
-static const char *cu_err(const struct dsv4_gpu *g, CUresult r)
+const char *gpu_err(const struct dsv4_gpu *g, CUresult r)
 {
 	const char *s = NULL;
 
@@ -81,7 +45,7 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		const char *name;
 		size_t off;
 	} syms[] = {
-#define SYM(field, name) { name, offsetof(struct driver, field) }
+#define SYM(field, name) { name, offsetof(struct cu_driver, field) }
 		SYM(Init, "cuInit"), SYM(DriverGetVersion, "cuDriverGetVersion"),
 		SYM(DeviceGetCount, "cuDeviceGetCount"), SYM(DeviceGet, "cuDeviceGet"),
 		SYM(DeviceGetName, "cuDeviceGetName"), SYM(DeviceGetAttribute, "cuDeviceGetAttribute"),
@@ -92,6 +56,15 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(ModuleGetFunction, "cuModuleGetFunction"), SYM(MemAlloc, "cuMemAlloc_v2"),
 		SYM(MemFree, "cuMemFree_v2"), SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
 		SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(LaunchKernel, "cuLaunchKernel"),
+		SYM(FuncSetAttribute, "cuFuncSetAttribute"), SYM(MemGetInfo, "cuMemGetInfo_v2"),
+		SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"), SYM(MemsetD32, "cuMemsetD32_v2"),
+		SYM(MemHostRegister, "cuMemHostRegister_v2"),
+		SYM(MemHostUnregister, "cuMemHostUnregister"),
+		SYM(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"), SYM(StreamCreate, "cuStreamCreate"),
+		SYM(StreamDestroy, "cuStreamDestroy_v2"),
+		SYM(StreamSynchronize, "cuStreamSynchronize"), SYM(EventCreate, "cuEventCreate"),
+		SYM(EventDestroy, "cuEventDestroy_v2"), SYM(EventRecord, "cuEventRecord"),
+		SYM(StreamWaitEvent, "cuStreamWaitEvent"),
 		SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM
 	};
@@ -179,7 +152,7 @@ int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char
 		goto fail;
 	r = g->cu.Init(0);
 	if (r) {
-		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: cuInit failed: %s", cu_err(g, r));
+		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: cuInit failed: %s", gpu_err(g, r));
 		goto fail;
 	}
 	g->cu.DriverGetVersion(&g->driver_version);
@@ -193,12 +166,13 @@ int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char
 	g->cu.DeviceGetAttribute(&g->cc_major, CU_ATTR_CC_MAJOR, g->dev);
 	g->cu.DeviceGetAttribute(&g->cc_minor, CU_ATTR_CC_MINOR, g->dev);
 	g->cu.DeviceGetAttribute(&g->sms, CU_ATTR_SM_COUNT, g->dev);
+	g->cu.DeviceGetAttribute(&g->smem_optin, CU_ATTR_SMEM_OPTIN, g->dev);
 	r = g->cu.DevicePrimaryCtxRetain(&g->ctx, g->dev);
 	if (!r)
 		r = g->cu.CtxSetCurrent(g->ctx);
 	if (r) {
 		ret = dsv4_errf(err, errlen, -ENODEV, "CUDA: no context on %s: %s", g->name,
-				cu_err(g, r));
+				gpu_err(g, r));
 		goto fail;
 	}
 	image = read_firmware(g, firmware, err, errlen);
@@ -211,15 +185,18 @@ int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char
 	if (r) {
 		ret = dsv4_errf(err, errlen, -ENOEXEC,
 				"CUDA: %s does not load on %s (sm_%d%d, driver %d): %s", g->firmware,
-				g->name, g->cc_major, g->cc_minor, g->driver_version, cu_err(g, r));
+				g->name, g->cc_major, g->cc_minor, g->driver_version, gpu_err(g, r));
 		g->mod = NULL;
 		goto fail;
 	}
-	r = g->cu.ModuleGetFunction(&g->gemv_fp8, g->mod, "dsv4_gemv_fp8");
-	if (r) {
-		ret = dsv4_errf(err, errlen, -ENOEXEC, "CUDA: %s lacks dsv4_gemv_fp8: %s",
-				g->firmware, cu_err(g, r));
-		goto fail;
+	for (int k = 0; k < K_COUNT; k++) {
+		r = g->cu.ModuleGetFunction(&g->fn[k], g->mod, kernel_names[k]);
+		if (r) {
+			ret = dsv4_errf(err, errlen, -ENOEXEC,
+					"CUDA: %s lacks %s (firmware older than this library): %s",
+					g->firmware, kernel_names[k], gpu_err(g, r));
+			goto fail;
+		}
 	}
 	*out = g;
 	return 0;
@@ -260,7 +237,7 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 	if (!r)
 		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
 	if (!r)	/* 8 rows (warps) per 256-thread block */
-		r = g->cu.LaunchKernel(g->gemv_fp8, (rows + 7) / 8, 1, 1, 256, 1, 1, 0, NULL, args,
+		r = g->cu.LaunchKernel(g->fn[K_GEMV_FP8], (rows + 7) / 8, 1, 1, 256, 1, 1, 0, NULL, args,
 				       NULL);
 	if (!r)
 		r = g->cu.CtxSynchronize();
@@ -274,5 +251,5 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 		g->cu.MemFree(dx);
 	if (dy)
 		g->cu.MemFree(dy);
-	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", cu_err(g, r)) : 0;
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", gpu_err(g, r)) : 0;
 }

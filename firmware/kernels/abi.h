@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the host (libdsv4drv/src/gpu) and the kernels agree on: the layout
+ * of the per-sequence state table and the weight formats.  Plain C, read
+ * by gcc and nvcc alike; device addresses travel as uint64_t.
+ */
+#ifndef DSV4_FW_ABI_H
+#define DSV4_FW_ABI_H
+
+#include <stdint.h>
+
+/* weight formats (the CPU engine's enum mat_fmt, same order) */
+enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
+
+/* Rows per linear() launch: each lane keeps this many accumulators. */
+#define FW_LINEAR_ROWS 8
+
+/* One layer of one sequence, in device memory (F32 throughout):
+ * ring [window, head_dim]; compressor kv/score [coff*ratio, coff*dim];
+ * entries [cap, dim].  Zero where the layer has no such part. */
+struct fw_seq_layer {
+	uint64_t ring;
+	uint64_t cmp_kv, cmp_score, cmp_ent;
+	uint64_t icmp_kv, icmp_score, icmp_ent;
+};
+
+/* A weight matrix in device memory as the checkpoint stores it. */
+struct fw_mat {
+	uint64_t data, scale;
+	uint32_t fmt, rows, cols, row0;	/* row0: a view into a larger matrix */
+	uint32_t scale_f32, pad;
+};
+
+#endif

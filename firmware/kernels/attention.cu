@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Hybrid attention (spec §4): each query row of each head attends over the
+ * sliding window (this call's rows, then the ring) and the compressed
+ * entries (CSA: the indexer's top-k; HCA: all visible), with the per-head
+ * sink in the denominator only, then inverse RoPE of the output.  Two
+ * passes over the keys so that P rounds to BF16 against the final max as
+ * the reference kernel's P does (online softmax would round differently).
+ * Also the window ring's update and the compressors' state machine.
+ */
+#include "common.cuh"
+
+struct rowkeys {
+	const float *kvc, *ring, *ent;
+	const int32_t *sel;
+	uint32_t first, nwin, ncmp, start, row0, win, hd, ratio;
+};
+
+static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t j)
+{
+	if (j < k.nwin) {
+		uint32_t p = k.first + j;
+
+		return p >= k.start ? k.kvc + (size_t)(k.row0 + p - k.start) * k.hd :
+				      k.ring + (size_t)(p % k.win) * k.hd;
+	}
+	j -= k.nwin;
+	return k.ent + (size_t)(k.ratio == 4 ? (uint32_t)k.sel[j] : j) * k.hd;
+}
+
+/*
+ * grid (R, H), 256 threads, dynamic shared memory (hd + keys) floats.
+ * q [R, H*hd]; kvc [R, hd] this call's rows; row r's chunk starts at row
+ * cstart[r]; rowtab[r] -> the sequence's fw_seq_layer array.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
+	       const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+	       const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
+	       const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
+	       uint32_t rd, const float *__restrict__ freqs, const float *__restrict__ sink,
+	       uint32_t reference, float *__restrict__ o)
+{
+	extern __shared__ float sm[];
+	uint32_t r = blockIdx.x, h = blockIdx.y, H = gridDim.y, p = pos[r];
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+	float *qs = sm, *sc = sm + hd;
+	rowkeys k;
+
+	k.kvc = kvc;
+	k.ring = (const float *)sl->ring;
+	k.ent = (const float *)sl->cmp_ent;
+	k.sel = sel + (size_t)r * topk;
+	k.first = p + 1 > win ? p + 1 - win : 0;
+	k.nwin = p - k.first + 1;
+	k.ncmp = ratio == 4 ? nsel[r] : ratio ? (p + 1) / ratio : 0;
+	k.row0 = cstart[r];
+	k.start = pos[k.row0];
+	k.win = win;
+	k.hd = hd;
+	k.ratio = ratio;
+	uint32_t n = k.nwin + k.ncmp;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+		qs[d] = q[((size_t)r * H + h) * hd + d];
+	__syncthreads();
+	/* scores: a warp per key */
+	float mx = -INFINITY;
+
+	for (uint32_t j = wid; j < n; j += nw) {
+		const float *kj = key_at(k, j);
+		float acc = 0;
+
+		for (uint32_t d = lane * 4; d < hd; d += 128) {
+			float4 a = *(const float4 *)(kj + d), b = *(const float4 *)(qs + d);
+
+			acc += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+		}
+		acc = warp_sum(acc) * scale;
+		if (!lane)
+			sc[j] = acc;
+		mx = fmaxf(mx, acc);
+	}
+	mx = block_max(mx);
+	float den = 0;
+
+	for (uint32_t j = threadIdx.x; j < n; j += blockDim.x) {
+		float e = expf(sc[j] - mx);
+
+		den += e;
+		sc[j] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
+	}
+	den = block_sum(den) + expf(sink[h] - mx);
+	/* P.V: threads over dims, keys in order */
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+		float acc = 0;
+
+		for (uint32_t j = 0; j < n; j++)
+			acc += sc[j] * key_at(k, j)[d];
+		qs[d] = acc / den;
+	}
+	__syncthreads();
+	block_rope(qs + hd - rd, freqs, rd, p, 1);
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+		o[((size_t)r * H + h) * hd + d] = qs[d];
+}
+
+/* grid R: the ring keeps the last window positions of each chunk (rows
+ * earlier in a chunk than that would race for the same slot) */
+FW_KERNEL void dsv4_ring_store(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
+			       uint32_t L, const uint32_t *__restrict__ pos,
+			       const uint32_t *__restrict__ clast, uint32_t win, uint32_t hd)
+{
+	uint32_t r = blockIdx.x;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+	float *ring = (float *)sl->ring + (size_t)(pos[r] % win) * hd;
+
+	if (pos[r] + win <= clast[r])
+		return;
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+		ring[d] = kvc[(size_t)r * hd + d];
+}
+
+/*
+ * grid: one block per chunk (chunks[2c] = first row, chunks[2c+1] = rows),
+ * 256 threads, rows in order.  a = wkv x, z = wgate x [R, coff*hd].  Each
+ * token goes into its slot with score z + ape; when its window completes
+ * the entry (softmax over slots per channel; with overlap the previous
+ * window's slots give the first half of the channels) is normalized, roped
+ * at the window's first position and rounded (indexer: Hadamard then FP4;
+ * main: FP8 on the nope dims), and stored as entry pos / ratio.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
+	      const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
+	      const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
+	      const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
+	      const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
+	      float eps, uint32_t reference)
+{
+	__shared__ float e[1024];
+	uint32_t r0 = chunks[2 * blockIdx.x], nr = chunks[2 * blockIdx.x + 1];
+	uint32_t width = coff * hd, nslots = coff * ratio;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r0] + L;
+	float *kv = (float *)(indexer ? sl->icmp_kv : sl->cmp_kv);
+	float *score = (float *)(indexer ? sl->icmp_score : sl->cmp_score);
+	float *ent = (float *)(indexer ? sl->icmp_ent : sl->cmp_ent);
+
+	for (uint32_t r = r0; r < r0 + nr; r++) {
+		uint32_t p = pos[r], slot = (coff == 2 ? ratio : 0) + p % ratio;
+		const float *ap = ape + (size_t)(p % ratio) * width;
+
+		for (uint32_t d = threadIdx.x; d < width; d += blockDim.x) {
+			kv[(size_t)slot * width + d] = a[(size_t)r * width + d];
+			score[(size_t)slot * width + d] = z[(size_t)r * width + d] + ap[d];
+		}
+		__syncthreads();
+		if ((p + 1) % ratio)
+			continue;
+		for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+			float m = -INFINITY, sum = 0, acc = 0;
+
+			for (uint32_t s = 0; s < nslots; s++) {
+				uint32_t ch = coff == 2 && s >= ratio ? hd + d : d;
+
+				m = fmaxf(m, score[(size_t)s * width + ch]);
+			}
+			for (uint32_t s = 0; s < nslots; s++) {
+				uint32_t ch = coff == 2 && s >= ratio ? hd + d : d;
+				float pr = expf(score[(size_t)s * width + ch] - m);
+
+				sum += pr;
+				acc += pr * kv[(size_t)s * width + ch];
+			}
+			e[d] = acc / sum;
+		}
+		__syncthreads();
+		if (coff == 2)
+			for (uint32_t i = threadIdx.x; i < ratio * width; i += blockDim.x) {
+				kv[i] = kv[(size_t)ratio * width + i];
+				score[i] = score[(size_t)ratio * width + i];
+			}
+		block_rmsnorm(e, normw, hd, eps);
+		uint32_t w = p / ratio;
+
+		block_rope(e + hd - rd, freqs, rd, w * ratio, 0);
+		if (indexer) {
+			block_hadamard(e, hd);
+			if (reference)
+				block_fakequant_fp4(e, hd);
+		} else if (reference) {
+			block_fakequant_fp8(e, hd - rd, 64);
+		}
+		for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+			ent[(size_t)w * hd + d] = e[d];
+		__syncthreads();
+	}
+}

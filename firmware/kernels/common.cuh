@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Device helpers shared by the kernels: the stored number formats decoded,
+ * and the official quantizers (FP8 e4m3 / FP4 e2m1 with power-of-two
+ * ue8m0 scales) rounded exactly as libdsv4drv/src/quant.c rounds them, so
+ * the GPU's reference numerics land on the CPU's grid.
+ */
+#ifndef DSV4_FW_COMMON_CUH
+#define DSV4_FW_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp8.h>
+#include <stdint.h>
+
+#include "abi.h"
+
+#define FW_KERNEL extern "C" __global__
+
+static __device__ __forceinline__ float e8m0(uint8_t s)
+{
+	return __int_as_float((int)s << 23);	/* 2^(s-127) */
+}
+
+static __device__ __forceinline__ float e4m3(uint8_t v)
+{
+	__nv_fp8_e4m3 f;
+
+	f.__x = v;
+	return (float)f;
+}
+
+static __device__ __forceinline__ float bf16f(uint16_t v)
+{
+	return __uint_as_float((uint32_t)v << 16);
+}
+
+__device__ static const float fp4_lut[16] = {
+	0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f,
+	-0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f,
+};
+
+/* power-of-two scale of a block: amax floored, over the format's max,
+ * rounded up through the exponent bits (dsv4_e8m0_ceil) */
+static __device__ __forceinline__ float e8m0_ceil(float amax, float inv_max, float floor_amax)
+{
+	float s = __fmul_rn(fmaxf(amax, floor_amax), inv_max);
+	uint32_t u = __float_as_uint(s);
+	int e = (int)((u >> 23) & 0xff);
+
+	if (u & 0x7fffff)
+		e++;
+	if (e > 254)
+		e = 254;
+	return e8m0((uint8_t)e);
+}
+
+static __device__ __forceinline__ float fp8_round(float x, float s)
+{
+	float v = fminf(fmaxf(__fdiv_rn(x, s), -448.f), 448.f);
+	__nv_fp8_e4m3 q(v);	/* round to nearest even, saturating */
+
+	return __fmul_rn((float)q, s);
+}
+
+static __device__ __forceinline__ float fp4_round(float x, float inv, float s)
+{
+	const float grid[8] = { 0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f };
+	float v = fminf(fmaxf(__fmul_rn(x, inv), -6.f), 6.f), a = fabsf(v);
+	int best = 0;
+
+	for (int i = 1; i < 8; i++) {
+		float d = fabsf(a - grid[i]), db = fabsf(a - grid[best]);
+
+		if (d < db || (d == db && !(i & 1)))
+			best = i;
+	}
+	return __fmul_rn(signbit(v) ? -grid[best] : grid[best], s);
+}
+
+/* sums across a warp, then across the block (blockDim.x a multiple of 32,
+ * at most 1024); every thread gets the total */
+template <typename T>
+static __device__ __forceinline__ T warp_sum(T v)
+{
+#pragma unroll
+	for (int o = 16; o; o /= 2)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+static __device__ __forceinline__ float warp_max(float v)
+{
+#pragma unroll
+	for (int o = 16; o; o /= 2)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+template <typename T>
+static __device__ T block_sum(T v)
+{
+	__shared__ T part[32];
+	int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = blockDim.x / 32;
+
+	v = warp_sum(v);
+	__syncthreads();
+	if (!lane)
+		part[w] = v;
+	__syncthreads();
+	v = lane < nw ? part[lane] : (T)0;
+	return warp_sum(v);
+}
+
+static __device__ float block_max(float v)
+{
+	__shared__ float part[32];
+	int lane = threadIdx.x % 32, w = threadIdx.x / 32, nw = blockDim.x / 32;
+
+	v = warp_max(v);
+	__syncthreads();
+	if (!lane)
+		part[w] = v;
+	__syncthreads();
+	v = lane < nw ? part[lane] : -INFINITY;
+	return warp_max(v);
+}
+
+/* x <- x * rsqrt(mean(x^2) + eps) [* w], over n values, by one block;
+ * the sum in double as the CPU takes it */
+static __device__ void block_rmsnorm(float *x, const float *w, uint32_t n, float eps)
+{
+	double ss = 0;
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		ss += (double)x[i] * x[i];
+	ss = block_sum(ss);
+	float r = 1.0f / sqrtf((float)(ss / n) + eps);
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		x[i] = w ? w[i] * (x[i] * r) : x[i] * r;
+	__syncthreads();
+}
+
+/* FP8 fake-quant of x[0..n) in blocks of @block (a power of two <= 128):
+ * each warp takes whole blocks */
+static __device__ void block_fakequant_fp8(float *x, uint32_t n, uint32_t block)
+{
+	int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+
+	for (uint32_t b = (threadIdx.x / 32) * block; b < n; b += nw * block) {
+		float amax = 0;
+
+		for (uint32_t i = lane; i < block; i += 32)
+			amax = fmaxf(amax, fabsf(x[b + i]));
+		amax = warp_max(amax);
+		float s = e8m0_ceil(amax, 1.0f / 448.0f, 1e-4f);
+
+		for (uint32_t i = lane; i < block; i += 32)
+			x[b + i] = fp8_round(x[b + i], s);
+	}
+	__syncthreads();
+}
+
+/* FP4 fake-quant in blocks of 32: one warp per block */
+static __device__ void block_fakequant_fp4(float *x, uint32_t n)
+{
+	int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+
+	for (uint32_t b = (threadIdx.x / 32) * 32; b < n; b += nw * 32) {
+		float v = x[b + lane], amax = warp_max(fabsf(v));
+		float s = e8m0_ceil(amax, 1.0f / 6.0f, 6.0f * 0x1p-126f);
+
+		x[b + lane] = fp4_round(v, __fdiv_rn(1.0f, s), s);
+	}
+	__syncthreads();
+}
+
+/* the orthonormal Sylvester Hadamard transform of x[0..n), n a power of two */
+static __device__ void block_hadamard(float *x, uint32_t n)
+{
+	for (uint32_t h = 1; h < n; h *= 2) {
+		for (uint32_t t = threadIdx.x; t < n / 2; t += blockDim.x) {
+			uint32_t j = (t / h) * 2 * h + t % h;
+			float a = x[j], b = x[j + h];
+
+			x[j] = a + b;
+			x[j + h] = a - b;
+		}
+		__syncthreads();
+	}
+	float s = 1.0f / sqrtf((float)n);
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		x[i] *= s;
+	__syncthreads();
+}
+
+/* interleaved-pair RoPE on x[0..rd) at @pos; the angle rounded as the CPU's
+ * rope_cs (FP32 product, then cos/sin) */
+static __device__ void block_rope(float *x, const float *freqs, uint32_t rd, uint32_t pos,
+				  int inverse)
+{
+	for (uint32_t i = threadIdx.x; i < rd / 2; i += blockDim.x) {
+		float ang = __fmul_rn((float)pos, freqs[i]);
+		float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
+
+		if (inverse)
+			s = -s;
+		x[2 * i] = a * c - b * s;
+		x[2 * i + 1] = a * s + b * c;
+	}
+	__syncthreads();
+}
+
+#endif

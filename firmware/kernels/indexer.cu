@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The lightning indexer of CSA layers (spec §4.4): queries roped, Hadamard
+ * rotated and put on the FP4 grid; score(entry) = sum_h w_h relu(q_h . k)
+ * over the visible indexer keys; and a deterministic top-k (higher score,
+ * then lower entry) returned in ascending entry order, as the CPU engine's.
+ */
+#include "common.cuh"
+
+/* grid (R, heads): q head <- FP4(Hadamard(RoPE(q))) */
+FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
+			    const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
+			    uint32_t reference)
+{
+	float *q = qi + ((size_t)blockIdx.x * gridDim.y + blockIdx.y) * ihd;
+
+	block_rope(q + ihd - rd, freqs, rd, pos[blockIdx.x], 0);
+	block_hadamard(q, ihd);
+	if (reference)
+		block_fakequant_fp4(q, ihd);
+}
+
+/* grid (R, ceil(max_entries / 8)), 256 threads: a warp per entry */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
+		  const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		  uint32_t ih, uint32_t ihd, float wscale, float *__restrict__ scores,
+		  uint32_t max_entries)
+{
+	uint32_t r = blockIdx.x, j = blockIdx.y * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+	const float *key = (const float *)sl->icmp_ent + (size_t)j * ihd;
+	const float *q = qi + (size_t)r * ih * ihd;
+	float s = 0;
+
+	if (j >= (pos[r] + 1) / 4)
+		return;
+	for (uint32_t h = 0; h < ih; h++) {
+		float acc = 0;
+
+		for (uint32_t d = lane; d < ihd; d += 32)
+			acc += q[(size_t)h * ihd + d] * key[d];
+		acc = warp_sum(acc);
+		s += (wi[(size_t)r * ih + h] * wscale) * (acc > 0 ? acc : 0);
+	}
+	if (!lane)
+		scores[(size_t)r * max_entries + j] = s;
+}
+
+static __device__ __forceinline__ uint32_t order_key(float f)
+{
+	uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);
+
+	return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+/*
+ * grid R, 1024 threads.  Radix select of the k-th largest key (8 bits per
+ * pass), then the chosen entries written in index order: all above the
+ * threshold and the lowest-indexed of those equal to it.
+ */
+FW_KERNEL void __launch_bounds__(1024)
+dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
+	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
+	  uint32_t *__restrict__ nsel)
+{
+	__shared__ uint32_t hist[256], gt_before[1024], eq_before[1024];
+	__shared__ uint32_t prefix, want, need_eq;
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
+	const float *s = scores + (size_t)r * max_entries;
+	int32_t *out = sel + (size_t)r * k;
+
+	if (n <= k) {
+		for (uint32_t i = t; i < n; i += blockDim.x)
+			out[i] = (int32_t)i;
+		if (!t)
+			nsel[r] = n;
+		return;
+	}
+	if (!t) {
+		prefix = 0;
+		want = k;	/* how many still to take at or above the prefix */
+	}
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		uint32_t mask = shift == 24 ? 0 : 0xffffffffu << (shift + 8);
+
+		for (uint32_t i = t; i < 256; i += blockDim.x)
+			hist[i] = 0;
+		__syncthreads();
+		for (uint32_t i = t; i < n; i += blockDim.x) {
+			uint32_t kk = order_key(s[i]);
+
+			if ((kk & mask) == prefix)
+				atomicAdd(&hist[(kk >> shift) & 255], 1u);
+		}
+		__syncthreads();
+		if (!t) {
+			uint32_t acc = 0, b = 255;
+
+			for (;; b--) {
+				if (acc + hist[b] >= want || b == 0)
+					break;
+				acc += hist[b];
+			}
+			want -= acc;
+			prefix |= b << shift;
+		}
+		__syncthreads();
+	}
+	/* prefix is the threshold; want of the equal ones are taken */
+	uint32_t per = (n + blockDim.x - 1) / blockDim.x, i0 = t * per;
+	uint32_t i1 = i0 + per < n ? i0 + per : n, gt = 0, eq = 0;
+
+	for (uint32_t i = i0; i < i1; i++) {
+		uint32_t kk = order_key(s[i]);
+
+		gt += kk > prefix;
+		eq += kk == prefix;
+	}
+	gt_before[t] = gt;
+	eq_before[t] = eq;
+	__syncthreads();
+	if (!t) {
+		uint32_t ag = 0, ae = 0;
+
+		for (uint32_t i = 0; i < blockDim.x; i++) {
+			uint32_t g = gt_before[i], e = eq_before[i];
+
+			gt_before[i] = ag;
+			eq_before[i] = ae;
+			ag += g;
+			ae += e;
+		}
+		need_eq = want;
+		nsel[r] = k;
+	}
+	__syncthreads();
+	gt = gt_before[t];
+	eq = eq_before[t];
+	for (uint32_t i = i0; i < i1; i++) {
+		uint32_t kk = order_key(s[i]);
+
+		if (kk > prefix) {
+			out[gt + (eq < need_eq ? eq : need_eq)] = (int32_t)i;
+			gt++;
+		} else if (kk == prefix && eq < need_eq) {
+			out[gt + eq] = (int32_t)i;
+			eq++;
+		}
+	}
+}

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * y[r, o] = sum_c W[o, c] x[r, c] on weights in their stored formats
+ * (F32, BF16, FP8 e4m3 with 128x128 ue8m0 or F32 block scales, FP4 e2m1
+ * with per-32 ue8m0 scales), decoded in registers.  One warp per output
+ * row; each lane reads 16 weight bytes per step (coalesced across the
+ * warp) and applies them to up to FW_LINEAR_ROWS input rows, so a weight
+ * row is read once per launch: decode (few rows) is a pure weight stream.
+ *
+ * dsv4_linear_experts is the MoE form: one input row per (token, slot),
+ * the expert's matrix picked on the device from the router's choice, so
+ * decode needs no round trip to the host.
+ */
+#include "common.cuh"
+
+/* values per 16-byte piece */
+template <int FMT> struct piece;
+template <> struct piece<FW_F32> { enum { n = 4 }; };
+template <> struct piece<FW_BF16> { enum { n = 8 }; };
+template <> struct piece<FW_FP8> { enum { n = 16 }; };
+template <> struct piece<FW_FP4> { enum { n = 32 }; };
+
+/* the n values of piece @c (column c*n) of row @o, scaled */
+template <int FMT>
+static __device__ __forceinline__ void load_piece(const fw_mat &w, uint32_t o, uint32_t c,
+						  float *v)
+{
+	const int n = piece<FMT>::n;
+	uint32_t col = c * n;
+
+	if (FMT == FW_FP4) {
+		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * (w.cols / 2);
+		uint4 q = *(const uint4 *)(row + col / 2);
+		const uint8_t *b = (const uint8_t *)&q;
+		float s = e8m0(((const uint8_t *)w.scale)[(size_t)(w.row0 + o) * (w.cols / 32) +
+							   col / 32]);
+#pragma unroll
+		for (int k = 0; k < 16; k++) {
+			v[2 * k] = fp4_lut[b[k] & 15] * s;
+			v[2 * k + 1] = fp4_lut[b[k] >> 4] * s;
+		}
+	} else if (FMT == FW_FP8) {
+		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * w.cols;
+		uint4 q = *(const uint4 *)(row + col);
+		const uint8_t *b = (const uint8_t *)&q;
+		size_t si = (size_t)((w.row0 + o) / 128) * ((w.cols + 127) / 128) + col / 128;
+		float s = w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
+#pragma unroll
+		for (int k = 0; k < 16; k++)
+			v[k] = e4m3(b[k]) * s;
+	} else if (FMT == FW_BF16) {
+		const uint16_t *row = (const uint16_t *)w.data + (size_t)(w.row0 + o) * w.cols;
+		uint4 q = *(const uint4 *)(row + col);
+		const uint16_t *h = (const uint16_t *)&q;
+#pragma unroll
+		for (int k = 0; k < 8; k++)
+			v[k] = bf16f(h[k]);
+	} else {
+		const float *row = (const float *)w.data + (size_t)(w.row0 + o) * w.cols;
+		float4 q = *(const float4 *)(row + col);
+
+		v[0] = q.x;
+		v[1] = q.y;
+		v[2] = q.z;
+		v[3] = q.w;
+	}
+}
+
+/* one element, for shapes the pieces do not tile */
+static __device__ float load_one(const fw_mat &w, uint32_t o, uint32_t c)
+{
+	size_t r = w.row0 + o;
+
+	switch (w.fmt) {
+	case FW_FP4: {
+		uint8_t b = ((const uint8_t *)w.data)[r * (w.cols / 2) + c / 2];
+
+		return fp4_lut[c & 1 ? b >> 4 : b & 15] *
+		       e8m0(((const uint8_t *)w.scale)[r * (w.cols / 32) + c / 32]);
+	}
+	case FW_FP8: {
+		size_t si = (r / 128) * ((w.cols + 127) / 128) + c / 128;
+		float s = w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
+
+		return e4m3(((const uint8_t *)w.data)[r * w.cols + c]) * s;
+	}
+	case FW_BF16:
+		return bf16f(((const uint16_t *)w.data)[r * w.cols + c]);
+	default:
+		return ((const float *)w.data)[r * w.cols + c];
+	}
+}
+
+/* acc[r] = W[o] . x[r] for r < nrows, summed across the warp */
+template <int FMT>
+static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, const float *x,
+					       uint32_t ldx, uint32_t nrows, float *acc)
+{
+	const int n = piece<FMT>::n;
+	uint32_t lane = threadIdx.x % 32, pieces = w.cols / n;
+	float v[n];
+
+#pragma unroll
+	for (int r = 0; r < FW_LINEAR_ROWS; r++)
+		acc[r] = 0.f;
+	for (uint32_t c = lane; c < pieces; c += 32) {
+		load_piece<FMT>(w, o, c, v);
+#pragma unroll
+		for (int r = 0; r < FW_LINEAR_ROWS; r++) {
+			if (r >= nrows)
+				break;
+			const float4 *xr = (const float4 *)(x + (size_t)r * ldx + c * n);
+			float part = 0.f;
+#pragma unroll
+			for (int k = 0; k < n / 4; k++) {
+				float4 q = xr[k];
+
+				part += v[4 * k] * q.x + v[4 * k + 1] * q.y + v[4 * k + 2] * q.z +
+					v[4 * k + 3] * q.w;
+			}
+			acc[r] += part;
+		}
+	}
+#pragma unroll
+	for (int r = 0; r < FW_LINEAR_ROWS; r++)
+		acc[r] = warp_sum(acc[r]);
+}
+
+static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, uint32_t ldx,
+				   uint32_t nrows, float *acc)
+{
+	uint32_t lane = threadIdx.x % 32;
+	/* the pieces need whole pieces per row and 16-byte aligned x rows */
+	int tiled = ldx % 4 == 0 && ((uintptr_t)x & 15) == 0 &&
+		    (w.fmt == FW_FP4 ? w.cols % 32 == 0 : w.fmt == FW_FP8 ? w.cols % 16 == 0 :
+		     w.fmt == FW_BF16 ? w.cols % 8 == 0 : w.cols % 4 == 0);
+
+	if (tiled) {
+		switch (w.fmt) {
+		case FW_FP4:
+			row_dot<FW_FP4>(w, o, x, ldx, nrows, acc);
+			return;
+		case FW_FP8:
+			row_dot<FW_FP8>(w, o, x, ldx, nrows, acc);
+			return;
+		case FW_BF16:
+			row_dot<FW_BF16>(w, o, x, ldx, nrows, acc);
+			return;
+		default:
+			row_dot<FW_F32>(w, o, x, ldx, nrows, acc);
+			return;
+		}
+	}
+	for (int r = 0; r < FW_LINEAR_ROWS; r++)
+		acc[r] = 0.f;
+	for (uint32_t c = lane; c < w.cols; c += 32) {
+		float wv = load_one(w, o, c);
+
+		for (uint32_t r = 0; r < nrows; r++)
+			acc[r] += wv * x[(size_t)r * ldx + c];
+	}
+	for (int r = 0; r < FW_LINEAR_ROWS; r++)
+		acc[r] = warp_sum(acc[r]);
+}
+
+/* grid: ceil(rows/8) blocks of 256 threads; nrows <= FW_LINEAR_ROWS */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
+	    float *__restrict__ y, uint32_t ldy)
+{
+	uint32_t o = blockIdx.x * 8 + threadIdx.x / 32;
+	float acc[FW_LINEAR_ROWS];
+
+	if (o >= w.rows)
+		return;
+	row_dot_any(w, o, x, ldx, nrows, acc);
+	if (threadIdx.x % 32 == 0)
+		for (uint32_t r = 0; r < nrows; r++)
+			y[(size_t)r * ldy + o] = acc[r];
+}
+
+/*
+ * grid: (ceil(rows/8), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
+ * Slot s = token * K + j uses expert idx[s] (none when < 0: zeros) on input
+ * row x[(per_slot ? s : s / K) * ldx].
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
+		    const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
+		    uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
+		    float *__restrict__ y_b, uint32_t ldy)
+{
+	uint32_t s = blockIdx.y, o = blockIdx.x * 8 + threadIdx.x / 32;
+	int32_t e = idx[s];
+	const fw_mat *tab = blockIdx.z ? tab_b : tab_a;
+	float *y = blockIdx.z ? y_b : y_a;
+	float acc[FW_LINEAR_ROWS];
+
+	if (e < 0) {
+		if (o < tab[0].rows && threadIdx.x % 32 == 0)
+			y[(size_t)s * ldy + o] = 0.f;
+		return;
+	}
+	fw_mat w = tab[e];
+
+	if (o >= w.rows)
+		return;
+	row_dot_any(w, o, x + (size_t)(per_slot ? s : s / K) * ldx, ldx, 1, acc);
+	if (threadIdx.x % 32 == 0)
+		y[(size_t)s * ldy + o] = acc[0];
+}

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Row-wise pieces of the forward pass (spec §2, §5, §6): the embedding
+ * into hc_mult streams, mHC's hc_pre (mixes, Sinkhorn-normalized comb,
+ * collapse, then the block's RMSNorm) and hc_post, hc_head, RMSNorm and
+ * the per-head norm + RoPE (+ FP8 grid) of q and kv, activation fake-quant,
+ * the router, the clamped SwiGLU and the MoE combine.  One block per row
+ * (or per row and head); the arithmetic mirrors the CPU engine's.
+ */
+#include "common.cuh"
+
+static __device__ __forceinline__ float sigmoidf_(float x)
+{
+	return 1.0f / (1.0f + expf(-x));
+}
+
+/* grid R: X[r] = hc copies of embed[tok[r]] */
+FW_KERNEL void dsv4_embed(fw_mat w, const int32_t *__restrict__ tok, uint32_t hc,
+			  float *__restrict__ X)
+{
+	uint32_t r = blockIdx.x, D = w.cols;
+	size_t t = (size_t)tok[r];
+
+	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+		float v = w.fmt == FW_BF16 ? bf16f(((const uint16_t *)w.data)[t * D + d]) :
+			  ((const float *)w.data)[t * D + d];
+
+		for (uint32_t k = 0; k < hc; k++)
+			X[((size_t)r * hc + k) * D + d] = v;
+	}
+}
+
+/* rsqrt(mean(x^2) + eps) of one row of n values, every thread */
+static __device__ float row_rs(const float *x, uint32_t n, float eps)
+{
+	double ss = 0;
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		ss += (double)x[i] * x[i];
+	ss = block_sum(ss);
+	return 1.0f / sqrtf((float)(ss / n) + eps);
+}
+
+/* hc lines of M (line stride, element stride) each divided by its sum + eps */
+static __device__ void normalize_lines(float *M, uint32_t hc, uint32_t line, uint32_t elem,
+				       float eps)
+{
+	for (uint32_t j = 0; j < hc; j++) {
+		float *v = M + j * line, s = 0;
+
+		for (uint32_t k = 0; k < hc; k++)
+			s += v[k * elem];
+		for (uint32_t k = 0; k < hc; k++)
+			v[k * elem] /= s + eps;
+	}
+}
+
+/*
+ * grid R, 256 threads.  mix [R, (2+hc)hc] = hc_fn . X (un-normalized);
+ * out: xn [R, D] = rmsnorm(sum_i pre_i X_i) * normw, post [R, hc],
+ * comb [R, hc*hc] (Sinkhorn).
+ */
+FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restrict__ X,
+			   const float *__restrict__ scale, const float *__restrict__ base,
+			   uint32_t hc, uint32_t D, uint32_t iters, float hc_eps, float norm_eps,
+			   const float *__restrict__ normw, float *__restrict__ xn,
+			   float *__restrict__ post, float *__restrict__ comb)
+{
+	__shared__ float pre[16], M[256];
+	uint32_t r = blockIdx.x, W = hc * D, nmix = (2 + hc) * hc;
+	const float *Xr = X + (size_t)r * W, *mx = mix + (size_t)r * nmix;
+	float rs = row_rs(Xr, W, norm_eps);
+
+	if (threadIdx.x == 0) {
+		float *P = post + (size_t)r * hc;
+
+		for (uint32_t i = 0; i < hc; i++) {
+			pre[i] = sigmoidf_(mx[i] * rs * scale[0] + base[i]) + hc_eps;
+			P[i] = 2 * sigmoidf_(mx[hc + i] * rs * scale[1] + base[hc + i]);
+		}
+		for (uint32_t j = 0; j < hc; j++) {
+			float *row = M + j * hc, rmax = -INFINITY, sum = 0;
+
+			for (uint32_t k = 0; k < hc; k++) {
+				row[k] = mx[2 * hc + j * hc + k] * rs * scale[2] + base[2 * hc + j * hc + k];
+				rmax = fmaxf(rmax, row[k]);
+			}
+			for (uint32_t k = 0; k < hc; k++) {
+				row[k] = expf(row[k] - rmax);
+				sum += row[k];
+			}
+			for (uint32_t k = 0; k < hc; k++)
+				row[k] = row[k] / sum + hc_eps;
+		}
+		for (uint32_t it = 0; it < iters; it++) {
+			if (it)
+				normalize_lines(M, hc, hc, 1, hc_eps);
+			normalize_lines(M, hc, 1, hc, hc_eps);
+		}
+		for (uint32_t i = 0; i < hc * hc; i++)
+			comb[(size_t)r * hc * hc + i] = M[i];
+	}
+	__syncthreads();
+	float *out = xn + (size_t)r * D;
+
+	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+		float acc = 0;
+
+		for (uint32_t i = 0; i < hc; i++)
+			acc += pre[i] * Xr[(size_t)i * D + d];
+		out[d] = acc;
+	}
+	__syncthreads();
+	block_rmsnorm(out, normw, D, norm_eps);
+}
+
+/* grid (R, ceil(D/256)): X'_k = post_k f + sum_j comb[j][k] X_j, in place */
+FW_KERNEL void dsv4_hc_post(float *__restrict__ X, const float *__restrict__ f,
+			    const float *__restrict__ post, const float *__restrict__ comb,
+			    uint32_t hc, uint32_t D)
+{
+	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
+	float xs[16], *Xr = X + (size_t)r * hc * D;
+	const float *P = post + (size_t)r * hc, *M = comb + (size_t)r * hc * hc;
+
+	if (d >= D)
+		return;
+	for (uint32_t j = 0; j < hc; j++)
+		xs[j] = Xr[(size_t)j * D + d];
+	for (uint32_t k = 0; k < hc; k++) {
+		float acc = P[k] * f[(size_t)r * D + d];
+
+		for (uint32_t j = 0; j < hc; j++)
+			acc += M[j * hc + k] * xs[j];
+		Xr[(size_t)k * D + d] = acc;
+	}
+}
+
+/* grid R: y = rmsnorm(sum_k pre_k X_k) * normw, pre from hc_head's mixes */
+FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restrict__ X,
+			    const float *__restrict__ scale, const float *__restrict__ base,
+			    uint32_t hc, uint32_t D, float hc_eps, float norm_eps,
+			    const float *__restrict__ normw, float *__restrict__ y)
+{
+	__shared__ float pre[16];
+	uint32_t r = blockIdx.x;
+	const float *Xr = X + (size_t)r * hc * D;
+	float rs = row_rs(Xr, hc * D, norm_eps);
+	float *out = y + (size_t)r * D;
+
+	if (threadIdx.x < hc)
+		pre[threadIdx.x] = sigmoidf_(mix[(size_t)r * hc + threadIdx.x] * rs * scale[0] +
+					     base[threadIdx.x]) + hc_eps;
+	__syncthreads();
+	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+		float acc = 0;
+
+		for (uint32_t i = 0; i < hc; i++)
+			acc += pre[i] * Xr[(size_t)i * D + d];
+		out[d] = acc;
+	}
+	__syncthreads();
+	block_rmsnorm(out, normw, D, norm_eps);
+}
+
+/* grid R: x[r] <- rmsnorm(x[r]) * w, n values per row at stride ld */
+FW_KERNEL void dsv4_rmsnorm(float *__restrict__ x, uint32_t ld, uint32_t n,
+			    const float *__restrict__ w, float eps)
+{
+	block_rmsnorm(x + (size_t)blockIdx.x * ld, w, n, eps);
+}
+
+/*
+ * grid (R, heads): each head of hd values: RMSNorm (weight w or none),
+ * RoPE over its last rd values at pos[r], then with fq the FP8 grid (per
+ * 64) on the first hd - rd values (the KV entry's reference rounding).
+ */
+FW_KERNEL void dsv4_head_prep(float *__restrict__ x, uint32_t hd, uint32_t rd,
+			      const float *__restrict__ w, float eps,
+			      const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
+			      uint32_t fq)
+{
+	uint32_t r = blockIdx.x, h = blockIdx.y, H = gridDim.y;
+	float *v = x + ((size_t)r * H + h) * hd;
+
+	block_rmsnorm(v, w, hd, eps);
+	block_rope(v + hd - rd, freqs, rd, pos[r], 0);
+	if (fq)
+		block_fakequant_fp8(v, hd - rd, 64);
+}
+
+/* grid R: out[r] = x[r] on the FP8 grid per 128 (the official act_quant) */
+FW_KERNEL void dsv4_act_quant(const float *__restrict__ x, uint32_t ldx, uint32_t n,
+			      float *__restrict__ out, uint32_t ldo)
+{
+	float *o = out + (size_t)blockIdx.x * ldo;
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		o[i] = x[(size_t)blockIdx.x * ldx + i];
+	__syncthreads();
+	block_fakequant_fp8(o, n, 128);
+}
+
+static __device__ __forceinline__ float softplusf_(float x)
+{
+	return x > 20.0f ? x : log1pf(expf(x));
+}
+
+/*
+ * grid R, 256 threads.  logits [R, E] of the gate become sqrt(softplus);
+ * the K experts: tid2eid[tok*K + j] (hash layers; out of range: -1) or the
+ * top K of score + bias (higher first, lower index on ties).  Weights:
+ * score / sum * route_scale (sum + 1e-20 with HF's variant).
+ */
+FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
+			   const float *__restrict__ bias, const int32_t *__restrict__ tid2eid,
+			   const int32_t *__restrict__ tok, float route_scale, uint32_t hf,
+			   int32_t *__restrict__ idx, float *__restrict__ wts)
+{
+	__shared__ int32_t chosen[64];
+	__shared__ float best_v[32];
+	__shared__ int32_t best_i[32];
+	uint32_t r = blockIdx.x, lane = threadIdx.x % 32, wid = threadIdx.x / 32;
+	float *s = logits + (size_t)r * E;
+
+	for (uint32_t e = threadIdx.x; e < E; e += blockDim.x)
+		s[e] = sqrtf(softplusf_(s[e]));
+	__syncthreads();
+	if (tid2eid) {
+		if (threadIdx.x < K) {
+			int32_t v = tid2eid[(size_t)tok[r] * K + threadIdx.x];
+
+			chosen[threadIdx.x] = v >= 0 && (uint32_t)v < E ? v : -1;
+		}
+	} else {
+		for (uint32_t j = 0; j < K; j++) {
+			float bv = -INFINITY;
+			int32_t bi = -1;
+
+			for (uint32_t e = threadIdx.x; e < E; e += blockDim.x) {
+				float v = s[e] + (bias ? bias[e] : 0.f);
+				int taken = 0;
+
+				for (uint32_t i = 0; i < j; i++)
+					taken |= chosen[i] == (int32_t)e;
+				if (!taken && (bi < 0 || v > bv)) {
+					bv = v;
+					bi = (int32_t)e;
+				}
+			}
+			for (int o = 16; o; o /= 2) {
+				float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+				int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
+
+				if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+					bv = ov;
+					bi = oi;
+				}
+			}
+			if (!lane) {
+				best_v[wid] = bv;
+				best_i[wid] = bi;
+			}
+			__syncthreads();
+			if (threadIdx.x == 0) {
+				for (uint32_t w = 1; w < blockDim.x / 32; w++)
+					if (best_i[w] >= 0 && (bi < 0 || best_v[w] > bv ||
+							      (best_v[w] == bv && best_i[w] < bi))) {
+						bv = best_v[w];
+						bi = best_i[w];
+					}
+				chosen[j] = bi;
+			}
+			__syncthreads();
+		}
+	}
+	__syncthreads();
+	if (threadIdx.x == 0) {
+		float sum = 0;
+
+		for (uint32_t j = 0; j < K; j++)
+			sum += chosen[j] >= 0 ? s[chosen[j]] : 0;
+		if (hf)
+			sum += 1e-20f;
+		for (uint32_t j = 0; j < K; j++) {
+			idx[(size_t)r * K + j] = chosen[j];
+			wts[(size_t)r * K + j] = chosen[j] >= 0 ? s[chosen[j]] / sum * route_scale : 0.f;
+		}
+	}
+}
+
+/*
+ * grid rows: h = silu(min(g, lim)) * clamp(u, -lim, lim) [* w[row / per]]
+ * (lim 0: no clamp), then with fq the FP8 act_quant of h for the next GEMV.
+ */
+FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict__ u, uint32_t I,
+			   float lim, const float *__restrict__ w, float *__restrict__ h,
+			   uint32_t fq)
+{
+	uint32_t r = blockIdx.x;
+	float *hr = h + (size_t)r * I;
+
+	for (uint32_t i = threadIdx.x; i < I; i += blockDim.x) {
+		float gv = g[(size_t)r * I + i], uv = u[(size_t)r * I + i];
+
+		if (lim > 0) {
+			uv = fminf(fmaxf(uv, -lim), lim);
+			gv = fminf(gv, lim);
+		}
+		hr[i] = gv / (1.0f + expf(-gv)) * uv * (w ? w[r] : 1.0f);
+	}
+	__syncthreads();
+	if (fq && I % 128 == 0)
+		block_fakequant_fp8(hr, I, 128);
+}
+
+/* grid (R, ceil(D/256)): out[r] = shared[r] + sum_j [wts[r,j] *] ye[r*K + j] */
+FW_KERNEL void dsv4_moe_combine(const float *__restrict__ ye, const float *__restrict__ wts,
+				uint32_t K, uint32_t D, uint32_t weight_after,
+				const float *__restrict__ shared, float *__restrict__ out)
+{
+	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
+
+	if (d >= D)
+		return;
+	float acc = 0;
+
+	for (uint32_t j = 0; j < K; j++)
+		acc += (weight_after ? wts[(size_t)r * K + j] : 1.0f) * ye[((size_t)r * K + j) * D + d];
+	out[(size_t)r * D + d] = acc + shared[(size_t)r * D + d];
+}

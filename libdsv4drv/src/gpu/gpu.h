@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CUDA backend's internals (not installed): the driver API table
+ * (libcuda.so.1 through dlopen), the firmware's kernels, and the model
+ * and sequence state the GPU forward pass keeps in device memory.
+ */
+#ifndef DSV4_GPU_H
+#define DSV4_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dsv4drv.h"
+#include "../../../firmware/kernels/abi.h"
+
+/* The few driver API types we use, as cuda.h defines them. */
+typedef int CUresult;
+typedef int CUdevice;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef struct CUevent_st *CUevent;
+typedef uint64_t CUdeviceptr;	/* cuda.h: unsigned long long, the same 64 bits */
+
+struct cu_driver {
+	CUresult (*Init)(unsigned int);
+	CUresult (*DriverGetVersion)(int *);
+	CUresult (*DeviceGetCount)(int *);
+	CUresult (*DeviceGet)(CUdevice *, int);
+	CUresult (*DeviceGetName)(char *, int, CUdevice);
+	CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
+	CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+	CUresult (*DevicePrimaryCtxRelease)(CUdevice);
+	CUresult (*CtxSetCurrent)(CUcontext);
+	CUresult (*CtxSynchronize)(void);
+	CUresult (*ModuleLoadData)(CUmodule *, const void *);
+	CUresult (*ModuleUnload)(CUmodule);
+	CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+	CUresult (*FuncSetAttribute)(CUfunction, int, int);
+	CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+	CUresult (*MemFree)(CUdeviceptr);
+	CUresult (*MemGetInfo)(size_t *, size_t *);
+	CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+	CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+	CUresult (*MemcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t);
+	CUresult (*MemsetD32)(CUdeviceptr, unsigned int, size_t);
+	CUresult (*MemHostRegister)(void *, size_t, unsigned int);
+	CUresult (*MemHostUnregister)(void *);
+	CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+	CUresult (*StreamCreate)(CUstream *, unsigned int);
+	CUresult (*StreamDestroy)(CUstream);
+	CUresult (*StreamSynchronize)(CUstream);
+	CUresult (*EventCreate)(CUevent *, unsigned int);
+	CUresult (*EventDestroy)(CUevent);
+	CUresult (*EventRecord)(CUevent, CUstream);
+	CUresult (*StreamWaitEvent)(CUstream, CUevent, unsigned int);
+	CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
+				 unsigned, unsigned, CUstream, void **, void **);
+	CUresult (*GetErrorString)(CUresult, const char **);
+};
+
+/* the firmware's kernels, by name (cuda.c looks every one up at open) */
+#define GPU_KERNELS(X) \
+	X(GEMV_FP8, dsv4_gemv_fp8) X(LINEAR, dsv4_linear) \
+	X(LINEAR_EXPERTS, dsv4_linear_experts) X(EMBED, dsv4_embed) X(HC_PRE, dsv4_hc_pre) \
+	X(HC_POST, dsv4_hc_post) X(HC_HEAD, dsv4_hc_head) X(RMSNORM, dsv4_rmsnorm) \
+	X(HEAD_PREP, dsv4_head_prep) X(ACT_QUANT, dsv4_act_quant) X(ROUTER, dsv4_router) \
+	X(SWIGLU, dsv4_swiglu) X(MOE_COMBINE, dsv4_moe_combine) X(ATTENTION, dsv4_attention) \
+	X(RING_STORE, dsv4_ring_store) X(CMP_PUSH, dsv4_cmp_push) X(INDEX_Q, dsv4_index_q) \
+	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk)
+
+#define GPU_KID(id, name) K_##id,
+enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };
+#undef GPU_KID
+
+struct dsv4_gpu {
+	void *lib;
+	struct cu_driver cu;
+	CUdevice dev;
+	CUcontext ctx;
+	CUmodule mod;
+	CUfunction fn[K_COUNT];
+	char name[128];
+	char firmware[512];
+	int cc_major, cc_minor, sms, driver_version, smem_optin;
+};
+
+const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
+
+/* ---- the model in device memory (gpu_model.c) ---- */
+
+struct dsv4_model;
+struct dsv4_seq;
+struct dsv4_eval_req;
+struct gpu_model;
+
+/* Uploads the model's weights (all resident) and readies the kernels;
+ * fails with a message when the model or an option is beyond the GPU
+ * backend, or the weights do not fit. */
+int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, char *err,
+		   size_t errlen);
+void gpu_model_close(struct gpu_model *gm);
+const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len);
+uint64_t gpu_model_weight_bytes(const struct gpu_model *gm);
+
+/* a sequence's device state: rings, compressor states, entries */
+struct gpu_seq;
+int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out);
+void gpu_seq_free(struct gpu_model *gm, struct gpu_seq *gs);
+int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs);
+
+/* dsv4_eval_many on the GPU (requests already validated) */
+int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, char *err,
+		  size_t errlen);
+
+#endif

@@ -1,0 +1,540 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The forward pass on the GPU, step for step the CPU engine's
+ * (engine/forward.c, attention.c, moe.c): embedding -> hc_mult streams ->
+ * per block hc_pre+norm / attention / hc_post / hc_pre+norm / MoE /
+ * hc_post -> hc_head+norm -> head.  Every step is a firmware kernel on
+ * one stream; the host only launches, and waits once per call for the
+ * logits (or where a hook asks to see a layer).  The MoE's experts are
+ * picked on the device (router -> expert table), so a decode step has no
+ * round trip.  The numerics modes match the CPU's: with reference
+ * numerics the activations are put on the FP8/FP4 grids where the
+ * official code quantizes them.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "../engine/engine.h"
+#include "gpu.h"
+#include "gpu_model.h"
+
+/* device scratch of one call: offsets into gm->scratch */
+struct bufs {
+	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
+	CUdeviceptr logits, idx, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
+	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
+};
+
+struct fwd {
+	struct gpu_model *gm;
+	struct dsv4_model *m;
+	const struct dsv4_config *c;
+	const struct cu_driver *cu;
+	CUresult r;
+	uint32_t R, nl, nchunks, maxe, maxkeys;
+	int reference;
+	struct bufs b;
+	size_t used;		/* carving: bytes so far */
+};
+
+static CUdeviceptr carve(struct fwd *w, size_t bytes)
+{
+	size_t at = (w->used + 255) & ~(size_t)255;
+
+	w->used = at + bytes;
+	return w->gm->scratch + at;
+}
+
+/* lays out the call's buffers (with gm->scratch 0: just the size) */
+static void layout(struct fwd *w)
+{
+	const struct dsv4_config *c = w->c;
+	size_t R = w->R, nl = w->nl ? w->nl : 1, hc = c->hc_mult, D = c->dim, F = 4;
+	size_t nmix = (2 + hc) * hc, RK = R * c->n_activated_experts, I = c->moe_inter_dim;
+	size_t cw = 2 * (c->head_dim > c->index_head_dim ? c->head_dim : c->index_head_dim);
+	size_t Hd = (size_t)c->n_heads * c->head_dim;
+	struct bufs *b = &w->b;
+
+	w->used = 0;
+	b->X = carve(w, R * hc * D * F);
+	b->mix = carve(w, R * nmix * F);
+	b->xn = carve(w, R * D * F);
+	b->f = carve(w, R * D * F);
+	b->post = carve(w, R * hc * F);
+	b->comb = carve(w, R * hc * hc * F);
+	b->xq = carve(w, (R > nl ? R : nl) * w->m->max_cols * F);
+	b->qr = carve(w, R * c->q_lora_rank * F);
+	b->q = carve(w, R * Hd * F);
+	b->kv = carve(w, R * c->head_dim * F);
+	b->o = carve(w, R * Hd * F);
+	b->z = carve(w, R * c->o_groups * c->o_lora_rank * F);
+	b->ca = carve(w, R * cw * F);
+	b->cz = carve(w, R * cw * F);
+	b->qi = carve(w, R * c->index_n_heads * c->index_head_dim * F);
+	b->wi = carve(w, R * c->index_n_heads * F);
+	b->scores = carve(w, R * w->maxe * F);
+	b->sel = carve(w, R * c->index_topk * 4);
+	b->nsel = carve(w, R * 4);
+	b->logits = carve(w, R * c->n_routed_experts * F);
+	b->idx = carve(w, RK * 4);
+	b->wts = carve(w, RK * F);
+	b->g = carve(w, RK * I * F);
+	b->u = carve(w, RK * I * F);
+	b->h = carve(w, RK * I * F);
+	b->ye = carve(w, RK * D * F);
+	b->sg = carve(w, R * I * F);
+	b->su = carve(w, R * I * F);
+	b->sh = carve(w, R * I * F);
+	b->sy = carve(w, R * D * F);
+	b->hX = carve(w, nl * hc * D * F);
+	b->hmix = carve(w, nl * hc * F);
+	b->hy = carve(w, nl * D * F);
+	b->hlog = carve(w, nl * c->vocab_size * F);
+	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
+	b->meta = carve(w, R * 8 * 4 + R * 8);
+	b->pos = b->meta;
+	b->cstart = b->pos + R * 4;
+	b->clast = b->cstart + R * 4;
+	b->tok = b->clast + R * 4;
+	b->chunks = b->tok + R * 4;
+	b->rowtab = b->chunks + R * 8;
+	b->rowtab = (b->rowtab + 7) & ~(CUdeviceptr)7;
+}
+
+static int reserve(struct fwd *w)
+{
+	struct gpu_model *gm = w->gm;
+	CUdeviceptr keep = gm->scratch;
+
+	gm->scratch = 0;
+	layout(w);
+	gm->scratch = keep;
+	if (w->used > gm->scratch_cap) {
+		if (gm->scratch)
+			w->cu->MemFree(gm->scratch);
+		gm->scratch = 0;
+		gm->scratch_cap = 0;
+		if (w->cu->MemAlloc(&gm->scratch, w->used))
+			return -ENOMEM;
+		gm->scratch_cap = w->used;
+	}
+	layout(w);
+	return 0;
+}
+
+static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz,
+		   unsigned block, unsigned smem, void **args)
+{
+	if (w->r || !gx || !gy || !gz)
+		return;
+	w->r = w->cu->LaunchKernel(w->gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL, args,
+				   NULL);
+}
+
+static int quantized(const struct fw_mat *W)
+{
+	return W->fmt == FW_FP8 || W->fmt == FW_FP4;
+}
+
+/* y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
+ * quant first (reference numerics, FP8/FP4 weights) */
+static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t ldx,
+		uint32_t rows, CUdeviceptr y, uint32_t ldy, int act_quant)
+{
+	struct fw_mat wm = *W;
+
+	if (act_quant && w->reference && quantized(W) && W->cols % 128 == 0) {
+		uint32_t cols = W->cols;
+		CUdeviceptr xq = w->b.xq;
+		void *a[] = { &x, &ldx, &cols, &xq, &cols };
+
+		launch(w, K_ACT_QUANT, rows, 1, 1, 256, 0, a);
+		x = xq;
+		ldx = cols;
+	}
+	for (uint32_t r0 = 0; r0 < rows; r0 += FW_LINEAR_ROWS) {
+		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS;
+		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
+		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy };
+
+		launch(w, K_LINEAR, (W->rows + 7) / 8, 1, 1, 256, 0, a);
+	}
+}
+
+static CUdeviceptr layer_freqs(const struct fwd *w, uint32_t L)
+{
+	return w->c->compress_ratios[L] ? w->gm->freqs_cmp : w->gm->freqs_swa;
+}
+
+/* a = wkv x, z = wgate x, then every chunk's rows through its compressor */
+static void compress(struct fwd *w, uint32_t L, const struct gcmp *gc, int indexer)
+{
+	const struct dsv4_config *c = w->c;
+	uint32_t ratio = indexer ? 4 : c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
+	uint32_t hd = indexer ? c->index_head_dim : c->head_dim, width = coff * hd, D = c->dim;
+	uint32_t ix = (uint32_t)indexer, rd = c->rope_head_dim, ref = (uint32_t)w->reference;
+	float eps = (float)c->norm_eps;
+	struct bufs *b = &w->b;
+	void *a[] = { &b->ca, &b->cz, &b->rowtab, &L, &ix, &b->pos, &b->chunks,
+		      (void *)&gc->ape, &ratio, &hd, &coff, (void *)&gc->norm,
+		      &w->gm->freqs_cmp, &rd, &eps, &ref };
+
+	lin(w, &gc->wkv, b->xn, D, w->R, b->ca, width, 0);
+	lin(w, &gc->wgate, b->xn, D, w->R, b->cz, width, 0);
+	launch(w, K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
+}
+
+static int call_topk_hook(struct fwd *w, uint32_t L, const uint32_t *pos)
+{
+	const struct dsv4_model_hooks *hk = w->m->opt.hooks;
+	uint32_t k = w->c->index_topk, R = w->R;
+	int32_t *sel = malloc((size_t)R * k * sizeof(*sel) + R * sizeof(uint32_t));
+	uint32_t *nsel = (uint32_t *)(sel + (size_t)R * k);
+
+	if (!sel)
+		return -ENOMEM;
+	if (!w->r)
+		w->r = w->cu->MemcpyDtoH(sel, w->b.sel, (size_t)R * k * sizeof(*sel));
+	if (!w->r)
+		w->r = w->cu->MemcpyDtoH(nsel, w->b.nsel, R * sizeof(*nsel));
+	for (uint32_t r = 0; r < R && !w->r; r++)
+		hk->topk(hk->ctx, L, pos[r], sel + (size_t)r * k, nsel[r]);
+	free(sel);
+	return 0;
+}
+
+/* the lightning indexer: top-k entries per row into b->sel / b->nsel */
+static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	struct bufs *b = &w->b;
+	uint32_t ih = c->index_n_heads, ihd = c->index_head_dim, rd = c->rope_head_dim;
+	uint32_t ref = (uint32_t)w->reference, topk = c->index_topk;
+	float wscale = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
+	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref };
+	void *as[] = { &b->qi, &b->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
+		       &w->maxe };
+	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel };
+
+	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
+	lin(w, &gl->iweights, b->xn, c->dim, w->R, b->wi, ih, 0);
+	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
+	compress(w, L, &gl->icmp, 1);
+	launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
+	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
+	if (w->m->opt.hooks && w->m->opt.hooks->topk)
+		call_topk_hook(w, L, pos);
+}
+
+static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	struct bufs *b = &w->b;
+	uint32_t R = w->R, H = c->n_heads, hd = c->head_dim, rd = c->rope_head_dim;
+	uint32_t qlr = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, D = c->dim;
+	uint32_t ratio = c->compress_ratios[L], zero = 0, win = c->window_size;
+	uint32_t topk = c->index_topk, ref = (uint32_t)w->reference, Hhd = H * hd;
+	float eps = (float)c->norm_eps;
+	CUdeviceptr none = 0, freqs = layer_freqs(w, L);
+
+	lin(w, &gl->wq_a, b->xn, D, R, b->qr, qlr, 1);
+	{
+		void *a[] = { &b->qr, &qlr, &qlr, (void *)&gl->q_norm, &eps };
+
+		launch(w, K_RMSNORM, R, 1, 1, 256, 0, a);
+	}
+	lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
+	{
+		void *a[] = { &b->q, &hd, &rd, &none, &eps, &b->pos, &freqs, &zero };
+
+		launch(w, K_HEAD_PREP, R, H, 1, 128, 0, a);
+	}
+	lin(w, &gl->wkv, b->xn, D, R, b->kv, hd, 1);
+	{
+		void *a[] = { &b->kv, &hd, &rd, (void *)&gl->kv_norm, &eps, &b->pos, &freqs, &ref };
+
+		launch(w, K_HEAD_PREP, R, 1, 1, 128, 0, a);
+	}
+	if (ratio == 4)
+		indexer(w, L, pos);
+	if (ratio)
+		compress(w, L, &gl->cmp, 0);
+	{
+		void *a[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio, &b->sel,
+			      &b->nsel, &topk, &win, &hd, &rd, &freqs, (void *)&gl->attn_sink,
+			      &ref, &b->o };
+		void *s[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->clast, &win, &hd };
+
+		launch(w, K_ATTENTION, R, H, 1, 256, (hd + w->maxkeys) * 4, a);
+		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
+	}
+	/* grouped low-rank output: wo_a per group (no act quant), then wo_b */
+	for (uint32_t g = 0; g < G; g++) {
+		struct fw_mat v = gl->wo_a;
+
+		v.row0 = g * olr;
+		v.rows = olr;
+		lin(w, &v, b->o + (CUdeviceptr)g * (H / G) * hd * 4, Hhd, R,
+		    b->z + (CUdeviceptr)g * olr * 4, G * olr, 0);
+	}
+	lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
+}
+
+static void moe(struct fwd *w, uint32_t L)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	struct bufs *b = &w->b;
+	uint32_t R = w->R, D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts;
+	uint32_t I = c->moe_inter_dim, RK = R * K, zero = 0, one = 1;
+	uint32_t after = !!(w->m->opt.flags & DSV4_MODEL_HF_WEIGHT_AFTER_DOWN);
+	uint32_t shared_clamp = !!(w->m->opt.flags & DSV4_MODEL_HF_SHARED_CLAMP);
+	float scale = (float)c->route_scale, lim = (float)c->swiglu_limit, nolim = 0;
+	uint32_t fq = w->reference && quantized(&gl->e2) && I % 128 == 0;
+	CUdeviceptr xe = b->xn, none = 0, wts = after ? 0 : b->wts;
+
+	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
+	{
+		CUdeviceptr bias = gl->tid2eid ? 0 : gl->gate_bias;
+		void *a[] = { &b->logits, &E, &K, &bias, (void *)&gl->tid2eid, &b->tok, &scale,
+			      &after, &b->idx, &b->wts };
+
+		launch(w, K_ROUTER, R, 1, 1, 256, 0, a);
+	}
+	if (w->reference && quantized(&gl->e1) && D % 128 == 0) {
+		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
+
+		launch(w, K_ACT_QUANT, R, 1, 1, 256, 0, a);
+		xe = b->xq;
+	}
+	{
+		void *a13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &b->idx, &K, &xe, &D, &zero,
+				&b->g, &b->u, &I };
+		void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
+		void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &b->idx, &K, &b->h, &I, &one,
+			       &b->ye, &b->ye, &D };
+
+		launch(w, K_LINEAR_EXPERTS, (I + 7) / 8, RK, 2, 256, 0, a13);
+		launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
+		launch(w, K_LINEAR_EXPERTS, (D + 7) / 8, RK, 1, 256, 0, a2);
+	}
+	/* the shared expert */
+	lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
+	lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
+	{
+		void *a[] = { &b->sg, &b->su, &I, shared_clamp ? &lim : &nolim, &none, &b->sh, &zero };
+
+		launch(w, K_SWIGLU, R, 1, 1, 256, 0, a);
+	}
+	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
+	{
+		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f };
+
+		launch(w, K_MOE_COMBINE, R, (D + 255) / 256, 1, 256, 0, a);
+	}
+}
+
+static void block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	struct bufs *b = &w->b;
+	uint32_t hc = c->hc_mult, D = c->dim, nmix = (2 + hc) * hc, iters = c->hc_sinkhorn_iters;
+	float hc_eps = (float)c->hc_eps, eps = (float)c->norm_eps;
+	CUdeviceptr normw = br ? gl->ffn_norm : gl->attn_norm;
+	void *pre[] = { &b->mix, &b->X, (void *)&gl->hc_scale[br], (void *)&gl->hc_base[br], &hc,
+			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb };
+	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
+
+	lin(w, &gl->hc_fn[br], b->X, hc * D, w->R, b->mix, nmix, 0);
+	launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+	if (br)
+		moe(w, L);
+	else
+		attention(w, L, pos);
+	launch(w, K_HC_POST, w->R, (D + 255) / 256, 1, 256, 0, post);
+}
+
+/* logits of the rows in @lrows into host @out [nl, vocab] */
+static void head(struct fwd *w, const uint32_t *lrows, float *out)
+{
+	const struct dsv4_config *c = w->c;
+	struct gpu_model *gm = w->gm;
+	struct bufs *b = &w->b;
+	uint32_t hc = c->hc_mult, D = c->dim, nl = w->nl;
+	size_t row = (size_t)hc * D * 4;
+	float hc_eps = (float)c->hc_eps, eps = (float)c->norm_eps;
+	void *a[] = { &b->hmix, &b->hX, &gm->hc_head_scale, &gm->hc_head_base, &hc, &D, &hc_eps,
+		      &eps, &gm->norm, &b->hy };
+
+	for (uint32_t i = 0; i < nl && !w->r; i++)
+		w->r = w->cu->MemcpyDtoD(b->hX + i * row, b->X + lrows[i] * row, row);
+	lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
+	launch(w, K_HC_HEAD, nl, 1, 1, 256, 0, a);
+	lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
+	if (!w->r)
+		w->r = w->cu->MemcpyDtoH(out, b->hlog, (size_t)nl * c->vocab_size * 4);
+}
+
+static void reset_all(struct dsv4_eval_req *reqs, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		dsv4_seq_reset(reqs[i].seq);
+}
+
+int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, char *err,
+		  size_t errlen)
+{
+	const struct dsv4_config *c = &m->cfg;
+	struct fwd w = { .gm = m->gpu, .m = m, .c = c, .cu = &m->gpu->g->cu,
+			 .reference = m->opt.numerics == DSV4_NUMERICS_REFERENCE };
+	uint32_t R = 0, nl = 0, hc = c->hc_mult, D = c->dim;
+	uint64_t t0 = now_ns();
+	struct batch bt;
+	uint32_t *meta = NULL, *lrows = NULL;
+	float *logits = NULL;
+	int ret = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		R += reqs[i].n_tokens;
+		nl += reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
+		      reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+	}
+	w.R = R;
+	w.nl = nl;
+	w.nchunks = n;
+	/* host metadata: pos, cstart, clast, tok, chunks [2n], then rowtab (u64) */
+	meta = calloc((size_t)R * 8 + 2 * (size_t)R + 2, 4);
+	lrows = malloc(((size_t)nl + 1) * sizeof(*lrows));
+	logits = malloc(((size_t)nl * c->vocab_size + 1) * sizeof(float));
+	if (!meta || !lrows || !logits) {
+		ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory for %u rows", R);
+		goto out;
+	}
+	uint32_t *pos = meta, *cstart = pos + R, *clast = cstart + R, *chunks = clast + 2 * R;
+	int32_t *tok = (int32_t *)(clast + R);
+	w.maxe = 1;
+	for (uint32_t i = 0, r = 0; i < n; i++) {
+		struct dsv4_seq *s = reqs[i].seq;
+
+		chunks[2 * i] = r;
+		chunks[2 * i + 1] = reqs[i].n_tokens;
+		for (uint32_t t = 0; t < reqs[i].n_tokens; t++, r++) {
+			pos[r] = s->pos + t;
+			tok[r] = reqs[i].tokens[t];
+			cstart[r] = r - t;
+			clast[r] = s->pos + reqs[i].n_tokens - 1;
+			if ((pos[r] + 1) / 4 > w.maxe)
+				w.maxe = (pos[r] + 1) / 4;
+		}
+		if (gpu_seq_grow(w.gm, s->gpu, s->pos + reqs[i].n_tokens)) {
+			ret = dsv4_errf(err, errlen, -ENOMEM, "GPU memory for the KV entries of %u tokens",
+					s->pos + reqs[i].n_tokens);
+			goto out;
+		}
+	}
+	bt = (struct batch){ .rows = R, .pos = pos };
+	w.maxkeys = attention_max_keys(m, &bt);
+	if ((w.maxkeys + c->head_dim) * 4 > (uint32_t)(w.gm->g->smem_optin > 48 * 1024 ?
+						      w.gm->g->smem_optin : 48 * 1024)) {
+		ret = dsv4_errf(err, errlen, -E2BIG,
+				"CUDA backend: %u keys per query exceed the attention kernel's shared "
+				"memory", w.maxkeys);
+		goto out;
+	}
+	if (reserve(&w)) {
+		ret = dsv4_errf(err, errlen, -ENOMEM, "GPU memory for %u rows of activations", R);
+		goto out;
+	}
+	/* upload the metadata: the device layout is pos, cstart, clast, tok, chunks, rowtab */
+	{
+		size_t head_bytes = (size_t)(w.b.rowtab - w.b.meta);
+		uint8_t *hb = malloc(head_bytes + (size_t)R * 8);
+
+		if (!hb) {
+			ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+			goto out;
+		}
+		memset(hb, 0, head_bytes);
+		memcpy(hb, pos, (size_t)R * 4);
+		memcpy(hb + (w.b.cstart - w.b.meta), cstart, (size_t)R * 4);
+		memcpy(hb + (w.b.clast - w.b.meta), clast, (size_t)R * 4);
+		memcpy(hb + (w.b.tok - w.b.meta), tok, (size_t)R * 4);
+		memcpy(hb + (w.b.chunks - w.b.meta), chunks, (size_t)n * 8);
+		for (uint32_t i = 0, r = 0; i < n; i++)
+			for (uint32_t t = 0; t < reqs[i].n_tokens; t++, r++) {
+				uint64_t tab = reqs[i].seq->gpu->tab;
+
+				memcpy(hb + head_bytes + (size_t)r * 8, &tab, 8);
+			}
+		w.r = w.cu->MemcpyHtoD(w.b.meta, hb, head_bytes + (size_t)R * 8);
+		free(hb);
+	}
+	{
+		struct fw_mat em = w.gm->embed;
+		void *a[] = { &em, &w.b.tok, &hc, &w.b.X };
+
+		launch(&w, K_EMBED, R, 1, 1, 256, 0, a);
+	}
+	for (uint32_t L = 0; L < c->n_layers && !w.r; L++) {
+		block(&w, L, 0, pos);
+		block(&w, L, 1, pos);
+		if (m->opt.hooks && m->opt.hooks->layer_out && !w.r) {
+			float *X = malloc((size_t)R * hc * D * sizeof(float));
+
+			if (!X) {
+				ret = -ENOMEM;
+				break;
+			}
+			w.r = w.cu->MemcpyDtoH(X, w.b.X, (size_t)R * hc * D * sizeof(float));
+			if (!w.r)
+				m->opt.hooks->layer_out(m->opt.hooks->ctx, L, X, R, hc * D);
+			/* the hook may change X (teacher forcing): the next block reads it */
+			if (!w.r)
+				w.r = w.cu->MemcpyHtoD(w.b.X, X, (size_t)R * hc * D * sizeof(float));
+			free(X);
+		}
+	}
+	nl = 0;
+	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
+		if (reqs[i].want == DSV4_LOGITS_ALL)
+			for (uint32_t t = 0; t < reqs[i].n_tokens; t++)
+				lrows[nl++] = r + t;
+		else if (reqs[i].want == DSV4_LOGITS_LAST)
+			lrows[nl++] = r + reqs[i].n_tokens - 1;
+	}
+	if (nl && !w.r && !ret)
+		head(&w, lrows, logits);
+	if (!w.r && !ret)
+		w.r = w.cu->CtxSynchronize();
+	if (w.r || ret) {
+		reset_all(reqs, n);
+		ret = dsv4_errf(err, errlen, ret ? ret : -EIO,
+				"CUDA forward: %s; the batch's sequences were reset",
+				ret ? strerror(-ret) : gpu_err(w.gm->g, w.r));
+		goto out;
+	}
+	nl = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
+			     reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+
+		if (k)
+			memcpy(reqs[i].logits, logits + (size_t)nl * c->vocab_size,
+			       (size_t)k * c->vocab_size * sizeof(float));
+		nl += k;
+		reqs[i].seq->pos += reqs[i].n_tokens;
+	}
+	m->times.total_ns += now_ns() - t0;
+	m->times.rows += R;
+out:
+	free(meta);
+	free(lrows);
+	free(logits);
+	return ret;
+}

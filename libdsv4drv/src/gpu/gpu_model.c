@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The model in GPU memory: every weight uploaded as stored (FP8/FP4 codes
+ * and their scales, BF16, F32 vectors), in one device allocation sized by
+ * a dry run of the same walk; per-expert matrix tables for the device-side
+ * MoE dispatch; and each sequence's state (window rings, compressor
+ * states, emitted entries as F32).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "../engine/engine.h"
+#include "gpu.h"
+#include "gpu_model.h"
+
+struct uploader {
+	struct gpu_model *gm;
+	int dry;
+	size_t used;
+	CUresult r;
+};
+
+static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
+{
+	size_t at = (u->used + 255) & ~(size_t)255;
+
+	u->used = at + bytes;
+	if (u->dry || u->r || !bytes)
+		return u->dry ? 0 : u->gm->arena + at;
+	u->r = u->gm->g->cu.MemcpyHtoD(u->gm->arena + at, src, bytes);
+	return u->gm->arena + at;
+}
+
+static size_t mat_bytes(const struct mat *m, size_t *scale_bytes)
+{
+	size_t n = (size_t)m->rows * m->cols;
+
+	*scale_bytes = 0;
+	switch (m->fmt) {
+	case MAT_F32:
+		return 4 * n;
+	case MAT_BF16:
+		return 2 * n;
+	case MAT_FP8:
+		*scale_bytes = (size_t)((m->rows + 127) / 128) * ((m->cols + 127) / 128) *
+			       (m->scale_f32 ? 4 : 1);
+		return n;
+	default:
+		*scale_bytes = n / 32;
+		return n / 2;
+	}
+}
+
+static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
+{
+	struct fw_mat f = { .fmt = (uint32_t)m->fmt, .rows = m->rows, .cols = m->cols,
+			    .scale_f32 = (uint32_t)m->scale_f32 };
+	size_t sb, db = mat_bytes(m, &sb);
+
+	if (!m->data)
+		return f;
+	f.data = put(u, m->data, db);
+	if (sb)
+		f.scale = put(u, m->scale, sb);
+	return f;
+}
+
+static CUdeviceptr put_vec(struct uploader *u, const float *v, size_t n)
+{
+	return v ? put(u, v, n * sizeof(float)) : 0;
+}
+
+static void put_cmp(struct uploader *u, const struct compressor_w *cw, struct gcmp *g)
+{
+	g->wkv = put_mat(u, &cw->wkv);
+	g->wgate = put_mat(u, &cw->wgate);
+	g->ape = put_vec(u, cw->ape, (size_t)cw->ratio * cw->coff * cw->head_dim);
+	g->norm = put_vec(u, cw->norm, cw->head_dim);
+}
+
+/* the whole model; with u->dry only the size */
+static int put_model(struct uploader *u, struct dsv4_model *m)
+{
+	struct gpu_model *gm = u->gm;
+	const struct dsv4_config *c = &m->cfg;
+	uint32_t hc = c->hc_mult, D = c->dim, nmix = (2 + hc) * hc, E = c->n_routed_experts;
+	uint32_t K = c->n_activated_experts;
+	struct fw_mat *tab = malloc(3 * (size_t)E * sizeof(*tab));
+	int32_t *t2e = NULL;
+
+	if (!tab)
+		return -ENOMEM;
+	gm->embed = put_mat(u, &m->embed);
+	gm->head = put_mat(u, &m->head);
+	gm->hc_head = put_mat(u, &m->hc_head_mat);
+	gm->norm = put_vec(u, m->norm, D);
+	gm->hc_head_base = put_vec(u, m->hc_head_base, hc);
+	gm->hc_head_scale = put_vec(u, m->hc_head_scale, 1);
+	gm->freqs_swa = put_vec(u, m->freqs_swa, c->rope_head_dim / 2);
+	gm->freqs_cmp = put_vec(u, m->freqs_cmp, c->rope_head_dim / 2);
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		const struct layer_w *lw = &m->layers[L];
+		struct glayer *gl = &gm->layers[L];
+
+		gl->attn_norm = put_vec(u, lw->attn_norm, D);
+		gl->ffn_norm = put_vec(u, lw->ffn_norm, D);
+		for (int b = 0; b < 2; b++) {
+			gl->hc_fn[b] = put_mat(u, &lw->hc_fn_mat[b]);
+			gl->hc_base[b] = put_vec(u, lw->hc_base[b], nmix);
+			gl->hc_scale[b] = put_vec(u, lw->hc_scale[b], 3);
+		}
+		gl->attn_sink = put_vec(u, lw->attn_sink, c->n_heads);
+		gl->wq_a = put_mat(u, &lw->wq_a);
+		gl->q_norm = put_vec(u, lw->q_norm, c->q_lora_rank);
+		gl->wq_b = put_mat(u, &lw->wq_b);
+		gl->wkv = put_mat(u, &lw->wkv);
+		gl->kv_norm = put_vec(u, lw->kv_norm, c->head_dim);
+		gl->wo_a = put_mat(u, &lw->wo_a);
+		gl->wo_b = put_mat(u, &lw->wo_b);
+		if (lw->ratio)
+			put_cmp(u, &lw->cmp, &gl->cmp);
+		if (lw->ratio == 4) {
+			gl->iwq_b = put_mat(u, &lw->iwq_b);
+			gl->iweights = put_mat(u, &lw->iweights);
+			put_cmp(u, &lw->icmp, &gl->icmp);
+		}
+		gl->gate = put_mat(u, &lw->gate);
+		gl->gate_bias = put_vec(u, lw->gate_bias, E);
+		gl->tid2eid = 0;
+		if (lw->tid2eid) {
+			size_t n = (size_t)c->vocab_size * K;
+
+			if (!u->dry) {
+				t2e = t2e ? t2e : malloc(n * sizeof(*t2e));
+				if (!t2e) {
+					free(tab);
+					return -ENOMEM;
+				}
+				for (size_t i = 0; i < n; i++) {
+					int64_t v;
+
+					if (lw->tid2eid_i64) {
+						memcpy(&v, (const int64_t *)lw->tid2eid + i, sizeof(v));
+					} else {
+						int32_t v32;
+
+						memcpy(&v32, (const int32_t *)lw->tid2eid + i, sizeof(v32));
+						v = v32;
+					}
+					t2e[i] = v >= 0 && v < E ? (int32_t)v : -1;
+				}
+			}
+			gl->tid2eid = put(u, t2e, n * sizeof(*t2e));
+		}
+		for (uint32_t e = 0; e < E; e++) {
+			tab[e] = put_mat(u, &lw->w1[e]);
+			tab[E + e] = put_mat(u, &lw->w2[e]);
+			tab[2 * E + e] = put_mat(u, &lw->w3[e]);
+		}
+		gl->e1 = tab[0];
+		gl->e2 = tab[E];
+		gl->w1tab = put(u, tab, E * sizeof(*tab));
+		gl->w2tab = put(u, tab + E, E * sizeof(*tab));
+		gl->w3tab = put(u, tab + 2 * E, E * sizeof(*tab));
+		gl->sw1 = put_mat(u, &lw->sw1);
+		gl->sw2 = put_mat(u, &lw->sw2);
+		gl->sw3 = put_mat(u, &lw->sw3);
+	}
+	free(tab);
+	free(t2e);
+	return 0;
+}
+
+/* what the GPU forward does not do (yet): the CPU serves these */
+static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
+{
+	const struct dsv4_model_options *o = &m->opt;
+
+	if (m->store)
+		return dsv4_errf(err, errlen, -ENOTSUP,
+				 "CUDA backend: streamed experts are not supported yet (resident only)");
+	if (o->kv_main == DSV4_KV_MODEL1 || o->kv_index == DSV4_KV_FP8)
+		return dsv4_errf(err, errlen, -ENOTSUP,
+				 "CUDA backend: entries are kept as F32 on the GPU (MODEL1 main / FP8 "
+				 "index storage not supported)");
+	if (m->cfg.head_dim % 4 || m->cfg.head_dim > 1024 || m->cfg.index_head_dim > 1024)
+		return dsv4_errf(err, errlen, -ENOTSUP, "CUDA backend: head_dim %u not supported",
+				 m->cfg.head_dim);
+	return 0;
+}
+
+int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, char *err,
+		   size_t errlen)
+{
+	struct gpu_model *gm;
+	struct uploader u = { 0 };
+	size_t free_b = 0, total_b = 0;
+	CUresult r;
+	int ret;
+
+	*out = NULL;
+	ret = unsupported(m, err, errlen);
+	if (ret)
+		return ret;
+	gm = calloc(1, sizeof(*gm));
+	if (!gm)
+		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+	gm->m = m;
+	gm->layers = calloc(m->cfg.n_layers, sizeof(*gm->layers));
+	if (!gm->layers) {
+		free(gm);
+		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+	}
+	ret = dsv4_gpu_open(ordinal, NULL, &gm->g, err, errlen);
+	if (ret)
+		goto fail;
+	u.gm = gm;
+	u.dry = 1;
+	ret = put_model(&u, m);
+	if (ret)
+		goto oom;
+	gm->weight_bytes = u.used;
+	gm->g->cu.MemGetInfo(&free_b, &total_b);
+	r = gm->g->cu.MemAlloc(&gm->arena, u.used);
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENOMEM,
+				"CUDA backend: the weights need %.2f GiB of GPU memory, %.2f GiB free "
+				"(%s)", u.used / 1073741824.0, free_b / 1073741824.0,
+				gpu_err(gm->g, r));
+		gm->arena = 0;
+		goto fail;
+	}
+	u.dry = 0;
+	u.used = 0;
+	ret = put_model(&u, m);
+	if (ret)
+		goto oom;
+	if (u.r) {
+		ret = dsv4_errf(err, errlen, -EIO, "CUDA backend: uploading the weights: %s",
+				gpu_err(gm->g, u.r));
+		goto fail;
+	}
+	if (gm->g->smem_optin > 48 * 1024)
+		gm->g->cu.FuncSetAttribute(gm->g->fn[K_ATTENTION], 8 /* MAX_DYNAMIC_SHARED_SIZE */,
+					   gm->g->smem_optin);
+	*out = gm;
+	return 0;
+oom:
+	ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+fail:
+	gpu_model_close(gm);
+	return ret;
+}
+
+void gpu_model_close(struct gpu_model *gm)
+{
+	if (!gm)
+		return;
+	if (gm->g) {
+		if (gm->scratch)
+			gm->g->cu.MemFree(gm->scratch);
+		if (gm->arena)
+			gm->g->cu.MemFree(gm->arena);
+		dsv4_gpu_close(gm->g);
+	}
+	free(gm->hscratch);
+	free(gm->layers);
+	free(gm);
+}
+
+const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len)
+{
+	char d[700];
+
+	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident",
+		 dsv4_gpu_describe(gm->g, d, sizeof(d)), gm->weight_bytes / 1073741824.0);
+	return buf;
+}
+
+uint64_t gpu_model_weight_bytes(const struct gpu_model *gm)
+{
+	return gm->weight_bytes;
+}
+
+/* ---- sequences ---- */
+
+static CUresult dalloc(struct gpu_model *gm, uint64_t *p, size_t bytes)
+{
+	CUdeviceptr d = 0;
+	CUresult r = gm->g->cu.MemAlloc(&d, bytes ? bytes : 4);
+
+	*p = r ? 0 : d;
+	return r;
+}
+
+int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+	struct gpu_seq *gs = calloc(1, sizeof(*gs));
+	CUresult r = 0;
+
+	*out = NULL;
+	if (!gs)
+		return -ENOMEM;
+	gs->h = calloc(c->n_layers, sizeof(*gs->h));
+	gs->cap = calloc(2 * (size_t)c->n_layers, sizeof(*gs->cap));
+	if (!gs->h || !gs->cap) {
+		gpu_seq_free(gm, gs);
+		return -ENOMEM;
+	}
+	gs->icap = gs->cap + c->n_layers;
+	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
+		struct fw_seq_layer *h = &gs->h[L];
+		uint32_t ratio = c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
+
+		r = dalloc(gm, &h->ring, (size_t)c->window_size * c->head_dim * 4);
+		if (!r && ratio) {
+			size_t n = (size_t)coff * ratio * coff * c->head_dim * 4;
+
+			r = dalloc(gm, &h->cmp_kv, n);
+			if (!r)
+				r = dalloc(gm, &h->cmp_score, n);
+		}
+		if (!r && ratio == 4) {
+			size_t n = (size_t)2 * 4 * 2 * c->index_head_dim * 4;
+
+			r = dalloc(gm, &h->icmp_kv, n);
+			if (!r)
+				r = dalloc(gm, &h->icmp_score, n);
+		}
+	}
+	if (!r)
+		r = dalloc(gm, &gs->tab, (size_t)c->n_layers * sizeof(*gs->h));
+	if (r || gpu_seq_reset(gm, gs)) {
+		gpu_seq_free(gm, gs);
+		return -ENOMEM;
+	}
+	*out = gs;
+	return 0;
+}
+
+void gpu_seq_free(struct gpu_model *gm, struct gpu_seq *gs)
+{
+	if (!gs)
+		return;
+	for (uint32_t L = 0; gs->h && L < gm->m->cfg.n_layers; L++) {
+		uint64_t *p = &gs->h[L].ring;
+
+		for (size_t i = 0; i < sizeof(gs->h[L]) / sizeof(uint64_t); i++)
+			if (p[i])
+				gm->g->cu.MemFree(p[i]);
+	}
+	if (gs->tab)
+		gm->g->cu.MemFree(gs->tab);
+	free(gs->h);
+	free(gs->cap);
+	free(gs);
+}
+
+int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+	const struct cu_driver *cu = &gm->g->cu;
+	CUresult r = 0;
+
+	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
+		const struct fw_seq_layer *h = &gs->h[L];
+		uint32_t ratio = c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
+		size_t n = (size_t)coff * ratio * coff * c->head_dim, ni = (size_t)16 * c->index_head_dim;
+
+		if (ratio) {
+			r = cu->MemsetD32(h->cmp_kv, 0, n);
+			if (!r)	/* -inf: an empty slot weighs nothing in the softmax */
+				r = cu->MemsetD32(h->cmp_score, 0xff800000u, n);
+		}
+		if (!r && ratio == 4) {
+			r = cu->MemsetD32(h->icmp_kv, 0, ni);
+			if (!r)
+				r = cu->MemsetD32(h->icmp_score, 0xff800000u, ni);
+		}
+	}
+	if (!r)
+		r = cu->MemcpyHtoD(gs->tab, gs->h, (size_t)c->n_layers * sizeof(*gs->h));
+	return r ? -EIO : 0;
+}
+
+/* entries buffer at *p holding *cap entries of @dim grown to @need (x2) */
+static CUresult grow_one(struct gpu_model *gm, uint64_t *p, uint32_t *cap, uint32_t need,
+			 uint32_t dim)
+{
+	uint64_t n = 0;
+	CUresult r;
+
+	if (need <= *cap)
+		return 0;
+	if (need < 2 * *cap)
+		need = 2 * *cap;
+	r = dalloc(gm, &n, (size_t)need * dim * 4);
+	if (!r && *p)
+		r = gm->g->cu.MemcpyDtoD(n, *p, (size_t)*cap * dim * 4);
+	if (r) {
+		if (n)
+			gm->g->cu.MemFree(n);
+		return r;
+	}
+	if (*p)
+		gm->g->cu.MemFree(*p);
+	*p = n;
+	*cap = need;
+	return 0;
+}
+
+int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+	int changed = 0;
+	CUresult r = 0;
+
+	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
+		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;
+
+		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || need <= gs->icap[L])))
+			continue;
+		changed = 1;
+		r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1, c->head_dim);
+		if (!r && ratio == 4)
+			r = grow_one(gm, &gs->h[L].icmp_ent, &gs->icap[L], need ? need : 1,
+				     c->index_head_dim);
+	}
+	if (!r && changed)
+		r = gm->g->cu.MemcpyHtoD(gs->tab, gs->h, (size_t)c->n_layers * sizeof(*gs->h));
+	return r ? -ENOMEM : 0;
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/* The GPU model's layout, shared by gpu_model.c and gpu_forward.c. */
+#ifndef DSV4_GPU_MODEL_H
+#define DSV4_GPU_MODEL_H
+
+#include "gpu.h"
+
+struct gcmp {
+	struct fw_mat wkv, wgate;
+	CUdeviceptr ape, norm;
+};
+
+struct glayer {
+	CUdeviceptr attn_norm, ffn_norm, hc_base[2], hc_scale[2], attn_sink, q_norm, kv_norm;
+	CUdeviceptr gate_bias, tid2eid;
+	struct fw_mat hc_fn[2], wq_a, wq_b, wkv, wo_a, wo_b, iwq_b, iweights, gate;
+	struct fw_mat sw1, sw2, sw3;
+	struct gcmp cmp, icmp;
+	CUdeviceptr w1tab, w2tab, w3tab;	/* fw_mat [n_routed_experts] */
+	struct fw_mat e1, e2;			/* expert 0's w1 and w2: formats, shapes */
+};
+
+struct gpu_model {
+	struct dsv4_gpu *g;
+	struct dsv4_model *m;
+	CUdeviceptr arena;		/* every weight */
+	uint64_t weight_bytes;
+	struct glayer *layers;
+	struct fw_mat embed, head, hc_head;
+	CUdeviceptr norm, hc_head_base, hc_head_scale, freqs_swa, freqs_cmp;
+	CUdeviceptr scratch;		/* per-call activations, grown as needed */
+	size_t scratch_cap;
+	void *hscratch;			/* host side: metadata, results */
+	size_t hscratch_cap;
+};
+
+struct gpu_seq {
+	CUdeviceptr tab;		/* fw_seq_layer [n_layers] on the device */
+	struct fw_seq_layer *h;		/* the host's copy */
+	uint32_t *cap, *icap;		/* entries allocated, per layer */
+};
+
+/* room for the entries emitted up to position @end_pos */
+int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos);
+
+#endif

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The CUDA backend's suite, on a machine with an NVIDIA GPU (not in CI:
+# the CI machine has nvcc but no GPU).  Run from the repository root after
+# `make gpu-kit` (or with build/gpu-kit and build/firmware carried over):
+#   tests/gpu/run-gpu-tests.sh
+# 1. gpu_test: the loader and single kernels;
+# 2. the GPU forward against the CPU engine (itself checked against the
+#    official reference): tiny-a/b/c and the embedded fortune-v4, prefill
+#    in one shot and in chunks, then greedy decode, both numerics modes;
+# 3. engine_test with the backend left on auto: the official fixtures
+#    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
+set -uo pipefail
+top=$(pwd)
+kit=$top/build/gpu-kit
+export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export DSV4_FIRMWARE=${DSV4_FIRMWARE:-$top/build/firmware/dsv4.fatbin}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+pass=0
+tap() { if [ "$1" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi; }
+
+DSV4_REQUIRE_GPU=1 "$kit/gpu_test" 2>&1 | tail -3
+tap "${PIPESTATUS[0]}"
+
+for p in tiny-a tiny-b tiny-c fortune; do
+	if [ $p = fortune ]; then dir=$top/userspace/models/fortune-v4; else
+		dir=$tmp/$p; "$kit/dsv4-mkmodel" --preset $p --seed 1 "$dir" >/dev/null || exit 1; fi
+	for num in reference exact; do
+		for chunk in 0 37; do
+			args=(--model "$dir" --random-prompt 300 --seed 5 --n-predict 24 --numerics $num)
+			[ $chunk = 0 ] || args+=(--chunk $chunk)
+			"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
+			"$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/gpu" >/dev/null &&
+			python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 \
+				"$p $num chunk=$chunk: GPU vs CPU"
+			tap $?
+		done
+	done
+done
+
+if [ "${GPU_ENGINE_TEST:-1}" = 1 ]; then
+	"$kit/engine_test" 2>&1 | grep -E "^(ok|not ok|#.*(on cuda|worst|FAIL))|^# (PASSED|FAILED|Totals)" | head -80
+	tap "${PIPESTATUS[0]}"
+fi
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
