@@ -482,6 +482,16 @@ const char *dsv4_model_kernels(const struct dsv4_model *m);
 const char *dsv4_model_backend(const struct dsv4_model *m);
 /* 1 when the forward pass runs on the GPU */
 int dsv4_model_on_gpu(const struct dsv4_model *m);
+/* Bytes one decode token must read at context @ctx (for rooflines): the
+ * weights (dense, head, the activated experts' share of the routed ones)
+ * and the KV state attention reads (window, selected/visible entries,
+ * indexer keys; F32 as the GPU keeps them). */
+void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *weight_bytes,
+			     double *kv_bytes);
+/* Benchmarks only: the sequence (CUDA backend) is made @ctx tokens long
+ * with filler state, so that a decode step costs what it costs at @ctx
+ * without prefilling it.  Its outputs mean nothing afterwards. */
+int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx);
 
 /* Where evaluation time went, since load or the last reset (ns). */
 struct dsv4_time_stats {
@@ -664,6 +674,8 @@ const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len);
  * buffers in and out): the first kernel, checked against the CPU. */
 int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
 		      uint32_t cols, const float *x, float *y, char *err, size_t errlen);
+/* Device memory bandwidth (bytes/s, read + write) of a 1 GiB device copy. */
+int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *bytes_per_s, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

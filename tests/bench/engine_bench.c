@@ -95,21 +95,10 @@ static double bandwidth(char *src, char *dst, size_t len, uint32_t threads, int 
 
 /* ---- what a token touches ---- */
 
-static double mat_bytes(const struct mat *m)
+/* the library's mat_bytes() as a double, for layer_cost() */
+static double mat_size(const struct mat *m)
 {
-	double n = (double)m->rows * m->cols;
-
-	switch (m->fmt) {
-	case MAT_F32:
-		return 4 * n;
-	case MAT_BF16:
-		return 2 * n;
-	case MAT_FP8:
-		return n + (double)((m->rows + 127) / 128) * ((m->cols + 127) / 128);
-	case MAT_FP4:
-		return n / 2 + n / 32;
-	}
-	return 0;
+	return (double)mat_bytes(m);
 }
 
 static double mat_macs(const struct mat *m)
@@ -299,7 +288,7 @@ int main(int argc, char **argv)
 	double dsum = 0, head = 0;
 
 	for (uint32_t L = 0; L < nl; L++)
-		bytes += layer_cost(m, L, mat_bytes);
+		bytes += layer_cost(m, L, mat_size);
 	for (uint32_t i = 0; i < K; i++) {
 		st.t[0] = now();
 		if (dsv4_eval(s, tok + P + i, 1, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
@@ -315,7 +304,7 @@ int main(int argc, char **argv)
 	}
 	for (uint32_t L = 0; L < nl; L++)
 		printf("bench: decode layer %u (ratio %u): %.2f ms, %.1f MB of weights\n", L,
-		       cfg->compress_ratios[L], st.sum[L] / K * 1e3, layer_cost(m, L, mat_bytes) * 1e-6);
+		       cfg->compress_ratios[L], st.sum[L] / K * 1e3, layer_cost(m, L, mat_size) * 1e-6);
 	printf("bench: decode head (hc_head, norm, %u x %u BF16): %.2f ms\n", cfg->vocab_size,
 	       cfg->dim, head / K * 1e3);
 	double tok_s = dsum / K, achieved = bytes / tok_s;

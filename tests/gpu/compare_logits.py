@@ -23,9 +23,11 @@ def main():
     top2 = np.sort(ref, axis=1)[:, -2:]
     tie = (top2[:, 1] - top2[:, 0]) <= 2e-3 * np.abs(top2[:, 1])
     bad = (ref.argmax(axis=1) != got.argmax(axis=1)) & ~tie
+    over = np.nonzero(rel > tol)[0]
+    first = f", first over tol at row {over[0]}" if len(over) else ""
     ok = rel.max() <= tol and not bad.any()
     print(f"{'ok' if ok else 'not ok'} {name}: rows {ref.shape[0]}, worst rel {rel.max():.3g} "
-          f"(tol {tol}), argmax mismatches {int(bad.sum())}, ties {int(tie.sum())}")
+          f"(tol {tol}){first}, argmax mismatches {int(bad.sum())}, ties {int(tie.sum())}")
     return 0 if ok else 1
 
 

@@ -21,6 +21,7 @@
 
 #include "dsv4drv.h"
 #include "../../libdsv4drv/src/engine/engine.h"
+#include "../../libdsv4drv/src/gpu/gpu.h"
 #include "kselftest_harness.h"
 
 static const char *const presets[] = { "tiny-a", "tiny-b", "tiny-c" };
@@ -99,11 +100,14 @@ static int32_t *fx_tokens(const char *file, uint32_t *n)
 	return v;
 }
 
+/* auto: the GPU where there is one (tests/gpu/run-gpu-tests.sh), else the CPU */
+static enum dsv4_backend test_backend = DSV4_BACKEND_AUTO;
+
 static struct dsv4_model *load(const char *preset, enum dsv4_numerics num, uint32_t flags,
 			       const char *kernels, const struct dsv4_model_hooks *hooks)
 {
 	struct dsv4_model_options o = { .threads = 2, .numerics = num, .flags = flags,
-					.kernels = kernels, .hooks = hooks };
+					.kernels = kernels, .hooks = hooks, .backend = test_backend };
 	struct dsv4_model *m = NULL;
 	char err[256];
 	const char *dir = model_dir(preset);
@@ -300,6 +304,7 @@ static void check_internals(struct __test_metadata *_metadata, const char *file,
 	ASSERT_NE(NULL, tl.idx);
 	ASSERT_EQ(0, dsv4_seq_create(m, N, &s));
 	ASSERT_EQ(0, dsv4_eval(s, tok, N, DSV4_LOGITS_NONE, NULL, err, sizeof(err))) TH_LOG("%s", err);
+	ASSERT_EQ(0, gpu_seq_sync(s, 1));	/* the CUDA backend's state, where it runs */
 	*topk_mismatch = 0;
 	for (uint32_t L = 0; L < c->n_layers; L++) {
 		uint32_t r = c->compress_ratios[L];
@@ -979,8 +984,12 @@ TEST(kv_spill_pool_is_shared_and_recycled)
 {
 	uint32_t N;
 	int32_t *tok = fx_tokens("official-tiny-a.safetensors", &N);
-	struct dsv4_model *m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
 	struct dsv4_kv_pool_stats a, b, c;
+	struct dsv4_model *m;
+
+	test_backend = DSV4_BACKEND_CPU;	/* the CPU's spill tier */
+	m = load("tiny-a", DSV4_NUMERICS_EXACT, 0, NULL, NULL);
+	test_backend = DSV4_BACKEND_AUTO;
 	struct dsv4_seq *s[4];
 	char err[256];
 

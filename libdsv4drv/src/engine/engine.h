@@ -176,6 +176,9 @@ struct dsv4_model {
 	char backend[768];		/* dsv4_model_backend() */
 };
 
+/* bytes of a matrix as stored (codes plus scales) */
+size_t mat_bytes(const struct mat *m);
+
 /* Storage of emitted entries (kvfmt.c).  F32/FP4/FP8 serve indexer keys
  * and F32 main entries; MODEL1 is the 584-byte main-entry layout. */
 enum kv_index_fmt { KV_INDEX_F32 = 0, KV_INDEX_FP4 = 1, KV_INDEX_FP8 = 2, KV_MAIN_MODEL1 = 3 };

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "../gpu/gpu.h"
 
 uint32_t kv_main_bytes(uint32_t head_dim, uint32_t rope_dim)
 {
@@ -162,6 +163,8 @@ void dsv4_seq_kv_usage(const struct dsv4_seq *s, struct dsv4_kv_usage *u)
 	const struct dsv4_config *c = &s->m->cfg;
 
 	memset(u, 0, sizeof(*u));
+	/* the CUDA backend: the host structures mirror the GPU state on demand */
+	gpu_seq_sync((struct dsv4_seq *)s, 1);
 	u->tokens = s->pos;
 	for (uint32_t L = 0; L < c->n_layers; L++) {
 		const struct seq_layer *sl = &s->layers[L];

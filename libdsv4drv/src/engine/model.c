@@ -513,6 +513,54 @@ void dsv4_model_kv_pool_stats(const struct dsv4_model *m, struct dsv4_kv_pool_st
 	kv_pool_stats(m->kv_pool, st);
 }
 
+size_t mat_bytes(const struct mat *m)
+{
+	size_t n = (size_t)m->rows * m->cols;
+
+	switch (m->fmt) {
+	case MAT_F32:
+		return 4 * n;
+	case MAT_BF16:
+		return 2 * n;
+	case MAT_FP8:
+		return n + (size_t)((m->rows + 127) / 128) * ((m->cols + 127) / 128) *
+			   (m->scale_f32 ? 4 : 1);
+	default:
+		return n / 2 + n / 32;
+	}
+}
+
+void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *weight_bytes,
+			     double *kv_bytes)
+{
+	const struct dsv4_config *c = &m->cfg;
+	double w = mat_bytes(&m->head) + (double)c->dim * 2, kv = 0;
+
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		const struct layer_w *lw = &m->layers[L];
+		uint64_t r = lw->ratio, win = ctx < c->window_size ? ctx : c->window_size;
+		const struct mat *dense[] = { &lw->hc_fn_mat[0], &lw->hc_fn_mat[1], &lw->wq_a,
+					      &lw->wq_b, &lw->wkv, &lw->wo_a, &lw->wo_b, &lw->gate,
+					      &lw->sw1, &lw->sw2, &lw->sw3, &lw->cmp.wkv,
+					      &lw->cmp.wgate, &lw->icmp.wkv, &lw->icmp.wgate,
+					      &lw->iwq_b, &lw->iweights };
+
+		for (size_t i = 0; i < sizeof(dense) / sizeof(dense[0]); i++)
+			if (dense[i]->data)
+				w += mat_bytes(dense[i]);
+		w += (double)c->n_activated_experts *
+		     (mat_bytes(&lw->w1[0]) + mat_bytes(&lw->w2[0]) + mat_bytes(&lw->w3[0]));
+		kv += (double)win * c->head_dim * 4;
+		if (r == 4)
+			kv += (double)(ctx / 4 < c->index_topk ? ctx / 4 : c->index_topk) * c->head_dim * 4 +
+			      (double)(ctx / 4) * c->index_head_dim * 4;
+		else if (r)
+			kv += (double)(ctx / r) * c->head_dim * 4;
+	}
+	*weight_bytes = w;
+	*kv_bytes = kv;
+}
+
 const char *dsv4_model_backend(const struct dsv4_model *m)
 {
 	return m->backend;

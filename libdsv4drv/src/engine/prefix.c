@@ -25,6 +25,7 @@
 
 #include "../internal.h"
 #include "engine.h"
+#include "../gpu/gpu.h"
 
 #define MAGIC "DSV4PFX1"
 #define BLOCK DSV4_PREFIX_BLOCK
@@ -408,8 +409,7 @@ int dsv4_prefix_restore(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const 
 	*cached = 0;
 	if (!pc || !s || s->m != pc->m || s->pos)
 		return dsv4_errf(err, errlen, -EINVAL, "prefix restore needs a fresh sequence of this model");
-	/* the CUDA backend keeps the state on the GPU: no snapshots (yet) */
-	if (!tokens || n < 2 || n > s->max_len || s->gpu)
+	if (!tokens || n < 2 || n > s->max_len)
 		return 0;
 	h = block_hashes(tokens, nb);
 	if (!h)
@@ -433,8 +433,9 @@ int dsv4_prefix_restore(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const 
 			buf = disk_get(pc, h[b], b * BLOCK, &len);
 			own = buf != NULL;
 		}
+		/* the CUDA backend: the restored state goes on to the GPU */
 		if (buf && !restore(s, buf + sizeof(struct snap_hdr), len - sizeof(struct snap_hdr),
-				    b * BLOCK)) {
+				    b * BLOCK) && !gpu_seq_sync(s, 0)) {
 			from = b * BLOCK;
 			if (own)	/* promote to DRAM */
 				dram_put(pc, h[b], buf, len);
@@ -469,8 +470,8 @@ int dsv4_prefix_save(struct dsv4_prefix_cache *pc, struct dsv4_seq *s, const int
 
 	if (!pc || s->m != pc->m || !nb || s->pos % BLOCK)
 		return dsv4_errf(err, errlen, -EINVAL, "prefix save needs a sequence at a block boundary");
-	if (s->gpu)
-		return 0;
+	if (gpu_seq_sync(s, 1))	/* the CUDA backend: the state comes from the GPU */
+		return dsv4_errf(err, errlen, -EIO, "prefix save: cannot read the GPU state");
 	h = block_hashes(tokens, nb);
 	if (!h)
 		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../internal.h"
 #include "dsv4drv.h"
@@ -252,4 +253,37 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 	if (dy)
 		g->cu.MemFree(dy);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", gpu_err(g, r)) : 0;
+}
+
+int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *bytes_per_s, char *err, size_t errlen)
+{
+	size_t n = (size_t)1 << 30;
+	CUdeviceptr a = 0, b = 0;
+	struct timespec t0, t1;
+	CUresult r;
+	int reps = 10;
+
+	r = g->cu.MemAlloc(&a, n);
+	if (!r)
+		r = g->cu.MemAlloc(&b, n);
+	if (!r)
+		r = g->cu.MemsetD32(a, 0, n / 4);
+	if (!r)
+		r = g->cu.MemcpyDtoD(b, a, n);	/* warm */
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < reps && !r; i++)
+		r = g->cu.MemcpyDtoD(i & 1 ? a : b, i & 1 ? b : a, n);
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (a)
+		g->cu.MemFree(a);
+	if (b)
+		g->cu.MemFree(b);
+	if (r)
+		return dsv4_errf(err, errlen, -EIO, "CUDA bandwidth: %s", gpu_err(g, r));
+	*bytes_per_s = 2.0 * n * reps / ((t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	return 0;
 }

@@ -110,6 +110,10 @@ int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out);
 void gpu_seq_free(struct gpu_model *gm, struct gpu_seq *gs);
 int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs);
 
+/* Copies a sequence's GPU state into its host structures (to_host: for
+ * snapshots and inspection) or back (after a snapshot was restored). */
+int gpu_seq_sync(struct dsv4_seq *s, int to_host);
+
 /* dsv4_eval_many on the GPU (requests already validated) */
 int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, char *err,
 		  size_t errlen);

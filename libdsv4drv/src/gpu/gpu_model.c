@@ -35,31 +35,13 @@ static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 	return u->gm->arena + at;
 }
 
-static size_t mat_bytes(const struct mat *m, size_t *scale_bytes)
-{
-	size_t n = (size_t)m->rows * m->cols;
-
-	*scale_bytes = 0;
-	switch (m->fmt) {
-	case MAT_F32:
-		return 4 * n;
-	case MAT_BF16:
-		return 2 * n;
-	case MAT_FP8:
-		*scale_bytes = (size_t)((m->rows + 127) / 128) * ((m->cols + 127) / 128) *
-			       (m->scale_f32 ? 4 : 1);
-		return n;
-	default:
-		*scale_bytes = n / 32;
-		return n / 2;
-	}
-}
-
 static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
 {
 	struct fw_mat f = { .fmt = (uint32_t)m->fmt, .rows = m->rows, .cols = m->cols,
 			    .scale_f32 = (uint32_t)m->scale_f32 };
-	size_t sb, db = mat_bytes(m, &sb);
+	size_t n = (size_t)m->rows * m->cols;
+	size_t db = m->fmt == MAT_F32 ? 4 * n : m->fmt == MAT_BF16 ? 2 * n : m->fmt == MAT_FP8 ? n : n / 2;
+	size_t sb = m->data ? mat_bytes(m) - db : 0;
 
 	if (!m->data)
 		return f;
@@ -434,4 +416,105 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 	if (!r && changed)
 		r = gm->g->cu.MemcpyHtoD(gs->tab, gs->h, (size_t)c->n_layers * sizeof(*gs->h));
 	return r ? -ENOMEM : 0;
+}
+
+/* one compressor's state and its @n entries between host and device */
+static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dkv, uint64_t dsc,
+			 uint64_t dent, uint32_t ratio, uint32_t n, int to_host, float *tmp)
+{
+	const struct cu_driver *cu = &gm->g->cu;
+	uint32_t coff = ratio == 4 ? 2 : 1;
+	size_t sb = (size_t)coff * ratio * coff * st->dim * sizeof(float);
+	size_t eb = (size_t)n * st->dim * sizeof(float);
+	CUresult r;
+
+	if (to_host) {
+		r = cu->MemcpyDtoH(st->kv, dkv, sb);
+		if (!r)
+			r = cu->MemcpyDtoH(st->score, dsc, sb);
+		if (!r && n)
+			r = cu->MemcpyDtoH(tmp, dent, eb);
+		for (uint32_t w = 0; w < n && !r; w++)
+			cmp_entry_put(st, w, tmp + (size_t)w * st->dim);
+		st->n_entries = n;
+		return r;
+	}
+	for (uint32_t w = 0; w < n; w++)
+		cmp_entry_get(st, w, tmp + (size_t)w * st->dim);
+	r = cu->MemcpyHtoD(dkv, st->kv, sb);
+	if (!r)
+		r = cu->MemcpyHtoD(dsc, st->score, sb);
+	if (!r && n)
+		r = cu->MemcpyHtoD(dent, tmp, eb);
+	return r;
+}
+
+int gpu_seq_sync(struct dsv4_seq *s, int to_host)
+{
+	struct gpu_model *gm = s->m->gpu;
+	struct gpu_seq *gs = s->gpu;
+	const struct dsv4_config *c = &s->m->cfg;
+	uint32_t most = s->pos / 4 + 1, dim = c->head_dim > c->index_head_dim ? c->head_dim :
+					       c->index_head_dim;
+	float *tmp;
+	CUresult r = 0;
+
+	if (!gs)
+		return 0;
+	if (!to_host && gpu_seq_grow(gm, gs, s->pos))
+		return -ENOMEM;
+	tmp = malloc((size_t)most * dim * sizeof(float));
+	if (!tmp)
+		return -ENOMEM;
+	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
+		struct seq_layer *sl = &s->layers[L];
+		const struct fw_seq_layer *h = &gs->h[L];
+		uint32_t ratio = c->compress_ratios[L], n = ratio ? s->pos / ratio : 0;
+		size_t rb = (size_t)c->window_size * c->head_dim * sizeof(float);
+
+		r = to_host ? gm->g->cu.MemcpyDtoH(sl->ring, h->ring, rb) :
+			      gm->g->cu.MemcpyHtoD(h->ring, sl->ring, rb);
+		if (!r && ratio && to_host && cmp_state_grow(&sl->cmp, ratio, s->pos))
+			break;
+		if (!r && ratio)
+			r = sync_cmp(gm, &sl->cmp, h->cmp_kv, h->cmp_score, h->cmp_ent, ratio, n,
+				     to_host, tmp);
+		if (!r && ratio == 4 && to_host && cmp_state_grow(&sl->icmp, 4, s->pos))
+			break;
+		if (!r && ratio == 4)
+			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score, h->icmp_ent, 4, n,
+				     to_host, tmp);
+	}
+	free(tmp);
+	return r ? -EIO : 0;
+}
+
+int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
+{
+	struct gpu_model *gm = s->m->gpu;
+	const struct dsv4_config *c = &s->m->cfg;
+	CUresult r = 0;
+
+	if (!gm || !s->gpu)
+		return -ENOTSUP;
+	if (ctx >= s->max_len)
+		return -EINVAL;
+	if (gpu_seq_grow(gm, s->gpu, ctx))
+		return -ENOMEM;
+	/* small finite filler (0.01f) in the rings and the entries */
+	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
+		const struct fw_seq_layer *h = &s->gpu->h[L];
+
+		r = gm->g->cu.MemsetD32(h->ring, 0x3c23d70au, (size_t)c->window_size * c->head_dim);
+		if (!r && h->cmp_ent)
+			r = gm->g->cu.MemsetD32(h->cmp_ent, 0x3c23d70au,
+						(size_t)s->gpu->cap[L] * c->head_dim);
+		if (!r && h->icmp_ent)
+			r = gm->g->cu.MemsetD32(h->icmp_ent, 0x3c23d70au,
+						(size_t)s->gpu->icap[L] * c->index_head_dim);
+	}
+	if (r)
+		return -EIO;
+	s->pos = ctx;
+	return 0;
 }

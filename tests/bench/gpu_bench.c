@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The CUDA backend's benchmark (GPU machine; see firmware/README.md):
+ *   gpu_bench --model DIR [--contexts 4096,131072] [--steps 16] [--prefill 1024]
+ * On a Flash-shaped checkpoint of a few layers (dsv4-mkmodel --preset flash
+ * --layers N): the device's copy bandwidth measured in the same run, the
+ * prefill rate, and decode per context: ms per token and per layer, tokens/s
+ * projected to 43 layers, and the ratio to the HBM roofline (weight + KV
+ * bytes one token must read / measured bandwidth).  Long contexts are set
+ * up with dsv4_seq_assume_context (filler state, the same work per step).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dsv4drv.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "contexts", required_argument, NULL, 'c' },
+		{ "steps", required_argument, NULL, 's' },
+		{ "prefill", required_argument, NULL, 'p' },
+		{ 0 }
+	};
+	const char *model = NULL, *contexts = "4096,131072";
+	uint32_t steps = 16, prefill = 1024;
+	struct dsv4_model_options mo = { .backend = DSV4_BACKEND_CUDA };
+	struct dsv4_model *m = NULL;
+	struct dsv4_gpu *g = NULL;
+	char err[512], desc[700];
+	double bw = 0;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'm')
+			model = optarg;
+		else if (c == 'c')
+			contexts = optarg;
+		else if (c == 's')
+			steps = (uint32_t)atoi(optarg);
+		else if (c == 'p')
+			prefill = (uint32_t)atoi(optarg);
+		else
+			return 2;
+	}
+	if (!model || !steps || steps > 4096 || !prefill) {
+		fprintf(stderr, "usage: gpu_bench --model DIR [--contexts N,..] [--steps N] [--prefill N]\n");
+		return 2;
+	}
+	if (dsv4_gpu_open(0, NULL, &g, err, sizeof(err)) ||
+	    dsv4_gpu_bandwidth(g, &bw, err, sizeof(err))) {
+		fprintf(stderr, "gpu_bench: %s\n", err);
+		return 1;
+	}
+	printf("device: %s\n", dsv4_gpu_describe(g, desc, sizeof(desc)));
+	printf("anchor: device copy bandwidth %.1f GB/s (1 GiB cuMemcpyDtoD, read + write)\n",
+	       bw * 1e-9);
+	dsv4_gpu_close(g);
+	double t0 = now_s();
+
+	if (dsv4_model_load(model, &mo, &m, err, sizeof(err))) {
+		fprintf(stderr, "gpu_bench: %s\n", err);
+		return 1;
+	}
+	const struct dsv4_config *cfg = dsv4_model_config(m);
+	uint32_t V = cfg->vocab_size, L = cfg->n_layers;
+	float *logits = malloc((size_t)V * sizeof(float));
+	int32_t *tok = malloc((size_t)prefill * sizeof(*tok));
+	struct dsv4_seq *s = NULL;
+
+	printf("model: %s, %u layers (ratios", model, L);
+	for (uint32_t i = 0; i < L; i++)
+		printf(" %u", cfg->compress_ratios[i]);
+	printf("), loaded in %.1f s; %s\n", now_s() - t0, dsv4_model_backend(m));
+	for (uint32_t i = 0, x = 7; i < prefill; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		tok[i] = (int32_t)(x % V);
+	}
+	/* prefill: chunks of 256 after one warm-up chunk */
+	if (dsv4_seq_create(m, 1u << 20, &s) ||
+	    dsv4_eval(s, tok, 256 < prefill ? 256 : prefill, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
+		fprintf(stderr, "gpu_bench: prefill: %s\n", err);
+		return 1;
+	}
+	dsv4_seq_reset(s);
+	t0 = now_s();
+	for (uint32_t at = 0; at < prefill; at += 256) {
+		uint32_t n = prefill - at < 256 ? prefill - at : 256;
+
+		if (dsv4_eval(s, tok + at, n, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
+			fprintf(stderr, "gpu_bench: prefill: %s\n", err);
+			return 1;
+		}
+	}
+	double tp = now_s() - t0;
+
+	printf("prefill: %u tokens in %.3f s: %.0f tokens/s on %u layers, %.0f projected to 43\n",
+	       prefill, tp, prefill / tp, L, prefill / tp * L / 43.0);
+	printf("| context | ms/token | ms/layer | tok/s at 43 layers | weights MB | KV MB | roofline ms | ratio |\n");
+	printf("|---|---|---|---|---|---|---|---|\n");
+	for (const char *p = contexts; p && *p;) {
+		uint32_t ctx = (uint32_t)strtoul(p, NULL, 10);
+		double *t = malloc(steps * sizeof(double)), wb, kb;
+
+		p = strchr(p, ',');
+		p = p ? p + 1 : NULL;
+		dsv4_seq_reset(s);
+		if (dsv4_seq_assume_context(s, ctx)) {
+			fprintf(stderr, "gpu_bench: context %u not possible\n", ctx);
+			return 1;
+		}
+		for (uint32_t i = 0; i < steps + 2; i++) {
+			double a = now_s();
+
+			if (dsv4_eval(s, tok + i % prefill, 1, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
+				fprintf(stderr, "gpu_bench: decode at %u: %s\n", ctx, err);
+				return 1;
+			}
+			if (i >= 2)	/* two warm-up steps */
+				t[i - 2] = now_s() - a;
+		}
+		qsort(t, steps, sizeof(*t), cmp_d);
+		double ms = t[steps / 2] * 1e3;
+
+		dsv4_model_decode_bytes(m, ctx, &wb, &kb);
+		double roof = (wb + kb) / bw * 1e3;	/* bw: bytes moved per second */
+
+		printf("| %u | %.3f | %.3f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", ctx, ms, ms / L,
+		       1e3 / (ms / L * 43), wb * 1e-6, kb * 1e-6, roof, roof / ms);
+		free(t);
+	}
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(logits);
+	free(tok);
+	return 0;
+}
