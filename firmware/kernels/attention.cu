@@ -29,7 +29,7 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
 }
 
 /*
- * grid (R, H), 256 threads, dynamic shared memory (hd + keys) floats.
+ * grid (R, H), 256 threads, dynamic shared memory (9 hd + keys) floats.
  * q [R, H*hd]; kvc [R, hd] this call's rows; row r's chunk starts at row
  * cstart[r]; rowtab[r] -> the sequence's fw_seq_layer array.
  */
@@ -93,13 +93,48 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 		sc[j] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
 	}
 	den = block_sum(den) + expf(sink[h] - mx);
-	/* P.V: threads over dims, keys in order */
-	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
-		float acc = 0;
+	__syncthreads();
+	/* P.V: warps over keys (each key read once, coalesced), lanes over
+	 * dims; the warps' partial sums meet in shared memory */
+	float *part = sc + n;	/* [nw, hd] after the scores */
+	float acc[32];
 
-		for (uint32_t j = 0; j < n; j++)
-			acc += sc[j] * key_at(k, j)[d];
-		qs[d] = acc / den;
+#pragma unroll
+	for (int i = 0; i < 32; i++)
+		acc[i] = 0.f;
+	for (uint32_t j = wid; j < n; j += nw) {
+		const float *kj = key_at(k, j);
+		float pj = sc[j];
+
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			uint32_t d = lane * 4 + 128 * i;
+
+			if (d < hd) {
+				float4 v = *(const float4 *)(kj + d);
+
+				acc[4 * i] += pj * v.x;
+				acc[4 * i + 1] += pj * v.y;
+				acc[4 * i + 2] += pj * v.z;
+				acc[4 * i + 3] += pj * v.w;
+			}
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		uint32_t d = lane * 4 + 128 * i;
+
+		if (d < hd)
+			for (int e = 0; e < 4; e++)
+				part[(size_t)wid * hd + d + e] = acc[4 * i + e];
+	}
+	__syncthreads();
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+		float sum = 0;
+
+		for (uint32_t w = 0; w < nw; w++)
+			sum += part[(size_t)w * hd + d];
+		qs[d] = sum / den;
 	}
 	__syncthreads();
 	block_rope(qs + hd - rd, freqs, rd, p, 1);

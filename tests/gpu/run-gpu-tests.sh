@@ -5,8 +5,12 @@
 #   tests/gpu/run-gpu-tests.sh
 # 1. gpu_test: the loader and single kernels;
 # 2. the GPU forward against the CPU engine (itself checked against the
-#    official reference): tiny-a/b/c and the embedded fortune-v4, prefill
-#    in one shot and in chunks, then greedy decode, both numerics modes;
+#    official reference): tiny-a/b/c and the embedded fortune-v4, 300-token
+#    prefill in one shot and in chunks, then 24 greedy decode steps, exact
+#    numerics.  (Reference numerics are chaotic: a one-ulp difference in a
+#    sum moves an FP8/FP4 rounding or a top-k choice, and the official code
+#    itself moves by its envelope under 1e-6 noise; engine_test checks them
+#    against the official fixtures within that envelope instead.)
 # 3. engine_test with the backend left on auto: the official fixtures
 #    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
 set -uo pipefail
@@ -26,7 +30,7 @@ tap "${PIPESTATUS[0]}"
 for p in tiny-a tiny-b tiny-c fortune; do
 	if [ $p = fortune ]; then dir=$top/userspace/models/fortune-v4; else
 		dir=$tmp/$p; "$kit/dsv4-mkmodel" --preset $p --seed 1 "$dir" >/dev/null || exit 1; fi
-	for num in reference exact; do
+	for num in exact; do
 		for chunk in 0 37; do
 			args=(--model "$dir" --random-prompt 300 --seed 5 --n-predict 24 --numerics $num)
 			[ $chunk = 0 ] || args+=(--chunk $chunk)

@@ -270,7 +270,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			      &ref, &b->o };
 		void *s[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->clast, &win, &hd };
 
-		launch(w, K_ATTENTION, R, H, 1, 256, (hd + w->maxkeys) * 4, a);
+		launch(w, K_ATTENTION, R, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
 		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
 	}
 	/* grouped low-rank output: wo_a per group (no act quant), then wo_b */
@@ -440,7 +440,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	}
 	bt = (struct batch){ .rows = R, .pos = pos };
 	w.maxkeys = attention_max_keys(m, &bt);
-	if ((w.maxkeys + c->head_dim) * 4 > (uint32_t)(w.gm->g->smem_optin > 48 * 1024 ?
+	if ((w.maxkeys + 9 * c->head_dim) * 4 > (uint32_t)(w.gm->g->smem_optin > 48 * 1024 ?
 						      w.gm->g->smem_optin : 48 * 1024)) {
 		ret = dsv4_errf(err, errlen, -E2BIG,
 				"CUDA backend: %u keys per query exceed the attention kernel's shared "
