@@ -128,10 +128,22 @@ static int reserve(struct fwd *w)
 static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz,
 		   unsigned block, unsigned smem, void **args)
 {
+	double t0 = 0;
+
 	if (w->r || !gx || !gy || !gz)
 		return;
-	w->r = w->cu->LaunchKernel(w->gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL, args,
-				   NULL);
+	if (w->gm->profile) {
+		w->r = w->cu->CtxSynchronize();
+		t0 = now_ns() * 1e-9;
+	}
+	if (!w->r)
+		w->r = w->cu->LaunchKernel(w->gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL,
+					   args, NULL);
+	if (w->gm->profile && !w->r) {
+		w->r = w->cu->CtxSynchronize();
+		w->gm->prof_s[k] += now_ns() * 1e-9 - t0;
+		w->gm->prof_n[k]++;
+	}
 }
 
 static int quantized(const struct fw_mat *W)

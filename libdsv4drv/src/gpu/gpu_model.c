@@ -226,6 +226,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 				gpu_err(gm->g, u.r));
 		goto fail;
 	}
+	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	if (gm->g->smem_optin > 48 * 1024)
 		gm->g->cu.FuncSetAttribute(gm->g->fn[K_ATTENTION], 8 /* MAX_DYNAMIC_SHARED_SIZE */,
 					   gm->g->smem_optin);
@@ -238,10 +239,29 @@ fail:
 	return ret;
 }
 
+static const char *const prof_names[K_COUNT + 1] = {
+#define GPU_PNAME(id, name) #name,
+	GPU_KERNELS(GPU_PNAME)
+#undef GPU_PNAME
+	"(host copies)",
+};
+
 void gpu_model_close(struct gpu_model *gm)
 {
 	if (!gm)
 		return;
+	if (gm->profile) {
+		double total = 0;
+
+		for (int k = 0; k <= K_COUNT; k++)
+			total += gm->prof_s[k];
+		fprintf(stderr, "dsv4 GPU profile (synchronous launches): %.3f s\n", total);
+		for (int k = 0; k <= K_COUNT; k++)
+			if (gm->prof_n[k])
+				fprintf(stderr, "  %-22s %9llu calls %9.3f ms %5.1f %%\n", prof_names[k],
+					(unsigned long long)gm->prof_n[k], gm->prof_s[k] * 1e3,
+					100 * gm->prof_s[k] / total);
+	}
 	if (gm->g) {
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);

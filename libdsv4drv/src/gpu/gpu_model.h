@@ -32,6 +32,10 @@ struct gpu_model {
 	size_t scratch_cap;
 	void *hscratch;			/* host side: metadata, results */
 	size_t hscratch_cap;
+	/* $DSV4_GPU_PROFILE: each launch timed (synchronously), per kernel */
+	int profile;
+	double prof_s[K_COUNT + 1];	/* the last: host copies */
+	uint64_t prof_n[K_COUNT + 1];
 };
 
 struct gpu_seq {
