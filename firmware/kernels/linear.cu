@@ -181,8 +181,9 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 
 /*
  * grid: (ceil(rows/8), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
- * Slot s = token * K + j uses expert idx[s] (none when < 0: zeros) on input
- * row x[(per_slot ? s : s / K) * ldx].
+ * Slot s = token * K + j uses expert idx[s] on input row
+ * x[(per_slot ? s : s / K) * ldx]; a slot with idx < 0 (no expert, or not
+ * in this group of streamed experts) is left as it is.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
@@ -196,11 +197,8 @@ dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__
 	float *y = blockIdx.z ? y_b : y_a;
 	float acc[FW_LINEAR_ROWS];
 
-	if (e < 0) {
-		if (o < tab[0].rows && threadIdx.x % 32 == 0)
-			y[(size_t)s * ldy + o] = 0.f;
+	if (e < 0)
 		return;
-	}
 	fw_mat w = tab[e];
 
 	if (o >= w.rows)

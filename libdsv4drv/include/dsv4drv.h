@@ -482,6 +482,18 @@ const char *dsv4_model_kernels(const struct dsv4_model *m);
 const char *dsv4_model_backend(const struct dsv4_model *m);
 /* 1 when the forward pass runs on the GPU */
 int dsv4_model_on_gpu(const struct dsv4_model *m);
+/* The CUDA backend with streamed experts: its GPU expert cache of
+ * $DSV4_GPU_EXPERT_SLOTS slots (default: two layers' worth of the
+ * activated experts per layer, within half the free GPU memory) filled
+ * from the pinned host cache. */
+struct dsv4_gpu_stream_stats {
+	uint32_t slots;
+	uint64_t slot_bytes;
+	uint64_t hits, misses;
+	uint64_t bytes_copied;		/* host -> GPU */
+	uint64_t copy_ns;		/* host time waiting for copies */
+};
+int dsv4_model_gpu_stream_stats(const struct dsv4_model *m, struct dsv4_gpu_stream_stats *st);
 /* Bytes one decode token must read at context @ctx (for rooflines): the
  * weights (dense, head, the activated experts' share of the routed ones)
  * and the KV state attention reads (window, selected/visible entries,
@@ -674,8 +686,10 @@ const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len);
  * buffers in and out): the first kernel, checked against the CPU. */
 int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
 		      uint32_t cols, const float *x, float *y, char *err, size_t errlen);
-/* Device memory bandwidth (bytes/s, read + write) of a 1 GiB device copy. */
-int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *bytes_per_s, char *err, size_t errlen);
+/* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
+ * copy) and host to device from pinned memory (256 MiB copies). */
+int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,
+		       size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -2,12 +2,17 @@
 /*
  * The CUDA backend's benchmark (GPU machine; see firmware/README.md):
  *   gpu_bench --model DIR [--contexts 4096,131072] [--steps 16] [--prefill 1024]
+ *             [--stream-slots N]
  * On a Flash-shaped checkpoint of a few layers (dsv4-mkmodel --preset flash
  * --layers N): the device's copy bandwidth measured in the same run, the
  * prefill rate, and decode per context: ms per token and per layer, tokens/s
  * projected to 43 layers, and the ratio to the HBM roofline (weight + KV
  * bytes one token must read / measured bandwidth).  Long contexts are set
  * up with dsv4_seq_assume_context (filler state, the same work per step).
+ * With --stream-slots N the routed experts are also streamed (CPU store
+ * holding all of them in pinned memory, a GPU cache of N expert slots):
+ * decode at the first context against the PCIe roofline of the bytes that
+ * crossed (measured pinned host-to-device bandwidth, same run).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -32,6 +37,60 @@ static int cmp_d(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* decode with streamed experts at @ctx: ms per token and bytes crossing */
+static void stream_bench(const char *model, uint32_t slots, uint32_t ctx, uint32_t steps,
+			 double resident_ms, double htod, const int32_t *tok, uint32_t ntok)
+{
+	struct dsv4_stream_options so = { .mode = DSV4_EXPERTS_STREAM,
+					  .mem = { .allow_unlocked = 1 } };
+	struct dsv4_model_options mo = { .backend = DSV4_BACKEND_CUDA, .stream = &so };
+	struct dsv4_gpu_stream_stats a, b;
+	struct dsv4_model *m = NULL;
+	struct dsv4_seq *s = NULL;
+	char err[512], n[32];
+	double *t = malloc(steps * sizeof(double));
+	float *logits;
+
+	snprintf(n, sizeof(n), "%u", slots);
+	setenv("DSV4_GPU_EXPERT_SLOTS", n, 1);
+	if (!t || dsv4_model_load(model, &mo, &m, err, sizeof(err))) {
+		fprintf(stderr, "gpu_bench: streamed: %s\n", t ? err : "out of memory");
+		free(t);
+		return;
+	}
+	logits = malloc((size_t)dsv4_model_config(m)->vocab_size * sizeof(float));
+	if (!logits || dsv4_seq_create(m, 1u << 20, &s) || dsv4_seq_assume_context(s, ctx)) {
+		fprintf(stderr, "gpu_bench: streamed: no sequence\n");
+		goto out;
+	}
+	for (uint32_t i = 0; i < steps + 4; i++) {	/* the first steps fill the host cache */
+		double a0 = now_s();
+
+		if (i == 4)
+			dsv4_model_gpu_stream_stats(m, &a);
+		if (dsv4_eval(s, tok + i % ntok, 1, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
+			fprintf(stderr, "gpu_bench: streamed decode: %s\n", err);
+			goto out;
+		}
+		if (i >= 4)
+			t[i - 4] = now_s() - a0;
+	}
+	dsv4_model_gpu_stream_stats(m, &b);
+	qsort(t, steps, sizeof(*t), cmp_d);
+	double ms = t[steps / 2] * 1e3, bytes = (double)(b.bytes_copied - a.bytes_copied) / steps;
+	double roof = bytes / htod * 1e3;
+
+	printf("streamed experts (%u GPU slots of %.1f MB): context %u: %.3f ms/token (resident %.3f), "
+	       "%.1f MB/token crossed (%.2f misses/token), PCIe roofline %.3f ms, ratio %.2f\n",
+	       b.slots, b.slot_bytes * 1e-6, ctx, ms, resident_ms, bytes * 1e-6,
+	       (double)(b.misses - a.misses) / steps, roof, roof / ms);
+out:
+	dsv4_seq_free(s);
+	dsv4_model_free(m);
+	free(logits);
+	free(t);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -39,15 +98,17 @@ int main(int argc, char **argv)
 		{ "contexts", required_argument, NULL, 'c' },
 		{ "steps", required_argument, NULL, 's' },
 		{ "prefill", required_argument, NULL, 'p' },
+		{ "stream-slots", required_argument, NULL, 'S' },
 		{ 0 }
 	};
 	const char *model = NULL, *contexts = "4096,131072";
-	uint32_t steps = 16, prefill = 1024;
+	uint32_t steps = 16, prefill = 1024, slots = 0;
 	struct dsv4_model_options mo = { .backend = DSV4_BACKEND_CUDA };
 	struct dsv4_model *m = NULL;
 	struct dsv4_gpu *g = NULL;
 	char err[512], desc[700];
-	double bw = 0;
+	double bw = 0, htod = 0, first_ms = 0;
+	uint32_t first_ctx = 0;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -59,6 +120,8 @@ int main(int argc, char **argv)
 			steps = (uint32_t)atoi(optarg);
 		else if (c == 'p')
 			prefill = (uint32_t)atoi(optarg);
+		else if (c == 'S')
+			slots = (uint32_t)atoi(optarg);
 		else
 			return 2;
 	}
@@ -67,13 +130,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (dsv4_gpu_open(0, NULL, &g, err, sizeof(err)) ||
-	    dsv4_gpu_bandwidth(g, &bw, err, sizeof(err))) {
+	    dsv4_gpu_bandwidth(g, &bw, &htod, err, sizeof(err))) {
 		fprintf(stderr, "gpu_bench: %s\n", err);
 		return 1;
 	}
 	printf("device: %s\n", dsv4_gpu_describe(g, desc, sizeof(desc)));
-	printf("anchor: device copy bandwidth %.1f GB/s (1 GiB cuMemcpyDtoD, read + write)\n",
-	       bw * 1e-9);
+	printf("anchor: device copy bandwidth %.1f GB/s (1 GiB cuMemcpyDtoD, read + write); "
+	       "pinned host to device %.1f GB/s\n", bw * 1e-9, htod * 1e-9);
 	dsv4_gpu_close(g);
 	double t0 = now_s();
 
@@ -146,12 +209,18 @@ int main(int argc, char **argv)
 		dsv4_model_decode_bytes(m, ctx, &wb, &kb);
 		double roof = (wb + kb) / bw * 1e3;	/* bw: bytes moved per second */
 
+		if (!first_ctx) {
+			first_ctx = ctx;
+			first_ms = ms;
+		}
 		printf("| %u | %.3f | %.3f | %.1f | %.1f | %.1f | %.3f | %.2f |\n", ctx, ms, ms / L,
 		       1e3 / (ms / L * 43), wb * 1e-6, kb * 1e-6, roof, roof / ms);
 		free(t);
 	}
 	dsv4_seq_free(s);
 	dsv4_model_free(m);
+	if (slots && first_ctx)
+		stream_bench(model, slots, first_ctx, steps, first_ms, htod, tok, prefill);
 	free(logits);
 	free(tok);
 	return 0;

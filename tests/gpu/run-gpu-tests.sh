@@ -43,6 +43,19 @@ for p in tiny-a tiny-b tiny-c fortune; do
 	done
 done
 
+# streamed experts (a CPU cache of 3 experts, a GPU cache of 2 slots: every
+# layer evicts the last) give the resident run's logits exactly
+for p in tiny-a tiny-c; do
+	dir=$tmp/$p
+	args=(--model "$dir" --random-prompt 200 --seed 9 --n-predict 16 --backend cuda)
+	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/res" >/dev/null &&
+	DSV4_GPU_EXPERT_SLOTS=2 "$kit/dsv4-run" "${args[@]}" --experts stream --cache-experts 3 \
+		--provider host --chunk 64 --stats --dump-logits "$tmp/str" 2>"$tmp/err" >/dev/null &&
+	grep -q "GPU expert cache: 2 slots" "$tmp/err" &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/res" "$tmp/str" 0 "$p: streamed experts vs resident"
+	tap $?
+done
+
 if [ "${GPU_ENGINE_TEST:-1}" = 1 ]; then
 	"$kit/engine_test" 2>&1 | grep -E "^(ok|not ok|#.*(on cuda|worst|FAIL))|^# (PASSED|FAILED|Totals)" | head -80
 	tap "${PIPESTATUS[0]}"

@@ -410,6 +410,14 @@ int main(int argc, char **argv)
 			ts.total_ns ? 100.0 * ts.indexer_ns / ts.total_ns : 0,
 			ts.total_ns ? 100.0 * ts.moe_ns / ts.total_ns : 0);
 
+		struct dsv4_gpu_stream_stats gs;
+
+		if (!dsv4_model_gpu_stream_stats(m, &gs))
+			fprintf(stderr, "dsv4-run: GPU expert cache: %u slots of %llu bytes, %llu hits, "
+				"%llu misses, %llu bytes copied, %.1f ms waiting for copies\n", gs.slots,
+				(unsigned long long)gs.slot_bytes, (unsigned long long)gs.hits,
+				(unsigned long long)gs.misses, (unsigned long long)gs.bytes_copied,
+				gs.copy_ns * 1e-6);
 		dsv4_seq_kv_usage(s, &u);
 		fprintf(stderr, "dsv4-run: KV after %llu tokens: hot %llu bytes (window %llu, "
 			"compressor state %llu, HCA entries %llu, indexer keys %llu), spill %llu bytes "

@@ -281,5 +281,7 @@ void store_prefetch(struct store *s, uint32_t L, const int32_t *experts, uint32_
 int store_acquire(struct store *s, uint32_t L, const int32_t *ex, uint32_t n,
 		  struct mat *w1, struct mat *w2, struct mat *w3);
 void store_release(struct store *s, uint32_t L, const int32_t *ex, uint32_t n);
+/* the pinned cache's memory (for registering it with a GPU driver) */
+void store_region(const struct store *s, void **addr, uint64_t *len);
 
 #endif

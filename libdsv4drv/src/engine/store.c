@@ -706,3 +706,9 @@ void store_release(struct store *s, uint32_t L, const int32_t *ex, uint32_t n)
 			s->slots[si].pins--;
 	}
 }
+
+void store_region(const struct store *s, void **addr, uint64_t *len)
+{
+	*addr = s->buf->addr;
+	*len = (uint64_t)s->n_slots * s->slot_bytes;
+}

@@ -24,7 +24,7 @@
 /* device scratch of one call: offsets into gm->scratch */
 struct bufs {
 	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
-	CUdeviceptr logits, idx, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
+	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
 };
 
@@ -80,6 +80,7 @@ static void layout(struct fwd *w)
 	b->nsel = carve(w, R * 4);
 	b->logits = carve(w, R * c->n_routed_experts * F);
 	b->idx = carve(w, RK * 4);
+	b->idxg = carve(w, RK * 4);
 	b->wts = carve(w, RK * F);
 	b->g = carve(w, RK * I * F);
 	b->u = carve(w, RK * I * F);
@@ -297,18 +298,176 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
 }
 
-static void moe(struct fwd *w, uint32_t L)
+/* the routed experts' three kernels for the slots whose expert is in @idx */
+static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	struct bufs *b = &w->b;
+	uint32_t D = c->dim, K = c->n_activated_experts, I = c->moe_inter_dim;
+	uint32_t RK = w->R * K, zero = 0, one = 1;
+	uint32_t after = !!(w->m->opt.flags & DSV4_MODEL_HF_WEIGHT_AFTER_DOWN);
+	uint32_t fq = w->reference && quantized(&gl->e2) && I % 128 == 0;
+	float lim = (float)c->swiglu_limit;
+	CUdeviceptr wts = after ? 0 : b->wts;
+	void *a13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &idx, &K, &xe, &D, &zero, &b->g,
+			&b->u, &I };
+	void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
+	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
+		       &b->ye, &D };
+
+	launch(w, K_LINEAR_EXPERTS, (I + 7) / 8, RK, 2, 256, 0, a13);
+	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
+	launch(w, K_LINEAR_EXPERTS, (D + 7) / 8, RK, 1, 256, 0, a2);
+}
+
+/* a GPU slot for expert e of layer L: a hit, or the least recently used
+ * slot not taken by this group (tick < @group) */
+static uint32_t gpu_slot_for(struct gpu_model *gm, uint32_t L, uint32_t e, uint64_t group, int *hit)
+{
+	uint32_t E = gm->m->cfg.n_routed_experts;
+	int32_t si = gm->gwhere[(size_t)L * E + e];
+	uint32_t v = 0;
+
+	*hit = si >= 0;
+	if (si < 0) {
+		for (uint32_t i = 1; i < gm->gslots; i++)
+			if (gm->gslot[i].tick < gm->gslot[v].tick)
+				v = i;
+		if (gm->gslot[v].layer >= 0)
+			gm->gwhere[(size_t)gm->gslot[v].layer * E + gm->gslot[v].expert] = -1;
+		gm->gslot[v].layer = (int32_t)L;
+		gm->gslot[v].expert = (int32_t)e;
+		gm->gwhere[(size_t)L * E + e] = (int32_t)v;
+		si = (int32_t)v;
+	}
+	gm->gslot[si].tick = group;
+	return (uint32_t)si;
+}
+
+/* copies one expert's three matrices (as the store's pinned cache holds
+ * them) into GPU slot @si and points the host tables at them */
+static CUresult gpu_slot_fill(struct gpu_model *gm, uint32_t L, uint32_t e, uint32_t si,
+			      const struct mat *m3[3])
+{
+	uint32_t E = gm->m->cfg.n_routed_experts;
+	CUdeviceptr at = gm->gcache + (CUdeviceptr)si * gm->gslot_bytes;
+	CUresult r = 0;
+
+	for (int j = 0; j < 3 && !r; j++) {
+		const struct mat *x = m3[j];
+		size_t n = (size_t)x->rows * x->cols, all = mat_bytes(x);
+		size_t db = x->fmt == MAT_FP8 ? n : x->fmt == MAT_FP4 ? n / 2 :
+			    x->fmt == MAT_BF16 ? 2 * n : 4 * n;
+		struct fw_mat *f = &gm->htab[((size_t)L * 3 + j) * E + e];
+
+		f->data = at;
+		r = gm->g->cu.MemcpyHtoDAsync(at, x->data, db, gm->copy);
+		at += (db + 255) & ~(size_t)255;
+		f->scale = all > db ? at : 0;
+		if (!r && all > db)
+			r = gm->g->cu.MemcpyHtoDAsync(at, x->scale, all - db, gm->copy);
+		at += (all - db + 255) & ~(size_t)255;
+		gm->st.bytes_copied += all;
+	}
+	return r;
+}
+
+/*
+ * Streamed experts: the router's choice comes back to the host; each group
+ * of experts (as many as both caches hold) is made resident in the CPU
+ * store's pinned cache (io_uring), copied on the copy stream into GPU
+ * slots (misses only), and computed once the copy event has passed.
+ */
+static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe)
+{
+	struct gpu_model *gm = w->gm;
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &gm->layers[L];
+	uint32_t E = c->n_routed_experts, K = c->n_activated_experts, RK = w->R * K, n_ex = 0;
+	uint32_t cap = store_capacity(w->m->store, L);
+	int32_t *hidx = malloc((size_t)RK * 2 * sizeof(*hidx) + (size_t)E * sizeof(int32_t));
+	int32_t *gidx = hidx + RK, *ex = gidx + RK;
+	struct mat *sw = malloc(3 * (size_t)E * sizeof(*sw));
+	int ret = 0;
+
+	if (!hidx || !sw) {
+		free(hidx);
+		free(sw);
+		return -ENOMEM;
+	}
+	if (cap > gm->gslots)
+		cap = gm->gslots;
+	if (!w->r)
+		w->r = w->cu->MemcpyDtoH(hidx, w->b.idx, (size_t)RK * sizeof(*hidx));
+	for (uint32_t e = 0; e < E && !w->r; e++)
+		for (uint32_t s = 0; s < RK; s++)
+			if (hidx[s] == (int32_t)e) {
+				ex[n_ex++] = (int32_t)e;
+				break;
+			}
+	for (uint32_t g0 = 0; g0 < n_ex && !w->r && !ret; g0 += cap) {
+		uint32_t ng = n_ex - g0 < cap ? n_ex - g0 : cap;
+		uint64_t group = ++gm->gtick, t0;
+
+		ret = store_acquire(w->m->store, L, ex + g0, ng, sw, sw + ng, sw + 2 * ng);
+		if (ret)
+			break;
+		for (uint32_t i = 0; i < ng && !w->r; i++) {
+			const struct mat *m3[3] = { &sw[i], &sw[ng + i], &sw[2 * ng + i] };
+			int hit;
+			uint32_t si = gpu_slot_for(gm, L, (uint32_t)ex[g0 + i], group, &hit);
+
+			if (hit) {
+				gm->st.hits++;
+				continue;
+			}
+			gm->st.misses++;
+			w->r = gpu_slot_fill(gm, L, (uint32_t)ex[g0 + i], si, m3);
+		}
+		/* the layer's tables, then the compute stream waits for the copies */
+		for (int j = 0; j < 3 && !w->r; j++)
+			w->r = w->cu->MemcpyHtoDAsync(j == 0 ? gl->w1tab : j == 1 ? gl->w2tab : gl->w3tab,
+						      gm->htab + ((size_t)L * 3 + j) * E,
+						      (size_t)E * sizeof(struct fw_mat), gm->copy);
+		if (!w->r)
+			w->r = w->cu->EventRecord(gm->copied, gm->copy);
+		if (!w->r)
+			w->r = w->cu->StreamWaitEvent(NULL, gm->copied, 0);
+		for (uint32_t s = 0; s < RK; s++) {
+			gidx[s] = -1;
+			for (uint32_t i = 0; i < ng; i++)
+				if (hidx[s] == ex[g0 + i])
+					gidx[s] = hidx[s];
+		}
+		if (!w->r)
+			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx), NULL);
+		experts(w, L, w->b.idxg, xe);
+		/* the pinned host copies are needed until the copies are done */
+		t0 = now_ns();
+		if (!w->r)
+			w->r = w->cu->StreamSynchronize(gm->copy);
+		gm->st.copy_ns += now_ns() - t0;
+		store_release(w->m->store, L, ex + g0, ng);
+	}
+	/* (gidx may go: an async copy from pageable memory returns once staged) */
+	free(hidx);
+	free(sw);
+	return ret;
+}
+
+static int moe(struct fwd *w, uint32_t L)
 {
 	const struct dsv4_config *c = w->c;
 	const struct glayer *gl = &w->gm->layers[L];
 	struct bufs *b = &w->b;
 	uint32_t R = w->R, D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts;
-	uint32_t I = c->moe_inter_dim, RK = R * K, zero = 0, one = 1;
+	uint32_t I = c->moe_inter_dim, zero = 0;
 	uint32_t after = !!(w->m->opt.flags & DSV4_MODEL_HF_WEIGHT_AFTER_DOWN);
 	uint32_t shared_clamp = !!(w->m->opt.flags & DSV4_MODEL_HF_SHARED_CLAMP);
 	float scale = (float)c->route_scale, lim = (float)c->swiglu_limit, nolim = 0;
-	uint32_t fq = w->reference && quantized(&gl->e2) && I % 128 == 0;
-	CUdeviceptr xe = b->xn, none = 0, wts = after ? 0 : b->wts;
+	CUdeviceptr xe = b->xn, none = 0;
+	int ret = 0;
 
 	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
 	{
@@ -318,24 +477,7 @@ static void moe(struct fwd *w, uint32_t L)
 
 		launch(w, K_ROUTER, R, 1, 1, 256, 0, a);
 	}
-	if (w->reference && quantized(&gl->e1) && D % 128 == 0) {
-		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
-
-		launch(w, K_ACT_QUANT, R, 1, 1, 256, 0, a);
-		xe = b->xq;
-	}
-	{
-		void *a13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &b->idx, &K, &xe, &D, &zero,
-				&b->g, &b->u, &I };
-		void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
-		void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &b->idx, &K, &b->h, &I, &one,
-			       &b->ye, &b->ye, &D };
-
-		launch(w, K_LINEAR_EXPERTS, (I + 7) / 8, RK, 2, 256, 0, a13);
-		launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
-		launch(w, K_LINEAR_EXPERTS, (D + 7) / 8, RK, 1, 256, 0, a2);
-	}
-	/* the shared expert */
+	/* the shared expert first: it overlaps the streamed experts' copies */
 	lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
 	lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
 	{
@@ -344,14 +486,28 @@ static void moe(struct fwd *w, uint32_t L)
 		launch(w, K_SWIGLU, R, 1, 1, 256, 0, a);
 	}
 	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
+	if (w->reference && quantized(&gl->e1) && D % 128 == 0) {
+		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
+
+		launch(w, K_ACT_QUANT, R, 1, 1, 256, 0, a);
+		xe = b->xq;
+	}
+	/* slots without an expert contribute nothing */
+	if (!w->r)
+		w->r = w->cu->MemsetD32(b->ye, 0, (size_t)R * K * D);
+	if (w->gm->stream)
+		ret = stream_experts(w, L, xe);
+	else
+		experts(w, L, b->idx, xe);
 	{
 		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f };
 
 		launch(w, K_MOE_COMBINE, R, (D + 255) / 256, 1, 256, 0, a);
 	}
+	return ret;
 }
 
-static void block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
+static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 {
 	const struct dsv4_config *c = w->c;
 	const struct glayer *gl = &w->gm->layers[L];
@@ -363,13 +519,16 @@ static void block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb };
 	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
 
+	int ret = 0;
+
 	lin(w, &gl->hc_fn[br], b->X, hc * D, w->R, b->mix, nmix, 0);
 	launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
 	if (br)
-		moe(w, L);
+		ret = moe(w, L);
 	else
 		attention(w, L, pos);
 	launch(w, K_HC_POST, w->R, (D + 255) / 256, 1, 256, 0, post);
+	return ret;
 }
 
 /* logits of the rows in @lrows into host @out [nl, vocab] */
@@ -493,9 +652,17 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 
 		launch(&w, K_EMBED, R, 1, 1, 256, 0, a);
 	}
-	for (uint32_t L = 0; L < c->n_layers && !w.r; L++) {
+	if (m->store)	/* the hash layers' experts are known from the tokens */
+		moe_prefetch_hashed(m, tok, R);
+	for (uint32_t L = 0; L < c->n_layers && !w.r && !ret; L++) {
 		block(&w, L, 0, pos);
-		block(&w, L, 1, pos);
+		ret = block(&w, L, 1, pos);
+		if (ret && m->store && store_error(m->store)[0]) {
+			reset_all(reqs, n);
+			ret = dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
+					L, store_error(m->store));
+			goto out;
+		}
 		if (m->opt.hooks && m->opt.hooks->layer_out && !w.r) {
 			float *X = malloc((size_t)R * hc * D * sizeof(float));
 

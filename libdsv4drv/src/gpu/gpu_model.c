@@ -139,10 +139,19 @@ static int put_model(struct uploader *u, struct dsv4_model *m)
 			gl->tid2eid = put(u, t2e, n * sizeof(*t2e));
 		}
 		for (uint32_t e = 0; e < E; e++) {
-			tab[e] = put_mat(u, &lw->w1[e]);
-			tab[E + e] = put_mat(u, &lw->w2[e]);
-			tab[2 * E + e] = put_mat(u, &lw->w3[e]);
+			const struct mat *x[3] = { &lw->w1[e], &lw->w2[e], &lw->w3[e] };
+
+			for (int j = 0; j < 3; j++) {
+				/* streamed: shapes only; the GPU cache fills data in */
+				tab[j * E + e] = gm->stream ?
+					(struct fw_mat){ .fmt = (uint32_t)x[j]->fmt, .rows = x[j]->rows,
+							 .cols = x[j]->cols,
+							 .scale_f32 = (uint32_t)x[j]->scale_f32 } :
+					put_mat(u, x[j]);
+			}
 		}
+		if (gm->htab)
+			memcpy(gm->htab + (size_t)L * 3 * E, tab, 3 * (size_t)E * sizeof(*tab));
 		gl->e1 = tab[0];
 		gl->e2 = tab[E];
 		gl->w1tab = put(u, tab, E * sizeof(*tab));
@@ -157,14 +166,92 @@ static int put_model(struct uploader *u, struct dsv4_model *m)
 	return 0;
 }
 
+static uint64_t al256(uint64_t v)
+{
+	return (v + 255) & ~255ull;
+}
+
+/*
+ * Streamed experts: the CPU store's pinned cache registered with the
+ * driver (pieces of at most 64 GiB), a GPU cache of expert slots, and a
+ * non-blocking copy stream so that copies overlap the compute stream.
+ */
+static int stream_open(struct gpu_model *gm, char *err, size_t errlen)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+	const struct layer_w *lw = &gm->m->layers[0];
+	const struct cu_driver *cu = &gm->g->cu;
+	uint32_t K = c->n_activated_experts, E = c->n_routed_experts;
+	size_t free_b = 0, total_b = 0;
+	uint64_t len, want;
+	char *addr;
+	CUresult r;
+
+	store_region(gm->m->store, (void **)&addr, &len);
+	for (uint64_t at = 0; at < len; at += 64ull << 30) {
+		uint64_t n = len - at < (64ull << 30) ? len - at : 64ull << 30;
+
+		if (gm->n_pinned == 64)
+			break;
+		r = cu->MemHostRegister(addr + at, n, 0);
+		if (r)
+			return dsv4_errf(err, errlen, -EIO,
+					 "CUDA backend: cannot register the pinned expert cache "
+					 "(%llu bytes at %llu): %s", (unsigned long long)n,
+					 (unsigned long long)at, gpu_err(gm->g, r));
+		gm->pinned[gm->n_pinned++] = addr + at;
+	}
+	gm->gslot_bytes = al256(mat_bytes(&lw->w1[0])) + al256(mat_bytes(&lw->w2[0])) +
+			  al256(mat_bytes(&lw->w3[0])) + 3 * 256;
+	cu->MemGetInfo(&free_b, &total_b);
+	want = getenv("DSV4_GPU_EXPERT_SLOTS") ? strtoull(getenv("DSV4_GPU_EXPERT_SLOTS"), NULL, 10) :
+	       2ull * K * c->n_layers;
+	if (want > (uint64_t)E * c->n_layers)
+		want = (uint64_t)E * c->n_layers;
+	if (!getenv("DSV4_GPU_EXPERT_SLOTS") && want * gm->gslot_bytes > free_b / 2)
+		want = free_b / 2 / gm->gslot_bytes;
+	if (want < K)
+		return dsv4_errf(err, errlen, -ENOMEM,
+				 "CUDA backend: room for %llu expert slots on the GPU, %u needed",
+				 (unsigned long long)want, K);
+	gm->gslots = (uint32_t)want;
+	r = cu->MemAlloc(&gm->gcache, gm->gslots * gm->gslot_bytes);
+	if (r) {
+		gm->gcache = 0;
+		return dsv4_errf(err, errlen, -ENOMEM, "CUDA backend: %u expert slots: %s",
+				 gm->gslots, gpu_err(gm->g, r));
+	}
+	gm->gwhere = malloc((size_t)c->n_layers * E * sizeof(*gm->gwhere));
+	gm->gslot = calloc(gm->gslots, sizeof(*gm->gslot));
+	if (!gm->gwhere || !gm->gslot)
+		return dsv4_errf(err, errlen, -ENOMEM, "out of memory");
+	memset(gm->gwhere, 0xff, (size_t)c->n_layers * E * sizeof(*gm->gwhere));
+	for (uint32_t i = 0; i < gm->gslots; i++)
+		gm->gslot[i].layer = -1;
+	r = cu->StreamCreate(&gm->copy, 1 /* non-blocking */);
+	if (!r)
+		r = cu->EventCreate(&gm->copied, 2 /* no timing */);
+	if (r)
+		return dsv4_errf(err, errlen, -EIO, "CUDA backend: copy stream: %s", gpu_err(gm->g, r));
+	gm->st.slots = gm->gslots;
+	gm->st.slot_bytes = gm->gslot_bytes;
+	return 0;
+}
+
+int dsv4_model_gpu_stream_stats(const struct dsv4_model *m, struct dsv4_gpu_stream_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!m->gpu || !m->gpu->stream)
+		return -ENOENT;
+	*st = m->gpu->st;
+	return 0;
+}
+
 /* what the GPU forward does not do (yet): the CPU serves these */
 static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 {
 	const struct dsv4_model_options *o = &m->opt;
 
-	if (m->store)
-		return dsv4_errf(err, errlen, -ENOTSUP,
-				 "CUDA backend: streamed experts are not supported yet (resident only)");
 	if (o->kv_main == DSV4_KV_MODEL1 || o->kv_index == DSV4_KV_FP8)
 		return dsv4_errf(err, errlen, -ENOTSUP,
 				 "CUDA backend: entries are kept as F32 on the GPU (MODEL1 main / FP8 "
@@ -200,6 +287,13 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	ret = dsv4_gpu_open(ordinal, NULL, &gm->g, err, errlen);
 	if (ret)
 		goto fail;
+	gm->stream = m->store != NULL;
+	if (gm->stream) {
+		gm->htab = calloc((size_t)m->cfg.n_layers * 3 * m->cfg.n_routed_experts,
+				  sizeof(*gm->htab));
+		if (!gm->htab)
+			goto oom;
+	}
 	u.gm = gm;
 	u.dry = 1;
 	ret = put_model(&u, m);
@@ -225,6 +319,11 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		ret = dsv4_errf(err, errlen, -EIO, "CUDA backend: uploading the weights: %s",
 				gpu_err(gm->g, u.r));
 		goto fail;
+	}
+	if (gm->stream) {
+		ret = stream_open(gm, err, errlen);
+		if (ret)
+			goto fail;
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	if (gm->g->smem_optin > 48 * 1024)
@@ -263,6 +362,14 @@ void gpu_model_close(struct gpu_model *gm)
 					100 * gm->prof_s[k] / total);
 	}
 	if (gm->g) {
+		for (uint32_t i = 0; i < gm->n_pinned; i++)
+			gm->g->cu.MemHostUnregister(gm->pinned[i]);
+		if (gm->copied)
+			gm->g->cu.EventDestroy(gm->copied);
+		if (gm->copy)
+			gm->g->cu.StreamDestroy(gm->copy);
+		if (gm->gcache)
+			gm->g->cu.MemFree(gm->gcache);
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);
 		if (gm->arena)
@@ -270,6 +377,9 @@ void gpu_model_close(struct gpu_model *gm)
 		dsv4_gpu_close(gm->g);
 	}
 	free(gm->hscratch);
+	free(gm->htab);
+	free(gm->gwhere);
+	free(gm->gslot);
 	free(gm->layers);
 	free(gm);
 }

@@ -32,6 +32,21 @@ struct gpu_model {
 	size_t scratch_cap;
 	void *hscratch;			/* host side: metadata, results */
 	size_t hscratch_cap;
+	/* streamed experts: a GPU cache of expert slots, filled from the CPU
+	 * store's pinned cache over PCIe on the copy stream */
+	int stream;
+	struct fw_mat *htab;		/* [layer][3][E]: the tables, host copy */
+	CUdeviceptr gcache;
+	uint32_t gslots;
+	uint64_t gslot_bytes;
+	int32_t *gwhere;		/* [layer][E] -> slot or -1 */
+	struct gslot { int32_t layer, expert; uint64_t tick; } *gslot;
+	uint64_t gtick;
+	void *pinned[64];		/* registered pieces of the store's cache */
+	uint32_t n_pinned;
+	CUstream copy;
+	CUevent copied;
+	struct dsv4_gpu_stream_stats st;
 	/* $DSV4_GPU_PROFILE: each launch timed (synchronously), per kernel */
 	int profile;
 	double prof_s[K_COUNT + 1];	/* the last: host copies */
