@@ -13,6 +13,30 @@
  */
 #include "common.cuh"
 
+/* an e2m1 code (low 4 bits of @n) as a float, built from its bits */
+static __device__ __forceinline__ float fp4v(uint32_t n)
+{
+	uint32_t e = (n >> 1) & 3, m = n & 1;
+	uint32_t bits = e ? ((e + 126) << 23) | (m << 22) : (m ? 0x3f000000u : 0u);
+
+	return __uint_as_float(bits | ((n & 8) << 28));
+}
+
+/* the scale of piece @c of row @o (one per piece: FP8 blocks are 128 wide,
+ * FP4 blocks 32, pieces 16 and 32) */
+template <int FMT>
+static __device__ __forceinline__ float piece_scale(const fw_mat &w, uint32_t o, uint32_t col)
+{
+	if (FMT == FW_FP4)
+		return e8m0(((const uint8_t *)w.scale)[(size_t)(w.row0 + o) * (w.cols / 32) + col / 32]);
+	if (FMT == FW_FP8) {
+		size_t si = (size_t)((w.row0 + o) / 128) * ((w.cols + 127) / 128) + col / 128;
+
+		return w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
+	}
+	return 1.f;
+}
+
 /* values per 16-byte piece */
 template <int FMT> struct piece;
 template <> struct piece<FW_F32> { enum { n = 4 }; };
@@ -20,7 +44,7 @@ template <> struct piece<FW_BF16> { enum { n = 8 }; };
 template <> struct piece<FW_FP8> { enum { n = 16 }; };
 template <> struct piece<FW_FP4> { enum { n = 32 }; };
 
-/* the n values of piece @c (column c*n) of row @o, scaled */
+/* the n values of piece @c (column c*n) of row @o, before piece_scale() */
 template <int FMT>
 static __device__ __forceinline__ void load_piece(const fw_mat &w, uint32_t o, uint32_t c,
 						  float *v)
@@ -31,23 +55,17 @@ static __device__ __forceinline__ void load_piece(const fw_mat &w, uint32_t o, u
 	if (FMT == FW_FP4) {
 		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * (w.cols / 2);
 		uint4 q = *(const uint4 *)(row + col / 2);
-		const uint8_t *b = (const uint8_t *)&q;
-		float s = e8m0(((const uint8_t *)w.scale)[(size_t)(w.row0 + o) * (w.cols / 32) +
-							   col / 32]);
+		const uint32_t u[4] = { q.x, q.y, q.z, q.w };
 #pragma unroll
-		for (int k = 0; k < 16; k++) {
-			v[2 * k] = fp4_lut[b[k] & 15] * s;
-			v[2 * k + 1] = fp4_lut[b[k] >> 4] * s;
-		}
+		for (int k = 0; k < 32; k++)
+			v[k] = fp4v(u[k / 8] >> (4 * (k % 8)));
 	} else if (FMT == FW_FP8) {
 		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * w.cols;
 		uint4 q = *(const uint4 *)(row + col);
 		const uint8_t *b = (const uint8_t *)&q;
-		size_t si = (size_t)((w.row0 + o) / 128) * ((w.cols + 127) / 128) + col / 128;
-		float s = w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
 #pragma unroll
 		for (int k = 0; k < 16; k++)
-			v[k] = e4m3(b[k]) * s;
+			v[k] = e4m3(b[k]);
 	} else if (FMT == FW_BF16) {
 		const uint16_t *row = (const uint16_t *)w.data + (size_t)(w.row0 + o) * w.cols;
 		uint4 q = *(const uint4 *)(row + col);
@@ -104,6 +122,8 @@ static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, cons
 	for (int r = 0; r < FW_LINEAR_ROWS; r++)
 		acc[r] = 0.f;
 	for (uint32_t c = lane; c < pieces; c += 32) {
+		float s = piece_scale<FMT>(w, o, c * n);
+
 		load_piece<FMT>(w, o, c, v);
 #pragma unroll
 		for (int r = 0; r < FW_LINEAR_ROWS; r++) {
@@ -118,7 +138,7 @@ static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, cons
 				part += v[4 * k] * q.x + v[4 * k + 1] * q.y + v[4 * k + 2] * q.z +
 					v[4 * k + 3] * q.w;
 			}
-			acc[r] += part;
+			acc[r] += part * s;
 		}
 	}
 #pragma unroll
@@ -163,24 +183,113 @@ static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, 
 		acc[r] = warp_sum(acc[r]);
 }
 
-/* grid: ceil(rows/8) blocks of 256 threads; nrows <= FW_LINEAR_ROWS */
+/* One input row, four output rows per warp: the x piece is loaded once
+ * and used for the four weight rows (x traffic from L1 is what limits
+ * FP4, 32 values per 16-byte piece). */
+template <int FMT>
+static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, uint32_t nout,
+						 const float *x, float *acc)
+{
+	const int n = piece<FMT>::n;
+	uint32_t lane = threadIdx.x % 32, pieces = w.cols / n;
+	float v[n], xv[n];
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		acc[i] = 0.f;
+	for (uint32_t c = lane; c < pieces; c += 32) {
+#pragma unroll
+		for (int k = 0; k < n / 4; k++) {
+			float4 q = ((const float4 *)(x + c * n))[k];
+
+			xv[4 * k] = q.x;
+			xv[4 * k + 1] = q.y;
+			xv[4 * k + 2] = q.z;
+			xv[4 * k + 3] = q.w;
+		}
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (i >= nout)
+				break;
+			float s = piece_scale<FMT>(w, o0 + i, c * n), part = 0.f;
+
+			load_piece<FMT>(w, o0 + i, c, v);
+#pragma unroll
+			for (int k = 0; k < n; k++)
+				part += v[k] * xv[k];
+			acc[i] += part * s;
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		acc[i] = warp_sum(acc[i]);
+}
+
+static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, float *acc)
+{
+	uint32_t nout = w.rows - o0 < 4 ? w.rows - o0 : 4;
+	int tiled = ((uintptr_t)x & 15) == 0 &&
+		    (w.fmt == FW_FP4 ? w.cols % 32 == 0 : w.fmt == FW_FP8 ? w.cols % 16 == 0 :
+		     w.fmt == FW_BF16 ? w.cols % 8 == 0 : w.cols % 4 == 0);
+	float one[FW_LINEAR_ROWS];
+
+	if (tiled) {
+		switch (w.fmt) {
+		case FW_FP4:
+			rows4_dot<FW_FP4>(w, o0, nout, x, acc);
+			return;
+		case FW_FP8:
+			rows4_dot<FW_FP8>(w, o0, nout, x, acc);
+			return;
+		case FW_BF16:
+			rows4_dot<FW_BF16>(w, o0, nout, x, acc);
+			return;
+		default:
+			rows4_dot<FW_F32>(w, o0, nout, x, acc);
+			return;
+		}
+	}
+	for (uint32_t i = 0; i < 4; i++) {
+		acc[i] = 0.f;
+		if (i < nout) {
+			row_dot_any(w, o0 + i, x, 0, 1, one);
+			acc[i] = one[0];
+		}
+	}
+}
+
+/*
+ * grid: ceil(rows/32) blocks of 256 threads when nrows == 1 (four output
+ * rows per warp), else ceil(rows/8) (one per warp, nrows <= FW_LINEAR_ROWS)
+ */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 	    float *__restrict__ y, uint32_t ldy)
 {
-	uint32_t o = blockIdx.x * 8 + threadIdx.x / 32;
+	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32;
 	float acc[FW_LINEAR_ROWS];
 
-	if (o >= w.rows)
+	if (nrows == 1) {
+		uint32_t o0 = warp * 4;
+
+		if (o0 >= w.rows)
+			return;
+		rows4_any(w, o0, x, acc);
+		if (threadIdx.x % 32 == 0)
+			for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
+				y[o0 + i] = acc[i];
 		return;
-	row_dot_any(w, o, x, ldx, nrows, acc);
+	}
+	if (warp >= w.rows)
+		return;
+	row_dot_any(w, warp, x, ldx, nrows, acc);
 	if (threadIdx.x % 32 == 0)
 		for (uint32_t r = 0; r < nrows; r++)
-			y[(size_t)r * ldy + o] = acc[r];
+			y[(size_t)r * ldy + warp] = acc[r];
 }
 
 /*
- * grid: (ceil(rows/8), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
+ * grid: (ceil(rows/32), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
  * Slot s = token * K + j uses expert idx[s] on input row
  * x[(per_slot ? s : s / K) * ldx]; a slot with idx < 0 (no expert, or not
  * in this group of streamed experts) is left as it is.
@@ -191,19 +300,20 @@ dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__
 		    uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
 		    float *__restrict__ y_b, uint32_t ldy)
 {
-	uint32_t s = blockIdx.y, o = blockIdx.x * 8 + threadIdx.x / 32;
+	uint32_t s = blockIdx.y, o0 = (blockIdx.x * 8 + threadIdx.x / 32) * 4;
 	int32_t e = idx[s];
 	const fw_mat *tab = blockIdx.z ? tab_b : tab_a;
 	float *y = blockIdx.z ? y_b : y_a;
-	float acc[FW_LINEAR_ROWS];
+	float acc[4];
 
 	if (e < 0)
 		return;
 	fw_mat w = tab[e];
 
-	if (o >= w.rows)
+	if (o0 >= w.rows)
 		return;
-	row_dot_any(w, o, x + (size_t)(per_slot ? s : s / K) * ldx, ldx, 1, acc);
+	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc);
 	if (threadIdx.x % 32 == 0)
-		y[(size_t)s * ldy + o] = acc[0];
+		for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
+			y[(size_t)s * ldy + o0 + i] = acc[i];
 }

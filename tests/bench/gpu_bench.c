@@ -63,7 +63,17 @@ static void stream_bench(const char *model, uint32_t slots, uint32_t ctx, uint32
 		fprintf(stderr, "gpu_bench: streamed: no sequence\n");
 		goto out;
 	}
-	for (uint32_t i = 0; i < steps + 4; i++) {	/* the first steps fill the host cache */
+	/* a prefill brings most experts into the host cache (from disk), so
+	 * that decode then measures the host-to-GPU path */
+	for (uint32_t at = 0; at + 256 <= ntok && at < 1024; at += 256)
+		if (dsv4_eval(s, tok + at, 256, DSV4_LOGITS_LAST, logits, err, sizeof(err))) {
+			fprintf(stderr, "gpu_bench: streamed prefill: %s\n", err);
+			goto out;
+		}
+	dsv4_seq_reset(s);
+	if (dsv4_seq_assume_context(s, ctx))
+		goto out;
+	for (uint32_t i = 0; i < steps + 4; i++) {
 		double a0 = now_s();
 
 		if (i == 4)

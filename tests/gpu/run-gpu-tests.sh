@@ -43,15 +43,15 @@ for p in tiny-a tiny-b tiny-c fortune; do
 	done
 done
 
-# streamed experts (a CPU cache of 3 experts, a GPU cache of 2 slots: every
-# layer evicts the last) give the resident run's logits exactly
+# streamed experts (a CPU cache of 4 experts, a GPU cache of 4 slots: the
+# layers evict each other's) give the resident run's logits exactly
 for p in tiny-a tiny-c; do
 	dir=$tmp/$p
 	args=(--model "$dir" --random-prompt 200 --seed 9 --n-predict 16 --backend cuda)
 	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/res" >/dev/null &&
-	DSV4_GPU_EXPERT_SLOTS=2 "$kit/dsv4-run" "${args[@]}" --experts stream --cache-experts 3 \
+	DSV4_GPU_EXPERT_SLOTS=4 "$kit/dsv4-run" "${args[@]}" --experts stream --cache-experts 4 \
 		--provider host --chunk 64 --stats --dump-logits "$tmp/str" 2>"$tmp/err" >/dev/null &&
-	grep -q "GPU expert cache: 2 slots" "$tmp/err" &&
+	grep -q "GPU expert cache: 4 slots" "$tmp/err" || { cat "$tmp/err"; false; } &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/res" "$tmp/str" 0 "$p: streamed experts vs resident"
 	tap $?
 done

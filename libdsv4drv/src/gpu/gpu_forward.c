@@ -173,7 +173,7 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
 		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy };
 
-		launch(w, K_LINEAR, (W->rows + 7) / 8, 1, 1, 256, 0, a);
+		launch(w, K_LINEAR, n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, 1, 1, 256, 0, a);
 	}
 }
 
@@ -316,9 +316,9 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe)
 	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
 		       &b->ye, &D };
 
-	launch(w, K_LINEAR_EXPERTS, (I + 7) / 8, RK, 2, 256, 0, a13);
+	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 256, 0, a13);
 	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
-	launch(w, K_LINEAR_EXPERTS, (D + 7) / 8, RK, 1, 256, 0, a2);
+	launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 256, 0, a2);
 }
 
 /* a GPU slot for expert e of layer L: a hit, or the least recently used
@@ -611,8 +611,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	}
 	bt = (struct batch){ .rows = R, .pos = pos };
 	w.maxkeys = attention_max_keys(m, &bt);
-	if ((w.maxkeys + 9 * c->head_dim) * 4 > (uint32_t)(w.gm->g->smem_optin > 48 * 1024 ?
-						      w.gm->g->smem_optin : 48 * 1024)) {
+	if ((w.maxkeys + 9 * c->head_dim) * 4 > w.gm->attn_smem) {
 		ret = dsv4_errf(err, errlen, -E2BIG,
 				"CUDA backend: %u keys per query exceed the attention kernel's shared "
 				"memory", w.maxkeys);

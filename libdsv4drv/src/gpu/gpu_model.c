@@ -326,9 +326,17 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
-	if (gm->g->smem_optin > 48 * 1024)
-		gm->g->cu.FuncSetAttribute(gm->g->fn[K_ATTENTION], 8 /* MAX_DYNAMIC_SHARED_SIZE */,
-					   gm->g->smem_optin);
+	{
+		/* dynamic shared memory: what the opt-in leaves beside the static */
+		int stat = 0;
+
+		gm->g->cu.FuncGetAttribute(&stat, 1 /* SHARED_SIZE_BYTES */, gm->g->fn[K_ATTENTION]);
+		gm->attn_smem = 48 * 1024 - (uint32_t)stat;
+		if (gm->g->smem_optin > 48 * 1024 &&
+		    !gm->g->cu.FuncSetAttribute(gm->g->fn[K_ATTENTION], 8 /* MAX_DYNAMIC_SHARED */,
+						gm->g->smem_optin - stat))
+			gm->attn_smem = (uint32_t)(gm->g->smem_optin - stat);
+	}
 	*out = gm;
 	return 0;
 oom:
