@@ -188,16 +188,16 @@ static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, 
  * FP4, 32 values per 16-byte piece). */
 template <int FMT>
 static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, uint32_t nout,
-						 const float *x, float *acc)
+						 const float *x, float *acc, uint32_t k0, uint32_t k1)
 {
 	const int n = piece<FMT>::n;
-	uint32_t lane = threadIdx.x % 32, pieces = w.cols / n;
+	uint32_t lane = threadIdx.x % 32, pieces = k1 / n;
 	float v[n], xv[n];
 
 #pragma unroll
 	for (int i = 0; i < 4; i++)
 		acc[i] = 0.f;
-	for (uint32_t c = lane; c < pieces; c += 32) {
+	for (uint32_t c = k0 / n + lane; c < pieces; c += 32) {
 #pragma unroll
 		for (int k = 0; k < n / 4; k++) {
 			float4 q = ((const float4 *)(x + c * n))[k];
@@ -225,7 +225,9 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 		acc[i] = warp_sum(acc[i]);
 }
 
-static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, float *acc)
+/* columns [k0, k1) only (a split-K slice: whole 128-column blocks), or all */
+static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, float *acc,
+				 uint32_t k0, uint32_t k1)
 {
 	uint32_t nout = w.rows - o0 < 4 ? w.rows - o0 : 4;
 	int tiled = ((uintptr_t)x & 15) == 0 &&
@@ -236,16 +238,16 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
 	if (tiled) {
 		switch (w.fmt) {
 		case FW_FP4:
-			rows4_dot<FW_FP4>(w, o0, nout, x, acc);
+			rows4_dot<FW_FP4>(w, o0, nout, x, acc, k0, k1);
 			return;
 		case FW_FP8:
-			rows4_dot<FW_FP8>(w, o0, nout, x, acc);
+			rows4_dot<FW_FP8>(w, o0, nout, x, acc, k0, k1);
 			return;
 		case FW_BF16:
-			rows4_dot<FW_BF16>(w, o0, nout, x, acc);
+			rows4_dot<FW_BF16>(w, o0, nout, x, acc, k0, k1);
 			return;
 		default:
-			rows4_dot<FW_F32>(w, o0, nout, x, acc);
+			rows4_dot<FW_F32>(w, o0, nout, x, acc, k0, k1);
 			return;
 		}
 	}
@@ -259,25 +261,55 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
 }
 
 /*
- * grid: ceil(rows/32) blocks of 256 threads when nrows == 1 (four output
- * rows per warp), else ceil(rows/8) (one per warp, nrows <= FW_LINEAR_ROWS)
+ * grid: (ceil(rows/32), ksplit) blocks of 256 threads when nrows == 1 (four
+ * output rows per warp; with ksplit > 1 each block takes cols/ksplit
+ * columns, partial sums go to part [ksplit, rows] and the last block of a
+ * row block adds them up in order, so the result does not depend on
+ * timing; count [ceil(rows/32)] is zero and left zero), else
+ * ceil(rows/8) blocks (one row per warp, nrows <= FW_LINEAR_ROWS).
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
-	    float *__restrict__ y, uint32_t ldy)
+	    float *__restrict__ y, uint32_t ldy, float *__restrict__ part,
+	    uint32_t *__restrict__ count)
 {
 	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32;
 	float acc[FW_LINEAR_ROWS];
 
 	if (nrows == 1) {
-		uint32_t o0 = warp * 4;
+		uint32_t o0 = warp * 4, ks = gridDim.y, slice = w.cols / ks;
+		__shared__ int last;
 
-		if (o0 >= w.rows)
+		if (o0 < w.rows)
+			rows4_any(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice);
+		if (ks == 1) {
+			if (o0 < w.rows && threadIdx.x % 32 == 0)
+				for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
+					y[o0 + i] = acc[i];
 			return;
-		rows4_any(w, o0, x, acc);
-		if (threadIdx.x % 32 == 0)
+		}
+		if (o0 < w.rows && threadIdx.x % 32 == 0)
 			for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
-				y[o0 + i] = acc[i];
+				part[(size_t)blockIdx.y * w.rows + o0 + i] = acc[i];
+		__threadfence();
+		__syncthreads();
+		if (threadIdx.x == 0)
+			last = atomicAdd(&count[blockIdx.x], 1u) == ks - 1;
+		__syncthreads();
+		if (!last)
+			return;
+		__threadfence();
+		uint32_t o = blockIdx.x * 32 + threadIdx.x;
+
+		if (threadIdx.x < 32 && o < w.rows) {
+			float sum = 0.f;
+
+			for (uint32_t k = 0; k < ks; k++)
+				sum += __ldcg(&part[(size_t)k * w.rows + o]);
+			y[o] = sum;
+		}
+		if (threadIdx.x == 0)
+			count[blockIdx.x] = 0;
 		return;
 	}
 	if (warp >= w.rows)
@@ -312,7 +344,7 @@ dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__
 
 	if (o0 >= w.rows)
 		return;
-	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc);
+	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc, 0, w.cols);
 	if (threadIdx.x % 32 == 0)
 		for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
 			y[(size_t)s * ldy + o0 + i] = acc[i];

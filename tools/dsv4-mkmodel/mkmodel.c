@@ -420,6 +420,8 @@ static int usage(void)
 	      "                    [--layers N] [--vocab N] [--tokenizer FILE] [--seed S]\n"
 	      "                    [--shard-size BYTES] OUTDIR\n"
 	      "  --vocab N         override vocab_size (e.g. to fit a tokenizer)\n"
+	      "  --experts N       override n_routed_experts (a decode step's work stays the\n"
+	      "                    same; benchmarks need not write every expert)\n"
 	      "  --tokenizer FILE  copy FILE into OUTDIR/tokenizer.json\n", stderr);
 	return 2;
 }
@@ -430,11 +432,11 @@ int main(int argc, char **argv)
 		{ "preset", required_argument, NULL, 'p' }, { "config", required_argument, NULL, 'c' },
 		{ "layers", required_argument, NULL, 'l' }, { "seed", required_argument, NULL, 's' },
 		{ "shard-size", required_argument, NULL, 'z' }, { "help", no_argument, NULL, 'h' },
-		{ "vocab", required_argument, NULL, 'v' }, { "tokenizer", required_argument, NULL, 't' },
+		{ "vocab", required_argument, NULL, 'v' }, { "experts", required_argument, NULL, 'e' }, { "tokenizer", required_argument, NULL, 't' },
 		{ 0 }
 	};
 	const char *preset_name = NULL, *config_file = NULL, *dir, *tokenizer = NULL;
-	long vocab = 0;
+	long vocab = 0, experts = 0;
 	uint64_t seed = 0, shard_size = 5ULL << 30, total = 0, in_shard = 0;
 	struct dsv4_tensor_spec *specs;
 	struct dsv4_config cfg;
@@ -452,6 +454,7 @@ int main(int argc, char **argv)
 		case 's': seed = strtoull(optarg, NULL, 0); break;
 		case 'z': if (dsv4_parse_size(optarg, &shard_size) || !shard_size) return usage(); break;
 		case 'v': vocab = strtol(optarg, NULL, 10); if (vocab < 16 || vocab > 1 << 20) return usage(); break;
+		case 'e': experts = strtol(optarg, NULL, 10); if (experts < 1 || experts > 4096) return usage(); break;
 		case 't': tokenizer = optarg; break;
 		default: return usage();
 		}
@@ -473,6 +476,8 @@ int main(int argc, char **argv)
 	}
 	if (vocab)
 		json_object_set_new(conf, "vocab_size", json_integer(vocab));
+	if (experts)
+		json_object_set_new(conf, "n_routed_experts", json_integer(experts));
 	text = json_dumps(conf, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	ret = dsv4_config_parse(text, strlen(text), &cfg, err, sizeof(err));
 	if (ret) {

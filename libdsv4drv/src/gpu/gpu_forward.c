@@ -169,11 +169,18 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		ldx = cols;
 	}
 	for (uint32_t r0 = 0; r0 < rows; r0 += FW_LINEAR_ROWS) {
-		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS;
+		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS, ks = 1;
 		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
-		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy };
+		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy, &w->gm->splitk_part,
+			      &w->gm->splitk_count };
 
-		launch(w, K_LINEAR, n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, 1, 1, 256, 0, a);
+		/* one input row and few output rows: split the columns so that
+		 * enough blocks stream the matrix (whole 128-column slices) */
+		if (n == 1 && W->rows <= 8192 && xr % 16 == 0)
+			while (ks < 32 && (uint64_t)W->rows * ks * 2 <= 8192 &&
+			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= 512)
+				ks *= 2;
+		launch(w, K_LINEAR, n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, ks, 1, 256, 0, a);
 	}
 }
 

@@ -320,6 +320,16 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 				gpu_err(gm->g, u.r));
 		goto fail;
 	}
+	/* split-K: at most 32 slices of matrices up to 8192 rows */
+	r = gm->g->cu.MemAlloc(&gm->splitk_part, (size_t)32 * 8192 * sizeof(float));
+	if (!r)
+		r = gm->g->cu.MemAlloc(&gm->splitk_count, 256 * sizeof(uint32_t));
+	if (!r)
+		r = gm->g->cu.MemsetD32(gm->splitk_count, 0, 256);
+	if (r) {
+		ret = dsv4_errf(err, errlen, -ENOMEM, "CUDA backend: scratch: %s", gpu_err(gm->g, r));
+		goto fail;
+	}
 	if (gm->stream) {
 		ret = stream_open(gm, err, errlen);
 		if (ret)
@@ -380,6 +390,10 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->gcache);
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);
+		if (gm->splitk_part)
+			gm->g->cu.MemFree(gm->splitk_part);
+		if (gm->splitk_count)
+			gm->g->cu.MemFree(gm->splitk_count);
 		if (gm->arena)
 			gm->g->cu.MemFree(gm->arena);
 		dsv4_gpu_close(gm->g);

@@ -47,6 +47,7 @@ struct gpu_model {
 	CUstream copy;
 	CUevent copied;
 	struct dsv4_gpu_stream_stats st;
+	CUdeviceptr splitk_part, splitk_count;	/* dsv4_linear's split-K scratch */
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
 	/* $DSV4_GPU_PROFILE: each launch timed (synchronously), per kernel */
 	int profile;
