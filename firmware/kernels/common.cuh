@@ -56,7 +56,8 @@ static __device__ __forceinline__ float e8m0_ceil(float amax, float inv_max, flo
 
 static __device__ __forceinline__ float fp8_round(float x, float s)
 {
-	float v = fminf(fmaxf(__fdiv_rn(x, s), -448.f), 448.f);
+	/* s is a power of two: x * (1/s) is x / s exactly, without a divide */
+	float v = fminf(fmaxf(__fmul_rn(x, __frcp_rn(s)), -448.f), 448.f);
 	__nv_fp8_e4m3 q(v);	/* round to nearest even, saturating */
 
 	return __fmul_rn((float)q, s);

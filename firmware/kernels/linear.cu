@@ -44,43 +44,84 @@ template <> struct piece<FW_BF16> { enum { n = 8 }; };
 template <> struct piece<FW_FP8> { enum { n = 16 }; };
 template <> struct piece<FW_FP4> { enum { n = 32 }; };
 
-/* the n values of piece @c (column c*n) of row @o, before piece_scale() */
+/* the 16 raw bytes of piece @c (column c*n) of row @o */
 template <int FMT>
-static __device__ __forceinline__ void load_piece(const fw_mat &w, uint32_t o, uint32_t c,
-						  float *v)
+static __device__ __forceinline__ uint4 raw_piece(const fw_mat &w, uint32_t o, uint32_t c)
 {
 	const int n = piece<FMT>::n;
-	uint32_t col = c * n;
+	size_t r = w.row0 + o;
+
+	if (FMT == FW_FP4)
+		return *(const uint4 *)((const uint8_t *)w.data + r * (w.cols / 2) + c * n / 2);
+	if (FMT == FW_FP8)
+		return *(const uint4 *)((const uint8_t *)w.data + r * w.cols + c * n);
+	if (FMT == FW_BF16)
+		return *(const uint4 *)((const uint16_t *)w.data + r * w.cols + c * n);
+	return *(const uint4 *)((const float *)w.data + r * w.cols + c * n);
+}
+
+/* the n values of a raw piece, before piece_scale() */
+template <int FMT>
+static __device__ __forceinline__ void decode_piece(uint4 q, float *v)
+{
+	const uint32_t u[4] = { q.x, q.y, q.z, q.w };
 
 	if (FMT == FW_FP4) {
-		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * (w.cols / 2);
-		uint4 q = *(const uint4 *)(row + col / 2);
-		const uint32_t u[4] = { q.x, q.y, q.z, q.w };
 #pragma unroll
 		for (int k = 0; k < 32; k++)
 			v[k] = fp4v(u[k / 8] >> (4 * (k % 8)));
 	} else if (FMT == FW_FP8) {
-		const uint8_t *row = (const uint8_t *)w.data + (size_t)(w.row0 + o) * w.cols;
-		uint4 q = *(const uint4 *)(row + col);
-		const uint8_t *b = (const uint8_t *)&q;
 #pragma unroll
 		for (int k = 0; k < 16; k++)
-			v[k] = e4m3(b[k]);
+			v[k] = e4m3((uint8_t)(u[k / 4] >> (8 * (k % 4))));
 	} else if (FMT == FW_BF16) {
-		const uint16_t *row = (const uint16_t *)w.data + (size_t)(w.row0 + o) * w.cols;
-		uint4 q = *(const uint4 *)(row + col);
-		const uint16_t *h = (const uint16_t *)&q;
 #pragma unroll
 		for (int k = 0; k < 8; k++)
-			v[k] = bf16f(h[k]);
+			v[k] = bf16f((uint16_t)(u[k / 2] >> (16 * (k % 2))));
 	} else {
-		const float *row = (const float *)w.data + (size_t)(w.row0 + o) * w.cols;
-		float4 q = *(const float4 *)(row + col);
+#pragma unroll
+		for (int k = 0; k < 4; k++)
+			v[k] = __uint_as_float(u[k]);
+	}
+}
 
-		v[0] = q.x;
-		v[1] = q.y;
-		v[2] = q.z;
-		v[3] = q.w;
+/*
+ * x's piece @c (n floats) into xv; with @aq the official FP8 activation
+ * quant per 128 values, fused: the 128/n lanes holding one block (adjacent
+ * lanes of the same step) agree on its amax by shuffles.  Every lane of
+ * the warp must call this (@on: whether its piece exists).
+ */
+template <int FMT>
+static __device__ __forceinline__ void load_x(const float *x, uint32_t c, int on, int aq,
+					      float *xv)
+{
+	const int n = piece<FMT>::n;
+
+#pragma unroll
+	for (int k = 0; k < n / 4; k++) {
+		float4 q = on ? ((const float4 *)(x + (size_t)c * n))[k] : make_float4(0, 0, 0, 0);
+
+		xv[4 * k] = q.x;
+		xv[4 * k + 1] = q.y;
+		xv[4 * k + 2] = q.z;
+		xv[4 * k + 3] = q.w;
+	}
+	if (FMT != FW_FP8 && FMT != FW_FP4)
+		return;
+	if (aq) {
+		float a = 0.f;
+
+#pragma unroll
+		for (int k = 0; k < n; k++)
+			a = fmaxf(a, fabsf(xv[k]));
+#pragma unroll
+		for (int o = 1; o < 128 / n; o *= 2)
+			a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, o));
+		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
+
+#pragma unroll
+		for (int k = 0; k < n; k++)
+			xv[k] = fp8_round(xv[k], s);
 	}
 }
 
@@ -109,36 +150,38 @@ static __device__ float load_one(const fw_mat &w, uint32_t o, uint32_t c)
 	}
 }
 
-/* acc[r] = W[o] . x[r] for r < nrows, summed across the warp */
+/* acc[r] = W[o] . x[r] for r < nrows, summed across the warp (aq: x on
+ * the FP8 grid first, see load_x) */
 template <int FMT>
 static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, const float *x,
-					       uint32_t ldx, uint32_t nrows, float *acc)
+					       uint32_t ldx, uint32_t nrows, float *acc, int aq)
 {
 	const int n = piece<FMT>::n;
 	uint32_t lane = threadIdx.x % 32, pieces = w.cols / n;
-	float v[n];
+	float v[n], xv[n];
 
 #pragma unroll
 	for (int r = 0; r < FW_LINEAR_ROWS; r++)
 		acc[r] = 0.f;
-	for (uint32_t c = lane; c < pieces; c += 32) {
-		float s = piece_scale<FMT>(w, o, c * n);
+	for (uint32_t base = 0; base < pieces; base += 32) {
+		uint32_t c = base + lane;
+		int on = c < pieces;
+		float s = on ? piece_scale<FMT>(w, o, c * n) : 0.f;
 
-		load_piece<FMT>(w, o, c, v);
+		if (on)
+			decode_piece<FMT>(raw_piece<FMT>(w, o, c), v);
 #pragma unroll
 		for (int r = 0; r < FW_LINEAR_ROWS; r++) {
 			if (r >= nrows)
 				break;
-			const float4 *xr = (const float4 *)(x + (size_t)r * ldx + c * n);
 			float part = 0.f;
-#pragma unroll
-			for (int k = 0; k < n / 4; k++) {
-				float4 q = xr[k];
 
-				part += v[4 * k] * q.x + v[4 * k + 1] * q.y + v[4 * k + 2] * q.z +
-					v[4 * k + 3] * q.w;
-			}
-			acc[r] += part * s;
+			load_x<FMT>(x + (size_t)r * ldx, c, on, aq, xv);
+#pragma unroll
+			for (int k = 0; k < n; k++)
+				part += v[k] * xv[k];
+			if (on)
+				acc[r] += part * s;
 		}
 	}
 #pragma unroll
@@ -147,7 +190,7 @@ static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, cons
 }
 
 static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, uint32_t ldx,
-				   uint32_t nrows, float *acc)
+				   uint32_t nrows, float *acc, int aq)
 {
 	uint32_t lane = threadIdx.x % 32;
 	/* the pieces need whole pieces per row and 16-byte aligned x rows */
@@ -158,16 +201,16 @@ static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, 
 	if (tiled) {
 		switch (w.fmt) {
 		case FW_FP4:
-			row_dot<FW_FP4>(w, o, x, ldx, nrows, acc);
+			row_dot<FW_FP4>(w, o, x, ldx, nrows, acc, aq);
 			return;
 		case FW_FP8:
-			row_dot<FW_FP8>(w, o, x, ldx, nrows, acc);
+			row_dot<FW_FP8>(w, o, x, ldx, nrows, acc, aq);
 			return;
 		case FW_BF16:
-			row_dot<FW_BF16>(w, o, x, ldx, nrows, acc);
+			row_dot<FW_BF16>(w, o, x, ldx, nrows, acc, aq);
 			return;
 		default:
-			row_dot<FW_F32>(w, o, x, ldx, nrows, acc);
+			row_dot<FW_F32>(w, o, x, ldx, nrows, acc, aq);
 			return;
 		}
 	}
@@ -188,7 +231,8 @@ static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, 
  * FP4, 32 values per 16-byte piece). */
 template <int FMT>
 static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, uint32_t nout,
-						 const float *x, float *acc, uint32_t k0, uint32_t k1)
+						 const float *x, float *acc, uint32_t k0, uint32_t k1,
+						 int aq)
 {
 	const int n = piece<FMT>::n;
 	uint32_t lane = threadIdx.x % 32, pieces = k1 / n;
@@ -197,27 +241,30 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 #pragma unroll
 	for (int i = 0; i < 4; i++)
 		acc[i] = 0.f;
-	for (uint32_t c = k0 / n + lane; c < pieces; c += 32) {
-#pragma unroll
-		for (int k = 0; k < n / 4; k++) {
-			float4 q = ((const float4 *)(x + c * n))[k];
+	for (uint32_t base = k0 / n; base < pieces; base += 32) {
+		uint32_t c = base + lane;
+		int on = c < pieces;
+		uint4 q[4];
+		float s[4];
 
-			xv[4 * k] = q.x;
-			xv[4 * k + 1] = q.y;
-			xv[4 * k + 2] = q.z;
-			xv[4 * k + 3] = q.w;
-		}
+		/* the four rows' pieces in flight together */
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
-			if (i >= nout)
-				break;
-			float s = piece_scale<FMT>(w, o0 + i, c * n), part = 0.f;
+			int use = on && i < nout;
 
-			load_piece<FMT>(w, o0 + i, c, v);
+			q[i] = use ? raw_piece<FMT>(w, o0 + i, c) : make_uint4(0, 0, 0, 0);
+			s[i] = use ? piece_scale<FMT>(w, o0 + i, c * n) : 0.f;
+		}
+		load_x<FMT>(x, c, on, aq, xv);
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			float part = 0.f;
+
+			decode_piece<FMT>(q[i], v);
 #pragma unroll
 			for (int k = 0; k < n; k++)
 				part += v[k] * xv[k];
-			acc[i] += part * s;
+			acc[i] += part * s[i];
 		}
 	}
 #pragma unroll
@@ -227,7 +274,7 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 
 /* columns [k0, k1) only (a split-K slice: whole 128-column blocks), or all */
 static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, float *acc,
-				 uint32_t k0, uint32_t k1)
+				 uint32_t k0, uint32_t k1, int aq)
 {
 	uint32_t nout = w.rows - o0 < 4 ? w.rows - o0 : 4;
 	int tiled = ((uintptr_t)x & 15) == 0 &&
@@ -238,23 +285,23 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
 	if (tiled) {
 		switch (w.fmt) {
 		case FW_FP4:
-			rows4_dot<FW_FP4>(w, o0, nout, x, acc, k0, k1);
+			rows4_dot<FW_FP4>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		case FW_FP8:
-			rows4_dot<FW_FP8>(w, o0, nout, x, acc, k0, k1);
+			rows4_dot<FW_FP8>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		case FW_BF16:
-			rows4_dot<FW_BF16>(w, o0, nout, x, acc, k0, k1);
+			rows4_dot<FW_BF16>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		default:
-			rows4_dot<FW_F32>(w, o0, nout, x, acc, k0, k1);
+			rows4_dot<FW_F32>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		}
 	}
 	for (uint32_t i = 0; i < 4; i++) {
 		acc[i] = 0.f;
 		if (i < nout) {
-			row_dot_any(w, o0 + i, x, 0, 1, one);
+			row_dot_any(w, o0 + i, x, 0, 1, one, 0);
 			acc[i] = one[0];
 		}
 	}
@@ -267,11 +314,14 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
  * row block adds them up in order, so the result does not depend on
  * timing; count [ceil(rows/32)] is zero and left zero), else
  * ceil(rows/8) blocks (one row per warp, nrows <= FW_LINEAR_ROWS).
+ * aq: x through the official FP8 activation quant on the way in (FP8/FP4
+ * weights, cols a multiple of 128, x rows 16-byte aligned: the caller
+ * checks).
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 	    float *__restrict__ y, uint32_t ldy, float *__restrict__ part,
-	    uint32_t *__restrict__ count)
+	    uint32_t *__restrict__ count, uint32_t aq)
 {
 	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32;
 	float acc[FW_LINEAR_ROWS];
@@ -281,7 +331,7 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 		__shared__ int last;
 
 		if (o0 < w.rows)
-			rows4_any(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice);
+			rows4_any(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
 		if (ks == 1) {
 			if (o0 < w.rows && threadIdx.x % 32 == 0)
 				for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
@@ -314,7 +364,7 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 	}
 	if (warp >= w.rows)
 		return;
-	row_dot_any(w, warp, x, ldx, nrows, acc);
+	row_dot_any(w, warp, x, ldx, nrows, acc, aq);
 	if (threadIdx.x % 32 == 0)
 		for (uint32_t r = 0; r < nrows; r++)
 			y[(size_t)r * ldy + warp] = acc[r];
@@ -324,13 +374,14 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
  * grid: (ceil(rows/32), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
  * Slot s = token * K + j uses expert idx[s] on input row
  * x[(per_slot ? s : s / K) * ldx]; a slot with idx < 0 (no expert, or not
- * in this group of streamed experts) is left as it is.
+ * in this group of streamed experts) is left as it is.  aq as for
+ * dsv4_linear.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
 		    const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
 		    uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
-		    float *__restrict__ y_b, uint32_t ldy)
+		    float *__restrict__ y_b, uint32_t ldy, uint32_t aq)
 {
 	uint32_t s = blockIdx.y, o0 = (blockIdx.x * 8 + threadIdx.x / 32) * 4;
 	int32_t e = idx[s];
@@ -344,7 +395,7 @@ dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__
 
 	if (o0 >= w.rows)
 		return;
-	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc, 0, w.cols);
+	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc, 0, w.cols, aq);
 	if (threadIdx.x % 32 == 0)
 		for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
 			y[(size_t)s * ldy + o0 + i] = acc[i];

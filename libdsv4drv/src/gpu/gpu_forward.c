@@ -158,8 +158,11 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		uint32_t rows, CUdeviceptr y, uint32_t ldy, int act_quant)
 {
 	struct fw_mat wm = *W;
+	/* the quant is fused into the one-row GEMV (decode); more rows would
+	 * quantize x once per output row, so they take a quant pass first */
+	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
 
-	if (act_quant && w->reference && quantized(W) && W->cols % 128 == 0) {
+	if (aq && (rows > 1 || ldx % 4 || x % 16)) {
 		uint32_t cols = W->cols;
 		CUdeviceptr xq = w->b.xq;
 		void *a[] = { &x, &ldx, &cols, &xq, &cols };
@@ -167,12 +170,13 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		launch(w, K_ACT_QUANT, rows, 1, 1, 256, 0, a);
 		x = xq;
 		ldx = cols;
+		aq = 0;
 	}
 	for (uint32_t r0 = 0; r0 < rows; r0 += FW_LINEAR_ROWS) {
 		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS, ks = 1;
 		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
 		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy, &w->gm->splitk_part,
-			      &w->gm->splitk_count };
+			      &w->gm->splitk_count, &aq };
 
 		/* one input row and few output rows: split the columns so that
 		 * enough blocks stream the matrix (whole 128-column slices) */
@@ -306,7 +310,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 }
 
 /* the routed experts' three kernels for the slots whose expert is in @idx */
-static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe)
+static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, uint32_t aq)
 {
 	const struct dsv4_config *c = w->c;
 	const struct glayer *gl = &w->gm->layers[L];
@@ -318,10 +322,10 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe)
 	float lim = (float)c->swiglu_limit;
 	CUdeviceptr wts = after ? 0 : b->wts;
 	void *a13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &idx, &K, &xe, &D, &zero, &b->g,
-			&b->u, &I };
+			&b->u, &I, &aq };
 	void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
 	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
-		       &b->ye, &D };
+		       &b->ye, &D, &zero };
 
 	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 256, 0, a13);
 	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
@@ -386,7 +390,7 @@ static CUresult gpu_slot_fill(struct gpu_model *gm, uint32_t L, uint32_t e, uint
  * store's pinned cache (io_uring), copied on the copy stream into GPU
  * slots (misses only), and computed once the copy event has passed.
  */
-static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe)
+static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq)
 {
 	struct gpu_model *gm = w->gm;
 	const struct dsv4_config *c = w->c;
@@ -449,7 +453,7 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe)
 		}
 		if (!w->r)
 			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx), NULL);
-		experts(w, L, w->b.idxg, xe);
+		experts(w, L, w->b.idxg, xe, aq);
 		/* the pinned host copies are needed until the copies are done */
 		t0 = now_ns();
 		if (!w->r)
@@ -474,6 +478,8 @@ static int moe(struct fwd *w, uint32_t L)
 	uint32_t shared_clamp = !!(w->m->opt.flags & DSV4_MODEL_HF_SHARED_CLAMP);
 	float scale = (float)c->route_scale, lim = (float)c->swiglu_limit, nolim = 0;
 	CUdeviceptr xe = b->xn, none = 0;
+	/* the routed experts' FP8 activation quant happens inside their GEMV */
+	uint32_t aq = w->reference && quantized(&gl->e1) && D % 128 == 0;
 	int ret = 0;
 
 	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
@@ -493,19 +499,20 @@ static int moe(struct fwd *w, uint32_t L)
 		launch(w, K_SWIGLU, R, 1, 1, 256, 0, a);
 	}
 	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
-	if (w->reference && quantized(&gl->e1) && D % 128 == 0) {
+	if (aq && R > 1) {	/* as in lin(): one quant pass for many rows */
 		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
 
 		launch(w, K_ACT_QUANT, R, 1, 1, 256, 0, a);
 		xe = b->xq;
+		aq = 0;
 	}
 	/* slots without an expert contribute nothing */
 	if (!w->r)
 		w->r = w->cu->MemsetD32(b->ye, 0, (size_t)R * K * D);
 	if (w->gm->stream)
-		ret = stream_experts(w, L, xe);
+		ret = stream_experts(w, L, xe, aq);
 	else
-		experts(w, L, b->idx, xe);
+		experts(w, L, b->idx, xe, aq);
 	{
 		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f };
 
