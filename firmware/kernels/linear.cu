@@ -13,13 +13,16 @@
  */
 #include "common.cuh"
 
-/* an e2m1 code (low 4 bits of @n) as a float, built from its bits */
+/*
+ * an e2m1 code (low 4 bits of @n) times 2^-14: its three magnitude bits
+ * placed as a half's exponent low bits and mantissa top bit make that
+ * half exactly (the subnormal code 1 included), so decoding is a few bit
+ * operations and one conversion; piece sums take the 2^14 back (exactly:
+ * a power of two) before their scale.
+ */
 static __device__ __forceinline__ float fp4v(uint32_t n)
 {
-	uint32_t e = (n >> 1) & 3, m = n & 1;
-	uint32_t bits = e ? ((e + 126) << 23) | (m << 22) : (m ? 0x3f000000u : 0u);
-
-	return __uint_as_float(bits | ((n & 8) << 28));
+	return __half2float(__ushort_as_half((unsigned short)(((n & 7) << 9) | ((n & 8) << 12))));
 }
 
 /* the scale of piece @c of row @o (one per piece: FP8 blocks are 128 wide,
@@ -180,6 +183,8 @@ static __device__ __forceinline__ void row_dot(const fw_mat &w, uint32_t o, cons
 #pragma unroll
 			for (int k = 0; k < n; k++)
 				part += v[k] * xv[k];
+			if (FMT == FW_FP4)
+				part *= 16384.f;	/* see fp4v() */
 			if (on)
 				acc[r] += part * s;
 		}
@@ -264,6 +269,8 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 #pragma unroll
 			for (int k = 0; k < n; k++)
 				part += v[k] * xv[k];
+			if (FMT == FW_FP4)
+				part *= 16384.f;	/* see fp4v() */
 			acc[i] += part * s[i];
 		}
 	}
@@ -316,15 +323,23 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
  * ceil(rows/8) blocks (one row per warp, nrows <= FW_LINEAR_ROWS).
  * aq: x through the official FP8 activation quant on the way in (FP8/FP4
  * weights, cols a multiple of 128, x rows 16-byte aligned: the caller
- * checks).
+ * checks).  gridDim.z groups: group g uses rows [g rows, (g+1) rows) of the
+ * matrix from w.row0, x + g xgs and y + g ygs.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 	    float *__restrict__ y, uint32_t ldy, float *__restrict__ part,
-	    uint32_t *__restrict__ count, uint32_t aq)
+	    uint32_t *__restrict__ count, uint32_t aq, uint32_t xgs, uint32_t ygs)
 {
-	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32;
+	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32, g = blockIdx.z;
 	float acc[FW_LINEAR_ROWS];
+
+	/* group g: the next w.rows rows, its own x and y and scratch */
+	w.row0 += g * w.rows;
+	x += (size_t)g * xgs;
+	y += (size_t)g * ygs;
+	part += (size_t)g * gridDim.y * w.rows;
+	count += (size_t)g * gridDim.x;
 
 	if (nrows == 1) {
 		uint32_t o0 = warp * 4, ks = gridDim.y, slice = w.cols / ks;

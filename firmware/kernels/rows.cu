@@ -56,6 +56,49 @@ static __device__ void normalize_lines(float *M, uint32_t hc, uint32_t line, uin
 }
 
 /*
+ * hc_pre's mixes and Sinkhorn with one lane per element of comb (hc*hc <= 32,
+ * called by the whole first warp): every sum is taken in the serial order
+ * (k = 0, 1, ...) from shuffles, so the result is the serial code's, bit
+ * for bit, without one thread walking the iterations alone.
+ */
+static __device__ void hc_mix_warp(const float *mx, float rs, const float *scale,
+				   const float *base, uint32_t hc, uint32_t iters, float eps,
+				   float *pre, float *P, float *comb)
+{
+	uint32_t l = threadIdx.x % 32, j = l / hc, k = l % hc, on = l < hc * hc;
+	float m = 0, rmax = -INFINITY, sum = 0;
+
+	if (l < hc) {
+		pre[l] = sigmoidf_(mx[l] * rs * scale[0] + base[l]) + eps;
+		P[l] = 2 * sigmoidf_(mx[hc + l] * rs * scale[1] + base[hc + l]);
+	}
+	if (on)
+		m = mx[2 * hc + l] * rs * scale[2] + base[2 * hc + l];
+	for (uint32_t q = 0; q < hc; q++)
+		rmax = fmaxf(rmax, __shfl_sync(0xffffffffu, m, j * hc + q));
+	m = on ? expf(m - rmax) : 0.f;
+	for (uint32_t q = 0; q < hc; q++)
+		sum += __shfl_sync(0xffffffffu, m, j * hc + q);
+	m = m / sum + eps;
+	for (uint32_t it = 0; it < iters; it++) {
+		if (it) {	/* rows: line j, elements k */
+			float s = 0;
+
+			for (uint32_t q = 0; q < hc; q++)
+				s += __shfl_sync(0xffffffffu, m, j * hc + q);
+			m /= s + eps;
+		}
+		float s = 0;	/* columns: line k, elements j */
+
+		for (uint32_t q = 0; q < hc; q++)
+			s += __shfl_sync(0xffffffffu, m, q * hc + k);
+		m /= s + eps;
+	}
+	if (on)
+		comb[l] = m;
+}
+
+/*
  * grid R, 256 threads.  mix [R, (2+hc)hc] = hc_fn . X (un-normalized);
  * out: xn [R, D] = rmsnorm(sum_i pre_i X_i) * normw, post [R, hc],
  * comb [R, hc*hc] (Sinkhorn).
@@ -71,7 +114,11 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 	const float *Xr = X + (size_t)r * W, *mx = mix + (size_t)r * nmix;
 	float rs = row_rs(Xr, W, norm_eps);
 
-	if (threadIdx.x == 0) {
+	if (hc * hc <= 32) {
+		if (threadIdx.x < 32)
+			hc_mix_warp(mx, rs, scale, base, hc, iters, hc_eps, pre,
+				    post + (size_t)r * hc, comb + (size_t)r * hc * hc);
+	} else if (threadIdx.x == 0) {
 		float *P = post + (size_t)r * hc;
 
 		for (uint32_t i = 0; i < hc; i++) {

@@ -66,6 +66,8 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(StreamSynchronize, "cuStreamSynchronize"), SYM(EventCreate, "cuEventCreate"),
 		SYM(EventDestroy, "cuEventDestroy_v2"), SYM(EventRecord, "cuEventRecord"),
 		SYM(StreamWaitEvent, "cuStreamWaitEvent"),
+		SYM(EventSynchronize, "cuEventSynchronize"),
+		SYM(EventElapsedTime, "cuEventElapsedTime"),
 		SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM
 	};

@@ -56,6 +56,8 @@ struct cu_driver {
 	CUresult (*EventDestroy)(CUevent);
 	CUresult (*EventRecord)(CUevent, CUstream);
 	CUresult (*StreamWaitEvent)(CUstream, CUevent, unsigned int);
+	CUresult (*EventSynchronize)(CUevent);
+	CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
 	CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
 				 unsigned, unsigned, CUstream, void **, void **);
 	CUresult (*GetErrorString)(CUresult, const char **);

@@ -126,25 +126,30 @@ static int reserve(struct fwd *w)
 	return 0;
 }
 
-static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz,
-		   unsigned block, unsigned smem, void **args)
+/* @what: the profile's bucket (the kernel, or K_COUNT + a linear shape) */
+static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, unsigned gy,
+		      unsigned gz, unsigned block, unsigned smem, void **args)
 {
-	double t0 = 0;
+	struct gpu_model *gm = w->gm;
+	CUevent *ev = NULL;
 
 	if (w->r || !gx || !gy || !gz)
 		return;
-	if (w->gm->profile) {
-		w->r = w->cu->CtxSynchronize();
-		t0 = now_ns() * 1e-9;
+	if (gm->profile && gm->prof_used < gm->prof_cap && gm->prof_ev[2 * gm->prof_used] &&
+	    gm->prof_ev[2 * gm->prof_used + 1]) {
+		ev = &gm->prof_ev[2 * gm->prof_used];
+		gm->prof_what[gm->prof_used++] = (int16_t)what;
+		w->cu->EventRecord(ev[0], NULL);
 	}
-	if (!w->r)
-		w->r = w->cu->LaunchKernel(w->gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL,
-					   args, NULL);
-	if (w->gm->profile && !w->r) {
-		w->r = w->cu->CtxSynchronize();
-		w->gm->prof_s[k] += now_ns() * 1e-9 - t0;
-		w->gm->prof_n[k]++;
-	}
+	w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL, args, NULL);
+	if (ev)
+		w->cu->EventRecord(ev[1], NULL);
+}
+
+static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz,
+		   unsigned block, unsigned smem, void **args)
+{
+	launch_as(w, k, k, gx, gy, gz, block, smem, args);
 }
 
 static int quantized(const struct fw_mat *W)
@@ -152,17 +157,44 @@ static int quantized(const struct fw_mat *W)
 	return W->fmt == FW_FP8 || W->fmt == FW_FP4;
 }
 
-/* y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
- * quant first (reference numerics, FP8/FP4 weights) */
-static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t ldx,
-		uint32_t rows, CUdeviceptr y, uint32_t ldy, int act_quant)
+/* the profile bucket of a linear's shape */
+static int prof_linear(struct gpu_model *gm, const struct fw_mat *W, uint32_t n, uint32_t ks)
+{
+	uint32_t i;
+
+	if (!gm->profile)
+		return K_LINEAR;
+
+	for (i = 0; i < gm->n_prof_lin; i++)
+		if (gm->prof_lin[i].rows == W->rows && gm->prof_lin[i].cols == W->cols &&
+		    gm->prof_lin[i].fmt == W->fmt && gm->prof_lin[i].nrows == n)
+			break;
+	if (i == gm->n_prof_lin) {
+		if (i == sizeof(gm->prof_lin) / sizeof(gm->prof_lin[0]))
+			return K_LINEAR;
+		gm->prof_lin[gm->n_prof_lin++] = (struct gpu_prof_lin){ W->rows, W->cols, W->fmt, n,
+									ks, 0, 0 };
+	}
+	return K_COUNT + (int)i;
+}
+
+/*
+ * y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
+ * quant first (reference numerics, FP8/FP4 weights).  With G > 1, G
+ * groups in one launch: group g takes W's rows [g rows, (g+1) rows) on
+ * x + g xgs into y + g ygs (floats), as wo_a does per head group.
+ */
+static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr x,
+		  uint32_t xgs, uint32_t ldx, uint32_t rows, CUdeviceptr y, uint32_t ygs,
+		  uint32_t ldy, int act_quant)
 {
 	struct fw_mat wm = *W;
+	uint64_t grows = (uint64_t)G * W->rows;
 	/* the quant is fused into the one-row GEMV (decode); more rows would
 	 * quantize x once per output row, so they take a quant pass first */
 	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
 
-	if (aq && (rows > 1 || ldx % 4 || x % 16)) {
+	if (aq && (rows > 1 || ldx % 4 || x % 16 || G > 1)) {
 		uint32_t cols = W->cols;
 		CUdeviceptr xq = w->b.xq;
 		void *a[] = { &x, &ldx, &cols, &xq, &cols };
@@ -176,16 +208,24 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS, ks = 1;
 		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
 		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy, &w->gm->splitk_part,
-			      &w->gm->splitk_count, &aq };
+			      &w->gm->splitk_count, &aq, &xgs, &ygs };
 
 		/* one input row and few output rows: split the columns so that
-		 * enough blocks stream the matrix (whole 128-column slices) */
-		if (n == 1 && W->rows <= 8192 && xr % 16 == 0)
-			while (ks < 32 && (uint64_t)W->rows * ks * 2 <= 8192 &&
+		 * enough blocks stream the matrix (whole 128-column slices; the
+		 * scratch holds 8192 partial rows, count 256 row blocks) */
+		if (n == 1 && G * ((W->rows + 31) / 32) <= 256 && xr % 16 == 0)
+			while (ks < 32 && grows * ks * 2 <= 8192 &&
 			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= 512)
 				ks *= 2;
-		launch(w, K_LINEAR, n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, ks, 1, 256, 0, a);
+		launch_as(w, K_LINEAR, prof_linear(w->gm, W, n, ks),
+			  n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, ks, G, 256, 0, a);
 	}
+}
+
+static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t ldx,
+		uint32_t rows, CUdeviceptr y, uint32_t ldy, int act_quant)
+{
+	lin_g(w, W, 1, x, 0, ldx, rows, y, 0, ldy, act_quant);
 }
 
 static CUdeviceptr layer_freqs(const struct fwd *w, uint32_t L)
@@ -297,14 +337,13 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		launch(w, K_ATTENTION, R, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
 		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
 	}
-	/* grouped low-rank output: wo_a per group (no act quant), then wo_b */
-	for (uint32_t g = 0; g < G; g++) {
+	/* grouped low-rank output: wo_a per group, all groups in one launch
+	 * (no act quant), then wo_b */
+	{
 		struct fw_mat v = gl->wo_a;
 
-		v.row0 = g * olr;
 		v.rows = olr;
-		lin(w, &v, b->o + (CUdeviceptr)g * (H / G) * hd * 4, Hhd, R,
-		    b->z + (CUdeviceptr)g * olr * 4, G * olr, 0);
+		lin_g(w, &v, G, b->o, (H / G) * hd, Hhd, R, b->z, olr, G * olr, 0);
 	}
 	lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
 }
@@ -536,7 +575,8 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	int ret = 0;
 
 	lin(w, &gl->hc_fn[br], b->X, hc * D, w->R, b->mix, nmix, 0);
-	launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+	/* few rows (decode): a bigger block, as one block per row is all there is */
+	launch(w, K_HC_PRE, w->R, 1, 1, w->R < 64 ? 1024 : 256, 0, pre);
 	if (br)
 		ret = moe(w, L);
 	else
@@ -704,6 +744,8 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		head(&w, lrows, logits);
 	if (!w.r && !ret)
 		w.r = w.cu->CtxSynchronize();
+	if (w.gm->profile)
+		gpu_prof_collect(w.gm);
 	if (w.r || ret) {
 		reset_all(reqs, n);
 		ret = dsv4_errf(err, errlen, ret ? ret : -EIO,

@@ -336,6 +336,16 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
+	if (gm->profile) {
+		gm->prof_cap = 8192;
+		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));
+		gm->prof_what = calloc(gm->prof_cap, sizeof(*gm->prof_what));
+		for (uint32_t i = 0; gm->prof_ev && i < 2 * gm->prof_cap; i++)
+			if (gm->g->cu.EventCreate(&gm->prof_ev[i], 0))
+				gm->prof_ev[i] = NULL;
+		if (!gm->prof_ev || !gm->prof_what)
+			gm->profile = 0;
+	}
 	{
 		/* dynamic shared memory: what the opt-in leaves beside the static */
 		int stat = 0;
@@ -356,12 +366,38 @@ fail:
 	return ret;
 }
 
-static const char *const prof_names[K_COUNT + 1] = {
+static const char *const prof_names[K_COUNT] = {
 #define GPU_PNAME(id, name) #name,
 	GPU_KERNELS(GPU_PNAME)
 #undef GPU_PNAME
-	"(host copies)",
 };
+
+void gpu_prof_collect(struct gpu_model *gm)
+{
+	const struct cu_driver *cu = &gm->g->cu;
+	float ms;
+
+	if (!gm->prof_used || cu->EventSynchronize(gm->prof_ev[2 * gm->prof_used - 1]))
+		goto done;
+	for (uint32_t i = 0; i < gm->prof_used; i++) {
+		int what = gm->prof_what[i];
+
+		if (cu->EventElapsedTime(&ms, gm->prof_ev[2 * i], gm->prof_ev[2 * i + 1]))
+			continue;
+		if (what >= K_COUNT) {
+			gm->prof_lin[what - K_COUNT].s += ms * 1e-3;
+			gm->prof_lin[what - K_COUNT].n++;
+			what = K_LINEAR;
+		}
+		gm->prof_s[what] += ms * 1e-3;
+		gm->prof_n[what]++;
+	}
+	if (!cu->EventElapsedTime(&ms, gm->prof_ev[0], gm->prof_ev[2 * gm->prof_used - 1]))
+		gm->prof_span += ms * 1e-3;
+	gm->prof_forwards++;
+done:
+	gm->prof_used = 0;
+}
 
 void gpu_model_close(struct gpu_model *gm)
 {
@@ -370,15 +406,36 @@ void gpu_model_close(struct gpu_model *gm)
 	if (gm->profile) {
 		double total = 0;
 
-		for (int k = 0; k <= K_COUNT; k++)
+		for (int k = 0; k < K_COUNT; k++)
 			total += gm->prof_s[k];
-		fprintf(stderr, "dsv4 GPU profile (synchronous launches): %.3f s\n", total);
-		for (int k = 0; k <= K_COUNT; k++)
+		fprintf(stderr, "dsv4 GPU profile: %llu forwards, %.3f s in kernels, %.3f s from the "
+			"first launch to the last (gaps: %.1f %%)\n",
+			(unsigned long long)gm->prof_forwards, total, gm->prof_span,
+			gm->prof_span > 0 ? 100 * (1 - total / gm->prof_span) : 0.0);
+		for (int k = 0; k < K_COUNT; k++)
 			if (gm->prof_n[k])
 				fprintf(stderr, "  %-22s %9llu calls %9.3f ms %5.1f %%\n", prof_names[k],
 					(unsigned long long)gm->prof_n[k], gm->prof_s[k] * 1e3,
 					100 * gm->prof_s[k] / total);
+		fprintf(stderr, "  dsv4_linear by shape (rows x cols, format, input rows, split-K):\n");
+		for (uint32_t i = 0; i < gm->n_prof_lin; i++) {
+			const struct gpu_prof_lin *p = &gm->prof_lin[i];
+			static const double elem[] = { [FW_F32] = 4, [FW_BF16] = 2,
+						       [FW_FP8] = 1 + 1.0 / 16384,
+						       [FW_FP4] = 0.5 + 1.0 / 32 };
+			double us = p->s / p->n * 1e6;
+
+			fprintf(stderr, "    %6u x %-6u fmt %u R %u ks %-2u %8llu calls %9.1f us/call %7.1f GB/s\n",
+				p->rows, p->cols, p->fmt, p->nrows, p->ksplit,
+				(unsigned long long)p->n, us,
+				(double)p->rows * p->cols * elem[p->fmt & 3] / (us * 1e3));
+		}
 	}
+	for (uint32_t i = 0; gm->prof_ev && i < 2 * gm->prof_cap; i++)
+		if (gm->prof_ev[i])
+			gm->g->cu.EventDestroy(gm->prof_ev[i]);
+	free(gm->prof_ev);
+	free(gm->prof_what);
 	if (gm->g) {
 		for (uint32_t i = 0; i < gm->n_pinned; i++)
 			gm->g->cu.MemHostUnregister(gm->pinned[i]);

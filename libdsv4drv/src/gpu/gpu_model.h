@@ -49,11 +49,25 @@ struct gpu_model {
 	struct dsv4_gpu_stream_stats st;
 	CUdeviceptr splitk_part, splitk_count;	/* dsv4_linear's split-K scratch */
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
-	/* $DSV4_GPU_PROFILE: each launch timed (synchronously), per kernel */
+	/* $DSV4_GPU_PROFILE: events around each launch, summed per kernel at
+	 * the end of each forward; span: first to last event (kernels + gaps) */
 	int profile;
-	double prof_s[K_COUNT + 1];	/* the last: host copies */
-	uint64_t prof_n[K_COUNT + 1];
+	double prof_s[K_COUNT], prof_span;
+	uint64_t prof_n[K_COUNT], prof_forwards;
+	CUevent *prof_ev;		/* [2 * prof_cap] */
+	int16_t *prof_what;		/* [prof_cap]: kernel, or K_COUNT + shape */
+	uint32_t prof_cap, prof_used;
+	/* and dsv4_linear per shape: where the weight bytes go */
+	struct gpu_prof_lin {
+		uint32_t rows, cols, fmt, nrows, ksplit;
+		double s;
+		uint64_t n;
+	} prof_lin[64];
+	uint32_t n_prof_lin;
 };
+
+/* the profile's events of one forward, added up (after its last sync) */
+void gpu_prof_collect(struct gpu_model *gm);
 
 struct gpu_seq {
 	CUdeviceptr tab;		/* fw_seq_layer [n_layers] on the device */
