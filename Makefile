@@ -121,8 +121,10 @@ userspace: $(LIB) $(BUILD)/bin/dsv4ctl $(BUILD)/bin/static/dsv4ctl \
 	$(BUILD)/bin/dsv4-run $(BUILD)/bin/dsv4-engine-bench $(BUILD)/bin/dsv4-stream-bench \
 	$(BUILD)/bin/dsv4-server
 
-LIB_HDRS := libdsv4drv/include/dsv4drv.h kmod/uapi/dsv4.h libdsv4drv/src/internal.h \
-	libdsv4drv/src/engine/engine.h
+# every header the library's objects may include (no generated deps: a
+# changed struct must rebuild all of its users)
+LIB_HDRS := $(wildcard libdsv4drv/include/*.h libdsv4drv/src/*.h libdsv4drv/src/*/*.h) \
+	kmod/uapi/dsv4.h firmware/kernels/abi.h
 
 $(BUILD)/obj/%.o: %.c $(LIB_HDRS) $(SRV_HDRS)
 	@mkdir -p $(dir $@)

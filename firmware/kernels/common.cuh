@@ -39,6 +39,18 @@ __device__ static const float fp4_lut[16] = {
 	-0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f,
 };
 
+/*
+ * an e2m1 code (low 4 bits of @n) times 2^-14: its three magnitude bits
+ * placed as a half's exponent low bits and mantissa top bit make that
+ * half exactly (the subnormal code 1 included), so decoding is a few bit
+ * operations and one conversion; piece sums take the 2^14 back (exactly:
+ * a power of two) before their scale.
+ */
+static __device__ __forceinline__ float fp4v(uint32_t n)
+{
+	return __half2float(__ushort_as_half((unsigned short)(((n & 7) << 9) | ((n & 8) << 12))));
+}
+
 /* power-of-two scale of a block: amax floored, over the format's max,
  * rounded up through the exponent bits (dsv4_e8m0_ceil) */
 static __device__ __forceinline__ float e8m0_ceil(float amax, float inv_max, float floor_amax)

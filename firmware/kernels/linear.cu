@@ -13,18 +13,6 @@
  */
 #include "common.cuh"
 
-/*
- * an e2m1 code (low 4 bits of @n) times 2^-14: its three magnitude bits
- * placed as a half's exponent low bits and mantissa top bit make that
- * half exactly (the subnormal code 1 included), so decoding is a few bit
- * operations and one conversion; piece sums take the 2^14 back (exactly:
- * a power of two) before their scale.
- */
-static __device__ __forceinline__ float fp4v(uint32_t n)
-{
-	return __half2float(__ushort_as_half((unsigned short)(((n & 7) << 9) | ((n & 8) << 12))));
-}
-
 /* the scale of piece @c of row @o (one per piece: FP8 blocks are 128 wide,
  * FP4 blocks 32, pieces 16 and 32) */
 template <int FMT>
@@ -320,7 +308,8 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
  * columns, partial sums go to part [ksplit, rows] and the last block of a
  * row block adds them up in order, so the result does not depend on
  * timing; count [ceil(rows/32)] is zero and left zero), else
- * ceil(rows/8) blocks (one row per warp, nrows <= FW_LINEAR_ROWS).
+ * (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks (one output row per
+ * warp, FW_LINEAR_ROWS input rows per blockIdx.y).
  * aq: x through the official FP8 activation quant on the way in (FP8/FP4
  * weights, cols a multiple of 128, x rows 16-byte aligned: the caller
  * checks).  gridDim.z groups: group g uses rows [g rows, (g+1) rows) of the
@@ -377,8 +366,14 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 			count[blockIdx.x] = 0;
 		return;
 	}
-	if (warp >= w.rows)
+	/* many input rows: blockIdx.y picks FW_LINEAR_ROWS of them */
+	uint32_t r0 = blockIdx.y * FW_LINEAR_ROWS;
+
+	if (warp >= w.rows || r0 >= nrows)
 		return;
+	nrows = nrows - r0 < FW_LINEAR_ROWS ? nrows - r0 : FW_LINEAR_ROWS;
+	x += (size_t)r0 * ldx;
+	y += (size_t)r0 * ldy;
 	row_dot_any(w, warp, x, ldx, nrows, acc, aq);
 	if (threadIdx.x % 32 == 0)
 		for (uint32_t r = 0; r < nrows; r++)

@@ -44,11 +44,13 @@ for p in tiny-a tiny-b tiny-c fortune; do
 done
 
 # streamed experts (a CPU cache of 4 experts, a GPU cache of 4 slots: the
-# layers evict each other's) give the resident run's logits exactly
+# layers evict each other's) give the resident run's logits exactly; both
+# prefill in chunks of 64, as the chunk size picks the kernels (tensor-core
+# GEMM from 16 rows on, GEMV below) and so the summation order
 for p in tiny-a tiny-c; do
 	dir=$tmp/$p
 	args=(--model "$dir" --random-prompt 200 --seed 9 --n-predict 16 --backend cuda)
-	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/res" >/dev/null &&
+	"$kit/dsv4-run" "${args[@]}" --chunk 64 --dump-logits "$tmp/res" >/dev/null &&
 	DSV4_GPU_EXPERT_SLOTS=4 "$kit/dsv4-run" "${args[@]}" --experts stream --cache-experts 4 \
 		--provider host --chunk 64 --stats --dump-logits "$tmp/str" 2>"$tmp/err" >/dev/null &&
 	grep -q "GPU expert cache: 4 slots" "$tmp/err" || { cat "$tmp/err"; false; } &&

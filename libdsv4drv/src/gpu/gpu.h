@@ -71,7 +71,8 @@ struct cu_driver {
 	X(HEAD_PREP, dsv4_head_prep) X(ACT_QUANT, dsv4_act_quant) X(ROUTER, dsv4_router) \
 	X(SWIGLU, dsv4_swiglu) X(MOE_COMBINE, dsv4_moe_combine) X(ATTENTION, dsv4_attention) \
 	X(RING_STORE, dsv4_ring_store) X(CMP_PUSH, dsv4_cmp_push) X(INDEX_Q, dsv4_index_q) \
-	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk)
+	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk) X(GEMM, dsv4_gemm) \
+	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

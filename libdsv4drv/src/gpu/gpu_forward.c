@@ -26,6 +26,7 @@ struct bufs {
 	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
 	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
+	CUdeviceptr order, tiles, ntiles;	/* experts sorted for the prefill GEMM */
 };
 
 struct fwd {
@@ -94,6 +95,9 @@ static void layout(struct fwd *w)
 	b->hmix = carve(w, nl * hc * F);
 	b->hy = carve(w, nl * D * F);
 	b->hlog = carve(w, nl * c->vocab_size * F);
+	b->order = carve(w, RK * 4);
+	b->tiles = carve(w, (RK / 64 + c->n_routed_experts + 1) * 3 * 4);
+	b->ntiles = carve(w, 4);
 	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
 	b->meta = carve(w, R * 8 * 4 + R * 8);
 	b->pos = b->meta;
@@ -178,6 +182,16 @@ static int prof_linear(struct gpu_model *gm, const struct fw_mat *W, uint32_t n,
 	return K_COUNT + (int)i;
 }
 
+/* from this many input rows on, linears run on the tensor cores (dsv4_gemm) */
+#define GEMM_MIN_ROWS 16
+
+/* what dsv4_gemm takes: weights exact in BF16 with their scale folded in */
+static int gemm_fits(const struct fw_mat *W)
+{
+	return (W->fmt == FW_FP4 || W->fmt == FW_BF16 || (W->fmt == FW_FP8 && !W->scale_f32)) &&
+	       W->cols % 64 == 0;
+}
+
 /*
  * y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
  * quant first (reference numerics, FP8/FP4 weights).  With G > 1, G
@@ -190,6 +204,8 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 {
 	struct fw_mat wm = *W;
 	uint64_t grows = (uint64_t)G * W->rows;
+	uint32_t gemm = rows >= GEMM_MIN_ROWS && gemm_fits(W) && ldx % 4 == 0 && x % 16 == 0 &&
+			xgs % 4 == 0;
 	/* the quant is fused into the one-row GEMV (decode); more rows would
 	 * quantize x once per output row, so they take a quant pass first */
 	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
@@ -204,21 +220,27 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 		ldx = cols;
 		aq = 0;
 	}
-	for (uint32_t r0 = 0; r0 < rows; r0 += FW_LINEAR_ROWS) {
-		uint32_t n = rows - r0 < FW_LINEAR_ROWS ? rows - r0 : FW_LINEAR_ROWS, ks = 1;
-		CUdeviceptr xr = x + (CUdeviceptr)r0 * ldx * 4, yr = y + (CUdeviceptr)r0 * ldy * 4;
-		void *a[] = { &wm, &xr, &ldx, &n, &yr, &ldy, &w->gm->splitk_part,
+	if (gemm) {
+		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &xgs, &ygs };
+
+		launch(w, K_GEMM, (W->rows + 63) / 64, (rows + 63) / 64, G, 128, 0, a);
+		return;
+	}
+	{
+		uint32_t ks = 1;
+		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part,
 			      &w->gm->splitk_count, &aq, &xgs, &ygs };
 
 		/* one input row and few output rows: split the columns so that
 		 * enough blocks stream the matrix (whole 128-column slices; the
 		 * scratch holds 8192 partial rows, count 256 row blocks) */
-		if (n == 1 && G * ((W->rows + 31) / 32) <= 256 && xr % 16 == 0)
+		if (rows == 1 && G * ((W->rows + 31) / 32) <= 256 && x % 16 == 0)
 			while (ks < 32 && grows * ks * 2 <= 8192 &&
 			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= 512)
 				ks *= 2;
-		launch_as(w, K_LINEAR, prof_linear(w->gm, W, n, ks),
-			  n == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8, ks, G, 256, 0, a);
+		launch_as(w, K_LINEAR, prof_linear(w->gm, W, rows, ks),
+			  rows == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8,
+			  rows == 1 ? ks : (rows + FW_LINEAR_ROWS - 1) / FW_LINEAR_ROWS, G, 256, 0, a);
 	}
 }
 
@@ -355,7 +377,7 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	const struct glayer *gl = &w->gm->layers[L];
 	struct bufs *b = &w->b;
 	uint32_t D = c->dim, K = c->n_activated_experts, I = c->moe_inter_dim;
-	uint32_t RK = w->R * K, zero = 0, one = 1;
+	uint32_t RK = w->R * K, zero = 0, one = 1, E = c->n_routed_experts;
 	uint32_t after = !!(w->m->opt.flags & DSV4_MODEL_HF_WEIGHT_AFTER_DOWN);
 	uint32_t fq = w->reference && quantized(&gl->e2) && I % 128 == 0;
 	float lim = (float)c->swiglu_limit;
@@ -366,6 +388,22 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
 		       &b->ye, &D, &zero };
 
+	if (RK >= GEMM_MIN_ROWS * K && !aq && gemm_fits(&gl->e1) && gemm_fits(&gl->e2) &&
+	    D % 64 == 0 && I % 64 == 0 && E <= 1024) {
+		/* prefill: the slots sorted by expert, tiles through the tensor cores */
+		uint32_t room = RK / 64 + E + 1;
+		void *at[] = { &idx, &RK, &E, &b->order, &b->tiles, &b->ntiles };
+		void *g13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &b->order, &b->tiles,
+				&b->ntiles, &K, &xe, &D, &zero, &b->g, &b->u, &I };
+		void *g2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &b->order, &b->tiles,
+			       &b->ntiles, &K, &b->h, &I, &one, &b->ye, &b->ye, &D };
+
+		launch(w, K_EXPERT_TILES, 1, 1, 1, 1024, 0, at);
+		launch(w, K_GEMM_EXPERTS, (I + 63) / 64, room, 2, 128, 0, g13);
+		launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
+		launch(w, K_GEMM_EXPERTS, (D + 63) / 64, room, 1, 128, 0, g2);
+		return;
+	}
 	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 256, 0, a13);
 	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
 	launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 256, 0, a2);
