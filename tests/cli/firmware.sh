@@ -32,6 +32,11 @@ console.log(out.join(" "));' "$fw" 2>&1)
 grep -qw "elf-sm90" <<<"$entries"; t $? "Hopper machine code inside ($entries)"
 grep -qw "ptx-sm90" <<<"$entries"; t $? "PTX for other GPUs inside"
 grep -q "sm_90a" "$fw"; t $? "the machine code is sm_90a"
-grep -q "dsv4_gemv_fp8" "$fw"; t $? "exports dsv4_gemv_fp8"
+# every kernel the backend looks up (gpu.h's GPU_KERNELS list)
+names=$(grep -o 'dsv4_[a-z0-9_]*' <<<"$(sed -n '/#define GPU_KERNELS/,/^$/p' "$top/libdsv4drv/src/gpu/gpu.h")" | sort -u)
+[ "$(wc -w <<<"$names")" -ge 20 ]; t $? "the kernel list read from gpu.h ($(wc -w <<<"$names") kernels)"
+missing=
+for k in $names; do grep -q "$k" "$fw" || missing="$missing $k"; done
+[ -z "$missing" ]; t $? "exports every kernel the backend looks up${missing:+ (missing:$missing)}"
 echo "1..$n"
 exit $rc
