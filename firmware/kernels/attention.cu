@@ -25,13 +25,16 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
 				      k.ring + (size_t)(p % k.win) * k.hd;
 	}
 	j -= k.nwin;
-	return k.ent + (size_t)(k.ratio == 4 ? (uint32_t)k.sel[j] : j) * k.hd;
+	return k.ent + (size_t)(k.ratio == 4 && k.sel ? (uint32_t)k.sel[j] : j) * k.hd;
 }
 
 /*
  * grid (R, H), 256 threads, dynamic shared memory (9 hd + keys) floats.
  * q [R, H*hd]; kvc [R, hd] this call's rows; row r's chunk starts at row
- * cstart[r]; rowtab[r] -> the sequence's fw_seq_layer array.
+ * cstart[r]; rowtab[r] -> the sequence's fw_seq_layer array.  Row r is
+ * r0 + blockIdx.x; with @gath (CSA layers whose entries live in host
+ * memory) row r's selected entries are gath [r - r0, topk, hd], gathered
+ * into GPU memory by dsv4_gather_entries, instead of entries[sel[j]].
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
@@ -39,10 +42,11 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	       const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
 	       const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
 	       uint32_t rd, const float *__restrict__ freqs, const float *__restrict__ sink,
-	       uint32_t reference, float *__restrict__ o)
+	       uint32_t reference, float *__restrict__ o, uint32_t r0,
+	       const float *__restrict__ gath)
 {
 	extern __shared__ float sm[];
-	uint32_t r = blockIdx.x, h = blockIdx.y, H = gridDim.y, p = pos[r];
+	uint32_t r = r0 + blockIdx.x, h = blockIdx.y, H = gridDim.y, p = pos[r];
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 	float *qs = sm, *sc = sm + hd;
@@ -52,6 +56,10 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	k.ring = (const float *)sl->ring;
 	k.ent = (const float *)sl->cmp_ent;
 	k.sel = sel + (size_t)r * topk;
+	if (gath && ratio == 4) {
+		k.ent = gath + (size_t)blockIdx.x * topk * hd;
+		k.sel = NULL;
+	}
 	k.first = p + 1 > win ? p + 1 - win : 0;
 	k.nwin = p - k.first + 1;
 	k.ncmp = ratio == 4 ? nsel[r] : ratio ? (p + 1) / ratio : 0;
@@ -140,6 +148,29 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	block_rope(qs + hd - rd, freqs, rd, p, 1);
 	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
 		o[((size_t)r * H + h) * hd + d] = qs[d];
+}
+
+/*
+ * grid (n, ceil(topk/8)), 256 threads: for rows r0 .. r0+n-1, their
+ * selected CSA entries (read through the host mapping once, a warp per
+ * entry) into gath [n, topk, hd], so that the heads read GPU memory.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_gather_entries(const uint64_t *__restrict__ rowtab, uint32_t L, const int32_t *__restrict__ sel,
+		    const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t hd, uint32_t r0,
+		    float *__restrict__ gath)
+{
+	uint32_t r = r0 + blockIdx.x, j = blockIdx.y * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (j >= nsel[r])
+		return;
+	const float4 *src = (const float4 *)((const float *)sl->cmp_ent +
+					     (size_t)sel[(size_t)r * topk + j] * hd);
+	float4 *dst = (float4 *)(gath + ((size_t)blockIdx.x * topk + j) * hd);
+
+	for (uint32_t d = lane; d < hd / 4; d += 32)
+		dst[d] = src[d];
 }
 
 /* grid R: the ring keeps the last window positions of each chunk (rows

@@ -465,6 +465,11 @@ struct dsv4_model_options {
 	const char *kernels;		/* NULL: best for this CPU; "scalar", "avx2", "avx512" */
 	const struct dsv4_model_hooks *hooks;
 	const struct dsv4_stream_options *stream;	/* NULL: resident */
+	/* CUDA: CSA main entries (the KV part that grows with the context and
+	 * is read only through the indexer's top-k) in pinned KV_SPILL buffers
+	 * of the kv_mem provider, mapped into the GPU and gathered from there
+	 * over PCIe, instead of GPU memory.  The CPU backend spills them always. */
+	int gpu_kv_spill;
 };
 
 struct dsv4_model;

@@ -2,7 +2,7 @@
 /*
  * The CUDA backend's benchmark (GPU machine; see firmware/README.md):
  *   gpu_bench --model DIR [--contexts 4096,131072] [--steps 16] [--prefill 1024]
- *             [--stream-slots N]
+ *             [--stream-slots N] [--kv-spill]
  * On a Flash-shaped checkpoint of a few layers (dsv4-mkmodel --preset flash
  * --layers N): the device's copy bandwidth measured in the same run, the
  * prefill rate, and decode per context: ms per token and per layer, tokens/s
@@ -12,7 +12,9 @@
  * With --stream-slots N the routed experts are also streamed (CPU store
  * holding all of them in pinned memory, a GPU cache of N expert slots):
  * decode at the first context against the PCIe roofline of the bytes that
- * crossed (measured pinned host-to-device bandwidth, same run).
+ * crossed (measured pinned host-to-device bandwidth, same run).  With
+ * --kv-spill the CSA main entries live in mapped host memory (the decode
+ * rows then include their PCIe gathers; the roofline stays HBM's).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -109,6 +111,7 @@ int main(int argc, char **argv)
 		{ "steps", required_argument, NULL, 's' },
 		{ "prefill", required_argument, NULL, 'p' },
 		{ "stream-slots", required_argument, NULL, 'S' },
+		{ "kv-spill", no_argument, NULL, 'K' },
 		{ 0 }
 	};
 	const char *model = NULL, *contexts = "4096,131072";
@@ -132,6 +135,8 @@ int main(int argc, char **argv)
 			prefill = (uint32_t)atoi(optarg);
 		else if (c == 'S')
 			slots = (uint32_t)atoi(optarg);
+		else if (c == 'K')
+			mo.gpu_kv_spill = 1;
 		else
 			return 2;
 	}

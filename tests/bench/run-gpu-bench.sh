@@ -7,7 +7,8 @@
 #    layers (5), EXPERTS routed experts per layer (32) so that HF fits);
 # 2. gpu_bench: device bandwidth anchors, prefill, decode at 4K and 128K
 #    against the HBM roofline, and decode with the routed experts streamed
-#    from pinned host memory against the PCIe roofline;
+#    from pinned host memory against the PCIe roofline; decode again with
+#    the CSA main entries in mapped host memory (--kv-spill);
 # 3. HF transformers eager on the same checkpoint (BF16, and FP32 as our
 #    activations are FP32) when torch is there, and the ratios.
 set -uo pipefail
@@ -26,6 +27,9 @@ echo "\$ dsv4-mkmodel --preset flash --layers $layers --experts $experts --seed 
 echo "\$ gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 1024 --stream-slots 6"
 "$kit/gpu_bench" --model "$model" --contexts 4096,131072 --steps 32 --prefill 1024 \
 	--stream-slots 6 | tee "$tmp/ours" || exit 1
+echo "\$ gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 256 --kv-spill"
+"$kit/gpu_bench" --model "$model" --contexts 4096,131072 --steps 32 --prefill 256 --kv-spill |
+	grep -E '^(model|\|)' || exit 1
 python3 -c 'import torch, transformers' 2>/dev/null || { echo "no torch: HF anchor skipped"; exit 0; }
 ours_dec=$(sed -n 's/^| 4096 | \([0-9.]*\) |.*/\1/p' "$tmp/ours")
 ours_pre=$(sed -n 's/^prefill: [0-9]* tokens in [0-9.]* s: \([0-9.]*\) tokens\/s.*/\1/p' "$tmp/ours")

@@ -11,7 +11,10 @@
 #    sum moves an FP8/FP4 rounding or a top-k choice, and the official code
 #    itself moves by its envelope under 1e-6 noise; engine_test checks them
 #    against the official fixtures within that envelope instead.)
-# 3. engine_test with the backend left on auto: the official fixtures
+# 3. streamed experts vs resident, and the CSA entries spilled to mapped
+#    host memory vs in GPU memory: identical logits;
+# 4. compute-sanitizer memcheck on the tiny models;
+# 5. engine_test with the backend left on auto: the official fixtures
 #    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
 set -uo pipefail
 top=$(pwd)
@@ -57,6 +60,39 @@ for p in tiny-a tiny-c; do
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/res" "$tmp/str" 0 "$p: streamed experts vs resident"
 	tap $?
 done
+
+# CSA main entries in mapped host memory (KV_SPILL buffers of the host
+# provider) instead of GPU memory: the same kernels read them, the same logits
+for p in tiny-a tiny-c; do
+	dir=$tmp/$p
+	args=(--model "$dir" --random-prompt 300 --seed 3 --n-predict 24 --chunk 37 --backend cuda)
+	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/hbm" >/dev/null &&
+	"$kit/dsv4-run" "${args[@]}" --gpu-kv-spill --provider host --stats \
+		--dump-logits "$tmp/spill" 2>"$tmp/err" >/dev/null &&
+	grep -q "CSA entries in host memory (host provider)" "$tmp/err" || { cat "$tmp/err"; false; } &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/hbm" "$tmp/spill" 0 "$p: KV spilled to host vs in GPU memory"
+	tap $?
+done
+
+# compute-sanitizer memcheck on the tiny models: one-shot prefill (GEMM
+# paths) and chunks of 37 with the KV spilled to host memory
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$san" ]; then
+	for p in tiny-a tiny-c; do
+		for extra in "" "--chunk 37 --gpu-kv-spill --provider host"; do
+			# shellcheck disable=SC2086
+			"$san" --tool memcheck --error-exitcode 3 "$kit/dsv4-run" --model "$tmp/$p" \
+				--random-prompt 200 --n-predict 4 --backend cuda $extra >"$tmp/san" 2>&1
+			rc=$?
+			grep -q "ERROR SUMMARY: 0 errors" "$tmp/san" && [ $rc = 0 ] ||
+				{ tail -20 "$tmp/san"; rc=1; }
+			echo "$([ $rc = 0 ] && echo ok || echo not ok) $p: compute-sanitizer memcheck ${extra:-one-shot}"
+			tap $rc
+		done
+	done
+else
+	echo "ok compute-sanitizer # SKIP not installed"
+fi
 
 if [ "${GPU_ENGINE_TEST:-1}" = 1 ]; then
 	"$kit/engine_test" 2>&1 | grep -E "^(ok|not ok|#.*(on cuda|worst|FAIL))|^# (PASSED|FAILED|Totals)" | head -80

@@ -23,6 +23,9 @@
  * --kv-disk-dir DIR prefills through the prefix cache with snapshots in
  * DIR (16 GiB budget): a prompt sharing 128-token blocks with an earlier
  * run resumes from them (not with --dump-logits or --chunk).
+ * --backend picks the CPU or the CUDA backend (auto: CUDA when it can);
+ * --gpu-kv-spill keeps the CSA main entries in mapped host memory (KV_SPILL
+ * buffers of --provider) instead of GPU memory.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -38,7 +41,7 @@ static void usage(FILE *f)
 	fputs("usage: dsv4-run --model DIR --tokens ID,ID,... [--n-predict K]\n"
 	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
 	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
-	      "                [--backend auto|cpu|cuda] [--gpu N]\n"
+	      "                [--backend auto|cpu|cuda] [--gpu N] [--gpu-kv-spill]\n"
 	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
 	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n"
 	      "                [--kv-main f32|model1] [--kv-index f32|fp4|fp8]\n"
@@ -147,6 +150,7 @@ int main(int argc, char **argv)
 		{ "kv-disk-dir", required_argument, NULL, 'D' },
 		{ "backend", required_argument, NULL, 'G' },
 		{ "gpu", required_argument, NULL, 'g' },
+		{ "gpu-kv-spill", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -241,6 +245,10 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			kv_dir = optarg;
+			break;
+		case 'V':
+			mo.gpu_kv_spill = 1;
+			mo.kv_mem = &so.mem;	/* --provider picks it */
 			break;
 		case 'G':
 			if (!strcmp(optarg, "auto"))

@@ -67,6 +67,7 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(EventDestroy, "cuEventDestroy_v2"), SYM(EventRecord, "cuEventRecord"),
 		SYM(StreamWaitEvent, "cuStreamWaitEvent"),
 		SYM(EventSynchronize, "cuEventSynchronize"),
+		SYM(MemHostGetDevicePointer, "cuMemHostGetDevicePointer_v2"),
 		SYM(EventElapsedTime, "cuEventElapsedTime"),
 		SYM(GetErrorString, "cuGetErrorString"),
 #undef SYM

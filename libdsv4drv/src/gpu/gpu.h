@@ -57,6 +57,7 @@ struct cu_driver {
 	CUresult (*EventRecord)(CUevent, CUstream);
 	CUresult (*StreamWaitEvent)(CUstream, CUevent, unsigned int);
 	CUresult (*EventSynchronize)(CUevent);
+	CUresult (*MemHostGetDevicePointer)(CUdeviceptr *, void *, unsigned int);
 	CUresult (*EventElapsedTime)(float *, CUevent, CUevent);
 	CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned,
 				 unsigned, unsigned, CUstream, void **, void **);
@@ -72,7 +73,8 @@ struct cu_driver {
 	X(SWIGLU, dsv4_swiglu) X(MOE_COMBINE, dsv4_moe_combine) X(ATTENTION, dsv4_attention) \
 	X(RING_STORE, dsv4_ring_store) X(CMP_PUSH, dsv4_cmp_push) X(INDEX_Q, dsv4_index_q) \
 	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk) X(GEMM, dsv4_gemm) \
-	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts)
+	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts) \
+	X(GATHER_ENTRIES, dsv4_gather_entries)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

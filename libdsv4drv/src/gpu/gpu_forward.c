@@ -27,6 +27,7 @@ struct bufs {
 	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
 	CUdeviceptr order, tiles, ntiles;	/* experts sorted for the prefill GEMM */
+	CUdeviceptr gath;	/* CSA entries gathered from host memory, GATH_ROWS rows */
 };
 
 struct fwd {
@@ -40,6 +41,9 @@ struct fwd {
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 };
+
+/* rows whose selected CSA entries are gathered at once (spilled KV) */
+#define GATH_ROWS 64
 
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
 {
@@ -98,6 +102,8 @@ static void layout(struct fwd *w)
 	b->order = carve(w, RK * 4);
 	b->tiles = carve(w, (RK / 64 + c->n_routed_experts + 1) * 3 * 4);
 	b->ntiles = carve(w, 4);
+	b->gath = w->gm->kv_mem ? carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk *
+					       c->head_dim * F) : 0;
 	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
 	b->meta = carve(w, R * 8 * 4 + R * 8);
 	b->pos = b->meta;
@@ -351,12 +357,27 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	if (ratio)
 		compress(w, L, &gl->cmp, 0);
 	{
+		uint32_t r0 = 0, step = R;
+		CUdeviceptr gath = 0;
 		void *a[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio, &b->sel,
 			      &b->nsel, &topk, &win, &hd, &rd, &freqs, (void *)&gl->attn_sink,
-			      &ref, &b->o };
+			      &ref, &b->o, &r0, &gath };
 		void *s[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->clast, &win, &hd };
+		void *g[] = { &b->rowtab, &L, &b->sel, &b->nsel, &topk, &hd, &r0, &b->gath };
 
-		launch(w, K_ATTENTION, R, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
+		/* spilled entries: each row's selection comes over PCIe once, not
+		 * once per head */
+		if (ratio == 4 && w->gm->kv_mem) {
+			gath = b->gath;
+			step = GATH_ROWS;
+		}
+		for (r0 = 0; r0 < R; r0 += step) {
+			uint32_t n = R - r0 < step ? R - r0 : step;
+
+			if (gath)
+				launch(w, K_GATHER_ENTRIES, n, (topk + 7) / 8, 1, 256, 0, g);
+			launch(w, K_ATTENTION, n, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
+		}
 		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
 	}
 	/* grouped low-rank output: wo_a per group, all groups in one launch

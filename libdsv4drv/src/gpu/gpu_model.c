@@ -335,6 +335,13 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		if (ret)
 			goto fail;
 	}
+	if (m->opt.gpu_kv_spill) {
+		struct dsv4_mem_options mo = { .allow_unlocked = 1 };
+
+		ret = dsv4_mem_open(m->opt.kv_mem ? m->opt.kv_mem : &mo, &gm->kv_mem, err, errlen);
+		if (ret)
+			goto fail;
+	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	if (gm->profile) {
 		gm->prof_cap = 8192;
@@ -455,6 +462,7 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->arena);
 		dsv4_gpu_close(gm->g);
 	}
+	dsv4_mem_close(gm->kv_mem);
 	free(gm->hscratch);
 	free(gm->htab);
 	free(gm->gwhere);
@@ -467,8 +475,10 @@ const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len
 {
 	char d[700];
 
-	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident",
-		 dsv4_gpu_describe(gm->g, d, sizeof(d)), gm->weight_bytes / 1073741824.0);
+	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident%s%s%s",
+		 dsv4_gpu_describe(gm->g, d, sizeof(d)), gm->weight_bytes / 1073741824.0,
+		 gm->kv_mem ? "; CSA entries in host memory (" : "",
+		 gm->kv_mem ? dsv4_mem_provider_name(gm->kv_mem) : "", gm->kv_mem ? " provider)" : "");
 	return buf;
 }
 
@@ -488,6 +498,42 @@ static CUresult dalloc(struct gpu_model *gm, uint64_t *p, size_t bytes)
 	return r;
 }
 
+/* a KV_SPILL buffer of @bytes from the provider, mapped into the GPU at *d */
+static CUresult spill_alloc(struct gpu_model *gm, size_t bytes, struct dsv4_buf **out,
+			    uint64_t *d)
+{
+	const struct cu_driver *cu = &gm->g->cu;
+	struct dsv4_buf *b = NULL;
+	CUdeviceptr dp = 0;
+	char err[160];
+	CUresult r;
+
+	if (dsv4_mem_alloc(gm->kv_mem, (bytes + 4095) & ~(size_t)4095, DSV4_KIND_KV_SPILL,
+			   DSV4_NUMA_LOCAL, -1, &b, err, sizeof(err)))
+		return 2;	/* CUDA_ERROR_OUT_OF_MEMORY */
+	r = cu->MemHostRegister(b->addr, b->size, 0x01 | 0x02);	/* PORTABLE | DEVICEMAP */
+	if (!r) {
+		r = cu->MemHostGetDevicePointer(&dp, b->addr, 0);
+		if (r)
+			cu->MemHostUnregister(b->addr);
+	}
+	if (r) {
+		dsv4_mem_free(b);
+		return r;
+	}
+	*out = b;
+	*d = dp;
+	return 0;
+}
+
+static void spill_free(struct gpu_model *gm, struct dsv4_buf *b)
+{
+	if (!b)
+		return;
+	gm->g->cu.MemHostUnregister(b->addr);
+	dsv4_mem_free(b);
+}
+
 int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
 {
 	const struct dsv4_config *c = &gm->m->cfg;
@@ -504,6 +550,13 @@ int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
 		return -ENOMEM;
 	}
 	gs->icap = gs->cap + c->n_layers;
+	if (gm->kv_mem) {
+		gs->spill = calloc(c->n_layers, sizeof(*gs->spill));
+		if (!gs->spill) {
+			gpu_seq_free(gm, gs);
+			return -ENOMEM;
+		}
+	}
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		struct fw_seq_layer *h = &gs->h[L];
 		uint32_t ratio = c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
@@ -541,10 +594,15 @@ void gpu_seq_free(struct gpu_model *gm, struct gpu_seq *gs)
 	for (uint32_t L = 0; gs->h && L < gm->m->cfg.n_layers; L++) {
 		uint64_t *p = &gs->h[L].ring;
 
+		if (gs->spill && gs->spill[L]) {
+			spill_free(gm, gs->spill[L]);
+			gs->h[L].cmp_ent = 0;
+		}
 		for (size_t i = 0; i < sizeof(gs->h[L]) / sizeof(uint64_t); i++)
 			if (p[i])
 				gm->g->cu.MemFree(p[i]);
 	}
+	free(gs->spill);
 	if (gs->tab)
 		gm->g->cu.MemFree(gs->tab);
 	free(gs->h);
@@ -577,6 +635,30 @@ int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs)
 	if (!r)
 		r = cu->MemcpyHtoD(gs->tab, gs->h, (size_t)c->n_layers * sizeof(*gs->h));
 	return r ? -EIO : 0;
+}
+
+/* the spilled entries of layer @L grown to @need (x2); the GPU is idle */
+static CUresult grow_spill(struct gpu_model *gm, struct gpu_seq *gs, uint32_t L, uint32_t need,
+			   uint32_t dim)
+{
+	struct dsv4_buf *nb;
+	uint64_t d;
+	CUresult r;
+
+	if (need <= gs->cap[L])
+		return 0;
+	if (need < 2 * gs->cap[L])
+		need = 2 * gs->cap[L];
+	r = spill_alloc(gm, (size_t)need * dim * 4, &nb, &d);
+	if (r)
+		return r;
+	if (gs->spill[L])
+		memcpy(nb->addr, gs->spill[L]->addr, (size_t)gs->cap[L] * dim * 4);
+	spill_free(gm, gs->spill[L]);
+	gs->spill[L] = nb;
+	gs->h[L].cmp_ent = d;
+	gs->cap[L] = need;
+	return 0;
 }
 
 /* entries buffer at *p holding *cap entries of @dim grown to @need (x2) */
@@ -617,7 +699,11 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || need <= gs->icap[L])))
 			continue;
 		changed = 1;
-		r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1, c->head_dim);
+		if (gs->spill && ratio == 4)
+			r = grow_spill(gm, gs, L, need ? need : 1, c->head_dim);
+		else
+			r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1,
+				     c->head_dim);
 		if (!r && ratio == 4)
 			r = grow_one(gm, &gs->h[L].icmp_ent, &gs->icap[L], need ? need : 1,
 				     c->index_head_dim);

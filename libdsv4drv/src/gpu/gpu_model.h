@@ -49,6 +49,9 @@ struct gpu_model {
 	struct dsv4_gpu_stream_stats st;
 	CUdeviceptr splitk_part, splitk_count;	/* dsv4_linear's split-K scratch */
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
+	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
+	 * provider, registered and mapped into the GPU's address space */
+	struct dsv4_mem *kv_mem;
 	/* $DSV4_GPU_PROFILE: events around each launch, summed per kernel at
 	 * the end of each forward; span: first to last event (kernels + gaps) */
 	int profile;
@@ -73,6 +76,7 @@ struct gpu_seq {
 	CUdeviceptr tab;		/* fw_seq_layer [n_layers] on the device */
 	struct fw_seq_layer *h;		/* the host's copy */
 	uint32_t *cap, *icap;		/* entries allocated, per layer */
+	struct dsv4_buf **spill;	/* per layer: CSA main entries in host memory */
 };
 
 /* room for the entries emitted up to position @end_pos */
