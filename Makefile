@@ -49,7 +49,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 
 KMOD_SRCS := $(wildcard kmod/*.c kmod/*.h kmod/uapi/*.h) kmod/Kbuild Kbuild
 
-.PHONY: all help deps userspace modules kselftests unit check check-vm firmware check-gpu gpu-kit \
+.PHONY: all help deps userspace modules kselftests unit check check-vm firmware check-gpu bench-gpu gpu-kit \
 	check-unit demo bench bench-engine bench-stream bench-long fuzz install install-dkms uninstall clean
 .DEFAULT_GOAL := all
 
@@ -88,13 +88,12 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
 		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
 
-check-gpu: firmware $(BUILD)/tests/gpu/gpu_test
-	@DSV4_REQUIRE_GPU=1 DSV4_FIRMWARE=$(FW) $(BUILD)/tests/gpu/gpu_test
+# the CUDA backend's suite and benchmark (GPU machine; see firmware/README.md)
+check-gpu: gpu-kit
+	tests/gpu/run-gpu-tests.sh
 
-$(BUILD)/tests/gpu/gpu_test: tests/unit/gpu_test.c $(LIB) $(KSFT_INC)/kselftest_harness.h
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
-		-I$(KSFT_INC) -o $@ $< $(LIB) $(TOOL_LIBS)
+bench-gpu: gpu-kit
+	tests/bench/run-gpu-bench.sh
 
 help:
 	@echo "make            userspace, dsv4.ko for: $(KVERS), kselftests"
@@ -102,6 +101,7 @@ help:
 	@echo "make check      deps + build + every suite; ends with 'N passed, N failed'"
 	@echo "make check-vm KVER=<ver>   the module suites in one QEMU-booted kernel"
 	@echo "make check-gpu  the CUDA backend's suite, on a machine with an NVIDIA GPU"
+	@echo "make bench-gpu  the CUDA backend's benchmark (ratios vs HBM, PCIe, HF eager)"
 	@echo "make demo       the main job, end to end"
 	@echo "make fuzz       libFuzzer targets, 10 minutes each (FUZZ_SECONDS=...)"
 	@echo "make bench      region benchmark inside the VM (ratio vs hugetlb+mlock), then bench-engine"

@@ -38,6 +38,8 @@ struct fwd {
 	CUresult r;
 	uint32_t R, nl, nchunks, maxe, maxkeys;
 	int reference;
+	int split;		/* side-stream branches allowed (decode) */
+	CUstream cur;		/* where launches go: NULL or gm->side */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 };
@@ -151,7 +153,7 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 		gm->prof_what[gm->prof_used++] = (int16_t)what;
 		w->cu->EventRecord(ev[0], NULL);
 	}
-	w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, NULL, args, NULL);
+	w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, w->cur, args, NULL);
 	if (ev)
 		w->cu->EventRecord(ev[1], NULL);
 }
@@ -160,6 +162,38 @@ static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, u
 		   unsigned block, unsigned smem, void **args)
 {
 	launch_as(w, k, k, gx, gy, gz, block, smem, args);
+}
+
+/*
+ * Decode is a chain of small latency-bound kernels; branches that do not
+ * depend on each other overlap on the side stream: side_begin() forks it
+ * from the main stream, side_end() goes back to the main stream, and
+ * side_join() makes the main stream wait for the branch.  Only for one
+ * row (no shared act-quant buffer) and without the profiler.
+ */
+static void side_begin(struct fwd *w)
+{
+	if (!w->split || w->r)
+		return;
+	w->r = w->cu->EventRecord(w->gm->fork, NULL);
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->gm->side, w->gm->fork, 0);
+	w->cur = w->gm->side;
+}
+
+static void side_end(struct fwd *w)
+{
+	if (!w->split)
+		return;
+	w->cur = NULL;
+	if (!w->r)
+		w->r = w->cu->EventRecord(w->gm->join, w->gm->side);
+}
+
+static void side_join(struct fwd *w)
+{
+	if (w->split && !w->r)
+		w->r = w->cu->StreamWaitEvent(NULL, w->gm->join, 0);
 }
 
 static int quantized(const struct fw_mat *W)
@@ -234,8 +268,9 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 	}
 	{
 		uint32_t ks = 1;
-		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part,
-			      &w->gm->splitk_count, &aq, &xgs, &ygs };
+		CUdeviceptr part = w->cur ? w->gm->side_part : w->gm->splitk_part;
+		CUdeviceptr count = w->cur ? w->gm->side_count : w->gm->splitk_count;
+		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &part, &count, &aq, &xgs, &ygs };
 
 		/* one input row and few output rows: split the columns so that
 		 * enough blocks stream the matrix (whole 128-column slices; the
@@ -312,10 +347,10 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 		       &w->maxe };
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel };
 
+	/* the compressors and the weights ran on the side (attention()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
-	lin(w, &gl->iweights, b->xn, c->dim, w->R, b->wi, ih, 0);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
-	compress(w, L, &gl->icmp, 1);
+	side_join(w);
 	launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
 	if (w->m->opt.hooks && w->m->opt.hooks->topk)
@@ -334,6 +369,16 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	float eps = (float)c->norm_eps;
 	CUdeviceptr none = 0, freqs = layer_freqs(w, L);
 
+	/* the compressors (and the indexer's weights) need only xn */
+	if (ratio) {
+		side_begin(w);
+		compress(w, L, &gl->cmp, 0);
+		if (ratio == 4) {
+			compress(w, L, &gl->icmp, 1);
+			lin(w, &gl->iweights, b->xn, c->dim, w->R, b->wi, c->index_n_heads, 0);
+		}
+		side_end(w);
+	}
 	lin(w, &gl->wq_a, b->xn, D, R, b->qr, qlr, 1);
 	{
 		void *a[] = { &b->qr, &qlr, &qlr, (void *)&gl->q_norm, &eps };
@@ -354,8 +399,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	}
 	if (ratio == 4)
 		indexer(w, L, pos);
-	if (ratio)
-		compress(w, L, &gl->cmp, 0);
+	side_join(w);
 	{
 		uint32_t r0 = 0, step = R;
 		CUdeviceptr gath = 0;
@@ -588,7 +632,9 @@ static int moe(struct fwd *w, uint32_t L)
 
 		launch(w, K_ROUTER, R, 1, 1, 256, 0, a);
 	}
-	/* the shared expert first: it overlaps the streamed experts' copies */
+	/* the shared expert first: it overlaps the streamed experts' copies
+	 * (and in decode runs beside the routed ones, on the side stream) */
+	side_begin(w);
 	lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
 	lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
 	{
@@ -597,6 +643,7 @@ static int moe(struct fwd *w, uint32_t L)
 		launch(w, K_SWIGLU, R, 1, 1, 256, 0, a);
 	}
 	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
+	side_end(w);
 	if (aq && R > 1) {	/* as in lin(): one quant pass for many rows */
 		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
 
@@ -611,6 +658,7 @@ static int moe(struct fwd *w, uint32_t L)
 		ret = stream_experts(w, L, xe, aq);
 	else
 		experts(w, L, b->idx, xe, aq);
+	side_join(w);
 	{
 		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f };
 
@@ -691,6 +739,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	}
 	w.R = R;
 	w.nl = nl;
+	w.split = R == 1 && !w.gm->profile;
 	w.nchunks = n;
 	/* host metadata: pos, cstart, clast, tok, chunks [2n], then rowtab (u64) */
 	meta = calloc((size_t)R * 8 + 2 * (size_t)R + 2, 4);

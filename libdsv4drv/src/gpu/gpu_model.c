@@ -326,6 +326,18 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		r = gm->g->cu.MemAlloc(&gm->splitk_count, 256 * sizeof(uint32_t));
 	if (!r)
 		r = gm->g->cu.MemsetD32(gm->splitk_count, 0, 256);
+	if (!r)
+		r = gm->g->cu.MemAlloc(&gm->side_part, (size_t)32 * 8192 * sizeof(float));
+	if (!r)
+		r = gm->g->cu.MemAlloc(&gm->side_count, 256 * sizeof(uint32_t));
+	if (!r)
+		r = gm->g->cu.MemsetD32(gm->side_count, 0, 256);
+	if (!r)
+		r = gm->g->cu.StreamCreate(&gm->side, 1 /* non-blocking */);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->fork, 2 /* no timing */);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->join, 2);
 	if (r) {
 		ret = dsv4_errf(err, errlen, -ENOMEM, "CUDA backend: scratch: %s", gpu_err(gm->g, r));
 		goto fail;
@@ -458,6 +470,16 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->splitk_part);
 		if (gm->splitk_count)
 			gm->g->cu.MemFree(gm->splitk_count);
+		if (gm->side_part)
+			gm->g->cu.MemFree(gm->side_part);
+		if (gm->side_count)
+			gm->g->cu.MemFree(gm->side_count);
+		if (gm->fork)
+			gm->g->cu.EventDestroy(gm->fork);
+		if (gm->join)
+			gm->g->cu.EventDestroy(gm->join);
+		if (gm->side)
+			gm->g->cu.StreamDestroy(gm->side);
 		if (gm->arena)
 			gm->g->cu.MemFree(gm->arena);
 		dsv4_gpu_close(gm->g);

@@ -48,6 +48,11 @@ struct gpu_model {
 	CUevent copied;
 	struct dsv4_gpu_stream_stats st;
 	CUdeviceptr splitk_part, splitk_count;	/* dsv4_linear's split-K scratch */
+	/* decode: independent branches (compressors, the shared expert) run on
+	 * a second stream, with its own split-K scratch, ordered by events */
+	CUstream side;
+	CUevent fork, join;
+	CUdeviceptr side_part, side_count;
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
