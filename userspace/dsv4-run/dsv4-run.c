@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * dsv4-run: prefill + greedy decode on the CPU engine.
+ * dsv4-run: prefill + greedy decode on the CPU engine or the CUDA backend.
  *
  *   dsv4-run --model DIR --tokens 0,17,5,... [--n-predict K]
  *            [--dump-logits FILE] [--threads N] [--numerics reference|exact]
