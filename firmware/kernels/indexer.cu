@@ -47,6 +47,75 @@ dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
 		scores[(size_t)r * max_entries + j] = s;
 }
 
+/*
+ * The same scores, tiled: grid (R, ceil(max_entries / 32)), 256 threads,
+ * ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0 (the host checks).  Row r's
+ * queries sit in shared memory; thread (g, e) takes entry e of the tile
+ * and heads [g ih/8, (g+1) ih/8), each dot product in order over d, and
+ * the 8 groups' sums meet in order.  No shuffle per head: the warp-per-
+ * entry form above spends most of its time in those at long contexts.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ wi,
+			const uint64_t *__restrict__ rowtab, uint32_t L,
+			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+			float *__restrict__ scores, uint32_t max_entries)
+{
+	__shared__ float4 qs[8192 / 4];
+	__shared__ float ws[64 * 8], part[8][32];
+	uint32_t r = blockIdx.x, e = threadIdx.x % 32, g = threadIdx.x / 32;
+	uint32_t j = blockIdx.y * 32 + e, n = (pos[r] + 1) / 4, hpg = ih / 8;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (blockIdx.y * 32 >= n)
+		return;
+	for (uint32_t i = threadIdx.x; i < ih * ihd / 4; i += blockDim.x)
+		qs[i] = ((const float4 *)(qi + (size_t)r * ih * ihd))[i];
+	for (uint32_t h = threadIdx.x; h < ih; h += blockDim.x)
+		ws[h] = wi[(size_t)r * ih + h] * wscale;
+	__syncthreads();
+	float s = 0;
+
+	if (j < n) {
+		const float4 *key = (const float4 *)((const float *)sl->icmp_ent + (size_t)j * ihd);
+
+		for (uint32_t h0 = 0; h0 < hpg; h0 += 8) {
+			float acc[8];
+
+#pragma unroll
+			for (int i = 0; i < 8; i++)
+				acc[i] = 0.f;
+			for (uint32_t d4 = 0; d4 < ihd / 4; d4++) {
+				float4 k = key[d4];
+
+#pragma unroll
+				for (int i = 0; i < 8; i++) {
+					uint32_t h = g * hpg + h0 + i;
+
+					if (h0 + i < hpg) {
+						float4 q = qs[h * (ihd / 4) + d4];
+
+						acc[i] += q.x * k.x + q.y * k.y + q.z * k.z + q.w * k.w;
+					}
+				}
+			}
+#pragma unroll
+			for (int i = 0; i < 8; i++)
+				if (h0 + i < hpg)
+					s += ws[g * hpg + h0 + i] * (acc[i] > 0 ? acc[i] : 0);
+		}
+	}
+	part[g][e] = s;
+	__syncthreads();
+	if (g == 0 && j < n) {
+		float t = 0;
+
+		for (uint32_t k = 0; k < 8; k++)
+			t += part[k][e];
+		scores[(size_t)r * max_entries + j] = t;
+	}
+}
+
 static __device__ __forceinline__ uint32_t order_key(float f)
 {
 	uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);

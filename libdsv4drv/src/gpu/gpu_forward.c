@@ -351,7 +351,10 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
 	side_join(w);
-	launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
+	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0)
+		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 31) / 32, 1, 256, 0, as);
+	else
+		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
 	if (w->m->opt.hooks && w->m->opt.hooks->topk)
 		call_topk_hook(w, L, pos);
