@@ -83,8 +83,10 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/gpu_test tests/unit/gpu_test.c $(LIB) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/dsv4-run userspace/dsv4-run/dsv4-run.c $(LIB) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/gpu_bench tests/bench/gpu_bench.c $(LIB) $(TOOL_LIBS)
+	$(CC) $(KIT_CFLAGS) $(MODEL_DIRS) -o $(KIT)/dsv4-server userspace/dsv4-server/main.c \
+		$(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
 	cp $(BUILD)/bin/static/dsv4-mkmodel $(KIT)/
-	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run; do \
+	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run $(KIT)/dsv4-server; do \
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
 		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
 

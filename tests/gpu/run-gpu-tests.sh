@@ -13,8 +13,9 @@
 #    against the official fixtures within that envelope instead.)
 # 3. streamed experts vs resident, and the CSA entries spilled to mapped
 #    host memory vs in GPU memory: identical logits;
-# 4. compute-sanitizer memcheck on the tiny models;
-# 5. engine_test with the backend left on auto: the official fixtures
+# 4. dsv4-server on the GPU answers as on the CPU;
+# 5. compute-sanitizer memcheck on the tiny models;
+# 6. engine_test with the backend left on auto: the official fixtures
 #    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
 set -uo pipefail
 top=$(pwd)
@@ -73,6 +74,36 @@ for p in tiny-a tiny-c; do
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/hbm" "$tmp/spill" 0 "$p: KV spilled to host vs in GPU memory"
 	tap $?
 done
+
+# dsv4-server on the GPU: the embedded model answers a chat request, and
+# (exact numerics, greedy) with the CPU backend's words
+serve() {	# backend port -> the answer's text on stdout
+	"$kit/dsv4-server" --model "$top/userspace/models/fortune-v4" --backend "$1" \
+		--numerics exact --port "$2" >"$tmp/srv-$1.log" 2>&1 &
+	local pid=$! i
+	for i in $(seq 1 100); do
+		python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$2/health')" \
+			2>/dev/null && break
+		sleep 0.2
+	done
+	python3 - "$2" <<'PY'
+import json, sys, urllib.request as u
+req = u.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/chat/completions",
+                data=json.dumps({"model": "fortune-v4", "max_tokens": 24, "temperature": 0,
+                                 "messages": [{"role": "user", "content": "Tell me a fortune."}]}).encode(),
+                headers={"Content-Type": "application/json"})
+print(json.load(u.urlopen(req, timeout=60))["choices"][0]["message"]["content"])
+PY
+	kill $pid 2>/dev/null
+	wait $pid 2>/dev/null
+}
+gpu_answer=$(serve cuda 18091)
+cpu_answer=$(serve cpu 18092)
+if [ -n "$gpu_answer" ] && [ "$gpu_answer" = "$cpu_answer" ] && grep -q "slots; cuda:" "$tmp/srv-cuda.log"; then
+	echo "ok dsv4-server on the GPU: \"$gpu_answer\" (the CPU's words)"; tap 0
+else
+	echo "not ok dsv4-server on the GPU: '$gpu_answer' vs CPU '$cpu_answer'"; cat "$tmp/srv-cuda.log"; tap 1
+fi
 
 # compute-sanitizer memcheck on the tiny models: one-shot prefill (GEMM
 # paths) and chunks of 37 with the KV spilled to host memory

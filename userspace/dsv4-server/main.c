@@ -68,6 +68,10 @@ static void usage(FILE *f)
 	      "      --prefix-disk BYTES  disk budget for them (default 16G)\n"
 	      "      --numerics reference|exact   (default reference: DeepSeek's roundings)\n"
 	      "      --kernels NAME       scalar|avx2|avx512|avx512-bf16 (default: best)\n"
+	      "      --backend auto|cpu|cuda   where the model runs (default auto: the GPU\n"
+	      "                           when it can, else the CPU, said in the log)\n"
+	      "      --gpu N              CUDA device ordinal (default 0)\n"
+	      "      --gpu-kv-spill       CSA KV entries in pinned host memory, not GPU memory\n"
 	      "  -q, --quiet              no log lines\n"
 	      "      --test-forced-output FILE   tests only: every answer is FILE's text\n"
 	      "      --test-load-delay MS        tests only: wait before loading\n"
@@ -108,6 +112,7 @@ enum {
 	OPT_METRICS, OPT_NO_METRICS, OPT_MAX_BODY, OPT_MAX_CONN, OPT_TIMEOUT, OPT_THINK,
 	OPT_PROVIDER, OPT_EXPERTS, OPT_CACHE, OPT_PREFIX, OPT_PREFIX_DIR, OPT_PREFIX_DISK,
 	OPT_NUMERICS, OPT_KERNELS, OPT_PARALLEL, OPT_TEST_FORCED, OPT_TEST_DELAY,
+	OPT_BACKEND, OPT_GPU, OPT_GPU_KV_SPILL,
 };
 
 static int parse_args(int argc, char **argv, struct srv_options *o, char **key_owned)
@@ -141,6 +146,9 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 		{ "prefix-disk", required_argument, NULL, OPT_PREFIX_DISK },
 		{ "numerics", required_argument, NULL, OPT_NUMERICS },
 		{ "kernels", required_argument, NULL, OPT_KERNELS },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "gpu", required_argument, NULL, OPT_GPU },
+		{ "gpu-kv-spill", no_argument, NULL, OPT_GPU_KV_SPILL },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "test-forced-output", required_argument, NULL, OPT_TEST_FORCED },
 		{ "test-load-delay", required_argument, NULL, OPT_TEST_DELAY },
@@ -256,6 +264,23 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 				bad = "--numerics";
 			break;
 		case OPT_KERNELS: o->kernels = optarg; break;
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "auto"))
+				o->backend = DSV4_BACKEND_AUTO;
+			else if (!strcmp(optarg, "cpu"))
+				o->backend = DSV4_BACKEND_CPU;
+			else if (!strcmp(optarg, "cuda"))
+				o->backend = DSV4_BACKEND_CUDA;
+			else
+				bad = "--backend";
+			break;
+		case OPT_GPU:
+			if (parse_u32(optarg, 0, 1023, &u))
+				bad = "--gpu";
+			else
+				o->gpu = (int)u;
+			break;
+		case OPT_GPU_KV_SPILL: o->gpu_kv_spill = 1; break;
 		case 'q': o->quiet = true; break;
 		case OPT_TEST_FORCED: o->test_forced_output = optarg; break;
 		case OPT_TEST_DELAY:
@@ -358,6 +383,9 @@ static int load(struct server *srv, char *err, size_t errlen)
 	mo.threads = srv->opt.threads;
 	mo.numerics = srv->opt.numerics;
 	mo.kernels = srv->opt.kernels;
+	mo.backend = srv->opt.backend;
+	mo.gpu = srv->opt.gpu;
+	mo.gpu_kv_spill = srv->opt.gpu_kv_spill;
 	if (srv->opt.experts == DSV4_EXPERTS_STREAM) {
 		so.mode = DSV4_EXPERTS_STREAM;
 		so.cache_bytes = srv->opt.expert_cache_bytes;
@@ -387,9 +415,10 @@ static int load(struct server *srv, char *err, size_t errlen)
 		if (dsv4_prefix_open(srv->model, &po, &srv->prefix, err, errlen))
 			return -1;
 	}
-	logf_(srv, "model %s loaded in %.1f s: %u layers, vocab %u, %s kernels, ctx %u, %u slots",
+	logf_(srv, "model %s loaded in %.1f s: %u layers, vocab %u, %s kernels, ctx %u, %u slots; %s",
 	      srv->opt.alias, (double)(srv_now_ns() - t0) / 1e9, cfg->n_layers, cfg->vocab_size,
-	      dsv4_model_kernels(srv->model), srv->opt.ctx_size, srv->opt.parallel);
+	      dsv4_model_kernels(srv->model), srv->opt.ctx_size, srv->opt.parallel,
+	      dsv4_model_backend(srv->model));
 	return 0;
 }
 

@@ -45,6 +45,9 @@ struct srv_options {
 	uint64_t prefix_disk_bytes;
 	enum dsv4_numerics numerics;
 	const char *kernels;
+	enum dsv4_backend backend;
+	int gpu;
+	int gpu_kv_spill;
 	const char *tokenizer_path;	/* default: <model>/tokenizer.json */
 	bool quiet;
 	/* tests only: every generation emits this file's text (tokenized with

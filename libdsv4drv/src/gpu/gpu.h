@@ -94,6 +94,14 @@ struct dsv4_gpu {
 
 const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
 
+/* the context current on the calling thread: a server evaluates on its
+ * scheduler thread, not the one that loaded the model */
+static inline void gpu_bind(const struct dsv4_gpu *g)
+{
+	if (g)
+		g->cu.CtxSetCurrent(g->ctx);
+}
+
 /* ---- the model in device memory (gpu_model.c) ---- */
 
 struct dsv4_model;

@@ -735,6 +735,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	float *logits = NULL;
 	int ret = 0;
 
+	gpu_bind(w.gm->g);
 	for (uint32_t i = 0; i < n; i++) {
 		R += reqs[i].n_tokens;
 		nl += reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :

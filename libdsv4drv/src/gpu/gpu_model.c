@@ -422,6 +422,7 @@ void gpu_model_close(struct gpu_model *gm)
 {
 	if (!gm)
 		return;
+	gpu_bind(gm->g);
 	if (gm->profile) {
 		double total = 0;
 
@@ -561,6 +562,7 @@ int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
 	const struct dsv4_config *c = &gm->m->cfg;
 	struct gpu_seq *gs = calloc(1, sizeof(*gs));
 	CUresult r = 0;
+	gpu_bind(gm->g);
 
 	*out = NULL;
 	if (!gs)
@@ -613,6 +615,7 @@ void gpu_seq_free(struct gpu_model *gm, struct gpu_seq *gs)
 {
 	if (!gs)
 		return;
+	gpu_bind(gm->g);
 	for (uint32_t L = 0; gs->h && L < gm->m->cfg.n_layers; L++) {
 		uint64_t *p = &gs->h[L].ring;
 
@@ -637,6 +640,7 @@ int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs)
 	const struct dsv4_config *c = &gm->m->cfg;
 	const struct cu_driver *cu = &gm->g->cu;
 	CUresult r = 0;
+	gpu_bind(gm->g);
 
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		const struct fw_seq_layer *h = &gs->h[L];
@@ -714,6 +718,7 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 	const struct dsv4_config *c = &gm->m->cfg;
 	int changed = 0;
 	CUresult r = 0;
+	gpu_bind(gm->g);
 
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;
@@ -778,6 +783,7 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 
 	if (!gs)
 		return 0;
+	gpu_bind(gm->g);
 	if (!to_host && gpu_seq_grow(gm, gs, s->pos))
 		return -ENOMEM;
 	tmp = malloc((size_t)most * dim * sizeof(float));
@@ -814,6 +820,7 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 
 	if (!gm || !s->gpu)
 		return -ENOTSUP;
+	gpu_bind(gm->g);
 	if (ctx >= s->max_len)
 		return -EINVAL;
 	if (gpu_seq_grow(gm, s->gpu, ctx))
