@@ -58,13 +58,36 @@ static __device__ __forceinline__ void decode_piece(uint4 q, float *v)
 	const uint32_t u[4] = { q.x, q.y, q.z, q.w };
 
 	if (FMT == FW_FP4) {
+		/* fp4v() two at a time: a byte pair spread into 16-bit lanes, then
+		 * each lane's low and high nibble made a half (bits placed as
+		 * fp4v places them), a half2 converted at once */
 #pragma unroll
-		for (int k = 0; k < 32; k++)
-			v[k] = fp4v(u[k / 8] >> (4 * (k % 8)));
+		for (int i = 0; i < 4; i++) {
+#pragma unroll
+			for (int b = 0; b < 2; b++) {
+				uint32_t t = __byte_perm(u[i], 0, b ? 0x4342 : 0x4140);
+				uint32_t lo = ((t & 0x00070007u) << 9) | ((t & 0x00080008u) << 12);
+				uint32_t hi = ((t & 0x00700070u) << 5) | ((t & 0x00800080u) << 8);
+				float2 fl = __half22float2(*(const __half2 *)&lo);
+				float2 fh = __half22float2(*(const __half2 *)&hi);
+
+				v[8 * i + 4 * b] = fl.x;
+				v[8 * i + 4 * b + 1] = fh.x;
+				v[8 * i + 4 * b + 2] = fl.y;
+				v[8 * i + 4 * b + 3] = fh.y;
+			}
+		}
 	} else if (FMT == FW_FP8) {
+		/* two e4m3 per conversion (exact through half) */
 #pragma unroll
-		for (int k = 0; k < 16; k++)
-			v[k] = e4m3((uint8_t)(u[k / 4] >> (8 * (k % 4))));
+		for (int k = 0; k < 8; k++) {
+			__half2_raw h = __nv_cvt_fp8x2_to_halfraw2(
+				(__nv_fp8x2_storage_t)(u[k / 2] >> (16 * (k % 2))), __NV_E4M3);
+			float2 f = __half22float2(*(const __half2 *)&h);
+
+			v[2 * k] = f.x;
+			v[2 * k + 1] = f.y;
+		}
 	} else if (FMT == FW_BF16) {
 #pragma unroll
 		for (int k = 0; k < 8; k++)
