@@ -111,20 +111,26 @@ static __device__ void hc_mix_warp(const float *mx, float rs, const float *scale
 /*
  * grid R, 256 threads.  mix [R, (2+hc)hc] = hc_fn . X (un-normalized);
  * out: xn [R, D] = rmsnorm(sum_i pre_i X_i) * normw, post [R, hc],
- * comb [R, hc*hc] (Sinkhorn).
+ * comb [R, hc*hc] (Sinkhorn).  parts: 1 xn, 2 post and comb, 3 both (the
+ * Sinkhorn is a serial chain that decode overlaps with the sublayer, as
+ * only hc_post needs its result).
  */
 FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restrict__ X,
 			   const float *__restrict__ scale, const float *__restrict__ base,
 			   uint32_t hc, uint32_t D, uint32_t iters, float hc_eps, float norm_eps,
 			   const float *__restrict__ normw, float *__restrict__ xn,
-			   float *__restrict__ post, float *__restrict__ comb)
+			   float *__restrict__ post, float *__restrict__ comb, uint32_t parts)
 {
 	__shared__ float pre[16], M[256];
 	uint32_t r = blockIdx.x, W = hc * D, nmix = (2 + hc) * hc;
 	const float *Xr = X + (size_t)r * W, *mx = mix + (size_t)r * nmix;
 	float rs = row_rs(Xr, W, norm_eps);
 
-	if (hc * hc <= 32) {
+	if (!(parts & 2)) {	/* pre only: the serial chain runs elsewhere */
+		if (threadIdx.x < hc)
+			pre[threadIdx.x] = sigmoidf_(mx[threadIdx.x] * rs * scale[0] +
+						     base[threadIdx.x]) + hc_eps;
+	} else if (hc * hc <= 32) {
 		if (threadIdx.x < 32)
 			hc_mix_warp(mx, rs, scale, base, hc, iters, hc_eps, pre,
 				    post + (size_t)r * hc, comb + (size_t)r * hc * hc);
@@ -158,6 +164,8 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 			comb[(size_t)r * hc * hc + i] = M[i];
 	}
 	__syncthreads();
+	if (!(parts & 1))
+		return;
 	float *out = xn + (size_t)r * D;
 
 	if (D % 4 == 0 && D <= 4 * blockDim.x && ((uintptr_t)Xr & 15) == 0) {

@@ -678,14 +678,24 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	uint32_t hc = c->hc_mult, D = c->dim, nmix = (2 + hc) * hc, iters = c->hc_sinkhorn_iters;
 	float hc_eps = (float)c->hc_eps, eps = (float)c->norm_eps;
 	CUdeviceptr normw = br ? gl->ffn_norm : gl->attn_norm;
+	uint32_t parts = 3;
 	void *pre[] = { &b->mix, &b->X, (void *)&gl->hc_scale[br], (void *)&gl->hc_base[br], &hc,
-			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb };
+			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb, &parts };
 	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
 
 	int ret = 0;
 
 	lin(w, &gl->hc_fn[br], b->X, hc * D, w->R, b->mix, nmix, 0);
-	/* few rows (decode): a bigger block, as one block per row is all there is */
+	/* decode: post and comb (the Sinkhorn's serial chain) on the side
+	 * stream, beside the sublayer (joined before hc_post); xn with a big
+	 * block, as one block per row is all there is */
+	if (w->split) {
+		parts = 2;
+		side_begin(w);
+		launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+		side_end(w);
+		parts = 1;
+	}
 	launch(w, K_HC_PRE, w->R, 1, 1, w->R < 64 ? 1024 : 256, 0, pre);
 	if (br)
 		ret = moe(w, L);
