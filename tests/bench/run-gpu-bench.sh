@@ -34,9 +34,9 @@ python3 -c 'import torch, transformers' 2>/dev/null || { echo "no torch: HF anch
 ours_dec=$(sed -n 's/^| 4096 | \([0-9.]*\) |.*/\1/p' "$tmp/ours")
 ours_pre=$(sed -n 's/^prefill: [0-9]* tokens in [0-9.]* s: \([0-9.]*\) tokens\/s.*/\1/p' "$tmp/ours")
 for dt in bfloat16 float32; do
-	echo "\$ hf_bench.py --ckpt MODEL --dtype $dt --context 4096 --steps 8 --prefill 1024"
+	echo "\$ hf_bench.py --ckpt MODEL --dtype $dt --context 4096 --steps 16 --prefill 1024"
 	python3 "$top/tools/reference/hf_bench.py" --ckpt "$model" --dtype $dt --context 4096 \
-		--steps 8 --prefill 1024 2>&1 | grep -v Warning | tee "$tmp/hf" || continue
+		--steps 16 --prefill 1024 2>&1 | grep -v Warning | tee "$tmp/hf" || continue
 	hf_dec=$(sed -n 's/^hf decode: context [0-9]*: \([0-9.]*\) ms.*/\1/p' "$tmp/hf")
 	hf_pre=$(sed -n 's/^hf prefill: .*: \([0-9.]*\) tokens\/s.*/\1/p' "$tmp/hf")
 	[ -n "$hf_dec" ] && [ -n "$ours_dec" ] && [ -n "$hf_pre" ] && [ -n "$ours_pre" ] &&
