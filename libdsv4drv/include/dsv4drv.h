@@ -451,6 +451,8 @@ enum dsv4_kv_format { DSV4_KV_AUTO, DSV4_KV_F32, DSV4_KV_MODEL1, DSV4_KV_FP4, DS
  * driver and the firmware are there and the options are ones it serves,
  * else the CPU (dsv4_model_backend says why); CUDA: the GPU or an error. */
 enum dsv4_backend { DSV4_BACKEND_AUTO = 0, DSV4_BACKEND_CPU = 1, DSV4_BACKEND_CUDA = 2 };
+/* "auto", "cpu" or "cuda" (as flags and $DSV4_BACKEND spell them); -EINVAL else */
+int dsv4_backend_from_name(const char *name, enum dsv4_backend *out);
 
 struct dsv4_model_options {
 	uint32_t threads;		/* 0: one per CPU we may run on */

@@ -6,7 +6,9 @@
  * missing GPU a failure) the FP8 GEMV kernel is compared with the CPU's
  * dequantize-and-sum on Flash's shapes.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +104,81 @@ TEST(gemv_fp8_matches_the_cpu)
 		free(y);
 	}
 	dsv4_gpu_close(g);
+}
+
+
+/* a model load with these options: 0 and on_gpu/backend text, or the error */
+static int load_fortune(enum dsv4_backend be, int *on_gpu, char *text, size_t len)
+{
+	struct dsv4_model_options o = { .threads = 1, .backend = be };
+	struct dsv4_model *m = NULL;
+	int ret = dsv4_model_load("userspace/models/fortune-v4", &o, &m, text, len);
+
+	if (!ret) {
+		*on_gpu = dsv4_model_on_gpu(m);
+		snprintf(text, len, "%s", dsv4_model_backend(m));
+		dsv4_model_free(m);
+	}
+	return ret;
+}
+
+/*
+ * AUTO takes the GPU when it can and otherwise runs on the CPU, saying why;
+ * CUDA demanded without a usable GPU is an error naming what is missing;
+ * a firmware file that is not there counts as "cannot"; $DSV4_BACKEND
+ * decides where the program left it open, and a bad value is an error.
+ */
+TEST(backend_auto_falls_back_cuda_demanded_fails)
+{
+	char err[512] = "", text[1024];
+	struct dsv4_gpu *g = NULL;
+	const char *fw = getenv("DSV4_FIRMWARE");
+	char *saved = fw ? strdup(fw) : NULL;
+	int have = !dsv4_gpu_open(0, NULL, &g, err, sizeof(err)), on = -1;
+	enum dsv4_backend be;
+
+	dsv4_gpu_close(g);
+	unsetenv("DSV4_BACKEND");
+	ASSERT_EQ(0, load_fortune(DSV4_BACKEND_AUTO, &on, text, sizeof(text))) TH_LOG("%s", text);
+	EXPECT_EQ(have, on) TH_LOG("%s", text);
+	if (!have)
+		EXPECT_NE(NULL, strstr(text, "cpu (CUDA not used: ")) TH_LOG("%s", text);
+	if (have) {
+		EXPECT_EQ(0, load_fortune(DSV4_BACKEND_CUDA, &on, text, sizeof(text)));
+		EXPECT_EQ(1, on);
+	} else {
+		EXPECT_NE(0, load_fortune(DSV4_BACKEND_CUDA, &on, text, sizeof(text)));
+		EXPECT_NE(NULL, strstr(text, "CUDA")) TH_LOG("%s", text);
+	}
+	/* the firmware missing: AUTO falls back, CUDA fails */
+	setenv("DSV4_FIRMWARE", "/nonexistent/dsv4.fatbin", 1);
+	ASSERT_EQ(0, load_fortune(DSV4_BACKEND_AUTO, &on, text, sizeof(text)));
+	EXPECT_EQ(0, on);
+	EXPECT_NE(NULL, strstr(text, "CUDA not used")) TH_LOG("%s", text);
+	EXPECT_NE(0, load_fortune(DSV4_BACKEND_CUDA, &on, text, sizeof(text)));
+	if (saved)
+		setenv("DSV4_FIRMWARE", saved, 1);
+	else
+		unsetenv("DSV4_FIRMWARE");
+	free(saved);
+	/* the operator's environment */
+	setenv("DSV4_BACKEND", "cpu", 1);
+	ASSERT_EQ(0, load_fortune(DSV4_BACKEND_AUTO, &on, text, sizeof(text)));
+	EXPECT_EQ(0, on);
+	EXPECT_EQ(0, strcmp(text, "cpu")) TH_LOG("%s", text);
+	setenv("DSV4_BACKEND", "gpu", 1);
+	EXPECT_EQ(-EINVAL, load_fortune(DSV4_BACKEND_AUTO, &on, text, sizeof(text)));
+	EXPECT_NE(NULL, strstr(text, "DSV4_BACKEND")) TH_LOG("%s", text);
+	/* a program's explicit choice wins over the environment */
+	EXPECT_EQ(0, load_fortune(DSV4_BACKEND_CPU, &on, text, sizeof(text)));
+	unsetenv("DSV4_BACKEND");
+	EXPECT_EQ(0, dsv4_backend_from_name("cuda", &be));
+	EXPECT_EQ(DSV4_BACKEND_CUDA, be);
+	EXPECT_EQ(0, dsv4_backend_from_name("auto", &be));
+	EXPECT_EQ(DSV4_BACKEND_AUTO, be);
+	EXPECT_EQ(-EINVAL, dsv4_backend_from_name("CUDA", &be));
+	EXPECT_EQ(-EINVAL, dsv4_backend_from_name("", &be));
+	EXPECT_EQ(-EINVAL, dsv4_backend_from_name(NULL, &be));
 }
 
 TEST_HARNESS_MAIN

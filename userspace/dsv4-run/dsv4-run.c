@@ -251,13 +251,7 @@ int main(int argc, char **argv)
 			mo.kv_mem = &so.mem;	/* --provider picks it */
 			break;
 		case 'G':
-			if (!strcmp(optarg, "auto"))
-				mo.backend = DSV4_BACKEND_AUTO;
-			else if (!strcmp(optarg, "cpu"))
-				mo.backend = DSV4_BACKEND_CPU;
-			else if (!strcmp(optarg, "cuda"))
-				mo.backend = DSV4_BACKEND_CUDA;
-			else
+			if (dsv4_backend_from_name(optarg, &mo.backend))
 				goto badarg;
 			break;
 		case 'g': {

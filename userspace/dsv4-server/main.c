@@ -265,13 +265,7 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 			break;
 		case OPT_KERNELS: o->kernels = optarg; break;
 		case OPT_BACKEND:
-			if (!strcmp(optarg, "auto"))
-				o->backend = DSV4_BACKEND_AUTO;
-			else if (!strcmp(optarg, "cpu"))
-				o->backend = DSV4_BACKEND_CPU;
-			else if (!strcmp(optarg, "cuda"))
-				o->backend = DSV4_BACKEND_CUDA;
-			else
+			if (dsv4_backend_from_name(optarg, &o->backend))
 				bad = "--backend";
 			break;
 		case OPT_GPU:

@@ -256,6 +256,11 @@ struct batch {
 	const uint32_t *chunk_start;	/* [rows] first row of this row's chunk */
 };
 
+/* forward.c, shared with the CUDA backend's forward: a failed pass resets
+ * the batch's sequences; a done one hands each request its logits rows
+ * (@logits: the rows wanted, request by request) and moves it on */
+void eval_reset_all(struct dsv4_eval_req *reqs, uint32_t n);
+void eval_deliver(struct dsv4_eval_req *reqs, uint32_t n, const float *logits, uint32_t vocab);
 int attention_forward(struct dsv4_model *m, uint32_t L, const struct batch *b,
 		      const float *x, float *out);
 uint32_t attention_max_keys(const struct dsv4_model *m, const struct batch *b);

@@ -277,10 +277,25 @@ static int head_rows(struct dsv4_model *m, const float *X, const uint32_t *sel, 
 	return 0;
 }
 
-static void reset_all(struct dsv4_eval_req *reqs, uint32_t n)
+void eval_reset_all(struct dsv4_eval_req *reqs, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++)
 		dsv4_seq_reset(reqs[i].seq);
+}
+
+void eval_deliver(struct dsv4_eval_req *reqs, uint32_t n, const float *logits, uint32_t vocab)
+{
+	size_t row = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
+			     reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+
+		if (k)
+			memcpy(reqs[i].logits, logits + row * vocab, (size_t)k * vocab * sizeof(float));
+		row += k;
+		reqs[i].seq->pos += reqs[i].n_tokens;
+	}
 }
 
 int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
@@ -351,7 +366,7 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		}
 		if (ret) {
 			/* part of the batch's state has moved: start those sequences over */
-			reset_all(reqs, n);
+			eval_reset_all(reqs, n);
 			if (m->store && ret != -ENOMEM && store_error(m->store)[0])
 				dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
 					  L, store_error(m->store));
@@ -375,21 +390,11 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 	uint64_t t_head = now_ns();
 
 	if (nl && head_rows(m, w.X, lrows, nl, logits)) {
-		reset_all(reqs, n);
+		eval_reset_all(reqs, n);
 		ret = dsv4_errf(err, errlen, -ENOMEM, "head: out of memory; the batch's sequences were reset");
 		goto out;
 	}
-	nl = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-			     reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
-
-		if (k)
-			memcpy(reqs[i].logits, logits + (size_t)nl * c->vocab_size,
-			       (size_t)k * c->vocab_size * sizeof(float));
-		nl += k;
-		reqs[i].seq->pos += reqs[i].n_tokens;
-	}
+	eval_deliver(reqs, n, logits, c->vocab_size);
 	m->times.head_ns += now_ns() - t_head;
 	m->times.total_ns += now_ns() - t_start;
 	m->times.rows += R;

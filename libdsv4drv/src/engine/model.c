@@ -289,6 +289,18 @@ static int check_config(const struct dsv4_config *c, char *err, size_t errlen)
 	return 0;
 }
 
+int dsv4_backend_from_name(const char *name, enum dsv4_backend *out)
+{
+	static const char *const names[] = { "auto", "cpu", "cuda" };
+
+	for (uint32_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcmp(name, names[i])) {
+			*out = (enum dsv4_backend)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
 int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 		    struct dsv4_model **out, char *err, size_t errlen)
 {
@@ -302,14 +314,12 @@ int dsv4_model_load(const char *dir, const struct dsv4_model_options *opt,
 
 	if (opt)
 		o = *opt;
-	if (o.backend == DSV4_BACKEND_AUTO && getenv("DSV4_BACKEND")) {
-		/* the operator's choice, where the program left it open */
-		if (!strcmp(getenv("DSV4_BACKEND"), "cpu"))
-			o.backend = DSV4_BACKEND_CPU;
-		else if (!strcmp(getenv("DSV4_BACKEND"), "cuda"))
-			o.backend = DSV4_BACKEND_CUDA;
-	}
-	if (o.numerics != DSV4_NUMERICS_REFERENCE && o.numerics != DSV4_NUMERICS_EXACT)
+	/* the operator's choice, where the program left it open */
+	if (o.backend == DSV4_BACKEND_AUTO && getenv("DSV4_BACKEND") &&
+	    dsv4_backend_from_name(getenv("DSV4_BACKEND"), &o.backend))
+		ret = dsv4_errf(err, errlen, -EINVAL,
+				"DSV4_BACKEND=\"%s\": not auto, cpu or cuda", getenv("DSV4_BACKEND"));
+	else if (o.numerics != DSV4_NUMERICS_REFERENCE && o.numerics != DSV4_NUMERICS_EXACT)
 		ret = dsv4_errf(err, errlen, -EINVAL, "numerics mode %d unknown", o.numerics);
 	else if (o.backend > DSV4_BACKEND_CUDA)
 		ret = dsv4_errf(err, errlen, -EINVAL, "backend %d unknown", o.backend);

@@ -726,12 +726,6 @@ static void head(struct fwd *w, const uint32_t *lrows, float *out)
 		w->r = w->cu->MemcpyDtoH(out, b->hlog, (size_t)nl * c->vocab_size * 4);
 }
 
-static void reset_all(struct dsv4_eval_req *reqs, uint32_t n)
-{
-	for (uint32_t i = 0; i < n; i++)
-		dsv4_seq_reset(reqs[i].seq);
-}
-
 int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, char *err,
 		  size_t errlen)
 {
@@ -833,7 +827,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		block(&w, L, 0, pos);
 		ret = block(&w, L, 1, pos);
 		if (ret && m->store && store_error(m->store)[0]) {
-			reset_all(reqs, n);
+			eval_reset_all(reqs, n);
 			ret = dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
 					L, store_error(m->store));
 			goto out;
@@ -869,23 +863,13 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	if (w.gm->profile)
 		gpu_prof_collect(w.gm);
 	if (w.r || ret) {
-		reset_all(reqs, n);
+		eval_reset_all(reqs, n);
 		ret = dsv4_errf(err, errlen, ret ? ret : -EIO,
 				"CUDA forward: %s; the batch's sequences were reset",
 				ret ? strerror(-ret) : gpu_err(w.gm->g, w.r));
 		goto out;
 	}
-	nl = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-			     reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
-
-		if (k)
-			memcpy(reqs[i].logits, logits + (size_t)nl * c->vocab_size,
-			       (size_t)k * c->vocab_size * sizeof(float));
-		nl += k;
-		reqs[i].seq->pos += reqs[i].n_tokens;
-	}
+	eval_deliver(reqs, n, logits, c->vocab_size);
 	m->times.total_ns += now_ns() - t0;
 	m->times.rows += R;
 out:
