@@ -222,6 +222,18 @@ static int prof_linear(struct gpu_model *gm, const struct fw_mat *W, uint32_t n,
 	return K_COUNT + (int)i;
 }
 
+/* @rows rows of x (@cols wide) on the FP8 grid in b.xq (ld @cols), where
+ * the official activation quant cannot ride inside the GEMV */
+static CUdeviceptr act_quant_rows(struct fwd *w, CUdeviceptr x, uint32_t ldx, uint32_t cols,
+				  uint32_t rows)
+{
+	CUdeviceptr xq = w->b.xq;
+	void *a[] = { &x, &ldx, &cols, &xq, &cols };
+
+	launch(w, K_ACT_QUANT, rows, 1, 1, 256, 0, a);
+	return xq;
+}
+
 /* from this many input rows on, linears run on the tensor cores (dsv4_gemm) */
 #define GEMM_MIN_ROWS 16
 
@@ -251,13 +263,8 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
 
 	if (aq && (rows > 1 || ldx % 4 || x % 16 || G > 1)) {
-		uint32_t cols = W->cols;
-		CUdeviceptr xq = w->b.xq;
-		void *a[] = { &x, &ldx, &cols, &xq, &cols };
-
-		launch(w, K_ACT_QUANT, rows, 1, 1, 256, 0, a);
-		x = xq;
-		ldx = cols;
+		x = act_quant_rows(w, x, ldx, W->cols, rows);
+		ldx = W->cols;
 		aq = 0;
 	}
 	if (gemm) {
@@ -268,9 +275,9 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 	}
 	{
 		uint32_t ks = 1;
-		CUdeviceptr part = w->cur ? w->gm->side_part : w->gm->splitk_part;
-		CUdeviceptr count = w->cur ? w->gm->side_count : w->gm->splitk_count;
-		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &part, &count, &aq, &xgs, &ygs };
+		int on_side = w->cur != NULL;
+		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part[on_side],
+			      &w->gm->splitk_count[on_side], &aq, &xgs, &ygs };
 
 		/* one input row and few output rows: split the columns so that
 		 * enough blocks stream the matrix (whole 128-column slices; the
@@ -647,11 +654,8 @@ static int moe(struct fwd *w, uint32_t L)
 	}
 	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
 	side_end(w);
-	if (aq && R > 1) {	/* as in lin(): one quant pass for many rows */
-		void *a[] = { &b->xn, &D, &D, &b->xq, &D };
-
-		launch(w, K_ACT_QUANT, R, 1, 1, 256, 0, a);
-		xe = b->xq;
+	if (aq && R > 1) {	/* as in lin_g(): one quant pass for many rows */
+		xe = act_quant_rows(w, b->xn, D, D, R);
 		aq = 0;
 	}
 	/* slots without an expert contribute nothing */

@@ -320,18 +320,15 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 				gpu_err(gm->g, u.r));
 		goto fail;
 	}
-	/* split-K: at most 32 slices of matrices up to 8192 rows */
-	r = gm->g->cu.MemAlloc(&gm->splitk_part, (size_t)32 * 8192 * sizeof(float));
-	if (!r)
-		r = gm->g->cu.MemAlloc(&gm->splitk_count, 256 * sizeof(uint32_t));
-	if (!r)
-		r = gm->g->cu.MemsetD32(gm->splitk_count, 0, 256);
-	if (!r)
-		r = gm->g->cu.MemAlloc(&gm->side_part, (size_t)32 * 8192 * sizeof(float));
-	if (!r)
-		r = gm->g->cu.MemAlloc(&gm->side_count, 256 * sizeof(uint32_t));
-	if (!r)
-		r = gm->g->cu.MemsetD32(gm->side_count, 0, 256);
+	/* split-K: at most 32 slices of matrices up to 8192 rows, per stream */
+	r = 0;
+	for (int i = 0; i < 2 && !r; i++) {
+		r = gm->g->cu.MemAlloc(&gm->splitk_part[i], (size_t)32 * 8192 * sizeof(float));
+		if (!r)
+			r = gm->g->cu.MemAlloc(&gm->splitk_count[i], 256 * sizeof(uint32_t));
+		if (!r)
+			r = gm->g->cu.MemsetD32(gm->splitk_count[i], 0, 256);
+	}
 	if (!r)
 		r = gm->g->cu.StreamCreate(&gm->side, 1 /* non-blocking */);
 	if (!r)
@@ -467,14 +464,12 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->gcache);
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);
-		if (gm->splitk_part)
-			gm->g->cu.MemFree(gm->splitk_part);
-		if (gm->splitk_count)
-			gm->g->cu.MemFree(gm->splitk_count);
-		if (gm->side_part)
-			gm->g->cu.MemFree(gm->side_part);
-		if (gm->side_count)
-			gm->g->cu.MemFree(gm->side_count);
+		for (int i = 0; i < 2; i++) {
+			if (gm->splitk_part[i])
+				gm->g->cu.MemFree(gm->splitk_part[i]);
+			if (gm->splitk_count[i])
+				gm->g->cu.MemFree(gm->splitk_count[i]);
+		}
 		if (gm->fork)
 			gm->g->cu.EventDestroy(gm->fork);
 		if (gm->join)
@@ -562,8 +557,8 @@ int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
 	const struct dsv4_config *c = &gm->m->cfg;
 	struct gpu_seq *gs = calloc(1, sizeof(*gs));
 	CUresult r = 0;
-	gpu_bind(gm->g);
 
+	gpu_bind(gm->g);
 	*out = NULL;
 	if (!gs)
 		return -ENOMEM;
@@ -640,8 +635,8 @@ int gpu_seq_reset(struct gpu_model *gm, struct gpu_seq *gs)
 	const struct dsv4_config *c = &gm->m->cfg;
 	const struct cu_driver *cu = &gm->g->cu;
 	CUresult r = 0;
-	gpu_bind(gm->g);
 
+	gpu_bind(gm->g);
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		const struct fw_seq_layer *h = &gs->h[L];
 		uint32_t ratio = c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
@@ -718,7 +713,6 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 	const struct dsv4_config *c = &gm->m->cfg;
 	int changed = 0;
 	CUresult r = 0;
-	gpu_bind(gm->g);
 
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;

@@ -47,12 +47,12 @@ struct gpu_model {
 	CUstream copy;
 	CUevent copied;
 	struct dsv4_gpu_stream_stats st;
-	CUdeviceptr splitk_part, splitk_count;	/* dsv4_linear's split-K scratch */
 	/* decode: independent branches (compressors, the shared expert) run on
-	 * a second stream, with its own split-K scratch, ordered by events */
+	 * a second stream, ordered by events */
 	CUstream side;
 	CUevent fork, join;
-	CUdeviceptr side_part, side_count;
+	/* dsv4_linear's split-K scratch, one per stream: [0] main, [1] side */
+	CUdeviceptr splitk_part[2], splitk_count[2];
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
@@ -84,7 +84,7 @@ struct gpu_seq {
 	struct dsv4_buf **spill;	/* per layer: CSA main entries in host memory */
 };
 
-/* room for the entries emitted up to position @end_pos */
+/* room for the entries emitted up to position @end_pos (the caller has bound the context) */
 int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos);
 
 #endif
