@@ -24,7 +24,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_hf import Release, load_hf  # noqa: E402
+from run_hf import Release, hf_config, load_hf  # noqa: E402
 
 
 def main():
@@ -35,14 +35,9 @@ def main():
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--prefill", type=int, default=1024)
     a = ap.parse_args()
-    from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
+    from transformers import DeepseekV4ForCausalLM
 
-    cfg = json.load(open(os.path.join(a.ckpt, "config.json")))
-    hf_cfg = {k: v for k, v in cfg.items() if k not in ("quantization_config", "expert_dtype")}
-    hf_cfg["num_nextn_predict_layers"] = 0
-    hf_cfg["compress_ratios"] = cfg["compress_ratios"][: cfg["num_hidden_layers"]]
-    config = DeepseekV4Config(**hf_cfg)
-    config._attn_implementation = "eager"
+    cfg, config = hf_config(a.ckpt)
     dtype = getattr(torch, a.dtype)
     with torch.device("cuda"):  # random init on the GPU: seconds, not minutes
         model = DeepseekV4ForCausalLM(config).float().eval()

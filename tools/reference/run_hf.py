@@ -125,20 +125,29 @@ def load_hf(model, rel, n_experts):
     return problems
 
 
+def hf_config(ckpt):
+    """The checkpoint's config.json, and the HF DeepseekV4Config made from it
+    (release-only keys dropped, no MTP layers, eager attention)."""
+    from transformers import DeepseekV4Config
+
+    cfg = json.load(open(os.path.join(ckpt, "config.json")))
+    hf_cfg = {k: v for k, v in cfg.items() if k not in ("quantization_config", "expert_dtype")}
+    hf_cfg["num_nextn_predict_layers"] = 0
+    hf_cfg["compress_ratios"] = cfg["compress_ratios"][: cfg["num_hidden_layers"]]
+    config = DeepseekV4Config(**hf_cfg)
+    config._attn_implementation = "eager"
+    return cfg, config
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--fixture", required=True)
     ap.add_argument("--out")
     a = ap.parse_args()
-    from transformers import DeepseekV4Config, DeepseekV4ForCausalLM
+    from transformers import DeepseekV4ForCausalLM
 
-    cfg = json.load(open(os.path.join(a.ckpt, "config.json")))
-    hf_cfg = {k: v for k, v in cfg.items() if k not in ("quantization_config", "expert_dtype")}
-    hf_cfg["num_nextn_predict_layers"] = 0
-    hf_cfg["compress_ratios"] = cfg["compress_ratios"][: cfg["num_hidden_layers"]]
-    config = DeepseekV4Config(**hf_cfg)
-    config._attn_implementation = "eager"
+    cfg, config = hf_config(a.ckpt)
     torch.set_default_dtype(torch.float32)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     model = DeepseekV4ForCausalLM(config).to(dev).float().eval()
