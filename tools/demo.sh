@@ -71,5 +71,8 @@ compressed KV tiers and prefix cache, dsv4-server (OpenAI + Anthropic
 APIs, DeepSeek V4 tokenizer and chat encoding, continuous batching,
 metrics) and the embedded fortune model.  The synthetic tiny-a checkpoint
 above has random weights; the fortune model is trained (tiny, so its
-wisdom is approximate).  Not built yet: the CUDA backend (issue 9).
+wisdom is approximate).  On a machine with an NVIDIA GPU the same commands
+run on the CUDA backend (make check-gpu checks it); here the server's log
+line above says why it ran on the CPU.  Still slow on the GPU: 0.34 of the
+memory roofline (firmware/README.md).
 MSG
