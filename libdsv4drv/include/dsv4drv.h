@@ -501,6 +501,11 @@ struct dsv4_gpu_stream_stats {
 	uint64_t copy_ns;		/* host time waiting for copies */
 };
 int dsv4_model_gpu_stream_stats(const struct dsv4_model *m, struct dsv4_gpu_stream_stats *st);
+/* One-token decode steps on the CUDA backend run as a CUDA graph, captured
+ * again only when the context outgrows it ($DSV4_GPU_GRAPHS=0 turns that
+ * off): how many were captured and replayed.  -ENOENT off the GPU. */
+int dsv4_model_gpu_graph_stats(const struct dsv4_model *m, uint64_t *captured,
+			       uint64_t *replayed);
 /* Bytes one decode token must read at context @ctx (for rooflines): the
  * weights (dense, head, the activated experts' share of the routed ones)
  * and the KV state attention reads (window, selected/visible entries,

@@ -11,8 +11,9 @@
 #    sum moves an FP8/FP4 rounding or a top-k choice, and the official code
 #    itself moves by its envelope under 1e-6 noise; engine_test checks them
 #    against the official fixtures within that envelope instead.)
-# 3. streamed experts vs resident, and the CSA entries spilled to mapped
-#    host memory vs in GPU memory: identical logits;
+# 3. streamed experts vs resident, the CSA entries spilled to mapped host
+#    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
+#    kernel: identical logits;
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models;
 # 6. engine_test with the backend left on auto: the official fixtures
@@ -72,6 +73,20 @@ for p in tiny-a tiny-c; do
 		--dump-logits "$tmp/spill" 2>"$tmp/err" >/dev/null &&
 	grep -q "CSA entries in host memory (host provider)" "$tmp/err" || { cat "$tmp/err"; false; } &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/hbm" "$tmp/spill" 0 "$p: KV spilled to host vs in GPU memory"
+	tap $?
+done
+
+# decode steps replayed from a CUDA graph vs launched one by one: the same
+# kernels, the same logits (and the graph was captured and replayed)
+for p in tiny-a tiny-c; do
+	dir=$tmp/$p
+	args=(--model "$dir" --random-prompt 100 --seed 4 --n-predict 40 --backend cuda --stats)
+	DSV4_GPU_GRAPHS=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nog" 2>"$tmp/err0" >/dev/null &&
+	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/g" 2>"$tmp/err" >/dev/null &&
+	grep -q "GPU decode graphs: 0 captured, 0 replayed" "$tmp/err0" || { cat "$tmp/err0"; false; } &&
+	grep -Eq "GPU decode graphs: [1-9][0-9]* captured, [1-9][0-9]* replayed" "$tmp/err" ||
+		{ cat "$tmp/err"; false; } &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nog" "$tmp/g" 0 "$p: decode from a CUDA graph vs launched"
 	tap $?
 done
 

@@ -420,6 +420,11 @@ int main(int argc, char **argv)
 				(unsigned long long)gs.slot_bytes, (unsigned long long)gs.hits,
 				(unsigned long long)gs.misses, (unsigned long long)gs.bytes_copied,
 				gs.copy_ns * 1e-6);
+		uint64_t captured, replayed;
+
+		if (!dsv4_model_gpu_graph_stats(m, &captured, &replayed))
+			fprintf(stderr, "dsv4-run: GPU decode graphs: %llu captured, %llu replayed\n",
+				(unsigned long long)captured, (unsigned long long)replayed);
 		dsv4_seq_kv_usage(s, &u);
 		fprintf(stderr, "dsv4-run: KV after %llu tokens: hot %llu bytes (window %llu, "
 			"compressor state %llu, HCA entries %llu, indexer keys %llu), spill %llu bytes "

@@ -57,7 +57,8 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(ModuleGetFunction, "cuModuleGetFunction"), SYM(MemAlloc, "cuMemAlloc_v2"),
 		SYM(MemFree, "cuMemFree_v2"), SYM(MemcpyHtoD, "cuMemcpyHtoD_v2"),
 		SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(LaunchKernel, "cuLaunchKernel"),
-		SYM(FuncSetAttribute, "cuFuncSetAttribute"), SYM(FuncGetAttribute, "cuFuncGetAttribute"), SYM(MemGetInfo, "cuMemGetInfo_v2"),
+		SYM(FuncSetAttribute, "cuFuncSetAttribute"),
+		SYM(FuncGetAttribute, "cuFuncGetAttribute"), SYM(MemGetInfo, "cuMemGetInfo_v2"),
 		SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"), SYM(MemsetD32, "cuMemsetD32_v2"),
 		SYM(MemHostRegister, "cuMemHostRegister_v2"),
 		SYM(MemHostUnregister, "cuMemHostUnregister"),
@@ -70,6 +71,13 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(MemHostGetDevicePointer, "cuMemHostGetDevicePointer_v2"),
 		SYM(EventElapsedTime, "cuEventElapsedTime"),
 		SYM(GetErrorString, "cuGetErrorString"),
+		SYM(MemsetD32Async, "cuMemsetD32Async"),
+		SYM(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"),
+		SYM(StreamBeginCapture, "cuStreamBeginCapture_v2"),
+		SYM(StreamEndCapture, "cuStreamEndCapture"),
+		SYM(GraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"),
+		SYM(GraphLaunch, "cuGraphLaunch"), SYM(GraphExecDestroy, "cuGraphExecDestroy"),
+		SYM(GraphDestroy, "cuGraphDestroy"),
 #undef SYM
 	};
 

@@ -39,7 +39,8 @@ struct fwd {
 	uint32_t R, nl, nchunks, maxe, maxkeys;
 	int reference;
 	int split;		/* side-stream branches allowed (decode) */
-	CUstream cur;		/* where launches go: NULL or gm->side */
+	CUstream main;		/* gm->main */
+	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 };
@@ -151,11 +152,11 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 	    gm->prof_ev[2 * gm->prof_used + 1]) {
 		ev = &gm->prof_ev[2 * gm->prof_used];
 		gm->prof_what[gm->prof_used++] = (int16_t)what;
-		w->cu->EventRecord(ev[0], NULL);
+		w->cu->EventRecord(ev[0], w->cur);
 	}
 	w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, w->cur, args, NULL);
 	if (ev)
-		w->cu->EventRecord(ev[1], NULL);
+		w->cu->EventRecord(ev[1], w->cur);
 }
 
 static void launch(struct fwd *w, enum gpu_kernel k, unsigned gx, unsigned gy, unsigned gz,
@@ -175,7 +176,7 @@ static void side_begin(struct fwd *w)
 {
 	if (!w->split || w->r)
 		return;
-	w->r = w->cu->EventRecord(w->gm->fork, NULL);
+	w->r = w->cu->EventRecord(w->gm->fork, w->main);
 	if (!w->r)
 		w->r = w->cu->StreamWaitEvent(w->gm->side, w->gm->fork, 0);
 	w->cur = w->gm->side;
@@ -185,7 +186,7 @@ static void side_end(struct fwd *w)
 {
 	if (!w->split)
 		return;
-	w->cur = NULL;
+	w->cur = w->main;
 	if (!w->r)
 		w->r = w->cu->EventRecord(w->gm->join, w->gm->side);
 }
@@ -193,7 +194,7 @@ static void side_end(struct fwd *w)
 static void side_join(struct fwd *w)
 {
 	if (w->split && !w->r)
-		w->r = w->cu->StreamWaitEvent(NULL, w->gm->join, 0);
+		w->r = w->cu->StreamWaitEvent(w->main, w->gm->join, 0);
 }
 
 static int quantized(const struct fw_mat *W)
@@ -275,7 +276,7 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 	}
 	{
 		uint32_t ks = 1;
-		int on_side = w->cur != NULL;
+		int on_side = w->cur == w->gm->side;
 		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part[on_side],
 			      &w->gm->splitk_count[on_side], &aq, &xgs, &ygs };
 
@@ -596,7 +597,7 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq
 		if (!w->r)
 			w->r = w->cu->EventRecord(gm->copied, gm->copy);
 		if (!w->r)
-			w->r = w->cu->StreamWaitEvent(NULL, gm->copied, 0);
+			w->r = w->cu->StreamWaitEvent(w->main, gm->copied, 0);
 		for (uint32_t s = 0; s < RK; s++) {
 			gidx[s] = -1;
 			for (uint32_t i = 0; i < ng; i++)
@@ -604,7 +605,8 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq
 					gidx[s] = hidx[s];
 		}
 		if (!w->r)
-			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx), NULL);
+			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx),
+						      w->main);
 		experts(w, L, w->b.idxg, xe, aq);
 		/* the pinned host copies are needed until the copies are done */
 		t0 = now_ns();
@@ -660,7 +662,7 @@ static int moe(struct fwd *w, uint32_t L)
 	}
 	/* slots without an expert contribute nothing */
 	if (!w->r)
-		w->r = w->cu->MemsetD32(b->ye, 0, (size_t)R * K * D);
+		w->r = w->cu->MemsetD32Async(b->ye, 0, (size_t)R * K * D, w->main);
 	if (w->gm->stream)
 		ret = stream_experts(w, L, xe, aq);
 	else
@@ -709,8 +711,8 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	return ret;
 }
 
-/* logits of the rows in @lrows into host @out [nl, vocab] */
-static void head(struct fwd *w, const uint32_t *lrows, float *out)
+/* logits of the rows in @lrows into b.hlog [nl, vocab] */
+static void head(struct fwd *w, const uint32_t *lrows)
 {
 	const struct dsv4_config *c = w->c;
 	struct gpu_model *gm = w->gm;
@@ -722,12 +724,99 @@ static void head(struct fwd *w, const uint32_t *lrows, float *out)
 		      &eps, &gm->norm, &b->hy };
 
 	for (uint32_t i = 0; i < nl && !w->r; i++)
-		w->r = w->cu->MemcpyDtoD(b->hX + i * row, b->X + lrows[i] * row, row);
+		w->r = w->cu->MemcpyDtoDAsync(b->hX + i * row, b->X + lrows[i] * row, row, w->main);
 	lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
 	launch(w, K_HC_HEAD, nl, 1, 1, 256, 0, a);
 	lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
+}
+
+/* embedding, the blocks, the head: every launch of one call */
+static int forward(struct fwd *w, const uint32_t *pos, const uint32_t *lrows, char *err,
+		   size_t errlen)
+{
+	const struct dsv4_config *c = w->c;
+	struct dsv4_model *m = w->m;
+	uint32_t hc = c->hc_mult, D = c->dim, R = w->R;
+	int ret = 0;
+
+	{
+		struct fw_mat em = w->gm->embed;
+		void *a[] = { &em, &w->b.tok, &hc, &w->b.X };
+
+		launch(w, K_EMBED, R, 1, 1, 256, 0, a);
+	}
+	for (uint32_t L = 0; L < c->n_layers && !w->r && !ret; L++) {
+		block(w, L, 0, pos);
+		ret = block(w, L, 1, pos);
+		if (ret && m->store && store_error(m->store)[0])
+			return dsv4_errf(err, errlen, ret,
+					 "layer %u: %s; the batch's sequences were reset", L,
+					 store_error(m->store));
+		if (m->opt.hooks && m->opt.hooks->layer_out && !w->r) {
+			float *X = malloc((size_t)R * hc * D * sizeof(float));
+
+			if (!X)
+				return -ENOMEM;
+			w->r = w->cu->MemcpyDtoH(X, w->b.X, (size_t)R * hc * D * sizeof(float));
+			if (!w->r)
+				m->opt.hooks->layer_out(m->opt.hooks->ctx, L, X, R, hc * D);
+			/* the hook may change X (teacher forcing): the next block reads it */
+			if (!w->r)
+				w->r = w->cu->MemcpyHtoD(w->b.X, X, (size_t)R * hc * D * sizeof(float));
+			free(X);
+		}
+	}
+	if (w->nl && !w->r && !ret)
+		head(w, lrows);
+	return ret;
+}
+
+/*
+ * One-token decode as a CUDA graph: ~170 small kernels replayed with one
+ * launch instead of launched one by one.  Everything that changes per
+ * token is in device memory (the metadata upload); the launches bake in
+ * the scratch layout, the scores' width (maxe) and the attention's shared
+ * memory (maxkeys), which the caller rounds up so that the graph is
+ * captured again only every few thousand tokens.
+ */
+static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lrows, char *err,
+			 size_t errlen)
+{
+	struct gpu_model *gm = w->gm;
+	struct gpu_graph_key key = { gm->scratch, w->maxe, w->maxkeys };
+	CUgraph g = NULL;
+	CUresult r;
+	int ret;
+
+	if (gm->graph && !memcmp(&key, &gm->graph_key, sizeof(key))) {
+		gm->graph_replays++;
+		w->r = w->cu->GraphLaunch(gm->graph, w->main);
+		return 0;
+	}
+	if (gm->graph) {
+		w->cu->GraphExecDestroy(gm->graph);
+		gm->graph = NULL;
+	}
+	w->r = w->cu->StreamBeginCapture(w->main, 1 /* thread-local */);
+	if (w->r)
+		return 0;
+	ret = forward(w, pos, lrows, err, errlen);
+	/* the capture ends whatever happened inside it */
+	r = w->cu->StreamEndCapture(w->main, &g);
 	if (!w->r)
-		w->r = w->cu->MemcpyDtoH(out, b->hlog, (size_t)nl * c->vocab_size * 4);
+		w->r = r;
+	if (!w->r && !ret)
+		w->r = w->cu->GraphInstantiateWithFlags(&gm->graph, g, 0);
+	if (g)
+		w->cu->GraphDestroy(g);
+	if (w->r || ret) {
+		gm->graph = NULL;
+		return ret;
+	}
+	gm->graph_key = key;
+	gm->graph_builds++;
+	w->r = w->cu->GraphLaunch(gm->graph, w->main);
+	return 0;
 }
 
 int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, char *err,
@@ -736,7 +825,8 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	const struct dsv4_config *c = &m->cfg;
 	struct fwd w = { .gm = m->gpu, .m = m, .c = c, .cu = &m->gpu->g->cu,
 			 .reference = m->opt.numerics == DSV4_NUMERICS_REFERENCE };
-	uint32_t R = 0, nl = 0, hc = c->hc_mult, D = c->dim;
+	uint32_t R = 0, nl = 0;
+	int graph;
 	uint64_t t0 = now_ns();
 	struct batch bt;
 	uint32_t *meta = NULL, *lrows = NULL;
@@ -752,6 +842,11 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	w.R = R;
 	w.nl = nl;
 	w.split = R == 1 && !w.gm->profile;
+	w.main = w.cur = w.gm->main;
+	/* what the graph cannot hold: host round trips (streamed experts,
+	 * hooks), and more than one token */
+	graph = w.gm->graphs && w.split && n == 1 && nl == 1 && !m->store &&
+		!(m->opt.hooks && (m->opt.hooks->topk || m->opt.hooks->layer_out));
 	w.nchunks = n;
 	/* host metadata: pos, cstart, clast, tok, chunks [2n], then rowtab (u64) */
 	meta = calloc((size_t)R * 8 + 2 * (size_t)R + 2, 4);
@@ -785,6 +880,14 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	}
 	bt = (struct batch){ .rows = R, .pos = pos };
 	w.maxkeys = attention_max_keys(m, &bt);
+	if (graph) {	/* rounded up: one graph serves thousands of tokens */
+		uint32_t room = w.gm->attn_smem / 4 - 9 * c->head_dim;
+
+		w.maxe = (w.maxe + 2047) / 2048 * 2048;
+		if (w.maxkeys <= room)
+			w.maxkeys = (w.maxkeys + 511) / 512 * 512 < room ?
+				    (w.maxkeys + 511) / 512 * 512 : room;
+	}
 	if ((w.maxkeys + 9 * c->head_dim) * 4 > w.gm->attn_smem) {
 		ret = dsv4_errf(err, errlen, -E2BIG,
 				"CUDA backend: %u keys per query exceed the attention kernel's shared "
@@ -819,39 +922,6 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		w.r = w.cu->MemcpyHtoD(w.b.meta, hb, head_bytes + (size_t)R * 8);
 		free(hb);
 	}
-	{
-		struct fw_mat em = w.gm->embed;
-		void *a[] = { &em, &w.b.tok, &hc, &w.b.X };
-
-		launch(&w, K_EMBED, R, 1, 1, 256, 0, a);
-	}
-	if (m->store)	/* the hash layers' experts are known from the tokens */
-		moe_prefetch_hashed(m, tok, R);
-	for (uint32_t L = 0; L < c->n_layers && !w.r && !ret; L++) {
-		block(&w, L, 0, pos);
-		ret = block(&w, L, 1, pos);
-		if (ret && m->store && store_error(m->store)[0]) {
-			eval_reset_all(reqs, n);
-			ret = dsv4_errf(err, errlen, ret, "layer %u: %s; the batch's sequences were reset",
-					L, store_error(m->store));
-			goto out;
-		}
-		if (m->opt.hooks && m->opt.hooks->layer_out && !w.r) {
-			float *X = malloc((size_t)R * hc * D * sizeof(float));
-
-			if (!X) {
-				ret = -ENOMEM;
-				break;
-			}
-			w.r = w.cu->MemcpyDtoH(X, w.b.X, (size_t)R * hc * D * sizeof(float));
-			if (!w.r)
-				m->opt.hooks->layer_out(m->opt.hooks->ctx, L, X, R, hc * D);
-			/* the hook may change X (teacher forcing): the next block reads it */
-			if (!w.r)
-				w.r = w.cu->MemcpyHtoD(w.b.X, X, (size_t)R * hc * D * sizeof(float));
-			free(X);
-		}
-	}
 	nl = 0;
 	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
 		if (reqs[i].want == DSV4_LOGITS_ALL)
@@ -860,8 +930,19 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		else if (reqs[i].want == DSV4_LOGITS_LAST)
 			lrows[nl++] = r + reqs[i].n_tokens - 1;
 	}
+	if (m->store)	/* the hash layers' experts are known from the tokens */
+		moe_prefetch_hashed(m, tok, R);
+	if (graph)
+		ret = forward_graph(&w, pos, lrows, err, errlen);
+	else
+		ret = forward(&w, pos, lrows, err, errlen);
+	if (ret && m->store && store_error(m->store)[0]) {
+		eval_reset_all(reqs, n);
+		goto out;
+	}
+	/* (a blocking stream: the legacy stream's copy waits for it) */
 	if (nl && !w.r && !ret)
-		head(&w, lrows, logits);
+		w.r = w.cu->MemcpyDtoH(logits, w.b.hlog, (size_t)nl * c->vocab_size * 4);
 	if (!w.r && !ret)
 		w.r = w.cu->CtxSynchronize();
 	if (w.gm->profile)

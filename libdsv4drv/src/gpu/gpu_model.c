@@ -247,6 +247,14 @@ int dsv4_model_gpu_stream_stats(const struct dsv4_model *m, struct dsv4_gpu_stre
 	return 0;
 }
 
+int dsv4_model_gpu_graph_stats(const struct dsv4_model *m, uint64_t *captured,
+			       uint64_t *replayed)
+{
+	*captured = m->gpu ? m->gpu->graph_builds : 0;
+	*replayed = m->gpu ? m->gpu->graph_replays : 0;
+	return m->gpu ? 0 : -ENOENT;
+}
+
 /* what the GPU forward does not do (yet): the CPU serves these */
 static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 {
@@ -330,6 +338,8 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			r = gm->g->cu.MemsetD32(gm->splitk_count[i], 0, 256);
 	}
 	if (!r)
+		r = gm->g->cu.StreamCreate(&gm->main, 0 /* blocking */);
+	if (!r)
 		r = gm->g->cu.StreamCreate(&gm->side, 1 /* non-blocking */);
 	if (!r)
 		r = gm->g->cu.EventCreate(&gm->fork, 2 /* no timing */);
@@ -352,6 +362,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
+	gm->graphs = !(getenv("DSV4_GPU_GRAPHS") && *getenv("DSV4_GPU_GRAPHS") == '0');
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));
@@ -476,6 +487,10 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.EventDestroy(gm->join);
 		if (gm->side)
 			gm->g->cu.StreamDestroy(gm->side);
+		if (gm->graph)
+			gm->g->cu.GraphExecDestroy(gm->graph);
+		if (gm->main)
+			gm->g->cu.StreamDestroy(gm->main);
 		if (gm->arena)
 			gm->g->cu.MemFree(gm->arena);
 		dsv4_gpu_close(gm->g);

@@ -47,12 +47,23 @@ struct gpu_model {
 	CUstream copy;
 	CUevent copied;
 	struct dsv4_gpu_stream_stats st;
-	/* decode: independent branches (compressors, the shared expert) run on
-	 * a second stream, ordered by events */
+	/* the forward's stream (blocking: ordered with the legacy stream's
+	 * copies); decode's independent branches (compressors, the shared
+	 * expert) run on a second stream, ordered by events */
+	CUstream main;
 	CUstream side;
 	CUevent fork, join;
 	/* dsv4_linear's split-K scratch, one per stream: [0] main, [1] side */
 	CUdeviceptr splitk_part[2], splitk_count[2];
+	/* one-token decode, captured as a CUDA graph and replayed while what
+	 * its launches bake in (key) stays the same; $DSV4_GPU_GRAPHS=0: off */
+	int graphs;
+	CUgraphExec graph;
+	struct gpu_graph_key {
+		CUdeviceptr scratch;
+		uint32_t maxe, maxkeys;
+	} graph_key;
+	uint64_t graph_builds, graph_replays;
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
