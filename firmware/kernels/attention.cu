@@ -10,6 +10,10 @@
  */
 #include "common.cuh"
 
+/* keys one warp reads at once (memory-level parallelism in decode, where
+ * a head is one block and its warps walk hundreds of keys) */
+#define KEYS_AT_ONCE 4
+
 struct rowkeys {
 	const float *kvc, *ring, *ent;
 	const int32_t *sel;
@@ -74,22 +78,43 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
 		qs[d] = q[((size_t)r * H + h) * hd + d];
 	__syncthreads();
-	/* scores: a warp per key */
+	/* scores: a warp per key, KEYS_AT_ONCE keys of a warp in flight
+	 * together (one at a time, each waited out a whole L2 latency); each
+	 * key's sum is formed as with one key at a time */
 	float mx = -INFINITY;
 
-	for (uint32_t j = wid; j < n; j += nw) {
-		const float *kj = key_at(k, j);
-		float acc = 0;
+	for (uint32_t j0 = wid; j0 < n; j0 += KEYS_AT_ONCE * nw) {
+		const float *kj[KEYS_AT_ONCE];
+		float acc[KEYS_AT_ONCE];
 
-		for (uint32_t d = lane * 4; d < hd; d += 128) {
-			float4 a = *(const float4 *)(kj + d), b = *(const float4 *)(qs + d);
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = j0 + u * nw;
 
-			acc += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+			kj[u] = j < n ? key_at(k, j) : NULL;
+			acc[u] = 0.f;
 		}
-		acc = warp_sum(acc) * scale;
-		if (!lane)
-			sc[j] = acc;
-		mx = fmaxf(mx, acc);
+		for (uint32_t d = lane * 4; d < hd; d += 128) {
+			float4 b = *(const float4 *)(qs + d), a[KEYS_AT_ONCE];
+
+#pragma unroll
+			for (int u = 0; u < KEYS_AT_ONCE; u++)
+				a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
+#pragma unroll
+			for (int u = 0; u < KEYS_AT_ONCE; u++)
+				acc[u] += a[u].x * b.x + a[u].y * b.y + a[u].z * b.z + a[u].w * b.w;
+		}
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = j0 + u * nw;
+			float v = warp_sum(acc[u]) * scale;
+
+			if (j < n) {
+				if (!lane)
+					sc[j] = v;
+				mx = fmaxf(mx, v);
+			}
+		}
 	}
 	mx = block_max(mx);
 	float den = 0;
@@ -110,21 +135,38 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 #pragma unroll
 	for (int i = 0; i < 32; i++)
 		acc[i] = 0.f;
-	for (uint32_t j = wid; j < n; j += nw) {
-		const float *kj = key_at(k, j);
-		float pj = sc[j];
+	for (uint32_t j0 = wid; j0 < n; j0 += KEYS_AT_ONCE * nw) {
+		const float *kj[KEYS_AT_ONCE];
+		float pj[KEYS_AT_ONCE];
 
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = j0 + u * nw;
+
+			kj[u] = j < n ? key_at(k, j) : NULL;
+			pj[u] = j < n ? sc[j] : 0.f;
+		}
 #pragma unroll
 		for (int i = 0; i < 8; i++) {
 			uint32_t d = lane * 4 + 128 * i;
 
 			if (d < hd) {
-				float4 v = *(const float4 *)(kj + d);
+				float4 v[KEYS_AT_ONCE];
 
-				acc[4 * i] += pj * v.x;
-				acc[4 * i + 1] += pj * v.y;
-				acc[4 * i + 2] += pj * v.z;
-				acc[4 * i + 3] += pj * v.w;
+#pragma unroll
+				for (int u = 0; u < KEYS_AT_ONCE; u++)
+					v[u] = kj[u] ? *(const float4 *)(kj[u] + d) :
+						       make_float4(0, 0, 0, 0);
+				/* in key order, as one key at a time */
+#pragma unroll
+				for (int u = 0; u < KEYS_AT_ONCE; u++) {
+					if (!kj[u])
+						break;
+					acc[4 * i] += pj[u] * v[u].x;
+					acc[4 * i + 1] += pj[u] * v[u].y;
+					acc[4 * i + 2] += pj[u] * v[u].z;
+					acc[4 * i + 3] += pj[u] * v[u].w;
+				}
 			}
 		}
 	}

@@ -123,18 +123,61 @@ static __device__ __forceinline__ uint32_t order_key(float f)
 	return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
+/* inclusive prefix sums of a and b across the block (blockDim.x a multiple
+ * of 32, at most 1024); @wt: 64 words of shared memory */
+static __device__ void block_scan2(uint32_t &a, uint32_t &b, uint32_t *wt)
+{
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+
+	for (int o = 1; o < 32; o *= 2) {
+		uint32_t x = __shfl_up_sync(0xffffffffu, a, o), y = __shfl_up_sync(0xffffffffu, b, o);
+
+		if (lane >= o) {
+			a += x;
+			b += y;
+		}
+	}
+	if (lane == 31) {
+		wt[wid] = a;
+		wt[32 + wid] = b;
+	}
+	__syncthreads();
+	if (wid == 0) {
+		uint32_t x = lane < nw ? wt[lane] : 0, y = lane < nw ? wt[32 + lane] : 0;
+
+		for (int o = 1; o < 32; o *= 2) {
+			uint32_t u = __shfl_up_sync(0xffffffffu, x, o), v = __shfl_up_sync(0xffffffffu, y, o);
+
+			if (lane >= o) {
+				x += u;
+				y += v;
+			}
+		}
+		wt[lane] = x;
+		wt[32 + lane] = y;
+	}
+	__syncthreads();
+	if (wid) {
+		a += wt[wid - 1];
+		b += wt[32 + wid - 1];
+	}
+	__syncthreads();	/* wt may be used again */
+}
+
 /*
  * grid R, 1024 threads.  Radix select of the k-th largest key (8 bits per
  * pass), then the chosen entries written in index order: all above the
- * threshold and the lowest-indexed of those equal to it.
+ * threshold and the lowest-indexed of those equal to it.  The bin choice
+ * and the output offsets are block-wide scans (one thread walking 256
+ * bins per pass and 1024 counts took most of the kernel's time).
  */
 FW_KERNEL void __launch_bounds__(1024)
 dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
 	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
 	  uint32_t *__restrict__ nsel)
 {
-	__shared__ uint32_t hist[256], gt_before[1024], eq_before[1024];
-	__shared__ uint32_t prefix, want, need_eq;
+	__shared__ uint32_t hist[256], wt[64];
+	__shared__ uint32_t prefix, want;
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
 	const float *s = scores + (size_t)r * max_entries;
 	int32_t *out = sel + (size_t)r * k;
@@ -163,15 +206,14 @@ dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
 				atomicAdd(&hist[(kk >> shift) & 255], 1u);
 		}
 		__syncthreads();
-		if (!t) {
-			uint32_t acc = 0, b = 255;
+		/* the highest bin b whose count from b up reaches want (else 0):
+		 * thread t holds bin 255 - t's suffix sum */
+		uint32_t b = 255 - t, h = t < 256 ? hist[b] : 0, suf = h, unused = 0;
+		uint32_t w = want;
 
-			for (;; b--) {
-				if (acc + hist[b] >= want || b == 0)
-					break;
-				acc += hist[b];
-			}
-			want -= acc;
+		block_scan2(suf, unused, wt);
+		if (t < 256 && suf - h < w && (suf >= w || b == 0)) {
+			want = w - (suf - h);
 			prefix |= b << shift;
 		}
 		__syncthreads();
@@ -186,26 +228,13 @@ dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
 		gt += kk > prefix;
 		eq += kk == prefix;
 	}
-	gt_before[t] = gt;
-	eq_before[t] = eq;
-	__syncthreads();
-	if (!t) {
-		uint32_t ag = 0, ae = 0;
+	uint32_t g0 = gt, e0 = eq, need_eq = want;
 
-		for (uint32_t i = 0; i < blockDim.x; i++) {
-			uint32_t g = gt_before[i], e = eq_before[i];
-
-			gt_before[i] = ag;
-			eq_before[i] = ae;
-			ag += g;
-			ae += e;
-		}
-		need_eq = want;
+	block_scan2(gt, eq, wt);	/* inclusive sums, made exclusive */
+	gt -= g0;
+	eq -= e0;
+	if (!t)
 		nsel[r] = k;
-	}
-	__syncthreads();
-	gt = gt_before[t];
-	eq = eq_before[t];
 	for (uint32_t i = i0; i < i1; i++) {
 		uint32_t kk = order_key(s[i]);
 
