@@ -83,6 +83,13 @@ json_t *api_logprobs_json(struct server *srv, const struct gen_event *ev, size_t
 const char *api_finish_openai(const struct gen_request *r, bool tool_calls);
 /* The HTTP status of a generation that did not finish. */
 unsigned api_failed_status(const struct gen_request *r);
+/* Where a stream stands after a step that took @n_taken events: finished
+ * (every event taken), quiet for longer than @idle_ns (time for the API's
+ * keep-alive; the clock restarts), or more to come.  @last_send_ns is the
+ * stream's last write, moved on when events were taken. */
+enum api_stream_state { API_STREAM_MORE, API_STREAM_IDLE, API_STREAM_DONE };
+enum api_stream_state api_stream_state(struct gen_request *r, size_t n_taken,
+				       uint64_t *last_send_ns, uint64_t idle_ns);
 
 /* ---- handlers ---- */
 enum MHD_Result api_chat_completions(struct http_req *hr);

@@ -459,7 +459,6 @@ static int msg_produce(struct sse *s, void *state)
 	struct chat_events ce = { 0 };
 	struct gen_event *ev;
 	size_t n;
-	bool done;
 
 	if (!st->started) {
 		json_t *u = usage(r);
@@ -479,17 +478,14 @@ static int msg_produce(struct sse *s, void *state)
 		if (ev[i].text_len && chat_stream_feed(st->cs, ev[i].text, ev[i].text_len, &ce) == 0)
 			send_msg_events(s, st, &ce);
 	gen_events_free(ev, n);
-	pthread_mutex_lock(&r->mu);
-	done = r->done && r->head == r->n_events;
-	pthread_mutex_unlock(&r->mu);
-	if (n)
-		st->last_send_ns = srv_now_ns();
-	if (!done) {
-		if (!n && srv_now_ns() - st->last_send_ns > PING_NS) {
-			sse_event(s, "ping", json_pack("{s:s}", "type", "ping"));
-			st->last_send_ns = srv_now_ns();
-		}
+	switch (api_stream_state(r, n, &st->last_send_ns, PING_NS)) {
+	case API_STREAM_IDLE:
+		sse_event(s, "ping", json_pack("{s:s}", "type", "ping"));
 		return 0;
+	case API_STREAM_MORE:
+		return 0;
+	case API_STREAM_DONE:
+		break;
 	}
 	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
 		sse_event(s, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error",

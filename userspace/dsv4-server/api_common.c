@@ -348,3 +348,22 @@ unsigned api_failed_status(const struct gen_request *r)
 	/* 499: the client left (nginx's code); 500: the engine failed */
 	return r->finish == FINISH_CANCELLED ? 499 : 500;
 }
+
+enum api_stream_state api_stream_state(struct gen_request *r, size_t n_taken,
+				       uint64_t *last_send_ns, uint64_t idle_ns)
+{
+	bool done;
+
+	pthread_mutex_lock(&r->mu);
+	done = r->done && r->head == r->n_events;
+	pthread_mutex_unlock(&r->mu);
+	if (n_taken)
+		*last_send_ns = srv_now_ns();
+	if (done)
+		return API_STREAM_DONE;
+	if (!n_taken && srv_now_ns() - *last_send_ns > idle_ns) {
+		*last_send_ns = srv_now_ns();
+		return API_STREAM_IDLE;
+	}
+	return API_STREAM_MORE;
+}

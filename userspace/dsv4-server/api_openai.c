@@ -161,7 +161,6 @@ static int chat_produce(struct sse *s, void *state)
 	struct gen_event *ev;
 	struct chat_events ce = { 0 };
 	size_t n;
-	bool done;
 
 	if (!st->role_sent) {
 		st->role_sent = true;
@@ -181,17 +180,14 @@ static int chat_produce(struct sse *s, void *state)
 			send_events(s, st, &ce);
 	}
 	gen_events_free(ev, n);
-	pthread_mutex_lock(&r->mu);
-	done = r->done && r->head == r->n_events;
-	pthread_mutex_unlock(&r->mu);
-	if (n)
-		st->last_send_ns = srv_now_ns();
-	if (!done) {
-		if (!n && srv_now_ns() - st->last_send_ns > KEEPALIVE_NS) {
-			sse_raw(s, ": keep-alive\n\n");
-			st->last_send_ns = srv_now_ns();
-		}
+	switch (api_stream_state(r, n, &st->last_send_ns, KEEPALIVE_NS)) {
+	case API_STREAM_IDLE:
+		sse_raw(s, ": keep-alive\n\n");
 		return 0;
+	case API_STREAM_MORE:
+		return 0;
+	case API_STREAM_DONE:
+		break;
 	}
 	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
 		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
@@ -501,7 +497,6 @@ static int text_produce(struct sse *s, void *state)
 	struct gen_request *r = st->r;
 	struct gen_event *ev;
 	size_t n;
-	bool done;
 
 	if (st->echo) {
 		sse_event(s, NULL, text_chunk(st, st->echo, strlen(st->echo), NULL));
@@ -514,17 +509,14 @@ static int text_produce(struct sse *s, void *state)
 		if (ev[i].text_len)
 			sse_event(s, NULL, text_chunk(st, ev[i].text, ev[i].text_len, NULL));
 	gen_events_free(ev, n);
-	pthread_mutex_lock(&r->mu);
-	done = r->done && r->head == r->n_events;
-	pthread_mutex_unlock(&r->mu);
-	if (n)
-		st->last_send_ns = srv_now_ns();
-	if (!done) {
-		if (!n && srv_now_ns() - st->last_send_ns > KEEPALIVE_NS) {
-			sse_raw(s, ": keep-alive\n\n");
-			st->last_send_ns = srv_now_ns();
-		}
+	switch (api_stream_state(r, n, &st->last_send_ns, KEEPALIVE_NS)) {
+	case API_STREAM_IDLE:
+		sse_raw(s, ": keep-alive\n\n");
 		return 0;
+	case API_STREAM_MORE:
+		return 0;
+	case API_STREAM_DONE:
+		break;
 	}
 	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
 		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
