@@ -154,6 +154,32 @@ static void send_events(struct sse *s, struct chat_sse *st, struct chat_events *
 	chat_events_clear(ce);
 }
 
+static bool stream_failed(const struct gen_request *r)
+{
+	return r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED;
+}
+
+/* After a step that took @n events: whether the generation is over (a
+ * keep-alive comment when it is not and the stream was quiet); a failed one
+ * has its error event sent. */
+static bool stream_over(struct sse *s, struct gen_request *r, size_t n, uint64_t *last_send_ns)
+{
+	switch (api_stream_state(r, n, last_send_ns, KEEPALIVE_NS)) {
+	case API_STREAM_IDLE:
+		sse_raw(s, ": keep-alive\n\n");
+		return false;
+	case API_STREAM_MORE:
+		return false;
+	case API_STREAM_DONE:
+		break;
+	}
+	if (stream_failed(r))
+		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
+					     r->error[0] ? r->error : "generation failed", "type",
+					     "server_error", "code", "generation_failed"));
+	return true;
+}
+
 static int chat_produce(struct sse *s, void *state)
 {
 	struct chat_sse *st = state;
@@ -180,19 +206,9 @@ static int chat_produce(struct sse *s, void *state)
 			send_events(s, st, &ce);
 	}
 	gen_events_free(ev, n);
-	switch (api_stream_state(r, n, &st->last_send_ns, KEEPALIVE_NS)) {
-	case API_STREAM_IDLE:
-		sse_raw(s, ": keep-alive\n\n");
+	if (!stream_over(s, r, n, &st->last_send_ns))
 		return 0;
-	case API_STREAM_MORE:
-		return 0;
-	case API_STREAM_DONE:
-		break;
-	}
-	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
-		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
-					     r->error[0] ? r->error : "generation failed", "type",
-					     "server_error", "code", "generation_failed"));
+	if (stream_failed(r)) {
 		sse_raw(s, "data: [DONE]\n\n");
 		return 1;
 	}
@@ -509,20 +525,9 @@ static int text_produce(struct sse *s, void *state)
 		if (ev[i].text_len)
 			sse_event(s, NULL, text_chunk(st, ev[i].text, ev[i].text_len, NULL));
 	gen_events_free(ev, n);
-	switch (api_stream_state(r, n, &st->last_send_ns, KEEPALIVE_NS)) {
-	case API_STREAM_IDLE:
-		sse_raw(s, ": keep-alive\n\n");
+	if (!stream_over(s, r, n, &st->last_send_ns))
 		return 0;
-	case API_STREAM_MORE:
-		return 0;
-	case API_STREAM_DONE:
-		break;
-	}
-	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
-		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
-					     r->error[0] ? r->error : "generation failed", "type",
-					     "server_error", "code", "generation_failed"));
-	} else {
+	if (!stream_failed(r)) {
 		sse_event(s, NULL, text_chunk(st, "", 0, api_finish_openai(r, false)));
 		if (st->include_usage)
 			sse_event(s, NULL, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", st->id,
