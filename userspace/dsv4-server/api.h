@@ -81,6 +81,8 @@ char *api_collect(struct http_req *hr, struct gen_request *r, struct gen_event *
 /* The JSON of OpenAI logprobs "content" entries for @ev. */
 json_t *api_logprobs_json(struct server *srv, const struct gen_event *ev, size_t n_ev, int n_top);
 const char *api_finish_openai(const struct gen_request *r, bool tool_calls);
+/* The generation failed or was cancelled (r->error says why). */
+bool api_failed(const struct gen_request *r);
 /* The HTTP status of a generation that did not finish. */
 unsigned api_failed_status(const struct gen_request *r);
 /* Where a stream stands after a step that took @n_taken events: finished

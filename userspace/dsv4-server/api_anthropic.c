@@ -487,7 +487,7 @@ static int msg_produce(struct sse *s, void *state)
 	case API_STREAM_DONE:
 		break;
 	}
-	if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
+	if (api_failed(r)) {
 		sse_event(s, "error", json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error",
 						"type", "api_error", "message",
 						r->error[0] ? r->error : "generation failed"));
@@ -580,7 +580,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 		json_t *content = json_array();
 		char id[48];
 
-		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
+		if (api_failed(r)) {
 			answered = http_error(hr, api_failed_status(r), "api_error", NULL, "%s",
 					      r->error[0] ? r->error : "generation failed");
 			free(text);

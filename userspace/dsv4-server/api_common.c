@@ -343,6 +343,11 @@ const char *api_finish_openai(const struct gen_request *r, bool tool_calls)
 	}
 }
 
+bool api_failed(const struct gen_request *r)
+{
+	return r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED;
+}
+
 unsigned api_failed_status(const struct gen_request *r)
 {
 	/* 499: the client left (nginx's code); 500: the engine failed */

@@ -154,11 +154,6 @@ static void send_events(struct sse *s, struct chat_sse *st, struct chat_events *
 	chat_events_clear(ce);
 }
 
-static bool stream_failed(const struct gen_request *r)
-{
-	return r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED;
-}
-
 /* After a step that took @n events: whether the generation is over (a
  * keep-alive comment when it is not and the stream was quiet); a failed one
  * has its error event sent. */
@@ -173,7 +168,7 @@ static bool stream_over(struct sse *s, struct gen_request *r, size_t n, uint64_t
 	case API_STREAM_DONE:
 		break;
 	}
-	if (stream_failed(r))
+	if (api_failed(r))
 		sse_event(s, NULL, json_pack("{s:{s:s, s:s, s:s}}", "error", "message",
 					     r->error[0] ? r->error : "generation failed", "type",
 					     "server_error", "code", "generation_failed"));
@@ -208,7 +203,7 @@ static int chat_produce(struct sse *s, void *state)
 	gen_events_free(ev, n);
 	if (!stream_over(s, r, n, &st->last_send_ns))
 		return 0;
-	if (stream_failed(r)) {
+	if (api_failed(r)) {
 		sse_raw(s, "data: [DONE]\n\n");
 		return 1;
 	}
@@ -436,7 +431,7 @@ enum MHD_Result api_chat_completions(struct http_req *hr)
 		json_t *message, *choice, *resp;
 		char id[48];
 
-		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
+		if (api_failed(r)) {
 			answered = http_error(hr, api_failed_status(r), "server_error",
 					      "generation_failed", "%s",
 					      r->error[0] ? r->error : "generation failed");
@@ -527,7 +522,7 @@ static int text_produce(struct sse *s, void *state)
 	gen_events_free(ev, n);
 	if (!stream_over(s, r, n, &st->last_send_ns))
 		return 0;
-	if (!stream_failed(r)) {
+	if (!api_failed(r)) {
 		sse_event(s, NULL, text_chunk(st, "", 0, api_finish_openai(r, false)));
 		if (st->include_usage)
 			sse_event(s, NULL, json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", st->id,
@@ -680,7 +675,7 @@ enum MHD_Result api_completions(struct http_req *hr)
 		json_t *lp = json_null(), *resp;
 		char id[48];
 
-		if (r->finish == FINISH_ERROR || r->finish == FINISH_CANCELLED) {
+		if (api_failed(r)) {
 			answered = http_error(hr, api_failed_status(r), "server_error",
 					      "generation_failed", "%s",
 					      r->error[0] ? r->error : "generation failed");
