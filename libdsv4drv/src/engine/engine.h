@@ -256,7 +256,11 @@ struct batch {
 	const uint32_t *chunk_start;	/* [rows] first row of this row's chunk */
 };
 
-/* forward.c, shared with the CUDA backend's forward: a failed pass resets
+/* forward.c, shared with the CUDA backend's forward: the batch rows whose
+ * logits @reqs want, request by request, into @lrows (NULL: only counted);
+ * returns how many */
+uint32_t eval_logit_rows(const struct dsv4_eval_req *reqs, uint32_t n, uint32_t *lrows);
+/* a failed pass resets
  * the batch's sequences; a done one hands each request its logits rows
  * (@logits: the rows wanted, request by request) and moves it on */
 void eval_reset_all(struct dsv4_eval_req *reqs, uint32_t n);

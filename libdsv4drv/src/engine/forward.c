@@ -298,6 +298,22 @@ void eval_deliver(struct dsv4_eval_req *reqs, uint32_t n, const float *logits, u
 	}
 }
 
+uint32_t eval_logit_rows(const struct dsv4_eval_req *reqs, uint32_t n, uint32_t *lrows)
+{
+	uint32_t nl = 0;
+
+	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
+		uint32_t want = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
+				reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+
+		/* the request's last @want rows */
+		for (uint32_t t = reqs[i].n_tokens - want; t < reqs[i].n_tokens; t++, nl++)
+			if (lrows)
+				lrows[nl] = r + t;
+	}
+	return nl;
+}
+
 int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		   char *err, size_t errlen)
 {
@@ -327,9 +343,8 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 			w.seq[r] = reqs[i].seq;
 			w.chunk_start[r] = r - t;
 		}
-		nl += reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-		      reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
 	}
+	nl = eval_logit_rows(reqs, n, NULL);
 	b = (struct batch){ .rows = R, .pos = w.pos, .tok = w.tok, .seq = w.seq,
 			    .chunk_start = w.chunk_start };
 	lrows = malloc(((size_t)nl + 1) * sizeof(*lrows));
@@ -379,14 +394,7 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 			m->opt.hooks->layer_out(m->opt.hooks->ctx, L, w.X, R, hc * D);
 	}
 
-	nl = 0;
-	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
-		if (reqs[i].want == DSV4_LOGITS_ALL)
-			for (uint32_t t = 0; t < reqs[i].n_tokens; t++)
-				lrows[nl++] = r + t;
-		else if (reqs[i].want == DSV4_LOGITS_LAST)
-			lrows[nl++] = r + reqs[i].n_tokens - 1;
-	}
+	nl = eval_logit_rows(reqs, n, lrows);
 	uint64_t t_head = now_ns();
 
 	if (nl && head_rows(m, w.X, lrows, nl, logits)) {

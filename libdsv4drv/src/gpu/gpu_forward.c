@@ -834,11 +834,9 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	int ret = 0;
 
 	gpu_bind(w.gm->g);
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; i < n; i++)
 		R += reqs[i].n_tokens;
-		nl += reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-		      reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
-	}
+	nl = eval_logit_rows(reqs, n, NULL);
 	w.R = R;
 	w.nl = nl;
 	w.split = R == 1 && !w.gm->profile;
@@ -922,14 +920,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		w.r = w.cu->MemcpyHtoD(w.b.meta, hb, head_bytes + (size_t)R * 8);
 		free(hb);
 	}
-	nl = 0;
-	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
-		if (reqs[i].want == DSV4_LOGITS_ALL)
-			for (uint32_t t = 0; t < reqs[i].n_tokens; t++)
-				lrows[nl++] = r + t;
-		else if (reqs[i].want == DSV4_LOGITS_LAST)
-			lrows[nl++] = r + reqs[i].n_tokens - 1;
-	}
+	eval_logit_rows(reqs, n, lrows);
 	if (m->store)	/* the hash layers' experts are known from the tokens */
 		moe_prefetch_hashed(m, tok, R);
 	if (graph)
