@@ -4,7 +4,7 @@
  *
  *   dsv4-run --model DIR --tokens 0,17,5,... [--n-predict K]
  *            [--dump-logits FILE] [--threads N] [--numerics reference|exact]
- *            [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]
+ *            [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512|avx512-bf16]
  *            [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]
  *            [--provider auto|kmod|host] [--io pread|io_uring] [--stats]
  *            [--kv-main f32|model1] [--kv-index f32|fp4|fp8]
@@ -40,7 +40,7 @@ static void usage(FILE *f)
 {
 	fputs("usage: dsv4-run --model DIR --tokens ID,ID,... [--n-predict K]\n"
 	      "                [--dump-logits FILE] [--threads N] [--numerics reference|exact]\n"
-	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512]\n"
+	      "                [--chunk N] [--hf-semantics] [--kernels scalar|avx2|avx512|avx512-bf16]\n"
 	      "                [--backend auto|cpu|cuda] [--gpu N] [--gpu-kv-spill]\n"
 	      "                [--experts resident|stream] [--cache-experts N] [--cache-bytes SIZE]\n"
 	      "                [--provider auto|kmod|host] [--io pread|io_uring] [--stats]\n"
