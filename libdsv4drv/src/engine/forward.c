@@ -283,13 +283,18 @@ void eval_reset_all(struct dsv4_eval_req *reqs, uint32_t n)
 		dsv4_seq_reset(reqs[i].seq);
 }
 
+/* how many logits rows request @q wants: its last this many rows */
+static uint32_t rows_wanted(const struct dsv4_eval_req *q)
+{
+	return q->want == DSV4_LOGITS_ALL ? q->n_tokens : q->want == DSV4_LOGITS_LAST ? 1 : 0;
+}
+
 void eval_deliver(struct dsv4_eval_req *reqs, uint32_t n, const float *logits, uint32_t vocab)
 {
 	size_t row = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-			     reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+		uint32_t k = rows_wanted(&reqs[i]);
 
 		if (k)
 			memcpy(reqs[i].logits, logits + row * vocab, (size_t)k * vocab * sizeof(float));
@@ -303,11 +308,9 @@ uint32_t eval_logit_rows(const struct dsv4_eval_req *reqs, uint32_t n, uint32_t 
 	uint32_t nl = 0;
 
 	for (uint32_t i = 0, r = 0; i < n; r += reqs[i].n_tokens, i++) {
-		uint32_t want = reqs[i].want == DSV4_LOGITS_ALL ? reqs[i].n_tokens :
-				reqs[i].want == DSV4_LOGITS_LAST ? 1 : 0;
+		uint32_t first = reqs[i].n_tokens - rows_wanted(&reqs[i]);
 
-		/* the request's last @want rows */
-		for (uint32_t t = reqs[i].n_tokens - want; t < reqs[i].n_tokens; t++, nl++)
+		for (uint32_t t = first; t < reqs[i].n_tokens; t++, nl++)
 			if (lrows)
 				lrows[nl] = r + t;
 	}
@@ -353,6 +356,7 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 		ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory for %u rows", R);
 		goto out;
 	}
+	eval_logit_rows(reqs, n, lrows);
 
 	if (m->store)	/* the hash layers' experts are known from the tokens */
 		moe_prefetch_hashed(m, w.tok, R);
@@ -394,7 +398,6 @@ int dsv4_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n,
 			m->opt.hooks->layer_out(m->opt.hooks->ctx, L, w.X, R, hc * D);
 	}
 
-	nl = eval_logit_rows(reqs, n, lrows);
 	uint64_t t_head = now_ns();
 
 	if (nl && head_rows(m, w.X, lrows, nl, logits)) {
