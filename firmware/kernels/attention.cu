@@ -32,6 +32,39 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
 	return k.ent + (size_t)(k.ratio == 4 && k.sel ? (uint32_t)k.sel[j] : j) * k.hd;
 }
 
+/* row r's keys: the window (this call's rows of r's chunk, then the
+ * ring), then the compressed entries (CSA: the row's top-k selection, or
+ * with @gath its gathered copies; HCA: every visible one).  Returns their
+ * number. */
+static __device__ __forceinline__ uint32_t row_keys(rowkeys &k, const float *kvc,
+						    const uint64_t *rowtab, uint32_t L, uint32_t r,
+						    const uint32_t *pos, const uint32_t *cstart,
+						    uint32_t ratio, const int32_t *sel,
+						    const uint32_t *nsel, uint32_t topk, uint32_t win,
+						    uint32_t hd, const float *gath)
+{
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+	uint32_t p = pos[r];
+
+	k.kvc = kvc;
+	k.ring = (const float *)sl->ring;
+	k.ent = (const float *)sl->cmp_ent;
+	k.sel = sel + (size_t)r * topk;
+	if (gath && ratio == 4) {
+		k.ent = gath;
+		k.sel = NULL;
+	}
+	k.first = p + 1 > win ? p + 1 - win : 0;
+	k.nwin = p - k.first + 1;
+	k.ncmp = ratio == 4 ? nsel[r] : ratio ? (p + 1) / ratio : 0;
+	k.row0 = cstart[r];
+	k.start = pos[k.row0];
+	k.win = win;
+	k.hd = hd;
+	k.ratio = ratio;
+	return k.nwin + k.ncmp;
+}
+
 /*
  * grid (R, H), 256 threads, dynamic shared memory (9 hd + keys) floats.
  * q [R, H*hd]; kvc [R, hd] this call's rows; row r's chunk starts at row
@@ -40,7 +73,7 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
  * memory) row r's selected entries are gath [r - r0, topk, hd], gathered
  * into GPU memory by dsv4_gather_entries, instead of entries[sel[j]].
  */
-FW_KERNEL void __launch_bounds__(256)
+FW_KERNEL void __launch_bounds__(256, 3)
 dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	       const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
 	       const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
@@ -52,27 +85,10 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	extern __shared__ float sm[];
 	uint32_t r = r0 + blockIdx.x, h = blockIdx.y, H = gridDim.y, p = pos[r];
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
-	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 	float *qs = sm, *sc = sm + hd;
 	rowkeys k;
-
-	k.kvc = kvc;
-	k.ring = (const float *)sl->ring;
-	k.ent = (const float *)sl->cmp_ent;
-	k.sel = sel + (size_t)r * topk;
-	if (gath && ratio == 4) {
-		k.ent = gath + (size_t)blockIdx.x * topk * hd;
-		k.sel = NULL;
-	}
-	k.first = p + 1 > win ? p + 1 - win : 0;
-	k.nwin = p - k.first + 1;
-	k.ncmp = ratio == 4 ? nsel[r] : ratio ? (p + 1) / ratio : 0;
-	k.row0 = cstart[r];
-	k.start = pos[k.row0];
-	k.win = win;
-	k.hd = hd;
-	k.ratio = ratio;
-	uint32_t n = k.nwin + k.ncmp;
+	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
+			      gath ? gath + (size_t)blockIdx.x * topk * hd : NULL);
 	float scale = 1.0f / sqrtf((float)hd);
 
 	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
@@ -190,6 +206,233 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 	block_rope(qs + hd - rd, freqs, rd, p, 1);
 	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
 		o[((size_t)r * H + h) * hd + d] = qs[d];
+}
+
+/*
+ * Decode attention split over the keys.  With one row (or a few) the
+ * kernel above is H blocks on as many SMs, each re-reading the row's one
+ * shared key set for its head, twice.  Here a block takes a range of the
+ * keys for SPLIT_HEADS heads: every key is read once per head group and
+ * S ranges spread the rows over the GPU.  Three steps: scores (and each
+ * range's max), exp and P.V per range against the row's max over every
+ * range (so P rounds to BF16 against the final max, as in the kernel
+ * above), then the ranges' sums added in range order, divided by the
+ * denominator with the sink, and inverse-roped.
+ *
+ * Common arguments as dsv4_attention's; grid (S, ceil(H / SPLIT_HEADS),
+ * rows) for the first two, row r0 + blockIdx.z; range c of n keys is
+ * [c C, (c + 1) C) with C = ceil(n / S).  Scratch: sc [rows, H, ld]
+ * scores, cmax [rows, H, S], part [rows, H, S, hd], pden [rows, H, S].
+ */
+#define SPLIT_HEADS 8
+
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
+		 const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		 const uint32_t *__restrict__ cstart, uint32_t ratio,
+		 const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,
+		 uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath,
+		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax)
+{
+	__shared__ __align__(16) float qs[SPLIT_HEADS * 512];
+	__shared__ float wmax[8][SPLIT_HEADS];
+	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
+	uint32_t h0 = blockIdx.y * SPLIT_HEADS, nh = H - h0 < SPLIT_HEADS ? H - h0 : SPLIT_HEADS;
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+	rowkeys k;
+	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
+			      gath ? gath + (size_t)i * topk * hd : NULL);
+	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
+	float scale = 1.0f / sqrtf((float)hd), mx[SPLIT_HEADS];
+
+	/* the group's heads are adjacent in q */
+	for (uint32_t t = threadIdx.x; t < nh * hd; t += blockDim.x)
+		qs[t] = q[((size_t)r * H + h0) * hd + t];
+	__syncthreads();
+#pragma unroll
+	for (int h = 0; h < SPLIT_HEADS; h++)
+		mx[h] = -INFINITY;
+	/* a warp per key, KEYS_AT_ONCE keys in flight, each key read once for
+	 * all the group's heads; each sum formed as in dsv4_attention */
+	for (uint32_t jb = j0 + wid; jb < j1; jb += KEYS_AT_ONCE * nw) {
+		const float *kj[KEYS_AT_ONCE];
+		float acc[KEYS_AT_ONCE][SPLIT_HEADS];
+
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = jb + u * nw;
+
+			kj[u] = j < j1 ? key_at(k, j) : NULL;
+#pragma unroll
+			for (int h = 0; h < SPLIT_HEADS; h++)
+				acc[u][h] = 0.f;
+		}
+		for (uint32_t d = lane * 4; d < hd; d += 128) {
+			float4 a[KEYS_AT_ONCE];
+
+#pragma unroll
+			for (int u = 0; u < KEYS_AT_ONCE; u++)
+				a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
+#pragma unroll
+			for (int h = 0; h < SPLIT_HEADS; h++) {
+				if (h >= nh)
+					break;
+				float4 b = *(const float4 *)(qs + h * hd + d);
+
+#pragma unroll
+				for (int u = 0; u < KEYS_AT_ONCE; u++)
+					acc[u][h] += a[u].x * b.x + a[u].y * b.y + a[u].z * b.z +
+						     a[u].w * b.w;
+			}
+		}
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = jb + u * nw;
+
+#pragma unroll
+			for (int h = 0; h < SPLIT_HEADS; h++) {
+				if (h >= nh)
+					break;
+				float v = warp_sum(acc[u][h]) * scale;
+
+				if (j < j1) {
+					if (!lane)
+						sc[((size_t)i * H + h0 + h) * ld + j] = v;
+					mx[h] = fmaxf(mx[h], v);
+				}
+			}
+		}
+	}
+	if (!lane)
+		for (int h = 0; h < SPLIT_HEADS; h++)
+			wmax[wid][h] = mx[h];
+	__syncthreads();
+	if (threadIdx.x < nh) {
+		float m = -INFINITY;
+
+		for (uint32_t w = 0; w < nw; w++)
+			m = fmaxf(m, wmax[w][threadIdx.x]);
+		cmax[((size_t)i * H + h0 + threadIdx.x) * S + c] = m;
+	}
+}
+
+/* the row's max for head h: over every range's (S <= 32) */
+static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
+{
+	uint32_t lane = threadIdx.x % 32;
+
+	return warp_max(lane < S ? cmax[lane] : -INFINITY);
+}
+
+/* a warp per head of the group, lanes over dims (hd <= 512), the range's
+ * keys in order, KEYS_AT_ONCE in flight */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
+	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
+	     uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
+	     uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
+	     const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
+	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
+	     float *__restrict__ pden)
+{
+	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
+	uint32_t lane = threadIdx.x % 32, h = blockIdx.y * SPLIT_HEADS + threadIdx.x / 32;
+	rowkeys k;
+
+	if (threadIdx.x / 32 >= SPLIT_HEADS || h >= H)
+		return;
+	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
+			      gath ? gath + (size_t)i * topk * hd : NULL);
+	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
+	size_t rh = (size_t)i * H + h;
+	float m = split_max(cmax + rh * S, S), den = 0.f, acc[16];
+	const float *srow = sc + rh * ld;
+
+#pragma unroll
+	for (int t = 0; t < 16; t++)
+		acc[t] = 0.f;
+	for (uint32_t jb = j0; jb < j1; jb += KEYS_AT_ONCE) {
+		const float *kj[KEYS_AT_ONCE];
+		float pj[KEYS_AT_ONCE];
+
+#pragma unroll
+		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+			uint32_t j = jb + u;
+
+			kj[u] = NULL;
+			pj[u] = 0.f;
+			if (j < j1) {
+				float e = expf(srow[j] - m);
+
+				den += e;
+				kj[u] = key_at(k, j);
+				pj[u] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
+			}
+		}
+#pragma unroll
+		for (int t = 0; t < 4; t++) {
+			uint32_t d = lane * 4 + 128 * t;
+
+			if (d < hd) {
+				float4 v[KEYS_AT_ONCE];
+
+#pragma unroll
+				for (int u = 0; u < KEYS_AT_ONCE; u++)
+					v[u] = kj[u] ? *(const float4 *)(kj[u] + d) :
+						       make_float4(0, 0, 0, 0);
+#pragma unroll
+				for (int u = 0; u < KEYS_AT_ONCE; u++) {
+					if (!kj[u])
+						break;
+					acc[4 * t] += pj[u] * v[u].x;
+					acc[4 * t + 1] += pj[u] * v[u].y;
+					acc[4 * t + 2] += pj[u] * v[u].z;
+					acc[4 * t + 3] += pj[u] * v[u].w;
+				}
+			}
+		}
+	}
+	float *out = part + (rh * S + c) * hd;
+
+#pragma unroll
+	for (int t = 0; t < 4; t++) {
+		uint32_t d = lane * 4 + 128 * t;
+
+		if (d < hd)
+			*(float4 *)(out + d) = make_float4(acc[4 * t], acc[4 * t + 1], acc[4 * t + 2],
+							   acc[4 * t + 3]);
+	}
+	if (!lane)
+		pden[rh * S + c] = den;
+}
+
+/* grid (H, rows), 128 threads: the ranges' sums in range order over the
+ * denominator (with the sink), inverse RoPE, into o [R, H*hd] */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cmax,
+		  const float *__restrict__ part, const float *__restrict__ pden, uint32_t S,
+		  uint32_t hd, uint32_t rd, const float *__restrict__ freqs,
+		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0)
+{
+	__shared__ float x[512];
+	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
+	size_t rh = (size_t)i * H + h;
+	float m = split_max(cmax + rh * S, S), den = 0.f;
+
+	for (uint32_t c = 0; c < S; c++)
+		den += pden[rh * S + c];
+	den += expf(sink[h] - m);
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+		float sum = 0.f;
+
+		for (uint32_t c = 0; c < S; c++)
+			sum += part[(rh * S + c) * hd + d];
+		x[d] = sum / den;
+	}
+	__syncthreads();
+	block_rope(x + hd - rd, freqs, rd, pos[r], 1);
+	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+		o[((size_t)r * H + h) * hd + d] = x[d];
 }
 
 /*

@@ -242,11 +242,11 @@ static __device__ void row_dot_any(const fw_mat &w, uint32_t o, const float *x, 
 		acc[r] = warp_sum(acc[r]);
 }
 
-/* One input row, four output rows per warp: the x piece is loaded once
- * and used for the four weight rows (x traffic from L1 is what limits
- * FP4, 32 values per 16-byte piece). */
-template <int FMT>
-static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, uint32_t nout,
+/* One input row, NR output rows per warp: the x piece is loaded once
+ * and used for the NR weight rows (x traffic from L1 is what limits FP4,
+ * 32 values per 16-byte piece). */
+template <int FMT, int NR>
+static __device__ __forceinline__ void rows_dot(const fw_mat &w, uint32_t o0, uint32_t nout,
 						 const float *x, float *acc, uint32_t k0, uint32_t k1,
 						 int aq)
 {
@@ -255,17 +255,17 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 	float v[n], xv[n];
 
 #pragma unroll
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < NR; i++)
 		acc[i] = 0.f;
 	for (uint32_t base = k0 / n; base < pieces; base += 32) {
 		uint32_t c = base + lane;
 		int on = c < pieces;
-		uint4 q[4];
-		float s[4];
+		uint4 q[NR];
+		float s[NR];
 
 		/* the four rows' pieces in flight together */
 #pragma unroll
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < NR; i++) {
 			int use = on && i < nout;
 
 			q[i] = use ? raw_piece<FMT>(w, o0 + i, c) : make_uint4(0, 0, 0, 0);
@@ -273,7 +273,7 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 		}
 		load_x<FMT>(x, c, on, aq, xv);
 #pragma unroll
-		for (int i = 0; i < 4; i++) {
+		for (int i = 0; i < NR; i++) {
 			float part = 0.f;
 
 			decode_piece<FMT>(q[i], v);
@@ -286,15 +286,17 @@ static __device__ __forceinline__ void rows4_dot(const fw_mat &w, uint32_t o0, u
 		}
 	}
 #pragma unroll
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < NR; i++)
 		acc[i] = warp_sum(acc[i]);
 }
 
-/* columns [k0, k1) only (a split-K slice: whole 128-column blocks), or all */
-static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, float *acc,
-				 uint32_t k0, uint32_t k1, int aq)
+/* columns [k0, k1) only (a split-K slice: whole 128-column blocks), or
+ * all; NR output rows from o0 */
+template <int NR>
+static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, float *acc,
+				uint32_t k0, uint32_t k1, int aq)
 {
-	uint32_t nout = w.rows - o0 < 4 ? w.rows - o0 : 4;
+	uint32_t nout = w.rows - o0 < NR ? w.rows - o0 : NR;
 	int tiled = ((uintptr_t)x & 15) == 0 &&
 		    (w.fmt == FW_FP4 ? w.cols % 32 == 0 : w.fmt == FW_FP8 ? w.cols % 16 == 0 :
 		     w.fmt == FW_BF16 ? w.cols % 8 == 0 : w.cols % 4 == 0);
@@ -303,20 +305,20 @@ static __device__ void rows4_any(const fw_mat &w, uint32_t o0, const float *x, f
 	if (tiled) {
 		switch (w.fmt) {
 		case FW_FP4:
-			rows4_dot<FW_FP4>(w, o0, nout, x, acc, k0, k1, aq);
+			rows_dot<FW_FP4, NR>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		case FW_FP8:
-			rows4_dot<FW_FP8>(w, o0, nout, x, acc, k0, k1, aq);
+			rows_dot<FW_FP8, NR>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		case FW_BF16:
-			rows4_dot<FW_BF16>(w, o0, nout, x, acc, k0, k1, aq);
+			rows_dot<FW_BF16, NR>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		default:
-			rows4_dot<FW_F32>(w, o0, nout, x, acc, k0, k1, aq);
+			rows_dot<FW_F32, NR>(w, o0, nout, x, acc, k0, k1, aq);
 			return;
 		}
 	}
-	for (uint32_t i = 0; i < 4; i++) {
+	for (uint32_t i = 0; i < NR; i++) {
 		acc[i] = 0.f;
 		if (i < nout) {
 			row_dot_any(w, o0 + i, x, 0, 1, one, 0);
@@ -358,7 +360,7 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 		__shared__ int last;
 
 		if (o0 < w.rows)
-			rows4_any(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
+			rows_any<4>(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
 		if (ks == 1) {
 			if (o0 < w.rows && threadIdx.x % 32 == 0)
 				for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
@@ -404,23 +406,25 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 }
 
 /*
- * grid: (ceil(rows/32), slots, 2 or 1); z picks (tab_a, y_a) or (tab_b, y_b).
- * Slot s = token * K + j uses expert idx[s] on input row
+ * grid: (ceil(rows/32), slots, 2 or 1), 128 threads, eight output rows a
+ * warp (each x piece loaded serves eight weight rows: FP4 experts read
+ * twice the x bytes per weight byte with four).  z picks (tab_a, y_a) or
+ * (tab_b, y_b).  Slot s = token * K + j uses expert idx[s] on input row
  * x[(per_slot ? s : s / K) * ldx]; a slot with idx < 0 (no expert, or not
  * in this group of streamed experts) is left as it is.  aq as for
  * dsv4_linear.
  */
-FW_KERNEL void __launch_bounds__(256)
+FW_KERNEL void __launch_bounds__(128)
 dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
 		    const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
 		    uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
 		    float *__restrict__ y_b, uint32_t ldy, uint32_t aq)
 {
-	uint32_t s = blockIdx.y, o0 = (blockIdx.x * 8 + threadIdx.x / 32) * 4;
+	uint32_t s = blockIdx.y, o0 = (blockIdx.x * 4 + threadIdx.x / 32) * 8;
 	int32_t e = idx[s];
 	const fw_mat *tab = blockIdx.z ? tab_b : tab_a;
 	float *y = blockIdx.z ? y_b : y_a;
-	float acc[4];
+	float acc[8];
 
 	if (e < 0)
 		return;
@@ -428,8 +432,8 @@ dsv4_linear_experts(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__
 
 	if (o0 >= w.rows)
 		return;
-	rows4_any(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc, 0, w.cols, aq);
+	rows_any<8>(w, o0, x + (size_t)(per_slot ? s : s / K) * ldx, acc, 0, w.cols, aq);
 	if (threadIdx.x % 32 == 0)
-		for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
+		for (uint32_t i = 0; i < 8 && o0 + i < w.rows; i++)
 			y[(size_t)s * ldy + o0 + i] = acc[i];
 }

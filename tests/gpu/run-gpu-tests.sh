@@ -13,7 +13,8 @@
 #    against the official fixtures within that envelope instead.)
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
-#    kernel: identical logits;
+#    kernel: identical logits; decode attention split over key ranges vs
+#    one block per head (summed in another order: 1e-4);
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models;
 # 6. engine_test with the backend left on auto: the official fixtures
@@ -87,6 +88,12 @@ for p in tiny-a tiny-c; do
 	grep -Eq "GPU decode graphs: [1-9][0-9]* captured, [1-9][0-9]* replayed" "$tmp/err" ||
 		{ cat "$tmp/err"; false; } &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nog" "$tmp/g" 0 "$p: decode from a CUDA graph vs launched"
+	tap $?
+	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)
+	# vs one block per head: the same sums in another order
+	DSV4_GPU_SPLIT_ATTN=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nosplit" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nosplit" "$tmp/g" 1e-4 \
+		"$p: decode attention split over keys vs one block per head"
 	tap $?
 done
 

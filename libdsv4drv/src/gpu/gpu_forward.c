@@ -28,6 +28,7 @@ struct bufs {
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
 	CUdeviceptr order, tiles, ntiles;	/* experts sorted for the prefill GEMM */
 	CUdeviceptr gath;	/* CSA entries gathered from host memory, GATH_ROWS rows */
+	CUdeviceptr asc, amax, apart, aden;	/* split attention (split_attn()) */
 };
 
 struct fwd {
@@ -47,6 +48,29 @@ struct fwd {
 
 /* rows whose selected CSA entries are gathered at once (spilled KV) */
 #define GATH_ROWS 64
+
+/* decode attention split over the keys (dsv4_attn_scores/pv/combine): up
+ * to this many rows, in at most SPLIT_RANGES key ranges of a row, heads in
+ * groups of SPLIT_HEADS (as the firmware's) */
+#define SPLIT_ROWS 8
+#define SPLIT_RANGES 32
+#define SPLIT_HEADS 8
+
+static int split_attn(const struct fwd *w)
+{
+	uint32_t hd = w->c->head_dim;
+
+	return w->gm->split_attn && w->R <= SPLIT_ROWS && hd % 4 == 0 && hd <= 512 &&
+	       hd >= w->c->rope_head_dim;
+}
+
+/* key ranges per row: about 8 keys each, at most SPLIT_RANGES */
+static uint32_t split_ranges(const struct fwd *w)
+{
+	uint32_t S = (w->maxkeys + 7) / 8;
+
+	return S < 1 ? 1 : S > SPLIT_RANGES ? SPLIT_RANGES : S;
+}
 
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
 {
@@ -107,6 +131,14 @@ static void layout(struct fwd *w)
 	b->ntiles = carve(w, 4);
 	b->gath = w->gm->kv_mem ? carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk *
 					       c->head_dim * F) : 0;
+	if (split_attn(w)) {
+		size_t RH = R * c->n_heads;
+
+		b->asc = carve(w, RH * w->maxkeys * F);
+		b->amax = carve(w, RH * SPLIT_RANGES * F);
+		b->apart = carve(w, RH * SPLIT_RANGES * c->head_dim * F);
+		b->aden = carve(w, RH * SPLIT_RANGES * F);
+	}
 	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
 	b->meta = carve(w, R * 8 * 4 + R * 8);
 	b->pos = b->meta;
@@ -413,6 +445,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	side_join(w);
 	{
 		uint32_t r0 = 0, step = R;
+		int split = split_attn(w);
 		CUdeviceptr gath = 0;
 		void *a[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio, &b->sel,
 			      &b->nsel, &topk, &win, &hd, &rd, &freqs, (void *)&gl->attn_sink,
@@ -431,6 +464,23 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 
 			if (gath)
 				launch(w, K_GATHER_ENTRIES, n, (topk + 7) / 8, 1, 256, 0, g);
+			if (split) {
+				uint32_t S = split_ranges(w), HG = (H + SPLIT_HEADS - 1) / SPLIT_HEADS;
+				uint32_t ld = w->maxkeys;
+				void *as[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart,
+					       &ratio, &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0,
+					       &gath, &b->asc, &ld, &b->amax };
+				void *ap[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio,
+					       &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0, &gath,
+					       &b->asc, &ld, &b->amax, &ref, &b->apart, &b->aden };
+				void *ac[] = { &b->pos, &b->amax, &b->apart, &b->aden, &S, &hd, &rd,
+					       &freqs, (void *)&gl->attn_sink, &b->o, &r0 };
+
+				launch(w, K_ATTN_SCORES, S, HG, n, 256, 0, as);
+				launch(w, K_ATTN_PV, S, HG, n, 256, 0, ap);
+				launch(w, K_ATTN_COMBINE, H, n, 1, 128, 0, ac);
+				continue;
+			}
 			launch(w, K_ATTENTION, n, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
 		}
 		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
@@ -480,9 +530,9 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 		launch(w, K_GEMM_EXPERTS, (D + 63) / 64, room, 1, 128, 0, g2);
 		return;
 	}
-	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 256, 0, a13);
+	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 128, 0, a13);
 	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
-	launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 256, 0, a2);
+	launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 128, 0, a2);
 }
 
 /* a GPU slot for expert e of layer L: a hit, or the least recently used

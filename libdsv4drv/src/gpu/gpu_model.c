@@ -363,6 +363,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	gm->graphs = !(getenv("DSV4_GPU_GRAPHS") && *getenv("DSV4_GPU_GRAPHS") == '0');
+	gm->split_attn = !(getenv("DSV4_GPU_SPLIT_ATTN") && *getenv("DSV4_GPU_SPLIT_ATTN") == '0');
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));

@@ -58,6 +58,7 @@ struct gpu_model {
 	/* one-token decode, captured as a CUDA graph and replayed while what
 	 * its launches bake in (key) stays the same; $DSV4_GPU_GRAPHS=0: off */
 	int graphs;
+	int split_attn;		/* $DSV4_GPU_SPLIT_ATTN=0: no split decode attention */
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
