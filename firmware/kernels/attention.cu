@@ -32,6 +32,20 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
 	return k.ent + (size_t)(k.ratio == 4 && k.sel ? (uint32_t)k.sel[j] : j) * k.hd;
 }
 
+/* the float4 at dim d of each of the KEYS_AT_ONCE keys (zeros for a
+ * missing key, NULL) */
+static __device__ __forceinline__ void keys_at_dim(const float *const *kj, uint32_t d, float4 *a)
+{
+#pragma unroll
+	for (int u = 0; u < KEYS_AT_ONCE; u++)
+		a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
+}
+
+static __device__ __forceinline__ float dot4(float4 a, float4 b)
+{
+	return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
+}
+
 /* row r's keys: the window (this call's rows of r's chunk, then the
  * ring), then the compressed entries (CSA: the row's top-k selection, or
  * with @gath its gathered copies; HCA: every visible one).  Returns their
@@ -113,12 +127,10 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 		for (uint32_t d = lane * 4; d < hd; d += 128) {
 			float4 b = *(const float4 *)(qs + d), a[KEYS_AT_ONCE];
 
+			keys_at_dim(kj, d, a);
 #pragma unroll
 			for (int u = 0; u < KEYS_AT_ONCE; u++)
-				a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
-#pragma unroll
-			for (int u = 0; u < KEYS_AT_ONCE; u++)
-				acc[u] += a[u].x * b.x + a[u].y * b.y + a[u].z * b.z + a[u].w * b.w;
+				acc[u] += dot4(a[u], b);
 		}
 #pragma unroll
 		for (int u = 0; u < KEYS_AT_ONCE; u++) {
@@ -169,10 +181,7 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
 			if (d < hd) {
 				float4 v[KEYS_AT_ONCE];
 
-#pragma unroll
-				for (int u = 0; u < KEYS_AT_ONCE; u++)
-					v[u] = kj[u] ? *(const float4 *)(kj[u] + d) :
-						       make_float4(0, 0, 0, 0);
+				keys_at_dim(kj, d, v);
 				/* in key order, as one key at a time */
 #pragma unroll
 				for (int u = 0; u < KEYS_AT_ONCE; u++) {
@@ -270,9 +279,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		for (uint32_t d = lane * 4; d < hd; d += 128) {
 			float4 a[KEYS_AT_ONCE];
 
-#pragma unroll
-			for (int u = 0; u < KEYS_AT_ONCE; u++)
-				a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
+			keys_at_dim(kj, d, a);
 #pragma unroll
 			for (int h = 0; h < SPLIT_HEADS; h++) {
 				if (h >= nh)
@@ -281,8 +288,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 
 #pragma unroll
 				for (int u = 0; u < KEYS_AT_ONCE; u++)
-					acc[u][h] += a[u].x * b.x + a[u].y * b.y + a[u].z * b.z +
-						     a[u].w * b.w;
+					acc[u][h] += dot4(a[u], b);
 			}
 		}
 #pragma unroll
@@ -376,10 +382,7 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 			if (d < hd) {
 				float4 v[KEYS_AT_ONCE];
 
-#pragma unroll
-				for (int u = 0; u < KEYS_AT_ONCE; u++)
-					v[u] = kj[u] ? *(const float4 *)(kj[u] + d) :
-						       make_float4(0, 0, 0, 0);
+				keys_at_dim(kj, d, v);
 #pragma unroll
 				for (int u = 0; u < KEYS_AT_ONCE; u++) {
 					if (!kj[u])
