@@ -331,8 +331,8 @@ static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, fl
  * grid: (ceil(rows/32), ksplit) blocks of 256 threads when nrows == 1 (four
  * output rows per warp; with ksplit > 1 each block takes cols/ksplit
  * columns, partial sums go to part [ksplit, rows] and the last block of a
- * row block adds them up in order, so the result does not depend on
- * timing; count [ceil(rows/32)] is zero and left zero), else
+ * row block adds them up in a fixed order, so the result does not depend
+ * on timing; count [ceil(rows/32)] is zero and left zero), else
  * (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks (one output row per
  * warp, FW_LINEAR_ROWS input rows per blockIdx.y).
  * aq: x through the official FP8 activation quant on the way in (FP8/FP4
@@ -378,13 +378,21 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 		if (!last)
 			return;
 		__threadfence();
-		uint32_t o = blockIdx.x * 32 + threadIdx.x;
+		/* each warp adds every 8th slice (its loads in flight together,
+		 * not one chain of ks), then the 8 sums in order */
+		__shared__ float red[8][32];
+		uint32_t ol = threadIdx.x % 32, j = threadIdx.x / 32, o = blockIdx.x * 32 + ol;
+		float sum = 0.f;
 
-		if (threadIdx.x < 32 && o < w.rows) {
-			float sum = 0.f;
-
-			for (uint32_t k = 0; k < ks; k++)
+		if (o < w.rows)
+			for (uint32_t k = j; k < ks; k += 8)
 				sum += __ldcg(&part[(size_t)k * w.rows + o]);
+		red[j][ol] = sum;
+		__syncthreads();
+		if (j == 0 && o < w.rows) {
+			sum = 0.f;
+			for (int i = 0; i < 8; i++)
+				sum += red[i][ol];
 			y[o] = sum;
 		}
 		if (threadIdx.x == 0)

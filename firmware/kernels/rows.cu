@@ -14,14 +14,16 @@ static __device__ __forceinline__ float sigmoidf_(float x)
 	return 1.0f / (1.0f + expf(-x));
 }
 
-/* grid R: X[r] = hc copies of embed[tok[r]] */
+/* grid (R, slices): X[r] = hc copies of embed[tok[r]] */
 FW_KERNEL void dsv4_embed(fw_mat w, const int32_t *__restrict__ tok, uint32_t hc,
 			  float *__restrict__ X)
 {
 	uint32_t r = blockIdx.x, D = w.cols;
 	size_t t = (size_t)tok[r];
 
-	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+	/* blockIdx.y: a slice of the row (one block alone took ~12 us) */
+	for (uint32_t d = blockIdx.y * blockDim.x + threadIdx.x; d < D;
+	     d += gridDim.y * blockDim.x) {
 		float v = w.fmt == FW_BF16 ? bf16f(((const uint16_t *)w.data)[t * D + d]) :
 			  ((const float *)w.data)[t * D + d];
 
@@ -236,7 +238,8 @@ FW_KERNEL void dsv4_hc_post(float *__restrict__ X, const float *__restrict__ f,
 	}
 }
 
-/* grid R: y = rmsnorm(sum_k pre_k X_k) * normw, pre from hc_head's mixes */
+/* grid R, up to 1024 threads: y = rmsnorm(sum_k pre_k X_k) * normw, pre from hc_head's
+ * mixes */
 FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restrict__ X,
 			    const float *__restrict__ scale, const float *__restrict__ base,
 			    uint32_t hc, uint32_t D, float hc_eps, float norm_eps,

@@ -7,7 +7,7 @@
 # 2. the GPU forward against the CPU engine (itself checked against the
 #    official reference): tiny-a/b/c and the embedded fortune-v4, 300-token
 #    prefill in one shot and in chunks, then 24 greedy decode steps, exact
-#    numerics.  (Reference numerics are chaotic: a one-ulp difference in a
+#    numerics, and a Flash-shaped checkpoint of 3 layers.  (Reference numerics are chaotic: a one-ulp difference in a
 #    sum moves an FP8/FP4 rounding or a top-k choice, and the official code
 #    itself moves by its envelope under 1e-6 noise; engine_test checks them
 #    against the official fixtures within that envelope instead.)
@@ -16,7 +16,7 @@
 #    kernel: identical logits; decode attention split over key ranges vs
 #    one block per head (summed in another order: 1e-4);
 # 4. dsv4-server on the GPU answers as on the CPU;
-# 5. compute-sanitizer memcheck on the tiny models;
+# 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode;
 # 6. engine_test with the backend left on auto: the official fixtures
 #    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
 set -uo pipefail
@@ -48,6 +48,16 @@ for p in tiny-a tiny-b tiny-c fortune; do
 		done
 	done
 done
+
+# Flash-shaped layers (the real widths: FP8 attention weights, FP4 experts
+# of 4096 columns, split-K slices, a CSA layer): GPU against CPU
+flash=$tmp/flash
+"$kit/dsv4-mkmodel" --preset flash --layers 3 --experts 8 --seed 2 "$flash" >/dev/null || exit 1
+args=(--model "$flash" --random-prompt 12 --seed 6 --n-predict 6 --numerics exact)
+"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null
+"$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/gpu" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 "flash-shaped exact: GPU vs CPU"
+tap $?
 
 # streamed experts (a CPU cache of 4 experts, a GPU cache of 4 slots: the
 # layers evict each other's) give the resident run's logits exactly; both
@@ -88,6 +98,11 @@ for p in tiny-a tiny-c; do
 	grep -Eq "GPU decode graphs: [1-9][0-9]* captured, [1-9][0-9]* replayed" "$tmp/err" ||
 		{ cat "$tmp/err"; false; } &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nog" "$tmp/g" 0 "$p: decode from a CUDA graph vs launched"
+	tap $?
+	# decode's ring store beside the attention vs after it on the main stream
+	DSV4_GPU_RING_ASIDE=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/ringmain" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ringmain" "$tmp/g" 0 \
+		"$p: decode's ring store beside the attention vs after it"
 	tap $?
 	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)
 	# vs one block per head: the same sums in another order
@@ -143,6 +158,13 @@ if [ -x "$san" ]; then
 			tap $rc
 		done
 	done
+	# shared-memory hazards (attention, top-k, the reductions)
+	"$san" --tool racecheck --error-exitcode 3 "$kit/dsv4-run" --model "$tmp/tiny-a" \
+		--random-prompt 8 --n-predict 3 --backend cuda >"$tmp/san" 2>&1
+	rc=$?
+	grep -q "RACECHECK SUMMARY: 0 hazards" "$tmp/san" && [ $rc = 0 ] || { tail -20 "$tmp/san"; rc=1; }
+	echo "$([ $rc = 0 ] && echo ok || echo not ok) tiny-a: compute-sanitizer racecheck decode"
+	tap $rc
 else
 	echo "ok compute-sanitizer # SKIP not installed"
 fi

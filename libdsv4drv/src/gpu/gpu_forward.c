@@ -44,6 +44,12 @@ struct fwd {
 	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
+	/* $DSV4_GPU_PROFILE=graph: launches counted, the one numbered skip
+	 * left out, and (rec) what each was */
+	uint32_t nlaunch;
+	int64_t skip;
+	struct gpu_launch_rec *rec;
+	uint32_t rec_cap;
 };
 
 /* rows whose selected CSA entries are gathered at once (spilled KV) */
@@ -180,6 +186,10 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 
 	if (w->r || !gx || !gy || !gz)
 		return;
+	if (w->rec && w->nlaunch < w->rec_cap)
+		w->rec[w->nlaunch] = (struct gpu_launch_rec){ k, { gx, gy, gz } };
+	if (w->nlaunch++ == w->skip)
+		return;
 	if (gm->profile && gm->prof_used < gm->prof_cap && gm->prof_ev[2 * gm->prof_used] &&
 	    gm->prof_ev[2 * gm->prof_used + 1]) {
 		ev = &gm->prof_ev[2 * gm->prof_used];
@@ -315,10 +325,15 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 		/* one input row and few output rows: split the columns so that
 		 * enough blocks stream the matrix (whole 128-column slices; the
 		 * scratch holds 8192 partial rows, count 256 row blocks) */
-		if (rows == 1 && G * ((W->rows + 31) / 32) <= 256 && x % 16 == 0)
-			while (ks < 32 && grows * ks * 2 <= 8192 &&
-			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= 512)
+		if (rows == 1 && G * ((W->rows + 31) / 32) <= 256 && x % 16 == 0) {
+			/* one row block (hc_fn: 24 x 16384): more, shorter slices */
+			int one = G * ((W->rows + 31) / 32) == 1;
+			uint32_t most = one ? 64 : 32, least = one ? 256 : 512;
+
+			while (ks < most && grows * ks * 2 <= 8192 &&
+			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= least)
 				ks *= 2;
+		}
 		launch_as(w, K_LINEAR, prof_linear(w->gm, W, rows, ks),
 			  rows == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8,
 			  rows == 1 ? ks : (rows + FW_LINEAR_ROWS - 1) / FW_LINEAR_ROWS, G, 256, 0, a);
@@ -446,6 +461,11 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	{
 		uint32_t r0 = 0, step = R;
 		int split = split_attn(w);
+		/* one row: its key goes into the ring beside the attention (the
+		 * slot it takes held position pos - window, outside the row's
+		 * window); with more rows a later row's store could take a key
+		 * an earlier row still reads */
+		int ring_aside = w->split && R == 1 && w->gm->ring_aside;
 		CUdeviceptr gath = 0;
 		void *a[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio, &b->sel,
 			      &b->nsel, &topk, &win, &hd, &rd, &freqs, (void *)&gl->attn_sink,
@@ -453,6 +473,11 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		void *s[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->clast, &win, &hd };
 		void *g[] = { &b->rowtab, &L, &b->sel, &b->nsel, &topk, &hd, &r0, &b->gath };
 
+		if (ring_aside) {
+			side_begin(w);
+			launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
+			side_end(w);
+		}
 		/* spilled entries: each row's selection comes over PCIe once, not
 		 * once per head */
 		if (ratio == 4 && w->gm->kv_mem) {
@@ -483,7 +508,8 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			}
 			launch(w, K_ATTENTION, n, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
 		}
-		launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
+		if (!ring_aside)	/* (joined with the shared expert, in moe()) */
+			launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
 	}
 	/* grouped low-rank output: wo_a per group, all groups in one launch
 	 * (no act quant), then wo_b */
@@ -776,7 +802,9 @@ static void head(struct fwd *w, const uint32_t *lrows)
 	for (uint32_t i = 0; i < nl && !w->r; i++)
 		w->r = w->cu->MemcpyDtoDAsync(b->hX + i * row, b->X + lrows[i] * row, row, w->main);
 	lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
-	launch(w, K_HC_HEAD, nl, 1, 1, 256, 0, a);
+	/* few rows: one block each, as wide as it gets (256 threads took
+	 * ~19 us for one row) */
+	launch(w, K_HC_HEAD, nl, 1, 1, nl < 64 ? 1024 : 256, 0, a);
 	lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
 }
 
@@ -793,7 +821,7 @@ static int forward(struct fwd *w, const uint32_t *pos, const uint32_t *lrows, ch
 		struct fw_mat em = w->gm->embed;
 		void *a[] = { &em, &w->b.tok, &hc, &w->b.X };
 
-		launch(w, K_EMBED, R, 1, 1, 256, 0, a);
+		launch(w, K_EMBED, R, (D + 255) / 256 < 16 ? (D + 255) / 256 : 16, 1, 256, 0, a);
 	}
 	for (uint32_t L = 0; L < c->n_layers && !w->r && !ret; L++) {
 		block(w, L, 0, pos);
@@ -819,6 +847,69 @@ static int forward(struct fwd *w, const uint32_t *pos, const uint32_t *lrows, ch
 	if (w->nl && !w->r && !ret)
 		head(w, lrows);
 	return ret;
+}
+
+/* the step captured with launch @skip (-1: none) left out, instantiated */
+static CUgraphExec capture_without(struct fwd *w, const uint32_t *pos, const uint32_t *lrows,
+				   int64_t skip)
+{
+	CUgraph g = NULL;
+	CUgraphExec e = NULL;
+	char err[256];
+	int ret;
+
+	if (w->cu->StreamBeginCapture(w->main, 1 /* thread-local */))
+		return NULL;
+	w->nlaunch = 0;
+	w->skip = skip;
+	ret = forward(w, pos, lrows, err, sizeof(err));
+	w->skip = -1;
+	if (w->cu->StreamEndCapture(w->main, &g) || w->r || ret ||
+	    w->cu->GraphInstantiateWithFlags(&e, g, 0))
+		e = NULL;
+	if (g)
+		w->cu->GraphDestroy(g);
+	w->r = 0;
+	return e;
+}
+
+/*
+ * $DSV4_GPU_PROFILE=graph: each launch's cost on the critical path, as
+ * the replay time of the step captured without it, subtracted from the
+ * whole step's (gpu_profile.c adds them up and reports them).
+ */
+static void graph_profile(struct fwd *w, const uint32_t *pos, const uint32_t *lrows)
+{
+	struct gpu_model *gm = w->gm;
+	struct gpu_launch_rec rec[1024];
+	CUgraphExec whole, e;
+	double base = 0, b, t;
+	uint32_t n, timed = 0;
+
+	w->rec = rec;
+	w->rec_cap = 1024;
+	whole = capture_without(w, pos, lrows, -1);
+	w->rec = NULL;
+	n = w->nlaunch < 1024 ? w->nlaunch : 1024;
+	if (!whole)
+		return;
+	/* the whole step timed beside each variant: the clocks drift by
+	 * about 1 % over the seconds this takes, as much as a small kernel */
+	for (uint32_t k = 0; k < n; k++) {
+		e = capture_without(w, pos, lrows, k);
+		b = gpu_replay_s(gm, whole, w->main);
+		t = e ? gpu_replay_s(gm, e, w->main) : -1;
+		if (e)
+			w->cu->GraphExecDestroy(e);
+		if (b < 0 || t < 0)
+			break;
+		base += b;
+		timed++;
+		gpu_graph_profile_add(gm, &rec[k], b - t);
+	}
+	if (timed)
+		gpu_graph_profile_base(gm, base / timed);
+	w->cu->GraphExecDestroy(whole);
 }
 
 /*
@@ -865,6 +956,8 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 	}
 	gm->graph_key = key;
 	gm->graph_builds++;
+	if (gm->prof_graph)
+		graph_profile(w, pos, lrows);
 	w->r = w->cu->GraphLaunch(gm->graph, w->main);
 	return 0;
 }
@@ -874,7 +967,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 {
 	const struct dsv4_config *c = &m->cfg;
 	struct fwd w = { .gm = m->gpu, .m = m, .c = c, .cu = &m->gpu->g->cu,
-			 .reference = m->opt.numerics == DSV4_NUMERICS_REFERENCE };
+			 .reference = m->opt.numerics == DSV4_NUMERICS_REFERENCE, .skip = -1 };
 	uint32_t R = 0, nl = 0;
 	int graph;
 	uint64_t t0 = now_ns();

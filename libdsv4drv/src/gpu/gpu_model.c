@@ -362,8 +362,10 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
+	gm->prof_graph = getenv("DSV4_GPU_PROFILE") && !strcmp(getenv("DSV4_GPU_PROFILE"), "graph");
 	gm->graphs = !(getenv("DSV4_GPU_GRAPHS") && *getenv("DSV4_GPU_GRAPHS") == '0');
 	gm->split_attn = !(getenv("DSV4_GPU_SPLIT_ATTN") && *getenv("DSV4_GPU_SPLIT_ATTN") == '0');
+	gm->ring_aside = !(getenv("DSV4_GPU_RING_ASIDE") && *getenv("DSV4_GPU_RING_ASIDE") == '0');
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));
@@ -432,6 +434,7 @@ void gpu_model_close(struct gpu_model *gm)
 	if (!gm)
 		return;
 	gpu_bind(gm->g);
+	gpu_graph_profile_report(gm);
 	if (gm->profile) {
 		double total = 0;
 

@@ -59,6 +59,7 @@ struct gpu_model {
 	 * its launches bake in (key) stays the same; $DSV4_GPU_GRAPHS=0: off */
 	int graphs;
 	int split_attn;		/* $DSV4_GPU_SPLIT_ATTN=0: no split decode attention */
+	int ring_aside;		/* $DSV4_GPU_RING_ASIDE=0: decode's ring store on the main stream */
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
@@ -84,10 +85,35 @@ struct gpu_model {
 		uint64_t n;
 	} prof_lin[64];
 	uint32_t n_prof_lin;
+	/* $DSV4_GPU_PROFILE=graph (gpu_profile.c): each decode graph, once
+	 * captured, captured again without each launch in turn */
+	int prof_graph;
+	double prof_graph_s;
+	uint64_t prof_graphs;
+	struct gpu_prof_node {
+		uint32_t kernel, grid[3], order;
+		double s;
+		uint64_t n;
+	} prof_node[128];
+	uint32_t n_prof_node;
 };
+
+/* one launch of a forward, as the graph profile records it */
+struct gpu_launch_rec {
+	uint32_t kernel, grid[3];
+};
+
 
 /* the profile's events of one forward, added up (after its last sync) */
 void gpu_prof_collect(struct gpu_model *gm);
+
+/* gpu_profile.c: seconds per replay of @exec on @s (-1: an error); the
+ * graph profile's whole-step time and each launch's cost, added up; and
+ * their report, at close */
+double gpu_replay_s(struct gpu_model *gm, CUgraphExec exec, CUstream s);
+void gpu_graph_profile_base(struct gpu_model *gm, double s);
+void gpu_graph_profile_add(struct gpu_model *gm, const struct gpu_launch_rec *l, double s);
+void gpu_graph_profile_report(struct gpu_model *gm);
 
 struct gpu_seq {
 	CUdeviceptr tab;		/* fw_seq_layer [n_layers] on the device */
