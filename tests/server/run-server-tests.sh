@@ -9,6 +9,8 @@
 #   3. a bounded load test (clients/load.test.mjs): 32 clients, 0 errors,
 #      /metrics counters equal to what the clients saw, RSS stable
 #   4. /health is 503 while loading, then 200
+#   1b. an engine error mid-generation (--test-fail-after): the error
+#      events of both APIs' streams, 500 for plain requests
 # TAP on stdout (node's reporter), one line per top-level test.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -118,6 +120,58 @@ DSV4_URL=http://127.0.0.1:$main_port DSV4_FORCED_URL=http://127.0.0.1:$forced_po
 	DSV4_KEY=$key DSV4_MODEL=tiny \
 	node --test --test-reporter=tap --test-timeout=120000 "$clients/sdk.test.mjs" |
 	grep -vE '^TAP version|^1\.\.' | sed -E "s/^(not )?ok [0-9]+ - /\1ok - sdk: /" || rc=1
+
+# ---- 1b. an engine error mid-generation (--test-fail-after 3): a stream
+# ends with its API's error event (and no finish), a plain request gets a
+# 500, and the server goes on serving ----
+start failing "$build/bin/dsv4-server" --parallel 1 --test-fail-after 3 || exit 1
+post() {	# post PATH OUT BODY -> HTTP code
+	curl -s -N -o "$2" -w '%{http_code}' -H "Authorization: Bearer $key" -H "x-api-key: $key" \
+		-H 'anthropic-version: 2023-06-01' -H 'Content-Type: application/json' -d "$3" \
+		"http://127.0.0.1:$port$1"
+}
+msg='"max_tokens":40,"temperature":0,"messages":[{"role":"user","content":"Hello there"}]'
+code=$(post /v1/chat/completions "$work/fail-o.sse" "{\"model\":\"tiny\",\"stream\":true,$msg}")
+if [ "$code" = 200 ] && grep -q '"delta":{"content":"[^"]' "$work/fail-o.sse" &&
+	grep -q '"code":"generation_failed"' "$work/fail-o.sse" &&
+	grep -q 'injected engine failure' "$work/fail-o.sse" &&
+	! grep -q '"finish_reason":"' "$work/fail-o.sse" &&
+	[ "$(tail -n 2 "$work/fail-o.sse" | head -n 1)" = "data: [DONE]" ]; then
+	tap OK "engine error: OpenAI stream: text, then an error event and [DONE]"
+else
+	tap FAIL "engine error: OpenAI stream ($code): $(tail -c 400 "$work/fail-o.sse")"
+fi
+code=$(post /v1/messages "$work/fail-a.sse" "{\"model\":\"tiny\",\"stream\":true,$msg}")
+if [ "$code" = 200 ] && grep -q '"text_delta","text":"[^"]' "$work/fail-a.sse" &&
+	grep -q '^event: error' "$work/fail-a.sse" && grep -q '"type":"api_error"' "$work/fail-a.sse" &&
+	! grep -q '^event: message_stop' "$work/fail-a.sse"; then
+	tap OK "engine error: Anthropic stream: text, then an error event, no message_stop"
+else
+	tap FAIL "engine error: Anthropic stream ($code): $(tail -c 400 "$work/fail-a.sse")"
+fi
+code=$(post /v1/chat/completions "$work/fail-o.json" "{\"model\":\"tiny\",$msg}")
+if [ "$code" = 500 ] && grep -q '"code":"generation_failed"' "$work/fail-o.json"; then
+	tap OK "engine error: OpenAI request answered 500 generation_failed"
+else
+	tap FAIL "engine error: OpenAI request ($code): $(head -c 400 "$work/fail-o.json")"
+fi
+code=$(post /v1/messages "$work/fail-a.json" "{\"model\":\"tiny\",$msg}")
+if [ "$code" = 500 ] && grep -q '"type":"error"' "$work/fail-a.json"; then
+	tap OK "engine error: Anthropic request answered 500 with an error object"
+else
+	tap FAIL "engine error: Anthropic request ($code): $(head -c 400 "$work/fail-a.json")"
+fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health")
+[ "$code" = 200 ] && tap OK "engine error: the server still healthy" ||
+	tap FAIL "engine error: the server still healthy (health $code)"
+bad=0
+for v in 0 -1 x 2000000; do
+	"$build/bin/dsv4-server" --model "$work/model" --test-fail-after "$v" >"$work/badopt.log" 2>&1 &&
+		bad=1
+	grep -q "bad value for --test-fail-after" "$work/badopt.log" || bad=1
+done
+[ $bad = 0 ] && tap OK "engine error: --test-fail-after rejects 0, -1, x, 2000000" ||
+	tap FAIL "engine error: --test-fail-after rejects bad values ($(cat "$work/badopt.log"))"
 
 # ---- 3. load (against the main server, queue large enough) ----
 kill "${pids[@]}" 2>/dev/null

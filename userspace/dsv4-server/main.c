@@ -75,6 +75,8 @@ static void usage(FILE *f)
 	      "  -q, --quiet              no log lines\n"
 	      "      --test-forced-output FILE   tests only: every answer is FILE's text\n"
 	      "      --test-load-delay MS        tests only: wait before loading\n"
+	      "      --test-fail-after N  tests only: every generation fails, as on an engine\n"
+	      "                           error, once it has N tokens\n"
 	      "  -h, --help\n", f);
 }
 
@@ -111,7 +113,7 @@ enum {
 	OPT_HOST = 1000, OPT_PORT, OPT_TOKENIZER, OPT_BATCH, OPT_QUEUE, OPT_KEY, OPT_KEY_FILE,
 	OPT_METRICS, OPT_NO_METRICS, OPT_MAX_BODY, OPT_MAX_CONN, OPT_TIMEOUT, OPT_THINK,
 	OPT_PROVIDER, OPT_EXPERTS, OPT_CACHE, OPT_PREFIX, OPT_PREFIX_DIR, OPT_PREFIX_DISK,
-	OPT_NUMERICS, OPT_KERNELS, OPT_PARALLEL, OPT_TEST_FORCED, OPT_TEST_DELAY,
+	OPT_NUMERICS, OPT_KERNELS, OPT_PARALLEL, OPT_TEST_FORCED, OPT_TEST_DELAY, OPT_TEST_FAIL,
 	OPT_BACKEND, OPT_GPU, OPT_GPU_KV_SPILL,
 };
 
@@ -152,6 +154,7 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "test-forced-output", required_argument, NULL, OPT_TEST_FORCED },
 		{ "test-load-delay", required_argument, NULL, OPT_TEST_DELAY },
+		{ "test-fail-after", required_argument, NULL, OPT_TEST_FAIL },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -280,6 +283,10 @@ static int parse_args(int argc, char **argv, struct srv_options *o, char **key_o
 		case OPT_TEST_DELAY:
 			if (parse_u32(optarg, 0, 600000, &o->test_load_delay_ms))
 				bad = "--test-load-delay";
+			break;
+		case OPT_TEST_FAIL:
+			if (parse_u32(optarg, 1, 1u << 20, &o->test_fail_after))
+				bad = "--test-fail-after";
 			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -1;

@@ -427,6 +427,12 @@ static void step(struct sched *s)
 			if (sl->prefilled < sl->r->n_prompt)
 				continue;
 		}
+		/* --test-fail-after: the path an engine error takes mid-stream */
+		if (srv->opt.test_fail_after && sl->r->n_generated >= srv->opt.test_fail_after) {
+			slot_release(s, sl, FINISH_ERROR,
+				     "injected engine failure (--test-fail-after)");
+			continue;
+		}
 		tok = sampler_next(sl->smp, sl->logits, sl->r->n_top, &chosen, top);
 		if (srv->forced) {
 			tok = sl->r->n_generated < srv->n_forced ? srv->forced[sl->r->n_generated] :

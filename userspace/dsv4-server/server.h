@@ -56,6 +56,7 @@ struct srv_options {
 	 * model with random weights.  And a pause before loading (503 test). */
 	const char *test_forced_output;
 	unsigned test_load_delay_ms;
+	unsigned test_fail_after;	/* 0: off; else generations fail at this many tokens */
 };
 
 /* ---- sampling (sample.c) ---- */
