@@ -39,9 +39,19 @@ function raw(bytes, wait = 3000) {
   });
 }
 
+// The server closes idle keep-alive connections after its --timeout (3 s
+// here) and undici keeps them 4 s, so a GET can go out on a connection the
+// server has just closed ('fetch failed'): retry it, as clients do for
+// idempotent requests.
 async function slots() {
-  const r = await fetch(`${url}/slots`, { headers: auth });
-  return r.json();
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(`${url}/slots`, { headers: auth });
+      return await r.json();
+    } catch (e) {
+      if (i >= 2) throw e;
+    }
+  }
 }
 
 async function waitIdle(ms = 8000) {
