@@ -84,12 +84,14 @@ tap() {	# tap OK|FAIL DESCRIPTION
 
 # ---- 4. /health while loading ----
 port=$((20000 + RANDOM % 40000))
-"$build/bin/dsv4-server" --model "$work/model" --port "$port" --test-load-delay 3000 \
+# (a 6 s hold, up to ~5 s for the first answer: on 2 busy cores the
+# server took over 2.5 s to listen once)
+"$build/bin/dsv4-server" --model "$work/model" --port "$port" --test-load-delay 6000 \
 	>"$work/loading.log" 2>&1 &
 lp=$!
 pids+=("$lp")
 code=000
-for _ in $(seq 1 50); do
+for _ in $(seq 1 100); do
 	code=$(curl -s -o "$work/health.json" -w '%{http_code}' "http://127.0.0.1:$port/health")
 	[ "$code" != 000 ] && break
 	sleep 0.05
