@@ -7,14 +7,16 @@
 # 2. the GPU forward against the CPU engine (itself checked against the
 #    official reference): tiny-a/b/c and the embedded fortune-v4, 300-token
 #    prefill in one shot and in chunks, then 24 greedy decode steps, exact
-#    numerics, and a Flash-shaped checkpoint of 3 layers.  (Reference numerics are chaotic: a one-ulp difference in a
-#    sum moves an FP8/FP4 rounding or a top-k choice, and the official code
-#    itself moves by its envelope under 1e-6 noise; engine_test checks them
-#    against the official fixtures within that envelope instead.)
+#    numerics; and a Flash-shaped checkpoint of 3 layers.  (Reference
+#    numerics are chaotic: a one-ulp difference in a sum moves an FP8/FP4
+#    rounding or a top-k choice, and the official code itself moves by its
+#    envelope under 1e-6 noise; engine_test checks them against the
+#    official fixtures within that envelope instead.)
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
-#    kernel: identical logits; decode attention split over key ranges vs
-#    one block per head (summed in another order: 1e-4);
+#    kernel, the ring store beside the attention vs after it: identical
+#    logits; decode attention split over key ranges vs one block per head
+#    (summed in another order: 1e-4);
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode;
 # 6. engine_test with the backend left on auto: the official fixtures
@@ -54,7 +56,7 @@ done
 flash=$tmp/flash
 "$kit/dsv4-mkmodel" --preset flash --layers 3 --experts 8 --seed 2 "$flash" >/dev/null || exit 1
 args=(--model "$flash" --random-prompt 12 --seed 6 --n-predict 6 --numerics exact)
-"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null
+"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/gpu" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 "flash-shaped exact: GPU vs CPU"
 tap $?

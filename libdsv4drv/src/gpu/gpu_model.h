@@ -103,7 +103,6 @@ struct gpu_launch_rec {
 	uint32_t kernel, grid[3];
 };
 
-
 /* the profile's events of one forward, added up (after its last sync) */
 void gpu_prof_collect(struct gpu_model *gm);
 
