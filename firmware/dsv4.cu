@@ -6,3 +6,4 @@
 #include "kernels/rows.cu"
 #include "kernels/attention.cu"
 #include "kernels/indexer.cu"
+#include "kernels/experts_mma.cu"

@@ -15,6 +15,9 @@ enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
 /* Rows per linear() launch: each lane keeps this many accumulators. */
 #define FW_LINEAR_ROWS 8
 
+/* dsv4_experts_mma: the most columns (x's FP8 codes in shared memory) */
+#define FW_MMA_MAX_COLS 8192
+
 /* One layer of one sequence, in device memory (F32 throughout):
  * ring [window, head_dim]; compressor kv/score [coff*ratio, coff*dim];
  * entries [cap, dim].  Zero where the layer has no such part. */

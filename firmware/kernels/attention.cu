@@ -409,8 +409,11 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 		pden[rh * S + c] = den;
 }
 
-/* grid (H, rows), 128 threads: the ranges' sums in range order over the
- * denominator (with the sink), inverse RoPE, into o [R, H*hd] */
+/* grid (H, rows, slices), 128 threads: the ranges' sums in range order
+ * over the denominator (with the sink), inverse RoPE, into o [R, H*hd].
+ * blockIdx.z takes a slice of hd / gridDim.z dims (one block per head
+ * reading all S ranges took ~8 us); the RoPE dims lie in the last slice
+ * (the host checks rd <= hd / gridDim.z) */
 FW_KERNEL void __launch_bounds__(128)
 dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cmax,
 		  const float *__restrict__ part, const float *__restrict__ pden, uint32_t S,
@@ -419,23 +422,27 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 {
 	__shared__ float x[512];
 	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
+	uint32_t W = hd / gridDim.z, d0 = blockIdx.z * W;
 	size_t rh = (size_t)i * H + h;
 	float m = split_max(cmax + rh * S, S), den = 0.f;
 
 	for (uint32_t c = 0; c < S; c++)
 		den += pden[rh * S + c];
 	den += expf(sink[h] - m);
-	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+	for (uint32_t d = threadIdx.x; d < W; d += blockDim.x) {
+		const float *p = part + rh * S * hd + d0 + d;
 		float sum = 0.f;
 
+#pragma unroll 8
 		for (uint32_t c = 0; c < S; c++)
-			sum += part[(rh * S + c) * hd + d];
+			sum += p[(size_t)c * hd];
 		x[d] = sum / den;
 	}
 	__syncthreads();
-	block_rope(x + hd - rd, freqs, rd, pos[r], 1);
-	for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
-		o[((size_t)r * H + h) * hd + d] = x[d];
+	if (d0 + W == hd)
+		block_rope(x + W - rd, freqs, rd, pos[r], 1);
+	for (uint32_t d = threadIdx.x; d < W; d += blockDim.x)
+		o[((size_t)r * H + h) * hd + d0 + d] = x[d];
 }
 
 /*

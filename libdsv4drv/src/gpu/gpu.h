@@ -85,7 +85,8 @@ struct cu_driver {
 	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk) X(GEMM, dsv4_gemm) \
 	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts) \
 	X(GATHER_ENTRIES, dsv4_gather_entries) X(INDEX_SCORES_TILED, dsv4_index_scores_tiled) \
-	X(ATTN_SCORES, dsv4_attn_scores) X(ATTN_PV, dsv4_attn_pv) X(ATTN_COMBINE, dsv4_attn_combine)
+	X(ATTN_SCORES, dsv4_attn_scores) X(ATTN_PV, dsv4_attn_pv) X(ATTN_COMBINE, dsv4_attn_combine) \
+	X(EXPERTS_MMA, dsv4_experts_mma)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

@@ -78,6 +78,16 @@ static uint32_t split_ranges(const struct fwd *w)
 	return S < 1 ? 1 : S > SPLIT_RANGES ? SPLIT_RANGES : S;
 }
 
+/* dsv4_attn_combine's slices of a head: the RoPE dims in the last one */
+static uint32_t combine_slices(uint32_t hd, uint32_t rd)
+{
+	uint32_t z = 4;
+
+	while (z > 1 && (hd % z || hd / z < rd))
+		z /= 2;
+	return z;
+}
+
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
 {
 	size_t at = (w->used + 255) & ~(size_t)255;
@@ -503,7 +513,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 
 				launch(w, K_ATTN_SCORES, S, HG, n, 256, 0, as);
 				launch(w, K_ATTN_PV, S, HG, n, 256, 0, ap);
-				launch(w, K_ATTN_COMBINE, H, n, 1, 128, 0, ac);
+				launch(w, K_ATTN_COMBINE, H, n, combine_slices(hd, rd), 128, 0, ac);
 				continue;
 			}
 			launch(w, K_ATTENTION, n, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);
@@ -539,6 +549,14 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
 	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
 		       &b->ye, &D, &zero };
+	/* FP4 experts whose x is on the FP8 grid (reference numerics: the
+	 * act quant of w1/w3's input, h quantized by the SwiGLU) take the
+	 * tensor cores; dsv4_experts_mma quantizes x itself, which leaves
+	 * an x already on the grid as it is */
+	int mma13 = w->gm->experts_mma && w->reference && gl->e1.fmt == FW_FP4 &&
+		    D % 128 == 0 && D <= FW_MMA_MAX_COLS && xe % 16 == 0;
+	int mma2 = w->gm->experts_mma && fq && gl->e2.fmt == FW_FP4 && I <= FW_MMA_MAX_COLS &&
+		   b->h % 16 == 0;
 
 	if (RK >= GEMM_MIN_ROWS * K && !aq && gemm_fits(&gl->e1) && gemm_fits(&gl->e2) &&
 	    D % 64 == 0 && I % 64 == 0 && E <= 1024) {
@@ -556,9 +574,23 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 		launch(w, K_GEMM_EXPERTS, (D + 63) / 64, room, 1, 128, 0, g2);
 		return;
 	}
-	launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 128, 0, a13);
+	if (mma13) {
+		void *m13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &idx, &K, &xe, &D, &zero,
+				&b->g, &b->u, &I };
+
+		launch(w, K_EXPERTS_MMA, (I + 63) / 64, RK, 2, 128, 0, m13);
+	} else {
+		launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 128, 0, a13);
+	}
 	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
-	launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 128, 0, a2);
+	if (mma2) {
+		void *m2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one,
+			       &b->ye, &b->ye, &D };
+
+		launch(w, K_EXPERTS_MMA, (D + 63) / 64, RK, 1, 128, 0, m2);
+	} else {
+		launch(w, K_LINEAR_EXPERTS, (D + 31) / 32, RK, 1, 128, 0, a2);
+	}
 }
 
 /* a GPU slot for expert e of layer L: a hit, or the least recently used

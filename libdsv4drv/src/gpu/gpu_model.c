@@ -24,6 +24,14 @@ struct uploader {
 	CUresult r;
 };
 
+/* an on-by-default switch turned off with VAR=0 */
+static int env_off(const char *var)
+{
+	const char *v = getenv(var);
+
+	return v && *v == '0';
+}
+
 static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 {
 	size_t at = (u->used + 255) & ~(size_t)255;
@@ -363,9 +371,10 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	}
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	gm->prof_graph = getenv("DSV4_GPU_PROFILE") && !strcmp(getenv("DSV4_GPU_PROFILE"), "graph");
-	gm->graphs = !(getenv("DSV4_GPU_GRAPHS") && *getenv("DSV4_GPU_GRAPHS") == '0');
-	gm->split_attn = !(getenv("DSV4_GPU_SPLIT_ATTN") && *getenv("DSV4_GPU_SPLIT_ATTN") == '0');
-	gm->ring_aside = !(getenv("DSV4_GPU_RING_ASIDE") && *getenv("DSV4_GPU_RING_ASIDE") == '0');
+	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
+	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
+	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
+	gm->experts_mma = !env_off("DSV4_GPU_MMA");
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));

@@ -53,6 +53,9 @@ struct gpu_model {
 	CUstream main;
 	CUstream side;
 	CUevent fork, join;
+	/* FP4 experts with reference numerics on the tensor cores
+	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
+	int experts_mma;
 	/* dsv4_linear's split-K scratch, one per stream: [0] main, [1] side */
 	CUdeviceptr splitk_part[2], splitk_count[2];
 	/* one-token decode, captured as a CUDA graph and replayed while what
