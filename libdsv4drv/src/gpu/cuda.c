@@ -31,6 +31,11 @@ static const char *const kernel_names[K_COUNT] = {
 #undef GPU_KNAME
 };
 
+const char *gpu_kernel_name(unsigned int k)
+{
+	return k < K_COUNT ? kernel_names[k] : "?";
+}
+
 const char *gpu_err(const struct dsv4_gpu *g, CUresult r)
 {
 	const char *s = NULL;

@@ -105,6 +105,8 @@ struct dsv4_gpu {
 };
 
 const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
+/* a kernel's name in the fatbin (enum gpu_kernel), "?" out of range */
+const char *gpu_kernel_name(unsigned int k);
 
 /* the context current on the calling thread: a server evaluates on its
  * scheduler thread, not the one that loaded the model */

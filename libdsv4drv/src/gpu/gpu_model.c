@@ -405,12 +405,6 @@ fail:
 	return ret;
 }
 
-static const char *const prof_names[K_COUNT] = {
-#define GPU_PNAME(id, name) #name,
-	GPU_KERNELS(GPU_PNAME)
-#undef GPU_PNAME
-};
-
 void gpu_prof_collect(struct gpu_model *gm)
 {
 	const struct cu_driver *cu = &gm->g->cu;
@@ -455,7 +449,7 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->prof_span > 0 ? 100 * (1 - total / gm->prof_span) : 0.0);
 		for (int k = 0; k < K_COUNT; k++)
 			if (gm->prof_n[k])
-				fprintf(stderr, "  %-22s %9llu calls %9.3f ms %5.1f %%\n", prof_names[k],
+				fprintf(stderr, "  %-22s %9llu calls %9.3f ms %5.1f %%\n", gpu_kernel_name(k),
 					(unsigned long long)gm->prof_n[k], gm->prof_s[k] * 1e3,
 					100 * gm->prof_s[k] / total);
 		fprintf(stderr, "  dsv4_linear by shape (rows x cols, format, input rows, split-K):\n");

@@ -81,12 +81,6 @@ static int by_cost(const void *pa, const void *pb)
 	return a->s < b->s ? 1 : a->s > b->s ? -1 : (int)a->order - (int)b->order;
 }
 
-static const char *const kernel_names[K_COUNT] = {
-#define GPU_KNAME(id, name) #name,
-	GPU_KERNELS(GPU_KNAME)
-#undef GPU_KNAME
-};
-
 void gpu_graph_profile_report(struct gpu_model *gm)
 {
 	double sum = 0, per = 1.0 / (gm->prof_graphs ? gm->prof_graphs : 1);
@@ -107,7 +101,7 @@ void gpu_graph_profile_report(struct gpu_model *gm)
 
 		snprintf(grid, sizeof(grid), "%ux%ux%u", p->grid[0], p->grid[1], p->grid[2]);
 		fprintf(stderr, "  %-26s %-14s %9.1f %11.1f %9.2f\n",
-			p->kernel < K_COUNT ? kernel_names[p->kernel] : "?", grid, p->n * per,
+			gpu_kernel_name(p->kernel), grid, p->n * per,
 			p->s * per * 1e6, p->n ? p->s / p->n * 1e6 : 0.0);
 	}
 }
