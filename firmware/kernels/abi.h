@@ -34,4 +34,18 @@ struct fw_mat {
 	uint32_t scale_f32, pad;
 };
 
+/*
+ * The mHC post step (X_k <- post_k f + sum_j comb[j][k] X_j, per column)
+ * done by the kernel that forms the sublayer's output f, in decode: X
+ * [R, hc, D] in place, post [R, hc], comb [R, hc, hc]; X == 0: none.
+ */
+struct fw_hc_post {
+	uint64_t X, post, comb;
+	uint32_t hc, D;
+};
+
+/* dsv4_hc_mix's per-slice sums of squares (doubles) in the split-K
+ * scratch, after its partial mixes */
+#define FW_HC_MIX_DSS 131072
+
 #endif

@@ -140,6 +140,58 @@ static __device__ float block_max(float v)
 
 /* x <- x * rsqrt(mean(x^2) + eps) [* w], over n values, by one block;
  * the sum in double as the CPU takes it */
+/* hc_post_at's arithmetic for NX == hc streams, unrolled into registers */
+template <int NX>
+static __device__ __forceinline__ void hc_post_n(float *Xr, const float *P, const float *M,
+						 uint32_t hc, uint32_t D, uint32_t d, float f)
+{
+	float xs[NX];
+
+#pragma unroll
+	for (uint32_t j = 0; j < NX; j++)
+		if (j < hc)
+			xs[j] = Xr[(size_t)j * D + d];
+#pragma unroll
+	for (uint32_t k = 0; k < NX; k++) {
+		if (k >= hc)
+			break;
+		float acc = P[k] * f;
+
+#pragma unroll
+		for (uint32_t j = 0; j < NX; j++)
+			if (j < hc)
+				acc += M[j * hc + k] * xs[j];
+		Xr[(size_t)k * D + d] = acc;
+	}
+}
+
+/* the mHC post step at row r, column d, given the sublayer's f there
+ * (see struct fw_hc_post; dsv4_hc_post and the kernels that fuse it) */
+static __device__ __forceinline__ void hc_post_at(const fw_hc_post &hp, uint32_t r, uint32_t d,
+						  float f)
+{
+	uint32_t hc = hp.hc, D = hp.D;
+	float *Xr = (float *)hp.X + (size_t)r * hc * D;
+	const float *P = (const float *)hp.post + (size_t)r * hc;
+	const float *M = (const float *)hp.comb + (size_t)r * hc * hc;
+
+	float xs[16];
+
+	if (hc == 4) {	/* V4's, in registers */
+		hc_post_n<4>(Xr, P, M, hc, D, d, f);
+		return;
+	}
+	for (uint32_t j = 0; j < hc; j++)
+		xs[j] = Xr[(size_t)j * D + d];
+	for (uint32_t k = 0; k < hc; k++) {
+		float acc = P[k] * f;
+
+		for (uint32_t j = 0; j < hc; j++)
+			acc += M[j * hc + k] * xs[j];
+		Xr[(size_t)k * D + d] = acc;
+	}
+}
+
 static __device__ void block_rmsnorm(float *x, const float *w, uint32_t n, float eps)
 {
 	double ss = 0;

@@ -98,6 +98,82 @@ static __device__ void quant_x(const float *__restrict__ x, uint32_t cols, uint8
 	}
 }
 
+/* one step's weights of a lane: four 128-column chunks of rows g and
+ * g + 8 (two 8-byte words of each per chunk) and their scale words */
+struct mma_step {
+	uint2 wg[4][2], wg8[4][2];
+	uint32_t scg[4], scg8[4];
+};
+
+/* step c0's loads (chunks past nch: zeros, not read) */
+static __device__ __forceinline__ void mma_load(mma_step &t, uint32_t c0, uint32_t nch,
+						const uint8_t *dg, const uint8_t *dg8,
+						const uint8_t *sg, const uint8_t *sg8, int on_g,
+						int on_g8, uint32_t q)
+{
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t c = c0 + u;
+		int on = c < nch;
+
+#pragma unroll
+		for (int hh = 0; hh < 2; hh++) {
+			size_t off = (size_t)c * 64 + hh * 32 + q * 8;
+
+			t.wg[u][hh] = on && on_g ? *(const uint2 *)(dg + off) : make_uint2(0, 0);
+			t.wg8[u][hh] = on && on_g8 ? *(const uint2 *)(dg8 + off) : make_uint2(0, 0);
+		}
+		t.scg[u] = on && on_g ? *(const uint32_t *)(sg + (size_t)c * 4) : 0;
+		t.scg8[u] = on && on_g8 ? *(const uint32_t *)(sg8 + (size_t)c * 4) : 0;
+	}
+}
+
+/* step c0's mmas into the rows' sums, chunk by chunk in column order */
+static __device__ __forceinline__ void mma_step_run(const mma_step &t, uint32_t c0, uint32_t nch,
+						    const uint8_t *xq, const float *xs,
+						    uint32_t q, uint32_t koff, float &acc_g,
+						    float &acc_g8)
+{
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t c = c0 + u;
+		float tg = 0.f, tg8 = 0.f;
+
+		if (c >= nch)
+			break;
+#pragma unroll
+		for (int hh = 0; hh < 2; hh++) {
+			/* lanes q < 2 hold block 2hh, lanes q >= 2 block 2hh + 1,
+			 * 16 columns each: trade one word across the pair so
+			 * each lane has 8 of both */
+			uint32_t send = q < 2 ? t.wg[u][hh].y : t.wg[u][hh].x;
+			uint32_t send8 = q < 2 ? t.wg8[u][hh].y : t.wg8[u][hh].x;
+			uint32_t got = __shfl_xor_sync(0xffffffffu, send, 2);
+			uint32_t got8 = __shfl_xor_sync(0xffffffffu, send8, 2);
+			uint32_t wa = q < 2 ? t.wg[u][hh].x : got, wb = q < 2 ? got : t.wg[u][hh].y;
+			uint32_t wa8 = q < 2 ? t.wg8[u][hh].x : got8;
+			uint32_t wb8 = q < 2 ? got8 : t.wg8[u][hh].y;
+
+#pragma unroll
+			for (int k = 0; k < 2; k++) {
+				uint32_t blk = 2 * hh + k, a[4], bx[2];
+				float d[4];
+				uint2 xv = *(const uint2 *)(xq + (size_t)c * 128 + blk * 32 + koff);
+
+				fp4x8_to_e4m3(k ? wb : wa, a[0], a[2]);
+				fp4x8_to_e4m3(k ? wb8 : wa8, a[1], a[3]);
+				bx[0] = xv.x;
+				bx[1] = xv.y;
+				mma_e4m3(d, a, bx);
+				tg += d[0] * e8m0((uint8_t)(t.scg[u] >> (8 * blk)));
+				tg8 += d[2] * e8m0((uint8_t)(t.scg8[u] >> (8 * blk)));
+			}
+		}
+		acc_g += tg * xs[c];
+		acc_g8 += tg8 * xs[c];
+	}
+}
+
 FW_KERNEL void __launch_bounds__(128)
 dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
 		 const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
@@ -123,68 +199,18 @@ dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ ta
 	/* lane q's columns in a block of 32: its word after the exchange */
 	uint32_t koff = q < 2 ? q * 16 : (q - 2) * 16 + 8;
 	float acc_g = 0.f, acc_g8 = 0.f;
+	mma_step A, B;
 
+	/* the first step's weights are on their way while x is quantized;
+	 * then each step's loads go out before the step before is used */
+	mma_load(A, 0, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
 	quant_x(x + (size_t)(per_slot ? s : s / K) * ldx, w.cols, xq, xs);
 	__syncthreads();
-	/* four 128-column chunks a step, all their loads in flight first */
-	for (uint32_t c0 = 0; c0 < nch; c0 += 4) {
-		uint2 wg[4][2], wg8[4][2];
-		uint32_t scg[4], scg8[4];
-
-#pragma unroll
-		for (int u = 0; u < 4; u++) {
-			uint32_t c = c0 + u;
-			int on = c < nch;
-
-#pragma unroll
-			for (int hh = 0; hh < 2; hh++) {
-				size_t off = (size_t)c * 64 + hh * 32 + q * 8;
-
-				wg[u][hh] = on && on_g ? *(const uint2 *)(dg + off) : make_uint2(0, 0);
-				wg8[u][hh] = on && on_g8 ? *(const uint2 *)(dg8 + off) :
-					     make_uint2(0, 0);
-			}
-			scg[u] = on && on_g ? *(const uint32_t *)(sg + (size_t)c * 4) : 0;
-			scg8[u] = on && on_g8 ? *(const uint32_t *)(sg8 + (size_t)c * 4) : 0;
-		}
-#pragma unroll
-		for (int u = 0; u < 4; u++) {
-			uint32_t c = c0 + u;
-			float tg = 0.f, tg8 = 0.f;
-
-			if (c >= nch)
-				break;
-#pragma unroll
-			for (int hh = 0; hh < 2; hh++) {
-				/* lanes q < 2 hold block 2hh, lanes q >= 2 block
-				 * 2hh + 1, 16 columns each: trade one word across
-				 * the pair so each lane has 8 of both */
-				uint32_t send = q < 2 ? wg[u][hh].y : wg[u][hh].x;
-				uint32_t send8 = q < 2 ? wg8[u][hh].y : wg8[u][hh].x;
-				uint32_t got = __shfl_xor_sync(0xffffffffu, send, 2);
-				uint32_t got8 = __shfl_xor_sync(0xffffffffu, send8, 2);
-				uint32_t wa = q < 2 ? wg[u][hh].x : got, wb = q < 2 ? got : wg[u][hh].y;
-				uint32_t wa8 = q < 2 ? wg8[u][hh].x : got8;
-				uint32_t wb8 = q < 2 ? got8 : wg8[u][hh].y;
-
-#pragma unroll
-				for (int k = 0; k < 2; k++) {
-					uint32_t blk = 2 * hh + k, a[4], bx[2];
-					float d[4];
-					uint2 xv = *(const uint2 *)(xq + (size_t)c * 128 + blk * 32 + koff);
-
-					fp4x8_to_e4m3(k ? wb : wa, a[0], a[2]);
-					fp4x8_to_e4m3(k ? wb8 : wa8, a[1], a[3]);
-					bx[0] = xv.x;
-					bx[1] = xv.y;
-					mma_e4m3(d, a, bx);
-					tg += d[0] * e8m0((uint8_t)(scg[u] >> (8 * blk)));
-					tg8 += d[2] * e8m0((uint8_t)(scg8[u] >> (8 * blk)));
-				}
-			}
-			acc_g += tg * xs[c];
-			acc_g8 += tg8 * xs[c];
-		}
+	for (uint32_t c0 = 0; c0 < nch; c0 += 8) {
+		mma_load(B, c0 + 4, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
+		mma_step_run(A, c0, nch, xq, xs, q, koff, acc_g, acc_g8);
+		mma_load(A, c0 + 8, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
+		mma_step_run(B, c0 + 4, nch, xq, xs, q, koff, acc_g, acc_g8);
 	}
 	/* 2^6 back (see fp4x8_to_e4m3); every lane of a group holds the sums */
 	if (q == 0) {

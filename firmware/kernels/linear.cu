@@ -291,39 +291,122 @@ static __device__ __forceinline__ void rows_dot(const fw_mat &w, uint32_t o0, ui
 }
 
 /* columns [k0, k1) only (a split-K slice: whole 128-column blocks), or
- * all; NR output rows from o0 */
+ * all; NR output rows from o0; FMT is w's format */
+template <int FMT, int NR>
+static __device__ void rows_fmt(const fw_mat &w, uint32_t o0, const float *x, float *acc,
+				uint32_t k0, uint32_t k1, int aq)
+{
+	uint32_t nout = w.rows - o0 < NR ? w.rows - o0 : NR;
+	int tiled = ((uintptr_t)x & 15) == 0 && w.cols % piece<FMT>::n == 0;
+
+	if (tiled) {
+		rows_dot<FMT, NR>(w, o0, nout, x, acc, k0, k1, aq);
+		return;
+	}
+	/* element by element (no act quant: the host quantizes x first) */
+	for (uint32_t i = 0; i < NR; i++) {
+		acc[i] = 0.f;
+		if (i < nout)
+			for (uint32_t c = k0 + threadIdx.x % 32; c < k1; c += 32)
+				acc[i] += load_one(w, o0 + i, c) * x[c];
+		acc[i] = warp_sum(acc[i]);
+	}
+}
+
+/* rows_fmt for w's format */
 template <int NR>
 static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, float *acc,
 				uint32_t k0, uint32_t k1, int aq)
 {
-	uint32_t nout = w.rows - o0 < NR ? w.rows - o0 : NR;
-	int tiled = ((uintptr_t)x & 15) == 0 &&
-		    (w.fmt == FW_FP4 ? w.cols % 32 == 0 : w.fmt == FW_FP8 ? w.cols % 16 == 0 :
-		     w.fmt == FW_BF16 ? w.cols % 8 == 0 : w.cols % 4 == 0);
-	float one[FW_LINEAR_ROWS];
-
-	if (tiled) {
-		switch (w.fmt) {
-		case FW_FP4:
-			rows_dot<FW_FP4, NR>(w, o0, nout, x, acc, k0, k1, aq);
-			return;
-		case FW_FP8:
-			rows_dot<FW_FP8, NR>(w, o0, nout, x, acc, k0, k1, aq);
-			return;
-		case FW_BF16:
-			rows_dot<FW_BF16, NR>(w, o0, nout, x, acc, k0, k1, aq);
-			return;
-		default:
-			rows_dot<FW_F32, NR>(w, o0, nout, x, acc, k0, k1, aq);
-			return;
-		}
+	switch (w.fmt) {
+	case FW_FP4:
+		rows_fmt<FW_FP4, NR>(w, o0, x, acc, k0, k1, aq);
+		return;
+	case FW_FP8:
+		rows_fmt<FW_FP8, NR>(w, o0, x, acc, k0, k1, aq);
+		return;
+	case FW_BF16:
+		rows_fmt<FW_BF16, NR>(w, o0, x, acc, k0, k1, aq);
+		return;
+	default:
+		rows_fmt<FW_F32, NR>(w, o0, x, acc, k0, k1, aq);
+		return;
 	}
-	for (uint32_t i = 0; i < NR; i++) {
-		acc[i] = 0.f;
-		if (i < nout) {
-			row_dot_any(w, o0 + i, x, 0, 1, one, 0);
-			acc[i] = one[0];
-		}
+}
+
+/*
+ * Split-K's end, every thread of a 256-thread block calls after writing
+ * its partial sums part [ks, rows] (row block rb: rows [32 rb, 32 rb + 32)):
+ * in the last of the row block's ks blocks to arrive (count[rb] counts
+ * them; left zero again) the first warp gets in *out lane l's row's sum
+ * of the ks partials in a fixed order (each warp adds every 8th, then the
+ * 8 sums in order: loads in flight together, not one chain of ks), so the
+ * result does not depend on timing.  Returns whether this block was last.
+ */
+static __device__ int splitk_sum(const float *part, uint32_t *count, uint32_t rb, uint32_t rows,
+				 uint32_t ks, float *out)
+{
+	__shared__ int last;
+	__shared__ float red[8][32];
+	uint32_t ol = threadIdx.x % 32, j = threadIdx.x / 32, o = rb * 32 + ol;
+	float sum = 0.f;
+
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0)
+		last = atomicAdd(&count[rb], 1u) == ks - 1;
+	__syncthreads();
+	if (!last)
+		return 0;
+	__threadfence();
+	if (o < rows)
+		for (uint32_t k = j; k < ks; k += 8)
+			sum += __ldcg(&part[(size_t)k * rows + o]);
+	red[j][ol] = sum;
+	__syncthreads();
+	if (j == 0) {
+		sum = 0.f;
+		for (int i = 0; i < 8; i++)
+			sum += red[i][ol];
+		*out = sum;
+	}
+	if (threadIdx.x == 0)
+		count[rb] = 0;
+	return 1;
+}
+
+/* dsv4_linear for one input row (see there), w in format FMT; with @hp
+ * the mHC post step on each output (W's rows are D) */
+template <int FMT>
+static __device__ void linear_one(const fw_mat &w, const float *x, float *y, float *part,
+				  uint32_t *count, uint32_t aq, const fw_hc_post *hp)
+{
+	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32, o0 = warp * 4;
+	uint32_t ks = gridDim.y, slice = w.cols / ks;
+	float acc[FW_LINEAR_ROWS], sum;
+
+	if (o0 < w.rows)
+		rows_fmt<FMT, 4>(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
+	if (ks == 1) {
+		if (o0 < w.rows && threadIdx.x % 32 == 0)
+			for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++) {
+				y[o0 + i] = acc[i];
+				if (hp)
+					hc_post_at(*hp, 0, o0 + i, acc[i]);
+			}
+		return;
+	}
+	if (o0 < w.rows && threadIdx.x % 32 == 0)
+		for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
+			part[(size_t)blockIdx.y * w.rows + o0 + i] = acc[i];
+	if (!splitk_sum(part, count, blockIdx.x, w.rows, ks, &sum))
+		return;
+	uint32_t o = blockIdx.x * 32 + threadIdx.x;
+
+	if (threadIdx.x < 32 && o < w.rows) {
+		y[o] = sum;
+		if (hp)
+			hc_post_at(*hp, 0, o, sum);
 	}
 }
 
@@ -331,10 +414,9 @@ static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, fl
  * grid: (ceil(rows/32), ksplit) blocks of 256 threads when nrows == 1 (four
  * output rows per warp; with ksplit > 1 each block takes cols/ksplit
  * columns, partial sums go to part [ksplit, rows] and the last block of a
- * row block adds them up in a fixed order, so the result does not depend
- * on timing; count [ceil(rows/32)] is zero and left zero), else
- * (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks (one output row per
- * warp, FW_LINEAR_ROWS input rows per blockIdx.y).
+ * row block adds them up (splitk_sum); count [ceil(rows/32)] is zero and
+ * left zero), else (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks (one
+ * output row per warp, FW_LINEAR_ROWS input rows per blockIdx.y).
  * aq: x through the official FP8 activation quant on the way in (FP8/FP4
  * weights, cols a multiple of 128, x rows 16-byte aligned: the caller
  * checks).  gridDim.z groups: group g uses rows [g rows, (g+1) rows) of the
@@ -356,48 +438,20 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 	count += (size_t)g * gridDim.x;
 
 	if (nrows == 1) {
-		uint32_t o0 = warp * 4, ks = gridDim.y, slice = w.cols / ks;
-		__shared__ int last;
-
-		if (o0 < w.rows)
-			rows_any<4>(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
-		if (ks == 1) {
-			if (o0 < w.rows && threadIdx.x % 32 == 0)
-				for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
-					y[o0 + i] = acc[i];
+		switch (w.fmt) {
+		case FW_FP4:
+			linear_one<FW_FP4>(w, x, y, part, count, aq, NULL);
+			return;
+		case FW_FP8:
+			linear_one<FW_FP8>(w, x, y, part, count, aq, NULL);
+			return;
+		case FW_BF16:
+			linear_one<FW_BF16>(w, x, y, part, count, aq, NULL);
+			return;
+		default:
+			linear_one<FW_F32>(w, x, y, part, count, aq, NULL);
 			return;
 		}
-		if (o0 < w.rows && threadIdx.x % 32 == 0)
-			for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++)
-				part[(size_t)blockIdx.y * w.rows + o0 + i] = acc[i];
-		__threadfence();
-		__syncthreads();
-		if (threadIdx.x == 0)
-			last = atomicAdd(&count[blockIdx.x], 1u) == ks - 1;
-		__syncthreads();
-		if (!last)
-			return;
-		__threadfence();
-		/* each warp adds every 8th slice (its loads in flight together,
-		 * not one chain of ks), then the 8 sums in order */
-		__shared__ float red[8][32];
-		uint32_t ol = threadIdx.x % 32, j = threadIdx.x / 32, o = blockIdx.x * 32 + ol;
-		float sum = 0.f;
-
-		if (o < w.rows)
-			for (uint32_t k = j; k < ks; k += 8)
-				sum += __ldcg(&part[(size_t)k * w.rows + o]);
-		red[j][ol] = sum;
-		__syncthreads();
-		if (j == 0 && o < w.rows) {
-			sum = 0.f;
-			for (int i = 0; i < 8; i++)
-				sum += red[i][ol];
-			y[o] = sum;
-		}
-		if (threadIdx.x == 0)
-			count[blockIdx.x] = 0;
-		return;
 	}
 	/* many input rows: blockIdx.y picks FW_LINEAR_ROWS of them */
 	uint32_t r0 = blockIdx.y * FW_LINEAR_ROWS;
@@ -412,6 +466,37 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
 		for (uint32_t r = 0; r < nrows; r++)
 			y[(size_t)r * ldy + warp] = acc[r];
 }
+
+/*
+ * dsv4_linear's one-row form (decode's GEMVs), a kernel per weight format
+ * so that each holds only its own format's registers: with all four in
+ * one, 128 registers a thread left two blocks of an SM, too few loads in
+ * flight.  grid (ceil(rows/32), ksplit, groups), 256 threads, the rest as
+ * dsv4_linear with nrows 1; with hp.X the mHC post step on each output
+ * (one group, W's rows hp.D: decode's wo_b).
+ */
+#define LINEAR1(name, FMT, BLOCKS)                                                                  \
+	FW_KERNEL void __launch_bounds__(256, BLOCKS)                                          \
+	name(fw_mat w, const float *__restrict__ x, float *__restrict__ y,                     \
+	     float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq, uint32_t xgs, \
+	     uint32_t ygs, fw_hc_post hp)                                                      \
+	{                                                                                      \
+		uint32_t g = blockIdx.z;                                                       \
+                                                                                               \
+		w.row0 += g * w.rows;                                                          \
+		x += (size_t)g * xgs;                                                          \
+		y += (size_t)g * ygs;                                                          \
+		part += (size_t)g * gridDim.y * w.rows;                                        \
+		count += (size_t)g * gridDim.x;                                                \
+		linear_one<FMT>(w, x, y, part, count, aq, hp.X ? &hp : NULL);                  \
+	}
+
+/* four blocks an SM (64 registers, no spills); FP4's 32 values a piece
+ * need more */
+LINEAR1(dsv4_linear1_f32, FW_F32, 4)
+LINEAR1(dsv4_linear1_bf16, FW_BF16, 4)
+LINEAR1(dsv4_linear1_fp8, FW_FP8, 4)
+LINEAR1(dsv4_linear1_fp4, FW_FP4, 1)
 
 /*
  * grid: (ceil(rows/32), slots, 2 or 1), 128 threads, eight output rows a

@@ -110,6 +110,83 @@ static __device__ void hc_mix_warp(const float *mx, float rs, const float *scale
 		comb[l] = m;
 }
 
+/* hc_pre_xn's register path for NX streams (NX == hc: the loads of a
+ * thread in flight together) or up to NX (the loop kept) */
+template <int NX, bool EXACT>
+static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const float *pre,
+						      uint32_t hc, uint32_t D,
+						      const float *normw, float norm_eps,
+						      float *out)
+{
+	float4 acc[4];
+	double ss = 0;
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		acc[u] = make_float4(0, 0, 0, 0);
+		if (d >= D)
+			continue;
+#pragma unroll
+		for (uint32_t i = 0; i < (EXACT ? NX : hc); i++) {
+			float4 v = *(const float4 *)(Xr + (size_t)i * D + d);
+
+			acc[u].x += pre[i] * v.x;
+			acc[u].y += pre[i] * v.y;
+			acc[u].z += pre[i] * v.z;
+			acc[u].w += pre[i] * v.w;
+		}
+		ss += (double)acc[u].x * acc[u].x + (double)acc[u].y * acc[u].y +
+		      (double)acc[u].z * acc[u].z + (double)acc[u].w * acc[u].w;
+	}
+	ss = block_sum(ss);
+	float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		if (d >= D)
+			continue;
+		float4 o = make_float4(acc[u].x * rn, acc[u].y * rn, acc[u].z * rn, acc[u].w * rn);
+
+		if (normw) {
+			o.x *= normw[d];
+			o.y *= normw[d + 1];
+			o.z *= normw[d + 2];
+			o.w *= normw[d + 3];
+		}
+		*(float4 *)(out + d) = o;
+	}
+}
+
+/*
+ * out [D] = rmsnorm(sum_i pre_i X_i) * normw (pre in shared memory); every
+ * thread of the block calls.  Up to four float4 a thread stay in
+ * registers through the norm.
+ */
+static __device__ void hc_pre_xn(const float *Xr, const float *pre, uint32_t hc, uint32_t D,
+				 const float *normw, float norm_eps, float *out)
+{
+	if (D % 4 == 0 && D <= 16 * blockDim.x && ((uintptr_t)Xr & 15) == 0) {
+		if (hc == 4)	/* V4's */
+			hc_pre_xn_regs<4, true>(Xr, pre, hc, D, normw, norm_eps, out);
+		else
+			hc_pre_xn_regs<16, false>(Xr, pre, hc, D, normw, norm_eps, out);
+		return;
+	}
+	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+		float acc = 0;
+
+		for (uint32_t i = 0; i < hc; i++)
+			acc += pre[i] * Xr[(size_t)i * D + d];
+		out[d] = acc;
+	}
+	__syncthreads();
+	block_rmsnorm(out, normw, D, norm_eps);
+}
+
 /*
  * grid R, 256 threads.  mix [R, (2+hc)hc] = hc_fn . X (un-normalized);
  * out: xn [R, D] = rmsnorm(sum_i pre_i X_i) * normw, post [R, hc],
@@ -166,54 +243,70 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 			comb[(size_t)r * hc * hc + i] = M[i];
 	}
 	__syncthreads();
-	if (!(parts & 1))
-		return;
-	float *out = xn + (size_t)r * D;
+	if (parts & 1)
+		hc_pre_xn(Xr, pre, hc, D, normw, norm_eps, xn + (size_t)r * D);
+}
 
-	if (D % 4 == 0 && D <= 4 * blockDim.x && ((uintptr_t)Xr & 15) == 0) {
-		/* a float4 per thread, kept in registers through the norm (the
-		 * same arithmetic as below, one pass over memory less) */
-		uint32_t d = 4 * threadIdx.x;
-		float4 acc = make_float4(0, 0, 0, 0);
-		double ss = 0;
+/*
+ * Decode's mHC pre step in one launch, dsv4_linear (hc_fn, one row) and
+ * dsv4_hc_pre (parts 1) without the boundary between them.  grid (S, R),
+ * 256 threads: block (s, r) takes column slice s of row r's hc D values
+ * (as dsv4_linear's split-K does, so mix comes out the same to the bit)
+ * and its sum of squares; the row's last block to arrive adds the slices
+ * up (splitk_sum) into mix, and forms pre and xn as dsv4_hc_pre does.
+ * w: hc_fn, F32, rows (2 + hc) hc <= 32; hc D a multiple of 128 S.
+ * Scratch: part [R, S, rows] partial mixes, then from float
+ * FW_HC_MIX_DSS doubles [R, S]; count [R] zero, left zero.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
+	    float *__restrict__ part, uint32_t *__restrict__ count, float *__restrict__ mix,
+	    const float *__restrict__ scale, const float *__restrict__ base, float hc_eps,
+	    float norm_eps, const float *__restrict__ normw, float *__restrict__ xn)
+{
+	__shared__ float pre[16];
+	__shared__ double rsum;
+	uint32_t s = blockIdx.x, S = gridDim.x, r = blockIdx.y, W = hc * D, slice = W / S;
+	uint32_t nmix = w.rows, o0 = (threadIdx.x / 32) * 4;
+	const float *Xr = X + (size_t)r * W;
+	float *pr = part + (size_t)r * S * nmix, acc[FW_LINEAR_ROWS], sum = 0.f;
+	double *dss = (double *)(part + FW_HC_MIX_DSS) + (size_t)r * S, ss = 0;
 
-		if (d < D) {
-			for (uint32_t i = 0; i < hc; i++) {
-				float4 v = *(const float4 *)(Xr + (size_t)i * D + d);
+	if (o0 < nmix)
+		rows_fmt<FW_F32, 4>(w, o0, Xr, acc, s * slice, (s + 1) * slice, 0);
+	if (o0 < nmix && threadIdx.x % 32 == 0)
+		for (uint32_t i = 0; i < 4 && o0 + i < nmix; i++)
+			pr[(size_t)s * nmix + o0 + i] = acc[i];
+	for (uint32_t i = threadIdx.x; i < slice / 4; i += blockDim.x) {
+		float4 v = ((const float4 *)(Xr + (size_t)s * slice))[i];
 
-				acc.x += pre[i] * v.x;
-				acc.y += pre[i] * v.y;
-				acc.z += pre[i] * v.z;
-				acc.w += pre[i] * v.w;
-			}
-			ss = (double)acc.x * acc.x + (double)acc.y * acc.y +
-			     (double)acc.z * acc.z + (double)acc.w * acc.w;
-		}
-		ss = block_sum(ss);
-		float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
-
-		if (d < D) {
-			float4 o = make_float4(acc.x * rn, acc.y * rn, acc.z * rn, acc.w * rn);
-
-			if (normw) {
-				o.x *= normw[d];
-				o.y *= normw[d + 1];
-				o.z *= normw[d + 2];
-				o.w *= normw[d + 3];
-			}
-			*(float4 *)(out + d) = o;
-		}
-		return;
+		ss += (double)v.x * v.x + (double)v.y * v.y + (double)v.z * v.z +
+		      (double)v.w * v.w;
 	}
-	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
-		float acc = 0;
+	ss = block_sum(ss);
+	if (threadIdx.x == 0)
+		dss[s] = ss;
+	if (!splitk_sum(pr, count + r, 0, nmix, S, &sum))
+		return;
+	/* the last block: sum (first warp) is mix[lane] */
+	if (threadIdx.x < nmix)
+		mix[(size_t)r * nmix + threadIdx.x] = sum;
+	if (threadIdx.x < 32) {	/* the sums of squares, loads in flight together */
+		double t = 0;
 
-		for (uint32_t i = 0; i < hc; i++)
-			acc += pre[i] * Xr[(size_t)i * D + d];
-		out[d] = acc;
+		for (uint32_t k = threadIdx.x; k < S; k += 32)
+			t += __ldcg(&dss[k]);
+		t = warp_sum(t);
+		if (threadIdx.x == 0)
+			rsum = t;
 	}
 	__syncthreads();
-	block_rmsnorm(out, normw, D, norm_eps);
+	float rs = 1.0f / sqrtf((float)(rsum / W) + norm_eps);
+
+	if (threadIdx.x < hc)
+		pre[threadIdx.x] = sigmoidf_(sum * rs * scale[0] + base[threadIdx.x]) + hc_eps;
+	__syncthreads();
+	hc_pre_xn(Xr, pre, hc, D, normw, norm_eps, xn + (size_t)r * D);
 }
 
 /* grid (R, ceil(D/256)): X'_k = post_k f + sum_j comb[j][k] X_j, in place */
@@ -222,20 +315,10 @@ FW_KERNEL void dsv4_hc_post(float *__restrict__ X, const float *__restrict__ f,
 			    uint32_t hc, uint32_t D)
 {
 	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
-	float xs[16], *Xr = X + (size_t)r * hc * D;
-	const float *P = post + (size_t)r * hc, *M = comb + (size_t)r * hc * hc;
+	fw_hc_post hp = { (uint64_t)X, (uint64_t)post, (uint64_t)comb, hc, D };
 
-	if (d >= D)
-		return;
-	for (uint32_t j = 0; j < hc; j++)
-		xs[j] = Xr[(size_t)j * D + d];
-	for (uint32_t k = 0; k < hc; k++) {
-		float acc = P[k] * f[(size_t)r * D + d];
-
-		for (uint32_t j = 0; j < hc; j++)
-			acc += M[j * hc + k] * xs[j];
-		Xr[(size_t)k * D + d] = acc;
-	}
+	if (d < D)
+		hc_post_at(hp, r, d, f[(size_t)r * D + d]);
 }
 
 /* grid R, up to 1024 threads: y = rmsnorm(sum_k pre_k X_k) * normw, pre from hc_head's
@@ -316,8 +399,8 @@ static __device__ void router_warp(float *s, uint32_t E, uint32_t K, const float
 				   float route_scale, uint32_t hf, int32_t *idx, float *wts)
 {
 	uint32_t lane = threadIdx.x % 32, taken = 0;
-	float sv[8], key[8], sum = 0.f, cs[64];
-	int32_t ci[64];
+	float sv[8], key[8], sum = 0.f, s_lo = 0.f, s_hi = 0.f;
+	int32_t i_lo = -1, i_hi = -1;
 
 #pragma unroll
 	for (int i = 0; i < 8; i++) {
@@ -355,18 +438,31 @@ static __device__ void router_warp(float *s, uint32_t E, uint32_t K, const float
 		}
 		if (bi >= 0 && (uint32_t)bi % 32 == lane)
 			taken |= 1u << (bi / 32);
-		ci[j] = bi;
-		cs[j] = bs;
+		/* pick j stays with lane j % 32 (registers, not a local array) */
+		if (lane == j % 32 && j < 32) {
+			i_lo = bi;
+			s_lo = bs;
+		} else if (lane == j % 32) {
+			i_hi = bi;
+			s_hi = bs;
+		}
 	}
-	if (lane)
-		return;
-	for (uint32_t j = 0; j < K; j++)
-		sum += ci[j] >= 0 ? cs[j] : 0;
+	/* the weights' sum in pick order, as the block form adds them */
+	for (uint32_t j = 0; j < K; j++) {
+		int32_t i = __shfl_sync(0xffffffffu, j < 32 ? i_lo : i_hi, j % 32);
+		float v = __shfl_sync(0xffffffffu, j < 32 ? s_lo : s_hi, j % 32);
+
+		sum += i >= 0 ? v : 0;
+	}
 	if (hf)
 		sum += 1e-20f;
-	for (uint32_t j = 0; j < K; j++) {
-		idx[j] = ci[j];
-		wts[j] = ci[j] >= 0 ? cs[j] / sum * route_scale : 0.f;
+	if (lane < K) {
+		idx[lane] = i_lo;
+		wts[lane] = i_lo >= 0 ? s_lo / sum * route_scale : 0.f;
+	}
+	if (lane + 32 < K) {
+		idx[lane + 32] = i_hi;
+		wts[lane + 32] = i_hi >= 0 ? s_hi / sum * route_scale : 0.f;
 	}
 }
 
@@ -487,10 +583,11 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 		block_fakequant_fp8(hr, I, 128);
 }
 
-/* grid (R, ceil(D/256)): out[r] = shared[r] + sum_j [wts[r,j] *] ye[r*K + j] */
+/* grid (R, ceil(D/256)): out[r] = shared[r] + sum_j [wts[r,j] *] ye[r*K + j],
+ * then with hp.X the mHC post step on it (hc_post_at) */
 FW_KERNEL void dsv4_moe_combine(const float *__restrict__ ye, const float *__restrict__ wts,
 				uint32_t K, uint32_t D, uint32_t weight_after,
-				const float *__restrict__ shared, float *__restrict__ out)
+				const float *__restrict__ shared, float *__restrict__ out, fw_hc_post hp)
 {
 	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
 
@@ -500,5 +597,8 @@ FW_KERNEL void dsv4_moe_combine(const float *__restrict__ ye, const float *__res
 
 	for (uint32_t j = 0; j < K; j++)
 		acc += (weight_after ? wts[(size_t)r * K + j] : 1.0f) * ye[((size_t)r * K + j) * D + d];
-	out[(size_t)r * D + d] = acc + shared[(size_t)r * D + d];
+	acc += shared[(size_t)r * D + d];
+	out[(size_t)r * D + d] = acc;
+	if (hp.X)
+		hc_post_at(hp, r, d, acc);
 }

@@ -75,6 +75,12 @@ args=(--model "$flash" --random-prompt 12 --seed 6 --n-predict 6 --numerics refe
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 0.1 \
 	"flash-shaped reference: GPU vs CPU (loose: see above)"
 tap $?
+# ... with the mHC steps apart (DSV4_GPU_FUSE=0; 64 column slices of hc_fn
+# at these widths): as fused, to the sums of squares' order
+DSV4_GPU_FUSE=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nofuse" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofuse" "$tmp/gpu" 1e-6 \
+	"flash-shaped reference: mHC steps fused vs apart"
+tap $?
 # ... vs the CUDA-core GEMV: the same products, summed in another order
 DSV4_GPU_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nomma" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomma" "$tmp/gpu" 1e-4 \
@@ -125,6 +131,13 @@ for p in tiny-a tiny-c; do
 	DSV4_GPU_RING_ASIDE=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/ringmain" >/dev/null 2>&1 &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ringmain" "$tmp/g" 0 \
 		"$p: decode's ring store beside the attention vs after it"
+	tap $?
+	# decode's mHC steps fused into their neighbours (dsv4_hc_mix, the
+	# post step in wo_b's GEMV and the MoE combine) vs apart: the same
+	# sums, but for rs's sum of squares (doubles) in another order
+	DSV4_GPU_FUSE=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nofuse" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofuse" "$tmp/g" 1e-6 \
+		"$p: decode's mHC steps fused vs apart"
 	tap $?
 	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)
 	# vs one block per head: the same sums in another order

@@ -40,6 +40,7 @@ struct fwd {
 	uint32_t R, nl, nchunks, maxe, maxkeys;
 	int reference;
 	int split;		/* side-stream branches allowed (decode) */
+	int posted;		/* the sublayer did the mHC post step itself */
 	CUstream main;		/* gm->main */
 	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
@@ -298,6 +299,47 @@ static int gemm_fits(const struct fw_mat *W)
 }
 
 /*
+ * dsv4_linear's column slices for one input row and few output rows, so
+ * that enough blocks stream the matrix (whole 128-column slices; the
+ * scratch holds 8192 partial rows, count 256 row blocks)
+ */
+static uint32_t splitk_slices(const struct fw_mat *W, uint32_t G, CUdeviceptr x)
+{
+	uint64_t grows = (uint64_t)G * W->rows;
+	uint32_t ks = 1;
+
+	if (G * ((W->rows + 31) / 32) <= 256 && x % 16 == 0) {
+		/* one row block (hc_fn: 24 x 16384): more, shorter slices */
+		int one = G * ((W->rows + 31) / 32) == 1;
+		uint32_t most = one ? 64 : 32, least = one ? 256 : 512;
+
+		while (ks < most && grows * ks * 2 <= 8192 && W->cols % (ks * 2 * 128) == 0 &&
+		       W->cols / (ks * 2) >= least)
+			ks *= 2;
+	}
+	return ks;
+}
+
+/*
+ * y = W x for one row of x (decode's GEMV: dsv4_linear1_<W's format>), G
+ * groups as lin_g(); aq: the act quant inside; with @hp the mHC post step
+ * on y (one group, W's rows D)
+ */
+static void lin1(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr x, uint32_t xgs,
+		 CUdeviceptr y, uint32_t ygs, uint32_t aq, const struct fw_hc_post *hp)
+{
+	struct fw_mat wm = *W;
+	struct fw_hc_post none = { 0 }, p = hp ? *hp : none;
+	uint32_t ks = splitk_slices(W, G, x);
+	int on_side = w->cur == w->gm->side;
+	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on_side], &w->gm->splitk_count[on_side],
+		      &aq, &xgs, &ygs, &p };
+
+	launch_as(w, (enum gpu_kernel)(K_LINEAR1_F32 + W->fmt), prof_linear(w->gm, W, 1, ks),
+		  (W->rows + 31) / 32, ks, G, 256, 0, a);
+}
+
+/*
  * y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
  * quant first (reference numerics, FP8/FP4 weights).  With G > 1, G
  * groups in one launch: group g takes W's rows [g rows, (g+1) rows) on
@@ -308,7 +350,6 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 		  uint32_t ldy, int act_quant)
 {
 	struct fw_mat wm = *W;
-	uint64_t grows = (uint64_t)G * W->rows;
 	uint32_t gemm = rows >= GEMM_MIN_ROWS && gemm_fits(W) && ldx % 4 == 0 && x % 16 == 0 &&
 			xgs % 4 == 0;
 	/* the quant is fused into the one-row GEMV (decode); more rows would
@@ -326,27 +367,17 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 		launch(w, K_GEMM, (W->rows + 63) / 64, (rows + 63) / 64, G, 128, 0, a);
 		return;
 	}
+	if (rows == 1) {
+		lin1(w, W, G, x, xgs, y, ygs, aq, NULL);
+		return;
+	}
 	{
-		uint32_t ks = 1;
 		int on_side = w->cur == w->gm->side;
 		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part[on_side],
 			      &w->gm->splitk_count[on_side], &aq, &xgs, &ygs };
 
-		/* one input row and few output rows: split the columns so that
-		 * enough blocks stream the matrix (whole 128-column slices; the
-		 * scratch holds 8192 partial rows, count 256 row blocks) */
-		if (rows == 1 && G * ((W->rows + 31) / 32) <= 256 && x % 16 == 0) {
-			/* one row block (hc_fn: 24 x 16384): more, shorter slices */
-			int one = G * ((W->rows + 31) / 32) == 1;
-			uint32_t most = one ? 64 : 32, least = one ? 256 : 512;
-
-			while (ks < most && grows * ks * 2 <= 8192 &&
-			       W->cols % (ks * 2 * 128) == 0 && W->cols / (ks * 2) >= least)
-				ks *= 2;
-		}
-		launch_as(w, K_LINEAR, prof_linear(w->gm, W, rows, ks),
-			  rows == 1 ? (W->rows + 31) / 32 : (W->rows + 7) / 8,
-			  rows == 1 ? ks : (rows + FW_LINEAR_ROWS - 1) / FW_LINEAR_ROWS, G, 256, 0, a);
+		launch_as(w, K_LINEAR, prof_linear(w->gm, W, rows, 1), (W->rows + 7) / 8,
+			  (rows + FW_LINEAR_ROWS - 1) / FW_LINEAR_ROWS, G, 256, 0, a);
 	}
 }
 
@@ -354,6 +385,31 @@ static void lin(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, uint32_t l
 		uint32_t rows, CUdeviceptr y, uint32_t ldy, int act_quant)
 {
 	lin_g(w, W, 1, x, 0, ldx, rows, y, 0, ldy, act_quant);
+}
+
+/* the mHC post step's operands for the kernels that fuse it */
+static struct fw_hc_post hc_post_of(const struct fwd *w)
+{
+	return (struct fw_hc_post){ w->b.X, w->b.post, w->b.comb, w->c->hc_mult, w->c->dim };
+}
+
+/* whether decode's output projection @W (one row of x, D outputs) takes
+ * the mHC post step (dsv4_linear1_* with hp) */
+static int post_fits(const struct fwd *w, const struct fw_mat *W, CUdeviceptr x)
+{
+	return w->gm->fuse_mhc && w->R == 1 && x % 16 == 0 && W->rows == w->c->dim &&
+	       w->c->hc_mult <= 16;
+}
+
+/* y = W x for one row, then the mHC post step on y (post_fits()) */
+static void lin_post(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, CUdeviceptr y,
+		     int act_quant)
+{
+	struct fw_hc_post hp = hc_post_of(w);
+	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
+
+	lin1(w, W, 1, x, 0, y, 0, aq, &hp);
+	w->posted = 1;
 }
 
 static CUdeviceptr layer_freqs(const struct fwd *w, uint32_t L)
@@ -529,7 +585,10 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		v.rows = olr;
 		lin_g(w, &v, G, b->o, (H / G) * hd, Hhd, R, b->z, olr, G * olr, 0);
 	}
-	lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
+	if (post_fits(w, &gl->wo_b, b->z))
+		lin_post(w, &gl->wo_b, b->z, b->f, 1);
+	else
+		lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
 }
 
 /* the routed experts' three kernels for the slots whose expert is in @idx */
@@ -777,11 +836,33 @@ static int moe(struct fwd *w, uint32_t L)
 		experts(w, L, b->idx, xe, aq);
 	side_join(w);
 	{
-		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f };
+		/* the mHC post step on f as it is formed */
+		struct fw_hc_post hp = { 0 };
+		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f, &hp };
 
+		if (w->gm->fuse_mhc && c->hc_mult <= 16) {
+			hp = hc_post_of(w);
+			w->posted = 1;
+		}
 		launch(w, K_MOE_COMBINE, R, (D + 255) / 256, 1, 256, 0, a);
 	}
 	return ret;
+}
+
+/*
+ * whether the sublayer's mHC pre step takes dsv4_hc_mix: one row (decode),
+ * on the main stream, hc_fn F32 of at most 32 rows over hc D columns, xn
+ * within dsv4_hc_mix's registers, its scratch in the split-K one
+ */
+static int hc_mix_fits(const struct fwd *w, const struct fw_mat *fn)
+{
+	const struct dsv4_config *c = w->c;
+	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, w->b.X);
+
+	return w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
+	       fn->rows == (2 + hc) * hc && fn->rows <= 32 && fn->cols == hc * D && hc <= 16 &&
+	       D % 4 == 0 && D <= 16 * 256 && fn->cols % (S * 128) == 0 &&
+	       (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
 }
 
 static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
@@ -796,26 +877,43 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	void *pre[] = { &b->mix, &b->X, (void *)&gl->hc_scale[br], (void *)&gl->hc_base[br], &hc,
 			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb, &parts };
 	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
-
+	const struct fw_mat *fn = &gl->hc_fn[br];
 	int ret = 0;
 
-	lin(w, &gl->hc_fn[br], b->X, hc * D, w->R, b->mix, nmix, 0);
-	/* decode: post and comb (the Sinkhorn's serial chain) on the side
-	 * stream, beside the sublayer (joined before hc_post); xn with a big
-	 * block, as one block per row is all there is */
-	if (w->split) {
+	if (hc_mix_fits(w, fn)) {
+		/* one row: mix and xn in one launch, split over column slices */
+		struct fw_mat wm = *fn;
+		uint32_t S = splitk_slices(fn, 1, b->X);
+		void *a[] = { &wm, &b->X, &hc, &D, &w->gm->splitk_part[0],
+			      &w->gm->splitk_count[0], &b->mix, (void *)&gl->hc_scale[br],
+			      (void *)&gl->hc_base[br], &hc_eps, &eps, &normw, &b->xn };
+
+		launch(w, K_HC_MIX, S, w->R, 1, 256, 0, a);
 		parts = 2;
 		side_begin(w);
 		launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
 		side_end(w);
-		parts = 1;
+	} else {
+		lin(w, fn, b->X, hc * D, w->R, b->mix, nmix, 0);
+		/* decode: post and comb (the Sinkhorn's serial chain) on the
+		 * side stream, beside the sublayer (joined before hc_post); xn
+		 * with a big block, as one block per row is all there is */
+		if (w->split) {
+			parts = 2;
+			side_begin(w);
+			launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+			side_end(w);
+			parts = 1;
+		}
+		launch(w, K_HC_PRE, w->R, 1, 1, w->R < 64 ? 1024 : 256, 0, pre);
 	}
-	launch(w, K_HC_PRE, w->R, 1, 1, w->R < 64 ? 1024 : 256, 0, pre);
+	w->posted = 0;
 	if (br)
 		ret = moe(w, L);
 	else
 		attention(w, L, pos);
-	launch(w, K_HC_POST, w->R, (D + 255) / 256, 1, 256, 0, post);
+	if (!w->posted)
+		launch(w, K_HC_POST, w->R, (D + 255) / 256, 1, 256, 0, post);
 	return ret;
 }
 

@@ -375,6 +375,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
 	gm->experts_mma = !env_off("DSV4_GPU_MMA");
+	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));

@@ -63,6 +63,9 @@ struct gpu_model {
 	int graphs;
 	int split_attn;		/* $DSV4_GPU_SPLIT_ATTN=0: no split decode attention */
 	int ring_aside;		/* $DSV4_GPU_RING_ASIDE=0: decode's ring store on the main stream */
+	/* one-row mHC steps fused into their neighbours (dsv4_hc_mix,
+	 * wo_b's dsv4_linear1_*, dsv4_moe_combine); $DSV4_GPU_FUSE=0: off */
+	int fuse_mhc;
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
