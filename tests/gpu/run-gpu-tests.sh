@@ -16,9 +16,9 @@
 #    the tensor cores: loosely against the CPU, 1e-4 against the CUDA cores;
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
-#    kernel, the ring store beside the attention vs after it: identical
-#    logits; decode attention split over key ranges vs one block per head
-#    (summed in another order: 1e-4);
+#    kernel, the ring store beside the attention vs after it, decode's mHC
+#    steps fused vs apart: identical logits; decode attention split over key
+#    ranges vs one block per head (summed in another order: 1e-4);
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode,
 #    both on a Flash-shaped reference decode;
