@@ -41,6 +41,7 @@ struct fwd {
 	int reference;
 	int split;		/* side-stream branches allowed (decode) */
 	int posted;		/* the sublayer did the mHC post step itself */
+	int side_open;		/* side work since the last side_join() */
 	CUstream main;		/* gm->main */
 	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
@@ -242,12 +243,17 @@ static void side_end(struct fwd *w)
 	w->cur = w->main;
 	if (!w->r)
 		w->r = w->cu->EventRecord(w->gm->join, w->gm->side);
+	w->side_open = 1;
 }
 
+/* only after a side_end() of this forward: join as last recorded by an
+ * earlier capture would be a wait across graphs, which fails the capture
+ * (seen when a branch was moved so that a sublayer joined without one) */
 static void side_join(struct fwd *w)
 {
-	if (w->split && !w->r)
+	if (w->split && w->side_open && !w->r)
 		w->r = w->cu->StreamWaitEvent(w->main, w->gm->join, 0);
+	w->side_open = 0;
 }
 
 static int quantized(const struct fw_mat *W)
