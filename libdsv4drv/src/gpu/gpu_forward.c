@@ -866,6 +866,7 @@ static int hc_mix_fits(const struct fwd *w, const struct fw_mat *fn)
 	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, w->b.X);
 
 	return w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
+	       w->b.X % 16 == 0 &&
 	       fn->rows == (2 + hc) * hc && fn->rows <= 32 && fn->cols == hc * D && hc <= 16 &&
 	       D % 4 == 0 && D <= 16 * 256 && fn->cols % (S * 128) == 0 &&
 	       (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
