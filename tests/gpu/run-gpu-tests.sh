@@ -18,7 +18,8 @@
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
 #    kernel, the ring store beside the attention vs after it, decode's mHC
 #    steps fused vs apart: identical logits; decode attention split over key
-#    ranges vs one block per head (summed in another order: 1e-4);
+#    ranges vs one block per head (summed in another order: 1e-4); decode
+#    graphs recaptured at a second context bucket (gpu_bench, 4K then 128K);
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode,
 #    both on a Flash-shaped reference decode;
@@ -86,6 +87,16 @@ DSV4_GPU_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/n
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomma" "$tmp/gpu" 1e-4 \
 	"flash-shaped reference: FP4 experts on the tensor cores vs the CUDA cores"
 tap $?
+# decode graphs captured again at a second context bucket in the same
+# process (gpu_bench at 4K, then at 128K): the second capture must not
+# lean on anything recorded by the first (a wait on an event of the first
+# capture failed it once, and no dsv4-run here crosses a bucket)
+if "$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 --prefill 16 \
+	>"$tmp/gb" 2>&1 && grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
+	echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K"; tap 0
+else
+	echo "not ok flash-shaped: decode graphs at 4K, then recaptured at 128K"; cat "$tmp/gb"; tap 1
+fi
 
 # streamed experts (a CPU cache of 4 experts, a GPU cache of 4 slots: the
 # layers evict each other's) give the resident run's logits exactly; both
