@@ -66,13 +66,16 @@ static __device__ __forceinline__ float e8m0_ceil(float amax, float inv_max, flo
 	return e8m0((uint8_t)e);
 }
 
+/* x / s as an e4m3 code, saturated and rounded to nearest even (s a
+ * power of two, so x * (1/s) is x / s exactly, without a divide) */
+static __device__ __forceinline__ __nv_fp8_e4m3 fp8_code(float x, float s)
+{
+	return __nv_fp8_e4m3(fminf(fmaxf(__fmul_rn(x, __frcp_rn(s)), -448.f), 448.f));
+}
+
 static __device__ __forceinline__ float fp8_round(float x, float s)
 {
-	/* s is a power of two: x * (1/s) is x / s exactly, without a divide */
-	float v = fminf(fmaxf(__fmul_rn(x, __frcp_rn(s)), -448.f), 448.f);
-	__nv_fp8_e4m3 q(v);	/* round to nearest even, saturating */
-
-	return __fmul_rn((float)q, s);
+	return __fmul_rn((float)fp8_code(x, s), s);
 }
 
 static __device__ __forceinline__ float fp4_round(float x, float inv, float s)

@@ -76,7 +76,7 @@ static __device__ void quant_x(const float *__restrict__ x, uint32_t cols, uint8
 			a = fmaxf(a, fabsf(v[i]));
 		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 1));
 		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
-		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f), inv = __frcp_rn(s);
+		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
 
 		if (!on)
 			continue;
@@ -86,8 +86,7 @@ static __device__ void quant_x(const float *__restrict__ x, uint32_t cols, uint8
 
 #pragma unroll
 			for (int j = 0; j < 8; j++) {
-				float f = fminf(fmaxf(__fmul_rn(v[8 * g + j], inv), -448.f), 448.f);
-				__nv_fp8_e4m3 q(f);	/* as fp8_round() rounds */
+				__nv_fp8_e4m3 q = fp8_code(v[8 * g + j], s);
 
 				w[j & 1] |= (uint32_t)q.__x << (8 * (j / 2));
 			}

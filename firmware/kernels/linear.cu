@@ -375,8 +375,10 @@ static __device__ int splitk_sum(const float *part, uint32_t *count, uint32_t rb
 	return 1;
 }
 
-/* dsv4_linear for one input row (see there), w in format FMT; with @hp
- * the mHC post step on each output (W's rows are D) */
+/* y = W x for one input row, w in format FMT: four output rows a warp;
+ * with gridDim.y = ksplit > 1 each block takes cols/ksplit columns and
+ * the partial sums meet in splitk_sum(); with @hp the mHC post step on
+ * each output (W's rows are D) */
 template <int FMT>
 static __device__ void linear_one(const fw_mat &w, const float *x, float *y, float *part,
 				  uint32_t *count, uint32_t aq, const fw_hc_post *hp)
@@ -411,49 +413,26 @@ static __device__ void linear_one(const fw_mat &w, const float *x, float *y, flo
 }
 
 /*
- * grid: (ceil(rows/32), ksplit) blocks of 256 threads when nrows == 1 (four
- * output rows per warp; with ksplit > 1 each block takes cols/ksplit
- * columns, partial sums go to part [ksplit, rows] and the last block of a
- * row block adds them up (splitk_sum); count [ceil(rows/32)] is zero and
- * left zero), else (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks (one
- * output row per warp, FW_LINEAR_ROWS input rows per blockIdx.y).
- * aq: x through the official FP8 activation quant on the way in (FP8/FP4
- * weights, cols a multiple of 128, x rows 16-byte aligned: the caller
- * checks).  gridDim.z groups: group g uses rows [g rows, (g+1) rows) of the
+ * grid: (ceil(rows/8), ceil(nrows/FW_LINEAR_ROWS)) blocks of 256 threads
+ * (one output row per warp, FW_LINEAR_ROWS input rows per blockIdx.y;
+ * one input row is dsv4_linear1_<format>'s, below).  aq: x through the
+ * official FP8 activation quant on the way in (FP8/FP4 weights, cols a
+ * multiple of 128, x rows 16-byte aligned: the caller checks).  gridDim.z
+ * groups: group g uses rows [g rows, (g+1) rows) of the
  * matrix from w.row0, x + g xgs and y + g ygs.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
-	    float *__restrict__ y, uint32_t ldy, float *__restrict__ part,
-	    uint32_t *__restrict__ count, uint32_t aq, uint32_t xgs, uint32_t ygs)
+	    float *__restrict__ y, uint32_t ldy, uint32_t aq, uint32_t xgs, uint32_t ygs)
 {
 	uint32_t warp = blockIdx.x * 8 + threadIdx.x / 32, g = blockIdx.z;
 	float acc[FW_LINEAR_ROWS];
 
-	/* group g: the next w.rows rows, its own x and y and scratch */
+	/* group g: the next w.rows rows, its own x and y */
 	w.row0 += g * w.rows;
 	x += (size_t)g * xgs;
 	y += (size_t)g * ygs;
-	part += (size_t)g * gridDim.y * w.rows;
-	count += (size_t)g * gridDim.x;
-
-	if (nrows == 1) {
-		switch (w.fmt) {
-		case FW_FP4:
-			linear_one<FW_FP4>(w, x, y, part, count, aq, NULL);
-			return;
-		case FW_FP8:
-			linear_one<FW_FP8>(w, x, y, part, count, aq, NULL);
-			return;
-		case FW_BF16:
-			linear_one<FW_BF16>(w, x, y, part, count, aq, NULL);
-			return;
-		default:
-			linear_one<FW_F32>(w, x, y, part, count, aq, NULL);
-			return;
-		}
-	}
-	/* many input rows: blockIdx.y picks FW_LINEAR_ROWS of them */
+	/* blockIdx.y picks FW_LINEAR_ROWS of the input rows */
 	uint32_t r0 = blockIdx.y * FW_LINEAR_ROWS;
 
 	if (warp >= w.rows || r0 >= nrows)
@@ -471,9 +450,11 @@ dsv4_linear(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t nrows,
  * dsv4_linear's one-row form (decode's GEMVs), a kernel per weight format
  * so that each holds only its own format's registers: with all four in
  * one, 128 registers a thread left two blocks of an SM, too few loads in
- * flight.  grid (ceil(rows/32), ksplit, groups), 256 threads, the rest as
- * dsv4_linear with nrows 1; with hp.X the mHC post step on each output
- * (one group, W's rows hp.D: decode's wo_b).
+ * flight.  grid (ceil(rows/32), ksplit, groups), 256 threads (linear_one();
+ * partial sums in part [ksplit, rows] per group, count [ceil(rows/32)]
+ * per group, zero and left zero); groups and aq as dsv4_linear's; with
+ * hp.X the mHC post step on each output (one group, W's rows hp.D:
+ * decode's wo_b).
  */
 #define LINEAR1(name, FMT, BLOCKS)                                                                  \
 	FW_KERNEL void __launch_bounds__(256, BLOCKS)                                          \

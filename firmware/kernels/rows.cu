@@ -161,6 +161,22 @@ static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const flo
 	}
 }
 
+/* hc_pre_xn's result through memory: out written, then normed in place
+ * (any D, any alignment); every thread calls */
+static __device__ void hc_pre_xn_loop(const float *Xr, const float *pre, uint32_t hc, uint32_t D,
+				      const float *normw, float norm_eps, float *out)
+{
+	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
+		float acc = 0;
+
+		for (uint32_t i = 0; i < hc; i++)
+			acc += pre[i] * Xr[(size_t)i * D + d];
+		out[d] = acc;
+	}
+	__syncthreads();
+	block_rmsnorm(out, normw, D, norm_eps);
+}
+
 /*
  * out [D] = rmsnorm(sum_i pre_i X_i) * normw (pre in shared memory); every
  * thread of the block calls.  Up to four float4 a thread stay in
@@ -176,15 +192,7 @@ static __device__ void hc_pre_xn(const float *Xr, const float *pre, uint32_t hc,
 			hc_pre_xn_regs<16, false>(Xr, pre, hc, D, normw, norm_eps, out);
 		return;
 	}
-	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
-		float acc = 0;
-
-		for (uint32_t i = 0; i < hc; i++)
-			acc += pre[i] * Xr[(size_t)i * D + d];
-		out[d] = acc;
-	}
-	__syncthreads();
-	block_rmsnorm(out, normw, D, norm_eps);
+	hc_pre_xn_loop(Xr, pre, hc, D, normw, norm_eps, out);
 }
 
 /*
@@ -248,10 +256,10 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 }
 
 /*
- * Decode's mHC pre step in one launch, dsv4_linear (hc_fn, one row) and
+ * Decode's mHC pre step in one launch, dsv4_linear1_f32 (hc_fn, one row) and
  * dsv4_hc_pre (parts 1) without the boundary between them.  grid (S, R),
  * 256 threads: block (s, r) takes column slice s of row r's hc D values
- * (as dsv4_linear's split-K does, so mix comes out the same to the bit)
+ * (as dsv4_linear1_f32's split-K does, so mix comes out the same to the bit)
  * and its sum of squares; the row's last block to arrive adds the slices
  * up (splitk_sum) into mix, and forms pre and xn as dsv4_hc_pre does.
  * w: hc_fn, F32, rows (2 + hc) hc <= 32; hc D a multiple of 128 S.
@@ -332,21 +340,12 @@ FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restri
 	uint32_t r = blockIdx.x;
 	const float *Xr = X + (size_t)r * hc * D;
 	float rs = row_rs(Xr, hc * D, norm_eps);
-	float *out = y + (size_t)r * D;
 
 	if (threadIdx.x < hc)
 		pre[threadIdx.x] = sigmoidf_(mix[(size_t)r * hc + threadIdx.x] * rs * scale[0] +
 					     base[threadIdx.x]) + hc_eps;
 	__syncthreads();
-	for (uint32_t d = threadIdx.x; d < D; d += blockDim.x) {
-		float acc = 0;
-
-		for (uint32_t i = 0; i < hc; i++)
-			acc += pre[i] * Xr[(size_t)i * D + d];
-		out[d] = acc;
-	}
-	__syncthreads();
-	block_rmsnorm(out, normw, D, norm_eps);
+	hc_pre_xn_loop(Xr, pre, hc, D, normw, norm_eps, y + (size_t)r * D);
 }
 
 /* grid R: x[r] <- rmsnorm(x[r]) * w, n values per row at stride ld */

@@ -304,8 +304,15 @@ static int gemm_fits(const struct fw_mat *W)
 	       W->cols % 64 == 0;
 }
 
+/* whether y = W x applies the official FP8 activation quant to x: asked
+ * for (@act_quant), reference numerics, FP8/FP4 weights of whole blocks */
+static uint32_t takes_act_quant(const struct fwd *w, const struct fw_mat *W, int act_quant)
+{
+	return act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
+}
+
 /*
- * dsv4_linear's column slices for one input row and few output rows, so
+ * dsv4_linear1_*'s column slices for one input row and few output rows, so
  * that enough blocks stream the matrix (whole 128-column slices; the
  * scratch holds 8192 partial rows, count 256 row blocks)
  */
@@ -360,7 +367,7 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 			xgs % 4 == 0;
 	/* the quant is fused into the one-row GEMV (decode); more rows would
 	 * quantize x once per output row, so they take a quant pass first */
-	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
+	uint32_t aq = takes_act_quant(w, W, act_quant);
 
 	if (aq && (rows > 1 || ldx % 4 || x % 16 || G > 1)) {
 		x = act_quant_rows(w, x, ldx, W->cols, rows);
@@ -378,9 +385,7 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 		return;
 	}
 	{
-		int on_side = w->cur == w->gm->side;
-		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &w->gm->splitk_part[on_side],
-			      &w->gm->splitk_count[on_side], &aq, &xgs, &ygs };
+		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &aq, &xgs, &ygs };
 
 		launch_as(w, K_LINEAR, prof_linear(w->gm, W, rows, 1), (W->rows + 7) / 8,
 			  (rows + FW_LINEAR_ROWS - 1) / FW_LINEAR_ROWS, G, 256, 0, a);
@@ -412,7 +417,7 @@ static void lin_post(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, CUdev
 		     int act_quant)
 {
 	struct fw_hc_post hp = hc_post_of(w);
-	uint32_t aq = act_quant && w->reference && quantized(W) && W->cols % 128 == 0;
+	uint32_t aq = takes_act_quant(w, W, act_quant);
 
 	lin1(w, W, 1, x, 0, y, 0, aq, &hp);
 	w->posted = 1;
@@ -856,20 +861,21 @@ static int moe(struct fwd *w, uint32_t L)
 }
 
 /*
- * whether the sublayer's mHC pre step takes dsv4_hc_mix: one row (decode),
- * on the main stream, hc_fn F32 of at most 32 rows over hc D columns, xn
- * within dsv4_hc_mix's registers, its scratch in the split-K one
+ * dsv4_hc_mix's column slices for the sublayer's mHC pre step, 0 where it
+ * does not take it: one row (decode), on the main stream, hc_fn F32 of at
+ * most 32 rows over hc D columns, xn within dsv4_hc_mix's registers, its
+ * scratch in the split-K one
  */
-static int hc_mix_fits(const struct fwd *w, const struct fw_mat *fn)
+static uint32_t hc_mix_slices(const struct fwd *w, const struct fw_mat *fn)
 {
 	const struct dsv4_config *c = w->c;
 	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, w->b.X);
+	int fits = w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
+		   w->b.X % 16 == 0 && fn->rows == (2 + hc) * hc && fn->rows <= 32 &&
+		   fn->cols == hc * D && hc <= 16 && D % 4 == 0 && D <= 16 * 256 &&
+		   fn->cols % (S * 128) == 0 && (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
 
-	return w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
-	       w->b.X % 16 == 0 &&
-	       fn->rows == (2 + hc) * hc && fn->rows <= 32 && fn->cols == hc * D && hc <= 16 &&
-	       D % 4 == 0 && D <= 16 * 256 && fn->cols % (S * 128) == 0 &&
-	       (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
+	return fits ? S : 0;
 }
 
 static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
@@ -885,33 +891,32 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb, &parts };
 	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
 	const struct fw_mat *fn = &gl->hc_fn[br];
+	uint32_t S = hc_mix_slices(w, fn);
 	int ret = 0;
 
-	if (hc_mix_fits(w, fn)) {
+	if (S) {
 		/* one row: mix and xn in one launch, split over column slices */
 		struct fw_mat wm = *fn;
-		uint32_t S = splitk_slices(fn, 1, b->X);
 		void *a[] = { &wm, &b->X, &hc, &D, &w->gm->splitk_part[0],
 			      &w->gm->splitk_count[0], &b->mix, (void *)&gl->hc_scale[br],
 			      (void *)&gl->hc_base[br], &hc_eps, &eps, &normw, &b->xn };
 
 		launch(w, K_HC_MIX, S, w->R, 1, 256, 0, a);
+	} else {
+		lin(w, fn, b->X, hc * D, w->R, b->mix, nmix, 0);
+	}
+	/* post and comb (the Sinkhorn's serial chain) apart from xn when
+	 * dsv4_hc_mix formed xn, or in decode, on the side stream beside the
+	 * sublayer (joined before the post step) */
+	if (S || w->split) {
 		parts = 2;
 		side_begin(w);
 		launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
 		side_end(w);
-	} else {
-		lin(w, fn, b->X, hc * D, w->R, b->mix, nmix, 0);
-		/* decode: post and comb (the Sinkhorn's serial chain) on the
-		 * side stream, beside the sublayer (joined before hc_post); xn
-		 * with a big block, as one block per row is all there is */
-		if (w->split) {
-			parts = 2;
-			side_begin(w);
-			launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
-			side_end(w);
-			parts = 1;
-		}
+	}
+	/* xn with a big block, as one block per row is all there is */
+	if (!S) {
+		parts = w->split ? 1 : 3;
 		launch(w, K_HC_PRE, w->R, 1, 1, w->R < 64 ? 1024 : 256, 0, pre);
 	}
 	w->posted = 0;
