@@ -51,6 +51,7 @@ struct cu_driver {
 	CUresult (*MemHostRegister)(void *, size_t, unsigned int);
 	CUresult (*MemHostUnregister)(void *);
 	CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+	CUresult (*MemcpyDtoHAsync)(void *, CUdeviceptr, size_t, CUstream);
 	CUresult (*StreamCreate)(CUstream *, unsigned int);
 	CUresult (*StreamDestroy)(CUstream);
 	CUresult (*StreamSynchronize)(CUstream);

@@ -1115,8 +1115,8 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	uint64_t t0 = now_ns();
 	struct batch bt;
 	uint32_t *meta = NULL, *lrows = NULL;
-	float *logits = NULL;
-	int ret = 0;
+	float *logits = NULL, *owned = NULL;
+	int ret = 0, staged;
 
 	gpu_bind(w.gm->g);
 	for (uint32_t i = 0; i < n; i++)
@@ -1134,7 +1134,11 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	/* host metadata: pos, cstart, clast, tok, chunks [2n], then rowtab (u64) */
 	meta = calloc((size_t)R * 8 + 2 * (size_t)R + 2, 4);
 	lrows = malloc(((size_t)nl + 1) * sizeof(*lrows));
-	logits = malloc(((size_t)nl * c->vocab_size + 1) * sizeof(float));
+	staged = w.gm->hstage && (size_t)nl * c->vocab_size * 4 <= w.gm->hstage_logits;
+	if (staged)
+		logits = (float *)(w.gm->hstage + w.gm->hstage_meta);
+	else
+		logits = owned = malloc(((size_t)nl * c->vocab_size + 1) * sizeof(float));
 	if (!meta || !lrows || !logits) {
 		ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory for %u rows", R);
 		goto out;
@@ -1184,7 +1188,9 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	/* upload the metadata: the device layout is pos, cstart, clast, tok, chunks, rowtab */
 	{
 		size_t head_bytes = (size_t)(w.b.rowtab - w.b.meta);
-		uint8_t *hb = malloc(head_bytes + (size_t)R * 8);
+		size_t bytes = head_bytes + (size_t)R * 8;
+		int pinned = staged && bytes <= w.gm->hstage_meta;
+		uint8_t *hb = pinned ? w.gm->hstage : malloc(bytes);
 
 		if (!hb) {
 			ret = dsv4_errf(err, errlen, -ENOMEM, "out of memory");
@@ -1202,8 +1208,12 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 
 				memcpy(hb + head_bytes + (size_t)r * 8, &tab, 8);
 			}
-		w.r = w.cu->MemcpyHtoD(w.b.meta, hb, head_bytes + (size_t)R * 8);
-		free(hb);
+		if (pinned) {	/* the previous call's copies are done: it synchronized */
+			w.r = w.cu->MemcpyHtoDAsync(w.b.meta, hb, bytes, w.main);
+		} else {
+			w.r = w.cu->MemcpyHtoD(w.b.meta, hb, bytes);
+			free(hb);
+		}
 	}
 	eval_logit_rows(reqs, n, lrows);
 	if (m->store)	/* the hash layers' experts are known from the tokens */
@@ -1217,7 +1227,9 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		goto out;
 	}
 	/* (a blocking stream: the legacy stream's copy waits for it) */
-	if (nl && !w.r && !ret)
+	if (nl && !w.r && !ret && staged)
+		w.r = w.cu->MemcpyDtoHAsync(logits, w.b.hlog, (size_t)nl * c->vocab_size * 4, w.main);
+	else if (nl && !w.r && !ret)
 		w.r = w.cu->MemcpyDtoH(logits, w.b.hlog, (size_t)nl * c->vocab_size * 4);
 	if (!w.r && !ret)
 		w.r = w.cu->CtxSynchronize();
@@ -1236,6 +1248,6 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 out:
 	free(meta);
 	free(lrows);
-	free(logits);
+	free(owned);
 	return ret;
 }

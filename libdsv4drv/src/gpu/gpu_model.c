@@ -278,6 +278,23 @@ static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* gm->hstage: metadata for up to 64 rows and logits for up to 4 (decode,
+ * a few sequences side by side); without it the copies are pageable */
+static void stage_open(struct gpu_model *gm)
+{
+	size_t meta = 64 * 1024, logits = (size_t)4 * gm->m->cfg.vocab_size * sizeof(float);
+	size_t bytes = (meta + logits + 4095) / 4096 * 4096;
+	uint8_t *p = aligned_alloc(4096, bytes);
+
+	if (p && !gm->g->cu.MemHostRegister(p, bytes, 0)) {
+		gm->hstage = p;
+		gm->hstage_meta = meta;
+		gm->hstage_logits = bytes - meta;
+		return;
+	}
+	free(p);
+}
+
 int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, char *err,
 		   size_t errlen)
 {
@@ -369,6 +386,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		if (ret)
 			goto fail;
 	}
+	stage_open(gm);
 	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
 	gm->prof_graph = getenv("DSV4_GPU_PROFILE") && !strcmp(getenv("DSV4_GPU_PROFILE"), "graph");
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
@@ -473,6 +491,8 @@ void gpu_model_close(struct gpu_model *gm)
 	free(gm->prof_ev);
 	free(gm->prof_what);
 	if (gm->g) {
+		if (gm->hstage)
+			gm->g->cu.MemHostUnregister(gm->hstage);
 		for (uint32_t i = 0; i < gm->n_pinned; i++)
 			gm->g->cu.MemHostUnregister(gm->pinned[i]);
 		if (gm->copied)
@@ -504,7 +524,7 @@ void gpu_model_close(struct gpu_model *gm)
 		dsv4_gpu_close(gm->g);
 	}
 	dsv4_mem_close(gm->kv_mem);
-	free(gm->hscratch);
+	free(gm->hstage);
 	free(gm->htab);
 	free(gm->gwhere);
 	free(gm->gslot);

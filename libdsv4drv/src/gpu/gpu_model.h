@@ -30,8 +30,12 @@ struct gpu_model {
 	CUdeviceptr norm, hc_head_base, hc_head_scale, freqs_swa, freqs_cmp;
 	CUdeviceptr scratch;		/* per-call activations, grown as needed */
 	size_t scratch_cap;
-	void *hscratch;			/* host side: metadata, results */
-	size_t hscratch_cap;
+	/* pinned host staging for steps of few rows: their metadata goes up
+	 * and their logits come back asynchronously on the main stream (a
+	 * pageable copy of one row of logits held the GPU idle for tens of
+	 * microseconds each decode step); NULL where it could not be pinned */
+	uint8_t *hstage;
+	size_t hstage_meta, hstage_logits;	/* bytes: metadata room, then logits room */
 	/* streamed experts: a GPU cache of expert slots, filled from the CPU
 	 * store's pinned cache over PCIe on the copy stream */
 	int stream;
