@@ -16,6 +16,32 @@
 
 #define FW_KERNEL extern "C" __global__
 
+/*
+ * sum over k = k0, k0 + step, ... < n of p[k * stride], added in that
+ * order, read past L1 (__ldcg: other blocks' writes) eight loads at a
+ * time: __ldcg is inline assembly, so a plain loop waited for each load
+ * before the next (eight round trips to L2 for a 64-slice split-K)
+ */
+template <typename T>
+static __device__ __forceinline__ T sum_cg(const T *p, uint32_t k0, uint32_t n, uint32_t step,
+					   size_t stride)
+{
+	T sum = 0;
+
+	for (uint32_t k = k0; k < n; k += 8 * step) {
+		T v[8];
+
+#pragma unroll
+		for (int u = 0; u < 8; u++)
+			v[u] = k + u * step < n ? __ldcg(p + (size_t)(k + u * step) * stride) : T(0);
+#pragma unroll
+		for (int u = 0; u < 8; u++)
+			if (k + u * step < n)
+				sum += v[u];
+	}
+	return sum;
+}
+
 static __device__ __forceinline__ float e8m0(uint8_t s)
 {
 	return __int_as_float((int)s << 23);	/* 2^(s-127) */

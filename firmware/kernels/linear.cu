@@ -360,8 +360,7 @@ static __device__ int splitk_sum(const float *part, uint32_t *count, uint32_t rb
 		return 0;
 	__threadfence();
 	if (o < rows)
-		for (uint32_t k = j; k < ks; k += 8)
-			sum += __ldcg(&part[(size_t)k * rows + o]);
+		sum = sum_cg(part + o, j, ks, 8, rows);
 	red[j][ol] = sum;
 	__syncthreads();
 	if (j == 0) {

@@ -266,7 +266,8 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
  * Scratch: part [R, S, rows] partial mixes, then from float
  * FW_HC_MIX_DSS doubles [R, S]; count [R] zero, left zero.
  */
-FW_KERNEL void __launch_bounds__(256)
+/* (4 blocks an SM: 60 registers; left to itself ptxas took 48 and spilled) */
+FW_KERNEL void __launch_bounds__(256, 4)
 dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	    float *__restrict__ part, uint32_t *__restrict__ count, float *__restrict__ mix,
 	    const float *__restrict__ scale, const float *__restrict__ base, float hc_eps,
@@ -300,10 +301,8 @@ dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	if (threadIdx.x < nmix)
 		mix[(size_t)r * nmix + threadIdx.x] = sum;
 	if (threadIdx.x < 32) {	/* the sums of squares, loads in flight together */
-		double t = 0;
+		double t = sum_cg(dss, threadIdx.x, S, 32, 1);
 
-		for (uint32_t k = threadIdx.x; k < S; k += 32)
-			t += __ldcg(&dss[k]);
 		t = warp_sum(t);
 		if (threadIdx.x == 0)
 			rsum = t;

@@ -838,8 +838,10 @@ static int moe(struct fwd *w, uint32_t L)
 		xe = act_quant_rows(w, b->xn, D, D, R);
 		aq = 0;
 	}
-	/* slots without an expert contribute nothing */
-	if (!w->r)
+	/* slots without an expert contribute nothing: streaming leaves slots
+	 * out (those of other groups), a hash layer those whose table entry is
+	 * out of range; otherwise the experts write every slot */
+	if (!w->r && (w->gm->stream || gl->tid2eid || E < K))
 		w->r = w->cu->MemsetD32Async(b->ye, 0, (size_t)R * K * D, w->main);
 	if (w->gm->stream)
 		ret = stream_experts(w, L, xe, aq);
