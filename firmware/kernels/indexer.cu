@@ -50,7 +50,8 @@ dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
 /*
  * The same scores, tiled: grid (R, ceil(max_entries / 32)), 256 threads,
  * ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0 (the host checks).  Row r's
- * queries sit in shared memory; thread (g, e) takes entry e of the tile
+ * queries sit in shared memory, the tile's keys pass through it 16 pieces
+ * of a row at a time; thread (g, e) takes entry e of the tile
  * and heads [g ih/8, (g+1) ih/8), each dot product in order over d, and
  * the 8 groups' sums meet in order.  No shuffle per head: the warp-per-
  * entry form above spends most of its time in those at long contexts.
@@ -63,6 +64,7 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 {
 	__shared__ float4 qs[8192 / 4];
 	__shared__ float ws[64 * 8], part[8][32];
+	__shared__ float4 ks[32][17];	/* padded: a warp's rows in distinct banks */
 	uint32_t r = blockIdx.x, e = threadIdx.x % 32, g = threadIdx.x / 32;
 	uint32_t j = blockIdx.y * 32 + e, n = (pos[r] + 1) / 4, hpg = ih / 8;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
@@ -75,30 +77,48 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 		ws[h] = wi[(size_t)r * ih + h] * wscale;
 	__syncthreads();
 	float s = 0;
+	const float *kbase = (const float *)sl->icmp_ent + (size_t)blockIdx.y * 32 * ihd;
+	uint32_t np = ihd / 4, ne = n - blockIdx.y * 32 < 32 ? n - blockIdx.y * 32 : 32;
 
-	if (j < n) {
-		const float4 *key = (const float4 *)((const float *)sl->icmp_ent + (size_t)j * ihd);
-
-		for (uint32_t h0 = 0; h0 < hpg; h0 += 8) {
-			float acc[8];
+	for (uint32_t h0 = 0; h0 < hpg; h0 += 8) {
+		float acc[8];
 
 #pragma unroll
-			for (int i = 0; i < 8; i++)
-				acc[i] = 0.f;
-			for (uint32_t d4 = 0; d4 < ihd / 4; d4++) {
-				float4 k = key[d4];
+		for (int i = 0; i < 8; i++)
+			acc[i] = 0.f;
+		/* the tile's keys through shared memory, 16 pieces a row at a
+		 * time, loaded a row per 16 threads (a thread reading its own
+		 * entry's row from global memory waited on each piece) */
+		for (uint32_t c0 = 0; c0 < np; c0 += 16) {
+			uint32_t w = np - c0 < 16 ? np - c0 : 16;
+
+			__syncthreads();
+			for (uint32_t t = threadIdx.x; t < 32 * 16; t += blockDim.x) {
+				const float4 *row = (const float4 *)(kbase + (size_t)(t / 16) * ihd);
+
+				if (t / 16 < ne && t % 16 < w)
+					ks[t / 16][t % 16] = row[c0 + t % 16];
+			}
+			__syncthreads();
+			if (j >= n)
+				continue;
+			for (uint32_t u = 0; u < w; u++) {
+				uint32_t d4 = c0 + u;
+				float4 k = ks[e][u];
 
 #pragma unroll
 				for (int i = 0; i < 8; i++) {
 					uint32_t h = g * hpg + h0 + i;
 
 					if (h0 + i < hpg) {
-						float4 q = qs[h * (ihd / 4) + d4];
+						float4 q = qs[h * np + d4];
 
 						acc[i] += q.x * k.x + q.y * k.y + q.z * k.z + q.w * k.w;
 					}
 				}
 			}
+		}
+		if (j < n) {
 #pragma unroll
 			for (int i = 0; i < 8; i++)
 				if (h0 + i < hpg)
