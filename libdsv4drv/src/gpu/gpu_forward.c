@@ -1225,6 +1225,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	else
 		ret = forward(&w, pos, lrows, err, errlen);
 	if (ret && m->store && store_error(m->store)[0]) {
+		w.cu->CtxSynchronize();	/* queued copies may still read hstage */
 		eval_reset_all(reqs, n);
 		goto out;
 	}
@@ -1238,6 +1239,9 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	if (w.gm->profile)
 		gpu_prof_collect(w.gm);
 	if (w.r || ret) {
+		/* the next call rewrites hstage: nothing queued may read it
+		 * (the result is this error's, or a sticky one already in w.r) */
+		w.cu->CtxSynchronize();
 		eval_reset_all(reqs, n);
 		ret = dsv4_errf(err, errlen, ret ? ret : -EIO,
 				"CUDA forward: %s; the batch's sequences were reset",
