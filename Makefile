@@ -60,14 +60,22 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 FW := $(BUILD)/firmware/dsv4.fatbin
 FW_SRCS := firmware/dsv4.cu $(wildcard firmware/kernels/*.cu firmware/kernels/*.cuh firmware/kernels/*.h)
 
+# (and tests/bench/gemv_chain, a CUDA runtime benchmark: built wherever nvcc is, so
+# that CI catches its build breaks; it runs on the GPU machine from the gpu-kit)
+GEMV_CHAIN := $(BUILD)/bin/gemv_chain
+
 firmware:
-	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW); \
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW) $(GEMV_CHAIN); \
 	else echo "firmware: no nvcc here, the CUDA kernels are not built (CPU backend only)"; fi
 
 $(FW): $(FW_SRCS)
 	@mkdir -p $(dir $@)
 	$(NVCC) -fatbin -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a \
 		-gencode=arch=compute_90,code=compute_90 -o $@ firmware/dsv4.cu
+
+$(GEMV_CHAIN): tests/bench/gemv_chain.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
 # The GPU suite, on a machine with an NVIDIA GPU and driver (not in make check)
 # The GPU machine's kit: the tools and the GPU-capable tests linked
@@ -86,6 +94,7 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 	$(CC) $(KIT_CFLAGS) $(MODEL_DIRS) -o $(KIT)/dsv4-server userspace/dsv4-server/main.c \
 		$(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
 	cp $(BUILD)/bin/static/dsv4-mkmodel $(KIT)/
+	@if [ -f $(GEMV_CHAIN) ]; then cp $(GEMV_CHAIN) $(KIT)/; fi
 	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run $(KIT)/dsv4-server; do \
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
 		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
