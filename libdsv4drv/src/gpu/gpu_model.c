@@ -278,8 +278,9 @@ static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 	return 0;
 }
 
-/* gm->hstage: metadata for up to 64 rows and logits for up to 4 (decode,
- * a few sequences side by side); without it the copies are pageable */
+/* gm->hstage: 64 KB of metadata (some 2000 rows) and logits for up to 4
+ * rows (decode, a few sequences side by side); without it the copies are
+ * pageable */
 static void stage_open(struct gpu_model *gm)
 {
 	size_t meta = 64 * 1024, logits = (size_t)4 * gm->m->cfg.vocab_size * sizeof(float);
