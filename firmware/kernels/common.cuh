@@ -167,8 +167,6 @@ static __device__ float block_max(float v)
 	return warp_max(v);
 }
 
-/* x <- x * rsqrt(mean(x^2) + eps) [* w], over n values, by one block;
- * the sum in double as the CPU takes it */
 /* hc_post_at's arithmetic for NX == hc streams, unrolled into registers */
 template <int NX>
 static __device__ __forceinline__ void hc_post_n(float *Xr, const float *P, const float *M,
@@ -221,6 +219,8 @@ static __device__ __forceinline__ void hc_post_at(const fw_hc_post &hp, uint32_t
 	}
 }
 
+/* x <- x * rsqrt(mean(x^2) + eps) [* w], over n values, by one block;
+ * the sum in double as the CPU takes it */
 static __device__ void block_rmsnorm(float *x, const float *w, uint32_t n, float eps)
 {
 	double ss = 0;
