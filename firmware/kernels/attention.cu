@@ -235,13 +235,42 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
  */
 #define SPLIT_HEADS 8
 
+/* dsv4_head_prep without a norm weight or FP8 grid, by one warp: v
+ * RMS-normed (sum of squares in double, so its order does not show), then
+ * RoPE on its last rd values at @p */
+static __device__ __forceinline__ void warp_head_prep(float *v, uint32_t hd, uint32_t rd,
+						      float eps, uint32_t p, const float *freqs)
+{
+	uint32_t lane = threadIdx.x % 32;
+	double ss = 0;
+
+	for (uint32_t d = lane; d < hd; d += 32)
+		ss += (double)v[d] * v[d];
+	ss = warp_sum(ss);
+	float rn = 1.0f / sqrtf((float)(ss / hd) + eps);
+
+	for (uint32_t d = lane; d < hd; d += 32)
+		v[d] = v[d] * rn;
+	__syncwarp();
+	for (uint32_t i = lane; i < rd / 2; i += 32) {
+		float *x = v + hd - rd;
+		float ang = __fmul_rn((float)p, freqs[i]);
+		float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
+
+		x[2 * i] = a * c - b * s;
+		x[2 * i + 1] = a * s + b * c;
+	}
+	__syncwarp();
+}
+
 FW_KERNEL void __launch_bounds__(256)
 dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		 const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
 		 const uint32_t *__restrict__ cstart, uint32_t ratio,
 		 const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,
 		 uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath,
-		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax)
+		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax, uint32_t qprep,
+		 uint32_t rd, const float *__restrict__ freqs, float eps)
 {
 	__shared__ __align__(16) float qs[SPLIT_HEADS * 512];
 	__shared__ float wmax[8][SPLIT_HEADS];
@@ -258,6 +287,11 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	for (uint32_t t = threadIdx.x; t < nh * hd; t += blockDim.x)
 		qs[t] = q[((size_t)r * H + h0) * hd + t];
 	__syncthreads();
+	if (qprep) {	/* q as wq_b left it: dsv4_head_prep's steps, a warp a head */
+		for (uint32_t h = wid; h < nh; h += nw)
+			warp_head_prep(qs + h * hd, hd, rd, eps, pos[r], freqs);
+		__syncthreads();
+	}
 #pragma unroll
 	for (int h = 0; h < SPLIT_HEADS; h++)
 		mx[h] = -INFINITY;

@@ -373,6 +373,30 @@ FW_KERNEL void dsv4_head_prep(float *__restrict__ x, uint32_t hd, uint32_t rd,
 		block_fakequant_fp8(v, hd - rd, 64);
 }
 
+/*
+ * grid (R, 2), decode's wq_a and wkv run as one GEMV: blockIdx.y 0 takes
+ * row r's qr [qlr] (RMSNorm with q_norm, as dsv4_rmsnorm), 1 its kv [hd]
+ * (as dsv4_head_prep with kv_norm and fq)
+ */
+FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
+			     const float *__restrict__ q_norm, float *__restrict__ kv, uint32_t hd,
+			     uint32_t rd, const float *__restrict__ kv_norm, float eps,
+			     const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
+			     uint32_t fq)
+{
+	uint32_t r = blockIdx.x;
+	float *v = kv + (size_t)r * hd;
+
+	if (blockIdx.y == 0) {
+		block_rmsnorm(qr + (size_t)r * qlr, q_norm, qlr, eps);
+		return;
+	}
+	block_rmsnorm(v, kv_norm, hd, eps);
+	block_rope(v + hd - rd, freqs, rd, pos[r], 0);
+	if (fq)
+		block_fakequant_fp8(v, hd - rd, 64);
+}
+
 /* grid R: out[r] = x[r] on the FP8 grid per 128 (the official act_quant) */
 FW_KERNEL void dsv4_act_quant(const float *__restrict__ x, uint32_t ldx, uint32_t n,
 			      float *__restrict__ out, uint32_t ldo)

@@ -87,7 +87,7 @@ struct cu_driver {
 	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts) \
 	X(GATHER_ENTRIES, dsv4_gather_entries) X(INDEX_SCORES_TILED, dsv4_index_scores_tiled) \
 	X(ATTN_SCORES, dsv4_attn_scores) X(ATTN_PV, dsv4_attn_pv) X(ATTN_COMBINE, dsv4_attn_combine) \
-	X(EXPERTS_MMA, dsv4_experts_mma) X(HC_MIX, dsv4_hc_mix) \
+	X(EXPERTS_MMA, dsv4_experts_mma) X(HC_MIX, dsv4_hc_mix) X(QKV_PREP, dsv4_qkv_prep) \
 	X(LINEAR1_F32, dsv4_linear1_f32) X(LINEAR1_BF16, dsv4_linear1_bf16) \
 	X(LINEAR1_FP8, dsv4_linear1_fp8) X(LINEAR1_FP4, dsv4_linear1_fp4)
 

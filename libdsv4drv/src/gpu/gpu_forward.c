@@ -116,9 +116,10 @@ static void layout(struct fwd *w)
 	b->post = carve(w, R * hc * F);
 	b->comb = carve(w, R * hc * hc * F);
 	b->xq = carve(w, (R > nl ? R : nl) * w->m->max_cols * F);
-	b->qr = carve(w, R * c->q_lora_rank * F);
+	/* one row: kv right after qr (wq_a and wkv as one GEMV writes both) */
+	b->qr = carve(w, R * (c->q_lora_rank + (R == 1 ? c->head_dim : 0)) * F);
 	b->q = carve(w, R * Hd * F);
-	b->kv = carve(w, R * c->head_dim * F);
+	b->kv = R == 1 ? b->qr + c->q_lora_rank * F : carve(w, R * c->head_dim * F);
 	b->o = carve(w, R * Hd * F);
 	b->z = carve(w, R * c->o_groups * c->o_lora_rank * F);
 	b->ca = carve(w, R * cw * F);
@@ -503,6 +504,11 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t topk = c->index_topk, ref = (uint32_t)w->reference, Hhd = H * hd;
 	float eps = (float)c->norm_eps;
 	CUdeviceptr none = 0, freqs = layer_freqs(w, L);
+	int split = split_attn(w);
+	/* decode: wq_a and wkv in one GEMV (they sit back to back, and kv
+	 * right after qr) */
+	int qkv = w->gm->fuse_qkv && R == 1 && gl->wqkv_a.data && b->kv == b->qr + qlr * 4 &&
+		  qlr % 4 == 0;
 
 	/* the compressors (and the indexer's weights) need only xn */
 	if (ratio) {
@@ -514,30 +520,36 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		}
 		side_end(w);
 	}
-	lin(w, &gl->wq_a, b->xn, D, R, b->qr, qlr, 1);
-	{
+	if (qkv) {
+		/* one row: qr and kv from one GEMV, their norms in one launch */
+		void *a[] = { &b->qr, &qlr, (void *)&gl->q_norm, &b->kv, &hd, &rd,
+			      (void *)&gl->kv_norm, &eps, &b->pos, &freqs, &ref };
+
+		lin(w, &gl->wqkv_a, b->xn, D, R, b->qr, qlr + hd, 1);
+		launch(w, K_QKV_PREP, R, 2, 1, 256, 0, a);
+	} else {
 		void *a[] = { &b->qr, &qlr, &qlr, (void *)&gl->q_norm, &eps };
 
+		lin(w, &gl->wq_a, b->xn, D, R, b->qr, qlr, 1);
 		launch(w, K_RMSNORM, R, 1, 1, 256, 0, a);
 	}
 	lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
-	{
+	if (!qkv || !split) {	/* (with both, dsv4_attn_scores preps q) */
 		void *a[] = { &b->q, &hd, &rd, &none, &eps, &b->pos, &freqs, &zero };
 
 		launch(w, K_HEAD_PREP, R, H, 1, 128, 0, a);
 	}
-	lin(w, &gl->wkv, b->xn, D, R, b->kv, hd, 1);
-	{
+	if (!qkv) {
 		void *a[] = { &b->kv, &hd, &rd, (void *)&gl->kv_norm, &eps, &b->pos, &freqs, &ref };
 
+		lin(w, &gl->wkv, b->xn, D, R, b->kv, hd, 1);
 		launch(w, K_HEAD_PREP, R, 1, 1, 128, 0, a);
 	}
 	if (ratio == 4)
 		indexer(w, L, pos);
 	side_join(w);
 	{
-		uint32_t r0 = 0, step = R;
-		int split = split_attn(w);
+		uint32_t r0 = 0, step = R, qprep = (uint32_t)qkv;
 		/* one row: its key goes into the ring beside the attention (the
 		 * slot it takes held position pos - window, outside the row's
 		 * window); with more rows a later row's store could take a key
@@ -571,7 +583,8 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 				uint32_t ld = w->maxkeys;
 				void *as[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart,
 					       &ratio, &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0,
-					       &gath, &b->asc, &ld, &b->amax };
+					       &gath, &b->asc, &ld, &b->amax, &qprep, &rd, &freqs,
+					       &eps };
 				void *ap[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio,
 					       &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0, &gath,
 					       &b->asc, &ld, &b->amax, &ref, &b->apart, &b->aden };

@@ -43,20 +43,82 @@ static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 	return u->gm->arena + at;
 }
 
+/* right after what went before, no alignment (put_pair's second half) */
+static CUdeviceptr put_next(struct uploader *u, const void *src, size_t bytes)
+{
+	size_t at = u->used;
+
+	u->used = at + bytes;
+	if (u->dry || u->r || !bytes)
+		return u->dry ? 0 : u->gm->arena + at;
+	u->r = u->gm->g->cu.MemcpyHtoD(u->gm->arena + at, src, bytes);
+	return u->gm->arena + at;
+}
+
+/* @m's bytes of codes and of scales */
+static void mat_parts(const struct mat *m, size_t *db, size_t *sb)
+{
+	size_t n = (size_t)m->rows * m->cols;
+
+	*db = m->fmt == MAT_F32 ? 4 * n : m->fmt == MAT_BF16 ? 2 * n : m->fmt == MAT_FP8 ? n : n / 2;
+	*sb = m->data ? mat_bytes(m) - *db : 0;
+}
+
+static struct fw_mat fw_mat_of(const struct mat *m)
+{
+	return (struct fw_mat){ .fmt = (uint32_t)m->fmt, .rows = m->rows, .cols = m->cols,
+				.scale_f32 = (uint32_t)m->scale_f32 };
+}
+
 static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
 {
-	struct fw_mat f = { .fmt = (uint32_t)m->fmt, .rows = m->rows, .cols = m->cols,
-			    .scale_f32 = (uint32_t)m->scale_f32 };
-	size_t n = (size_t)m->rows * m->cols;
-	size_t db = m->fmt == MAT_F32 ? 4 * n : m->fmt == MAT_BF16 ? 2 * n : m->fmt == MAT_FP8 ? n : n / 2;
-	size_t sb = m->data ? mat_bytes(m) - db : 0;
+	struct fw_mat f = fw_mat_of(m);
+	size_t db, sb;
 
 	if (!m->data)
 		return f;
+	mat_parts(m, &db, &sb);
 	f.data = put(u, m->data, db);
 	if (sb)
 		f.scale = put(u, m->scale, sb);
 	return f;
+}
+
+/*
+ * Two matrices that take the same x (wq_a and wkv), back to back in the
+ * arena, codes then scales, so that decode runs them as one GEMV: *both
+ * is the two as one matrix (a's rows, then b's), its data 0 where their
+ * formats or shapes do not line up (then each goes in on its own).
+ */
+static void put_pair(struct uploader *u, const struct mat *a, const struct mat *b,
+		     struct fw_mat *fa, struct fw_mat *fb, struct fw_mat *both)
+{
+	size_t da, sa, db, sb;
+
+	memset(both, 0, sizeof(*both));
+	if (!a->data || !b->data || a->fmt != b->fmt || a->cols != b->cols ||
+	    a->scale_f32 != b->scale_f32 || (a->fmt == MAT_FP8 && a->rows % 128)) {
+		*fa = put_mat(u, a);
+		*fb = put_mat(u, b);
+		return;
+	}
+	mat_parts(a, &da, &sa);
+	mat_parts(b, &db, &sb);
+	if (da % 256 || sa % 4) {
+		*fa = put_mat(u, a);
+		*fb = put_mat(u, b);
+		return;
+	}
+	*fa = fw_mat_of(a);
+	*fb = fw_mat_of(b);
+	fa->data = put(u, a->data, da);
+	fb->data = put_next(u, b->data, db);
+	if (sa) {
+		fa->scale = put(u, a->scale, sa);
+		fb->scale = put_next(u, b->scale, sb);
+	}
+	*both = *fa;
+	both->rows = a->rows + b->rows;
 }
 
 static CUdeviceptr put_vec(struct uploader *u, const float *v, size_t n)
@@ -104,10 +166,9 @@ static int put_model(struct uploader *u, struct dsv4_model *m)
 			gl->hc_scale[b] = put_vec(u, lw->hc_scale[b], 3);
 		}
 		gl->attn_sink = put_vec(u, lw->attn_sink, c->n_heads);
-		gl->wq_a = put_mat(u, &lw->wq_a);
+		put_pair(u, &lw->wq_a, &lw->wkv, &gl->wq_a, &gl->wkv, &gl->wqkv_a);
 		gl->q_norm = put_vec(u, lw->q_norm, c->q_lora_rank);
 		gl->wq_b = put_mat(u, &lw->wq_b);
-		gl->wkv = put_mat(u, &lw->wkv);
 		gl->kv_norm = put_vec(u, lw->kv_norm, c->head_dim);
 		gl->wo_a = put_mat(u, &lw->wo_a);
 		gl->wo_b = put_mat(u, &lw->wo_b);
@@ -395,6 +456,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
 	gm->experts_mma = !env_off("DSV4_GPU_MMA");
 	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
+	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));

@@ -14,6 +14,7 @@ struct glayer {
 	CUdeviceptr attn_norm, ffn_norm, hc_base[2], hc_scale[2], attn_sink, q_norm, kv_norm;
 	CUdeviceptr gate_bias, tid2eid;
 	struct fw_mat hc_fn[2], wq_a, wq_b, wkv, wo_a, wo_b, iwq_b, iweights, gate;
+	struct fw_mat wqkv_a;			/* wq_a and wkv as one (data 0: apart) */
 	struct fw_mat sw1, sw2, sw3;
 	struct gcmp cmp, icmp;
 	CUdeviceptr w1tab, w2tab, w3tab;	/* fw_mat [n_routed_experts] */
@@ -70,6 +71,10 @@ struct gpu_model {
 	/* one-row mHC steps fused into their neighbours (dsv4_hc_mix,
 	 * wo_b's dsv4_linear1_*, dsv4_moe_combine); $DSV4_GPU_FUSE=0: off */
 	int fuse_mhc;
+	/* decode's wq_a and wkv as one GEMV, the q and kv norms in one
+	 * launch, q's norm and RoPE inside dsv4_attn_scores;
+	 * $DSV4_GPU_FUSE_QKV=0: apart */
+	int fuse_qkv;
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
