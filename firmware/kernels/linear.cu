@@ -334,6 +334,44 @@ static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, fl
 	}
 }
 
+/* whether this block is the last of row block @rb's @ks to arrive, its
+ * partial sums written (the caller sets count[rb] back to 0) */
+static __device__ __forceinline__ int splitk_last(uint32_t *count, uint32_t rb, uint32_t ks)
+{
+	__shared__ int last;
+
+	__threadfence();
+	__syncthreads();
+	if (threadIdx.x == 0)
+		last = atomicAdd(&count[rb], 1u) == ks - 1;
+	__syncthreads();
+	if (!last)
+		return 0;
+	__threadfence();
+	return 1;
+}
+
+/* the last block: *out (first warp, lane i: row 32 rb + i) = the row's
+ * partial sums added in slice order; every thread calls */
+static __device__ __forceinline__ void splitk_add(const float *part, uint32_t rb, uint32_t rows,
+						  uint32_t ks, float *out)
+{
+	__shared__ float red[8][32];
+	uint32_t ol = threadIdx.x % 32, j = threadIdx.x / 32, o = rb * 32 + ol;
+	float sum = 0.f;
+
+	if (o < rows)
+		sum = sum_cg(part + o, j, ks, 8, rows);
+	red[j][ol] = sum;
+	__syncthreads();
+	if (j == 0) {
+		sum = 0.f;
+		for (int i = 0; i < 8; i++)
+			sum += red[i][ol];
+		*out = sum;
+	}
+}
+
 /*
  * Split-K's end, every thread of a 256-thread block calls after writing
  * its partial sums part [ks, rows] (row block rb: rows [32 rb, 32 rb + 32)):
@@ -346,29 +384,9 @@ static __device__ void rows_any(const fw_mat &w, uint32_t o0, const float *x, fl
 static __device__ int splitk_sum(const float *part, uint32_t *count, uint32_t rb, uint32_t rows,
 				 uint32_t ks, float *out)
 {
-	__shared__ int last;
-	__shared__ float red[8][32];
-	uint32_t ol = threadIdx.x % 32, j = threadIdx.x / 32, o = rb * 32 + ol;
-	float sum = 0.f;
-
-	__threadfence();
-	__syncthreads();
-	if (threadIdx.x == 0)
-		last = atomicAdd(&count[rb], 1u) == ks - 1;
-	__syncthreads();
-	if (!last)
+	if (!splitk_last(count, rb, ks))
 		return 0;
-	__threadfence();
-	if (o < rows)
-		sum = sum_cg(part + o, j, ks, 8, rows);
-	red[j][ol] = sum;
-	__syncthreads();
-	if (j == 0) {
-		sum = 0.f;
-		for (int i = 0; i < 8; i++)
-			sum += red[i][ol];
-		*out = sum;
-	}
+	splitk_add(part, rb, rows, ks, out);
 	if (threadIdx.x == 0)
 		count[rb] = 0;
 	return 1;

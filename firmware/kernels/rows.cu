@@ -266,8 +266,111 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
  * Scratch: part [R, S, rows] partial mixes, then from float
  * FW_HC_MIX_DSS doubles [R, S]; count [R] zero, left zero.
  */
-/* (4 blocks an SM: 60 registers; left to itself ptxas took 48 and spilled) */
-FW_KERNEL void __launch_bounds__(256, 4)
+/*
+ * dsv4_hc_mix's last block for hc 4 (V4's; D <= 16 blockDim.x, as the host
+ * checks): what dsv4_hc_mix's general tail computes, to the bit, but every
+ * load it needs (the four streams of X, normw, scale and base, the slices'
+ * sums of squares) goes out with the partial mixes' instead of one round
+ * trip after another.  mixr: the row's mix; out: its xn.
+ */
+static __device__ __forceinline__ void hc_mix_last4(const float *pr, const double *dss,
+						    uint32_t S, uint32_t nmix, const float *Xr,
+						    uint32_t D, const float *scale,
+						    const float *base, float hc_eps,
+						    float norm_eps, const float *normw,
+						    float *mixr, float *out)
+{
+	__shared__ float pre[4];
+	__shared__ double rsum;
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, W = 4 * D;
+	float4 xv[4][4], nw[4], acc[4];
+	double dv[8], ss = 0;
+	float sum, sc = 0.f, bs = 0.f;
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		if (d >= D)
+			continue;
+#pragma unroll
+		for (int i = 0; i < 4; i++)
+			xv[u][i] = *(const float4 *)(Xr + (size_t)i * D + d);
+		if (normw)
+			nw[u] = *(const float4 *)(normw + d);
+	}
+	if (threadIdx.x < 4) {
+		sc = scale[0];
+		bs = base[threadIdx.x];
+	}
+	/* the sums of squares as sum_cg(dss, lane, S, 32, 1) adds them */
+	if (wid == 1)
+#pragma unroll
+		for (int u = 0; u < 8; u++)
+			dv[u] = lane + 32 * u < S ? __ldcg(dss + lane + 32 * u) : 0.0;
+	splitk_add(pr, 0, nmix, S, &sum);
+	if (wid == 1) {
+		double t = 0;
+
+#pragma unroll
+		for (int u = 0; u < 8; u++)
+			if (lane + 32 * u < S)
+				t += dv[u];
+		t = warp_sum(t);
+		if (!lane)
+			rsum = t;
+	}
+	__syncthreads();
+	float rs = 1.0f / sqrtf((float)(rsum / W) + norm_eps);
+
+	if (threadIdx.x < nmix)
+		mixr[threadIdx.x] = sum;
+	if (threadIdx.x < 4)
+		pre[threadIdx.x] = sigmoidf_(sum * rs * sc + bs) + hc_eps;
+	__syncthreads();
+	/* xn as hc_pre_xn_regs<4, true> forms it */
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		acc[u] = make_float4(0, 0, 0, 0);
+		if (d >= D)
+			continue;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			acc[u].x += pre[i] * xv[u][i].x;
+			acc[u].y += pre[i] * xv[u][i].y;
+			acc[u].z += pre[i] * xv[u][i].z;
+			acc[u].w += pre[i] * xv[u][i].w;
+		}
+		ss += (double)acc[u].x * acc[u].x + (double)acc[u].y * acc[u].y +
+		      (double)acc[u].z * acc[u].z + (double)acc[u].w * acc[u].w;
+	}
+	ss = block_sum(ss);
+	float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		if (d >= D)
+			continue;
+		float4 o = make_float4(acc[u].x * rn, acc[u].y * rn, acc[u].z * rn, acc[u].w * rn);
+
+		if (normw) {
+			o.x *= nw[u].x;
+			o.y *= nw[u].y;
+			o.z *= nw[u].z;
+			o.w *= nw[u].w;
+		}
+		*(float4 *)(out + d) = o;
+	}
+}
+
+/* (one block an SM, the grid being a few dozen: the last block keeps its
+ * loads in registers; with 4 an SM ptxas took 60 registers, and left to
+ * itself 48 with spills) */
+FW_KERNEL void __launch_bounds__(256, 1)
 dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	    float *__restrict__ part, uint32_t *__restrict__ count, float *__restrict__ mix,
 	    const float *__restrict__ scale, const float *__restrict__ base, float hc_eps,
@@ -295,9 +398,21 @@ dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	ss = block_sum(ss);
 	if (threadIdx.x == 0)
 		dss[s] = ss;
-	if (!splitk_sum(pr, count + r, 0, nmix, S, &sum))
+	if (!splitk_last(count + r, 0, S))
 		return;
-	/* the last block: sum (first warp) is mix[lane] */
+	/* the last block */
+	if (hc == 4 && S <= 256 && D % 4 == 0 && D <= 16 * blockDim.x &&
+	    ((uintptr_t)Xr & 15) == 0 && ((uintptr_t)normw & 15) == 0) {
+		hc_mix_last4(pr, dss, S, nmix, Xr, D, scale, base, hc_eps, norm_eps, normw,
+			     mix + (size_t)r * nmix, xn + (size_t)r * D);
+		if (threadIdx.x == 0)
+			count[r] = 0;
+		return;
+	}
+	splitk_add(pr, 0, nmix, S, &sum);
+	if (threadIdx.x == 0)
+		count[r] = 0;
+	/* sum (first warp) is mix[lane] */
 	if (threadIdx.x < nmix)
 		mix[(size_t)r * nmix + threadIdx.x] = sum;
 	if (threadIdx.x < 32) {	/* the sums of squares, loads in flight together */
