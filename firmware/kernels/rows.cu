@@ -14,6 +14,13 @@ static __device__ __forceinline__ float sigmoidf_(float x)
 	return 1.0f / (1.0f + expf(-x));
 }
 
+/* an mHC pre weight: sigmoid(mix rs scale + base) + eps (spec §mHC) */
+static __device__ __forceinline__ float hc_pre_weight(float mix, float rs, float scale,
+						      float base, float eps)
+{
+	return sigmoidf_(mix * rs * scale + base) + eps;
+}
+
 /* grid (R, slices): X[r] = hc copies of embed[tok[r]] */
 FW_KERNEL void dsv4_embed(fw_mat w, const int32_t *__restrict__ tok, uint32_t hc,
 			  float *__restrict__ X)
@@ -81,7 +88,7 @@ static __device__ void hc_mix_warp(const float *mx, float rs, const float *scale
 	float m = 0, rmax = -INFINITY, sum = 0;
 
 	if (l < hc) {
-		pre[l] = sigmoidf_(mx[l] * rs * scale[0] + base[l]) + eps;
+		pre[l] = hc_pre_weight(mx[l], rs, scale[0], base[l], eps);
 		P[l] = 2 * sigmoidf_(mx[hc + l] * rs * scale[1] + base[hc + l]);
 	}
 	if (on)
@@ -215,8 +222,8 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 
 	if (!(parts & 2)) {	/* pre only: the serial chain runs elsewhere */
 		if (threadIdx.x < hc)
-			pre[threadIdx.x] = sigmoidf_(mx[threadIdx.x] * rs * scale[0] +
-						     base[threadIdx.x]) + hc_eps;
+			pre[threadIdx.x] = hc_pre_weight(mx[threadIdx.x], rs, scale[0],
+							 base[threadIdx.x], hc_eps);
 	} else if (hc * hc <= 32) {
 		if (threadIdx.x < 32)
 			hc_mix_warp(mx, rs, scale, base, hc, iters, hc_eps, pre,
@@ -225,7 +232,7 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 		float *P = post + (size_t)r * hc;
 
 		for (uint32_t i = 0; i < hc; i++) {
-			pre[i] = sigmoidf_(mx[i] * rs * scale[0] + base[i]) + hc_eps;
+			pre[i] = hc_pre_weight(mx[i], rs, scale[0], base[i], hc_eps);
 			P[i] = 2 * sigmoidf_(mx[hc + i] * rs * scale[1] + base[hc + i]);
 		}
 		for (uint32_t j = 0; j < hc; j++) {
@@ -326,7 +333,7 @@ static __device__ __forceinline__ void hc_mix_last4(const float *pr, const doubl
 	if (threadIdx.x < nmix)
 		mixr[threadIdx.x] = sum;
 	if (threadIdx.x < 4)
-		pre[threadIdx.x] = sigmoidf_(sum * rs * sc + bs) + hc_eps;
+		pre[threadIdx.x] = hc_pre_weight(sum, rs, sc, bs, hc_eps);
 	__syncthreads();
 	/* xn as hc_pre_xn_regs<4, true> forms it */
 #pragma unroll
@@ -426,7 +433,7 @@ dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	float rs = 1.0f / sqrtf((float)(rsum / W) + norm_eps);
 
 	if (threadIdx.x < hc)
-		pre[threadIdx.x] = sigmoidf_(sum * rs * scale[0] + base[threadIdx.x]) + hc_eps;
+		pre[threadIdx.x] = hc_pre_weight(sum, rs, scale[0], base[threadIdx.x], hc_eps);
 	__syncthreads();
 	hc_pre_xn(Xr, pre, hc, D, normw, norm_eps, xn + (size_t)r * D);
 }
@@ -456,8 +463,8 @@ FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restri
 	float rs = row_rs(Xr, hc * D, norm_eps);
 
 	if (threadIdx.x < hc)
-		pre[threadIdx.x] = sigmoidf_(mix[(size_t)r * hc + threadIdx.x] * rs * scale[0] +
-					     base[threadIdx.x]) + hc_eps;
+		pre[threadIdx.x] = hc_pre_weight(mix[(size_t)r * hc + threadIdx.x], rs, scale[0],
+						 base[threadIdx.x], hc_eps);
 	__syncthreads();
 	hc_pre_xn_loop(Xr, pre, hc, D, normw, norm_eps, y + (size_t)r * D);
 }
