@@ -234,6 +234,8 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
  * scores, cmax [rows, H, S], part [rows, H, S, hd], pden [rows, H, S].
  */
 #define SPLIT_HEADS 8
+/* the most key ranges of a row (the host's SPLIT_RANGES) */
+#define SPLIT_RANGES 32
 
 /* dsv4_head_prep without a norm weight or FP8 grid, by one warp: v
  * RMS-normed (sum of squares in double, so its order does not show), then
@@ -242,6 +244,7 @@ static __device__ __forceinline__ void warp_head_prep(float *v, uint32_t hd, uin
 						      float eps, uint32_t p, const float *freqs)
 {
 	uint32_t lane = threadIdx.x % 32;
+	float f0 = lane < rd / 2 ? freqs[lane] : 0.f;	/* (before the norm's wait) */
 	double ss = 0;
 
 	for (uint32_t d = lane; d < hd; d += 32)
@@ -254,7 +257,7 @@ static __device__ __forceinline__ void warp_head_prep(float *v, uint32_t hd, uin
 	__syncwarp();
 	for (uint32_t i = lane; i < rd / 2; i += 32) {
 		float *x = v + hd - rd;
-		float ang = __fmul_rn((float)p, freqs[i]);
+		float ang = __fmul_rn((float)p, i == lane ? f0 : freqs[i]);
 		float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
 
 		x[2 * i] = a * c - b * s;
@@ -277,15 +280,19 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
 	uint32_t h0 = blockIdx.y * SPLIT_HEADS, nh = H - h0 < SPLIT_HEADS ? H - h0 : SPLIT_HEADS;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
+	const float4 *qg = (const float4 *)(q + ((size_t)r * H + h0) * hd);
+
+	/* the group's heads are adjacent in q: their loads first, together
+	 * (they need nothing; row_keys' are a chain) */
+#pragma unroll 4
+	for (uint32_t t = threadIdx.x; t < nh * hd / 4; t += blockDim.x)
+		((float4 *)qs)[t] = qg[t];
 	rowkeys k;
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
 	float scale = 1.0f / sqrtf((float)hd), mx[SPLIT_HEADS];
 
-	/* the group's heads are adjacent in q */
-	for (uint32_t t = threadIdx.x; t < nh * hd; t += blockDim.x)
-		qs[t] = q[((size_t)r * H + h0) * hd + t];
 	__syncthreads();
 	if (qprep) {	/* q as wq_b left it: dsv4_head_prep's steps, a warp a head */
 		for (uint32_t h = wid; h < nh; h += nw)
@@ -385,8 +392,14 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
 	size_t rh = (size_t)i * H + h;
-	float m = split_max(cmax + rh * S, S), den = 0.f, acc[16];
 	const float *srow = sc + rh * ld;
+	/* the range's first 32 keys: lane l holds key j0 + l's score and
+	 * address (loaded with the max's loads), so that the loop below
+	 * waits on the keys' bytes only */
+	uint32_t jl = j0 + lane;
+	float s_l = jl < j1 ? srow[jl] : 0.f;
+	const float *k_l = jl < j1 ? key_at(k, jl) : NULL;
+	float m = split_max(cmax + rh * S, S), den = 0.f, acc[16];
 
 #pragma unroll
 	for (int t = 0; t < 16; t++)
@@ -397,15 +410,19 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 
 #pragma unroll
 		for (int u = 0; u < KEYS_AT_ONCE; u++) {
-			uint32_t j = jb + u;
+			uint32_t j = jb + u;	/* (the same in every lane) */
 
 			kj[u] = NULL;
 			pj[u] = 0.f;
 			if (j < j1) {
-				float e = expf(srow[j] - m);
+				float sj = j - j0 < 32 ? __shfl_sync(0xffffffffu, s_l, j - j0) :
+							  srow[j];
+				float e = expf(sj - m);
 
 				den += e;
-				kj[u] = key_at(k, j);
+				kj[u] = j - j0 < 32 ? (const float *)__shfl_sync(
+							      0xffffffffu, (unsigned long long)k_l, j - j0) :
+						      key_at(k, j);
 				pj[u] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
 			}
 		}
@@ -458,18 +475,29 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
 	uint32_t W = hd / gridDim.z, d0 = blockIdx.z * W;
 	size_t rh = (size_t)i * H + h;
-	float m = split_max(cmax + rh * S, S), den = 0.f;
+	float m = split_max(cmax + rh * S, S), den = 0.f, v[SPLIT_RANGES];
 
-	for (uint32_t c = 0; c < S; c++)
-		den += pden[rh * S + c];
+	/* S <= SPLIT_RANGES (the host's): each sum's loads out together, then
+	 * added in range order */
+#pragma unroll
+	for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+		v[c] = c < S ? pden[rh * S + c] : 0.f;
+#pragma unroll
+	for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+		if (c < S)
+			den += v[c];
 	den += expf(sink[h] - m);
 	for (uint32_t d = threadIdx.x; d < W; d += blockDim.x) {
 		const float *p = part + rh * S * hd + d0 + d;
 		float sum = 0.f;
 
-#pragma unroll 8
-		for (uint32_t c = 0; c < S; c++)
-			sum += p[(size_t)c * hd];
+#pragma unroll
+		for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+			v[c] = c < S ? p[(size_t)c * hd] : 0.f;
+#pragma unroll
+		for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+			if (c < S)
+				sum += v[c];
 		x[d] = sum / den;
 	}
 	__syncthreads();

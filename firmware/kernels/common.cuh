@@ -235,6 +235,38 @@ static __device__ void block_rmsnorm(float *x, const float *w, uint32_t n, float
 	__syncthreads();
 }
 
+/* block_rmsnorm for n <= 4 blockDim.x, x's and w's loads out together;
+ * the same arithmetic in the same order */
+static __device__ __forceinline__ void block_rmsnorm4(float *x, const float *w, uint32_t n,
+						      float eps)
+{
+	float xv[4], wv[4];
+	double ss = 0;
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t i = threadIdx.x + u * blockDim.x;
+
+		xv[u] = i < n ? x[i] : 0.f;
+		wv[u] = w && i < n ? w[i] : 0.f;
+	}
+#pragma unroll
+	for (int u = 0; u < 4; u++)
+		if (threadIdx.x + u * blockDim.x < n)
+			ss += (double)xv[u] * xv[u];
+	ss = block_sum(ss);
+	float r = 1.0f / sqrtf((float)(ss / n) + eps);
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t i = threadIdx.x + u * blockDim.x;
+
+		if (i < n)
+			x[i] = w ? wv[u] * (xv[u] * r) : xv[u] * r;
+	}
+	__syncthreads();
+}
+
 /* FP8 fake-quant of x[0..n) in blocks of @block (a power of two <= 128):
  * each warp takes whole blocks */
 static __device__ void block_fakequant_fp8(float *x, uint32_t n, uint32_t block)

@@ -506,15 +506,38 @@ FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 			     const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
 			     uint32_t fq)
 {
-	uint32_t r = blockIdx.x;
+	uint32_t r = blockIdx.x, t = threadIdx.x;
 	float *v = kv + (size_t)r * hd;
 
-	if (blockIdx.y == 0) {
-		block_rmsnorm(qr + (size_t)r * qlr, q_norm, qlr, eps);
+	if (qlr > 4 * blockDim.x || hd > 4 * blockDim.x) {	/* (not V4's widths) */
+		if (blockIdx.y == 0) {
+			block_rmsnorm(qr + (size_t)r * qlr, q_norm, qlr, eps);
+			return;
+		}
+		block_rmsnorm(v, kv_norm, hd, eps);
+		block_rope(v + hd - rd, freqs, rd, pos[r], 0);
+		if (fq)
+			block_fakequant_fp8(v, hd - rd, 64);
 		return;
 	}
-	block_rmsnorm(v, kv_norm, hd, eps);
-	block_rope(v + hd - rd, freqs, rd, pos[r], 0);
+	if (blockIdx.y == 0) {
+		block_rmsnorm4(qr + (size_t)r * qlr, q_norm, qlr, eps);
+		return;
+	}
+	/* block_rope's loads with the norm's */
+	float f0 = t < rd / 2 ? freqs[t] : 0.f;
+	uint32_t p = pos[r];
+
+	block_rmsnorm4(v, kv_norm, hd, eps);
+	for (uint32_t i = t; i < rd / 2; i += blockDim.x) {
+		float *x = v + hd - rd;
+		float ang = __fmul_rn((float)p, i == t ? f0 : freqs[i]);
+		float c = cosf(ang), sn = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
+
+		x[2 * i] = a * c - b * sn;
+		x[2 * i + 1] = a * sn + b * c;
+	}
+	__syncthreads();
 	if (fq)
 		block_fakequant_fp8(v, hd - rd, 64);
 }
