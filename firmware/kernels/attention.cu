@@ -34,10 +34,11 @@ static __device__ __forceinline__ const float *key_at(const rowkeys &k, uint32_t
 
 /* the float4 at dim d of each of the KEYS_AT_ONCE keys (zeros for a
  * missing key, NULL) */
+template <int NK = KEYS_AT_ONCE>
 static __device__ __forceinline__ void keys_at_dim(const float *const *kj, uint32_t d, float4 *a)
 {
 #pragma unroll
-	for (int u = 0; u < KEYS_AT_ONCE; u++)
+	for (int u = 0; u < NK; u++)
 		a[u] = kj[u] ? *(const float4 *)(kj[u] + d) : make_float4(0, 0, 0, 0);
 }
 
@@ -363,6 +364,10 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	}
 }
 
+/* keys dsv4_attn_pv's warps take at once (each adds them to its sums in
+ * key order, so any count gives the same sums) */
+#define PV_KEYS 8
+
 /* the row's max for head h: over every range's (S <= 32) */
 static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
 {
@@ -372,7 +377,7 @@ static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
 }
 
 /* a warp per head of the group, lanes over dims (hd <= 512), the range's
- * keys in order, KEYS_AT_ONCE in flight */
+ * keys in order, PV_KEYS in flight */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
 	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
@@ -404,12 +409,12 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 #pragma unroll
 	for (int t = 0; t < 16; t++)
 		acc[t] = 0.f;
-	for (uint32_t jb = j0; jb < j1; jb += KEYS_AT_ONCE) {
-		const float *kj[KEYS_AT_ONCE];
-		float pj[KEYS_AT_ONCE];
+	for (uint32_t jb = j0; jb < j1; jb += PV_KEYS) {
+		const float *kj[PV_KEYS];
+		float pj[PV_KEYS];
 
 #pragma unroll
-		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+		for (int u = 0; u < PV_KEYS; u++) {
 			uint32_t j = jb + u;	/* (the same in every lane) */
 
 			kj[u] = NULL;
@@ -431,11 +436,11 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 			uint32_t d = lane * 4 + 128 * t;
 
 			if (d < hd) {
-				float4 v[KEYS_AT_ONCE];
+				float4 v[PV_KEYS];
 
-				keys_at_dim(kj, d, v);
+				keys_at_dim<PV_KEYS>(kj, d, v);
 #pragma unroll
-				for (int u = 0; u < KEYS_AT_ONCE; u++) {
+				for (int u = 0; u < PV_KEYS; u++) {
 					if (!kj[u])
 						break;
 					acc[4 * t] += pj[u] * v[u].x;

@@ -736,6 +736,36 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 	uint32_t r = blockIdx.x;
 	float *hr = h + (size_t)r * I;
 
+	if (fq && I % 128 == 0) {
+		/* as below, each warp taking whole blocks of 128 as
+		 * block_fakequant_fp8 does, h in registers between the two */
+		uint32_t lane = threadIdx.x % 32, nw = blockDim.x / 32;
+		float wr = w ? w[r] : 1.0f;
+
+		for (uint32_t b = (threadIdx.x / 32) * 128; b < I; b += nw * 128) {
+			float hv[4], amax = 0;
+
+#pragma unroll
+			for (int k = 0; k < 4; k++) {
+				size_t i = (size_t)r * I + b + lane + 32 * k;
+				float gv = g[i], uv = u[i];
+
+				if (lim > 0) {
+					uv = fminf(fmaxf(uv, -lim), lim);
+					gv = fminf(gv, lim);
+				}
+				hv[k] = gv / (1.0f + expf(-gv)) * uv * wr;
+				amax = fmaxf(amax, fabsf(hv[k]));
+			}
+			amax = warp_max(amax);
+			float sc = e8m0_ceil(amax, 1.0f / 448.0f, 1e-4f);
+
+#pragma unroll
+			for (int k = 0; k < 4; k++)
+				hr[b + lane + 32 * k] = fp8_round(hv[k], sc);
+		}
+		return;
+	}
 	for (uint32_t i = threadIdx.x; i < I; i += blockDim.x) {
 		float gv = g[(size_t)r * I + i], uv = u[(size_t)r * I + i];
 
