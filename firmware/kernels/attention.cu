@@ -256,14 +256,8 @@ static __device__ __forceinline__ void warp_head_prep(float *v, uint32_t hd, uin
 	for (uint32_t d = lane; d < hd; d += 32)
 		v[d] = v[d] * rn;
 	__syncwarp();
-	for (uint32_t i = lane; i < rd / 2; i += 32) {
-		float *x = v + hd - rd;
-		float ang = __fmul_rn((float)p, i == lane ? f0 : freqs[i]);
-		float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
-
-		x[2 * i] = a * c - b * s;
-		x[2 * i + 1] = a * s + b * c;
-	}
+	for (uint32_t i = lane; i < rd / 2; i += 32)
+		rope_pair(v + hd - rd, i, p, i == lane ? f0 : freqs[i], 0);
 	__syncwarp();
 }
 

@@ -321,20 +321,27 @@ static __device__ void block_hadamard(float *x, uint32_t n)
 	__syncthreads();
 }
 
-/* interleaved-pair RoPE on x[0..rd) at @pos; the angle rounded as the CPU's
- * rope_cs (FP32 product, then cos/sin) */
+/* pair i of x (values 2i, 2i + 1) rotated by the angle pos freq (RoPE;
+ * @inverse: by its negative), the angle rounded as the CPU's rope_cs
+ * (FP32 product, then cos/sin) */
+static __device__ __forceinline__ void rope_pair(float *x, uint32_t i, uint32_t pos, float freq,
+						 int inverse)
+{
+	float ang = __fmul_rn((float)pos, freq);
+	float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
+
+	if (inverse)
+		s = -s;
+	x[2 * i] = a * c - b * s;
+	x[2 * i + 1] = a * s + b * c;
+}
+
+/* interleaved-pair RoPE on x[0..rd) at @pos, by the block */
 static __device__ void block_rope(float *x, const float *freqs, uint32_t rd, uint32_t pos,
 				  int inverse)
 {
-	for (uint32_t i = threadIdx.x; i < rd / 2; i += blockDim.x) {
-		float ang = __fmul_rn((float)pos, freqs[i]);
-		float c = cosf(ang), s = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
-
-		if (inverse)
-			s = -s;
-		x[2 * i] = a * c - b * s;
-		x[2 * i + 1] = a * s + b * c;
-	}
+	for (uint32_t i = threadIdx.x; i < rd / 2; i += blockDim.x)
+		rope_pair(x, i, pos, freqs[i], inverse);
 	__syncthreads();
 }
 

@@ -117,6 +117,57 @@ static __device__ void hc_mix_warp(const float *mx, float rs, const float *scale
 		comb[l] = m;
 }
 
+/* acc += p v, per column */
+static __device__ __forceinline__ void axpy4(float4 &acc, float p, float4 v)
+{
+	acc.x += p * v.x;
+	acc.y += p * v.y;
+	acc.z += p * v.z;
+	acc.w += p * v.w;
+}
+
+static __device__ __forceinline__ double sumsq4(float4 a)
+{
+	return (double)a.x * a.x + (double)a.y * a.y + (double)a.z * a.z + (double)a.w * a.w;
+}
+
+/*
+ * xn's end, every thread calls: @ss (the sum of squares of the thread's
+ * acc) summed over the block, then out = acc rn [* normw] for the thread's
+ * four float4 of columns (4 (threadIdx.x + u blockDim.x)); LOADED: normw's
+ * values already in @nw
+ */
+template <bool LOADED>
+static __device__ __forceinline__ void xn_finish(const float4 *acc, double ss, uint32_t D,
+						 float norm_eps, const float *normw,
+						 const float4 *nw, float *out)
+{
+	ss = block_sum(ss);
+	float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
+
+#pragma unroll
+	for (int u = 0; u < 4; u++) {
+		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
+
+		if (d >= D)
+			continue;
+		float4 o = make_float4(acc[u].x * rn, acc[u].y * rn, acc[u].z * rn, acc[u].w * rn);
+
+		if (LOADED && normw) {
+			o.x *= nw[u].x;
+			o.y *= nw[u].y;
+			o.z *= nw[u].z;
+			o.w *= nw[u].w;
+		} else if (normw) {
+			o.x *= normw[d];
+			o.y *= normw[d + 1];
+			o.z *= normw[d + 2];
+			o.w *= normw[d + 3];
+		}
+		*(float4 *)(out + d) = o;
+	}
+}
+
 /* hc_pre_xn's register path for NX streams (NX == hc: the loads of a
  * thread in flight together) or up to NX (the loop kept) */
 template <int NX, bool EXACT>
@@ -136,36 +187,11 @@ static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const flo
 		if (d >= D)
 			continue;
 #pragma unroll
-		for (uint32_t i = 0; i < (EXACT ? NX : hc); i++) {
-			float4 v = *(const float4 *)(Xr + (size_t)i * D + d);
-
-			acc[u].x += pre[i] * v.x;
-			acc[u].y += pre[i] * v.y;
-			acc[u].z += pre[i] * v.z;
-			acc[u].w += pre[i] * v.w;
-		}
-		ss += (double)acc[u].x * acc[u].x + (double)acc[u].y * acc[u].y +
-		      (double)acc[u].z * acc[u].z + (double)acc[u].w * acc[u].w;
+		for (uint32_t i = 0; i < (EXACT ? NX : hc); i++)
+			axpy4(acc[u], pre[i], *(const float4 *)(Xr + (size_t)i * D + d));
+		ss += sumsq4(acc[u]);
 	}
-	ss = block_sum(ss);
-	float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
-
-#pragma unroll
-	for (int u = 0; u < 4; u++) {
-		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
-
-		if (d >= D)
-			continue;
-		float4 o = make_float4(acc[u].x * rn, acc[u].y * rn, acc[u].z * rn, acc[u].w * rn);
-
-		if (normw) {
-			o.x *= normw[d];
-			o.y *= normw[d + 1];
-			o.z *= normw[d + 2];
-			o.w *= normw[d + 3];
-		}
-		*(float4 *)(out + d) = o;
-	}
+	xn_finish<false>(acc, ss, D, norm_eps, normw, NULL, out);
 }
 
 /* hc_pre_xn's result through memory: out written, then normed in place
@@ -344,34 +370,11 @@ static __device__ __forceinline__ void hc_mix_last4(const float *pr, const doubl
 		if (d >= D)
 			continue;
 #pragma unroll
-		for (int i = 0; i < 4; i++) {
-			acc[u].x += pre[i] * xv[u][i].x;
-			acc[u].y += pre[i] * xv[u][i].y;
-			acc[u].z += pre[i] * xv[u][i].z;
-			acc[u].w += pre[i] * xv[u][i].w;
-		}
-		ss += (double)acc[u].x * acc[u].x + (double)acc[u].y * acc[u].y +
-		      (double)acc[u].z * acc[u].z + (double)acc[u].w * acc[u].w;
+		for (int i = 0; i < 4; i++)
+			axpy4(acc[u], pre[i], xv[u][i]);
+		ss += sumsq4(acc[u]);
 	}
-	ss = block_sum(ss);
-	float rn = 1.0f / sqrtf((float)(ss / D) + norm_eps);
-
-#pragma unroll
-	for (int u = 0; u < 4; u++) {
-		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
-
-		if (d >= D)
-			continue;
-		float4 o = make_float4(acc[u].x * rn, acc[u].y * rn, acc[u].z * rn, acc[u].w * rn);
-
-		if (normw) {
-			o.x *= nw[u].x;
-			o.y *= nw[u].y;
-			o.z *= nw[u].z;
-			o.w *= nw[u].w;
-		}
-		*(float4 *)(out + d) = o;
-	}
+	xn_finish<true>(acc, ss, D, norm_eps, normw, nw, out);
 }
 
 /* (one block an SM, the grid being a few dozen: the last block keeps its
@@ -529,14 +532,8 @@ FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 	uint32_t p = pos[r];
 
 	block_rmsnorm4(v, kv_norm, hd, eps);
-	for (uint32_t i = t; i < rd / 2; i += blockDim.x) {
-		float *x = v + hd - rd;
-		float ang = __fmul_rn((float)p, i == t ? f0 : freqs[i]);
-		float c = cosf(ang), sn = sinf(ang), a = x[2 * i], b = x[2 * i + 1];
-
-		x[2 * i] = a * c - b * sn;
-		x[2 * i + 1] = a * sn + b * c;
-	}
+	for (uint32_t i = t; i < rd / 2; i += blockDim.x)
+		rope_pair(v + hd - rd, i, p, i == t ? f0 : freqs[i], 0);
 	__syncthreads();
 	if (fq)
 		block_fakequant_fp8(v, hd - rd, 64);
