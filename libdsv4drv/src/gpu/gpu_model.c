@@ -336,11 +336,6 @@ static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 	if (m->cfg.head_dim % 4 || m->cfg.head_dim > 1024 || m->cfg.index_head_dim > 1024)
 		return dsv4_errf(err, errlen, -ENOTSUP, "CUDA backend: head_dim %u not supported",
 				 m->cfg.head_dim);
-	/* the mHC kernels keep a row's streams in arrays of 16 (V4: 4) */
-	if (m->cfg.hc_mult > 16)
-		return dsv4_errf(err, errlen, -ENOTSUP,
-				 "CUDA backend: hc_mult %u not supported (at most 16)",
-				 m->cfg.hc_mult);
 	return 0;
 }
 
