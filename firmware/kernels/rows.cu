@@ -501,7 +501,8 @@ FW_KERNEL void dsv4_head_prep(float *__restrict__ x, uint32_t hd, uint32_t rd,
 /*
  * grid (R, 2), decode's wq_a and wkv run as one GEMV: blockIdx.y 0 takes
  * row r's qr [qlr] (RMSNorm with q_norm, as dsv4_rmsnorm), 1 its kv [hd]
- * (as dsv4_head_prep with kv_norm and fq)
+ * (as dsv4_head_prep with kv_norm and fq).  qr rows qlr apart and kv rows
+ * hd apart: the host launches it for one row, whose kv follows its qr.
  */
 FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 			     const float *__restrict__ q_norm, float *__restrict__ kv, uint32_t hd,

@@ -116,10 +116,13 @@ static void layout(struct fwd *w)
 	b->post = carve(w, R * hc * F);
 	b->comb = carve(w, R * hc * hc * F);
 	b->xq = carve(w, (R > nl ? R : nl) * w->m->max_cols * F);
-	/* one row: kv right after qr (wq_a and wkv as one GEMV writes both) */
-	b->qr = carve(w, R * (c->q_lora_rank + (R == 1 ? c->head_dim : 0)) * F);
+	/* one row: kv right after qr (wq_a and wkv as one GEMV writes both),
+	 * where that keeps kv 16-byte aligned for the float4 key loads */
+	int kv_after = R == 1 && c->q_lora_rank % 4 == 0;
+
+	b->qr = carve(w, R * (c->q_lora_rank + (kv_after ? c->head_dim : 0)) * F);
 	b->q = carve(w, R * Hd * F);
-	b->kv = R == 1 ? b->qr + c->q_lora_rank * F : carve(w, R * c->head_dim * F);
+	b->kv = kv_after ? b->qr + c->q_lora_rank * F : carve(w, R * c->head_dim * F);
 	b->o = carve(w, R * Hd * F);
 	b->z = carve(w, R * c->o_groups * c->o_lora_rank * F);
 	b->ca = carve(w, R * cw * F);
