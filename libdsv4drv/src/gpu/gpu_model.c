@@ -32,9 +32,10 @@ static int env_off(const char *var)
 	return v && *v == '0';
 }
 
-static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
+/* @bytes of @src into the arena at the next multiple of @align */
+static CUdeviceptr put_at(struct uploader *u, const void *src, size_t bytes, size_t align)
 {
-	size_t at = (u->used + 255) & ~(size_t)255;
+	size_t at = (u->used + align - 1) / align * align;
 
 	u->used = at + bytes;
 	if (u->dry || u->r || !bytes)
@@ -43,16 +44,9 @@ static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 	return u->gm->arena + at;
 }
 
-/* right after what went before, no alignment (put_pair's second half) */
-static CUdeviceptr put_next(struct uploader *u, const void *src, size_t bytes)
+static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 {
-	size_t at = u->used;
-
-	u->used = at + bytes;
-	if (u->dry || u->r || !bytes)
-		return u->dry ? 0 : u->gm->arena + at;
-	u->r = u->gm->g->cu.MemcpyHtoD(u->gm->arena + at, src, bytes);
-	return u->gm->arena + at;
+	return put_at(u, src, bytes, 256);
 }
 
 /* @m's bytes of codes and of scales */
@@ -93,18 +87,17 @@ static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
 static void put_pair(struct uploader *u, const struct mat *a, const struct mat *b,
 		     struct fw_mat *fa, struct fw_mat *fb, struct fw_mat *both)
 {
-	size_t da, sa, db, sb;
+	size_t da = 0, sa = 0, db = 0, sb = 0;
+	int join = a->data && b->data && a->fmt == b->fmt && a->cols == b->cols &&
+		   a->scale_f32 == b->scale_f32 && !(a->fmt == MAT_FP8 && a->rows % 128);
 
 	memset(both, 0, sizeof(*both));
-	if (!a->data || !b->data || a->fmt != b->fmt || a->cols != b->cols ||
-	    a->scale_f32 != b->scale_f32 || (a->fmt == MAT_FP8 && a->rows % 128)) {
-		*fa = put_mat(u, a);
-		*fb = put_mat(u, b);
-		return;
+	if (join) {
+		mat_parts(a, &da, &sa);
+		mat_parts(b, &db, &sb);
 	}
-	mat_parts(a, &da, &sa);
-	mat_parts(b, &db, &sb);
-	if (da % 256 || sa % 4) {
+	/* b's codes and scales must start aligned right after a's */
+	if (!join || da % 256 || sa % 4) {
 		*fa = put_mat(u, a);
 		*fb = put_mat(u, b);
 		return;
@@ -112,10 +105,10 @@ static void put_pair(struct uploader *u, const struct mat *a, const struct mat *
 	*fa = fw_mat_of(a);
 	*fb = fw_mat_of(b);
 	fa->data = put(u, a->data, da);
-	fb->data = put_next(u, b->data, db);
+	fb->data = put_at(u, b->data, db, 1);
 	if (sa) {
 		fa->scale = put(u, a->scale, sa);
-		fb->scale = put_next(u, b->scale, sb);
+		fb->scale = put_at(u, b->scale, sb, 1);
 	}
 	*both = *fa;
 	both->rows = a->rows + b->rows;
