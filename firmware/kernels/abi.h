@@ -44,6 +44,11 @@ struct fw_hc_post {
 	uint32_t hc, D;
 };
 
+/* decode attention split over key ranges (dsv4_attn_scores/pv/combine):
+ * heads in groups of FW_SPLIT_HEADS, at most FW_SPLIT_RANGES ranges a row */
+#define FW_SPLIT_HEADS 8
+#define FW_SPLIT_RANGES 32
+
 /* dsv4_hc_mix's per-slice sums of squares (doubles) in the split-K
  * scratch, after its partial mixes */
 #define FW_HC_MIX_DSS 131072

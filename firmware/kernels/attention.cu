@@ -222,21 +222,18 @@ dsv4_attention(const float *__restrict__ q, const float *__restrict__ kvc,
  * Decode attention split over the keys.  With one row (or a few) the
  * kernel above is H blocks on as many SMs, each re-reading the row's one
  * shared key set for its head, twice.  Here a block takes a range of the
- * keys for SPLIT_HEADS heads: every key is read once per head group and
+ * keys for FW_SPLIT_HEADS heads: every key is read once per head group and
  * S ranges spread the rows over the GPU.  Three steps: scores (and each
  * range's max), exp and P.V per range against the row's max over every
  * range (so P rounds to BF16 against the final max, as in the kernel
  * above), then the ranges' sums added in range order, divided by the
  * denominator with the sink, and inverse-roped.
  *
- * Common arguments as dsv4_attention's; grid (S, ceil(H / SPLIT_HEADS),
+ * Common arguments as dsv4_attention's; grid (S, ceil(H / FW_SPLIT_HEADS),
  * rows) for the first two, row r0 + blockIdx.z; range c of n keys is
  * [c C, (c + 1) C) with C = ceil(n / S).  Scratch: sc [rows, H, ld]
  * scores, cmax [rows, H, S], part [rows, H, S, hd], pden [rows, H, S].
  */
-#define SPLIT_HEADS 8
-/* the most key ranges of a row (the host's SPLIT_RANGES) */
-#define SPLIT_RANGES 32
 
 /* dsv4_head_prep without a norm weight or FP8 grid, by one warp: v
  * RMS-normed (sum of squares in double, so its order does not show), then
@@ -270,10 +267,11 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax, uint32_t qprep,
 		 uint32_t rd, const float *__restrict__ freqs, float eps)
 {
-	__shared__ __align__(16) float qs[SPLIT_HEADS * 512];
-	__shared__ float wmax[8][SPLIT_HEADS];
+	__shared__ __align__(16) float qs[FW_SPLIT_HEADS * 512];
+	__shared__ float wmax[8][FW_SPLIT_HEADS];
 	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
-	uint32_t h0 = blockIdx.y * SPLIT_HEADS, nh = H - h0 < SPLIT_HEADS ? H - h0 : SPLIT_HEADS;
+	uint32_t h0 = blockIdx.y * FW_SPLIT_HEADS;
+	uint32_t nh = H - h0 < FW_SPLIT_HEADS ? H - h0 : FW_SPLIT_HEADS;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
 	const float4 *qg = (const float4 *)(q + ((size_t)r * H + h0) * hd);
 
@@ -286,7 +284,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
-	float scale = 1.0f / sqrtf((float)hd), mx[SPLIT_HEADS];
+	float scale = 1.0f / sqrtf((float)hd), mx[FW_SPLIT_HEADS];
 
 	__syncthreads();
 	if (qprep) {	/* q as wq_b left it: dsv4_head_prep's steps, a warp a head */
@@ -295,13 +293,13 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		__syncthreads();
 	}
 #pragma unroll
-	for (int h = 0; h < SPLIT_HEADS; h++)
+	for (int h = 0; h < FW_SPLIT_HEADS; h++)
 		mx[h] = -INFINITY;
 	/* a warp per key, KEYS_AT_ONCE keys in flight, each key read once for
 	 * all the group's heads; each sum formed as in dsv4_attention */
 	for (uint32_t jb = j0 + wid; jb < j1; jb += KEYS_AT_ONCE * nw) {
 		const float *kj[KEYS_AT_ONCE];
-		float acc[KEYS_AT_ONCE][SPLIT_HEADS];
+		float acc[KEYS_AT_ONCE][FW_SPLIT_HEADS];
 
 #pragma unroll
 		for (int u = 0; u < KEYS_AT_ONCE; u++) {
@@ -309,7 +307,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 
 			kj[u] = j < j1 ? key_at(k, j) : NULL;
 #pragma unroll
-			for (int h = 0; h < SPLIT_HEADS; h++)
+			for (int h = 0; h < FW_SPLIT_HEADS; h++)
 				acc[u][h] = 0.f;
 		}
 		for (uint32_t d = lane * 4; d < hd; d += 128) {
@@ -317,7 +315,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 
 			keys_at_dim(kj, d, a);
 #pragma unroll
-			for (int h = 0; h < SPLIT_HEADS; h++) {
+			for (int h = 0; h < FW_SPLIT_HEADS; h++) {
 				if (h >= nh)
 					break;
 				float4 b = *(const float4 *)(qs + h * hd + d);
@@ -332,7 +330,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 			uint32_t j = jb + u * nw;
 
 #pragma unroll
-			for (int h = 0; h < SPLIT_HEADS; h++) {
+			for (int h = 0; h < FW_SPLIT_HEADS; h++) {
 				if (h >= nh)
 					break;
 				float v = warp_sum(acc[u][h]) * scale;
@@ -346,7 +344,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		}
 	}
 	if (!lane)
-		for (int h = 0; h < SPLIT_HEADS; h++)
+		for (int h = 0; h < FW_SPLIT_HEADS; h++)
 			wmax[wid][h] = mx[h];
 	__syncthreads();
 	if (threadIdx.x < nh) {
@@ -362,7 +360,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
  * key order, so any count gives the same sums) */
 #define PV_KEYS 8
 
-/* the row's max for head h: over every range's (S <= 32) */
+/* the row's max for head h: over every range's (S <= FW_SPLIT_RANGES) */
 static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
 {
 	uint32_t lane = threadIdx.x % 32;
@@ -382,10 +380,10 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 	     float *__restrict__ pden)
 {
 	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
-	uint32_t lane = threadIdx.x % 32, h = blockIdx.y * SPLIT_HEADS + threadIdx.x / 32;
+	uint32_t lane = threadIdx.x % 32, h = blockIdx.y * FW_SPLIT_HEADS + threadIdx.x / 32;
 	rowkeys k;
 
-	if (threadIdx.x / 32 >= SPLIT_HEADS || h >= H)
+	if (threadIdx.x / 32 >= FW_SPLIT_HEADS || h >= H)
 		return;
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
@@ -474,15 +472,15 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
 	uint32_t W = hd / gridDim.z, d0 = blockIdx.z * W;
 	size_t rh = (size_t)i * H + h;
-	float m = split_max(cmax + rh * S, S), den = 0.f, v[SPLIT_RANGES];
+	float m = split_max(cmax + rh * S, S), den = 0.f, v[FW_SPLIT_RANGES];
 
-	/* S <= SPLIT_RANGES (the host's): each sum's loads out together, then
-	 * added in range order */
+	/* S <= FW_SPLIT_RANGES (the host caps it): each sum's loads out
+	 * together, then added in range order */
 #pragma unroll
-	for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+	for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 		v[c] = c < S ? pden[rh * S + c] : 0.f;
 #pragma unroll
-	for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+	for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 		if (c < S)
 			den += v[c];
 	den += expf(sink[h] - m);
@@ -491,10 +489,10 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 		float sum = 0.f;
 
 #pragma unroll
-		for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+		for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 			v[c] = c < S ? p[(size_t)c * hd] : 0.f;
 #pragma unroll
-		for (uint32_t c = 0; c < SPLIT_RANGES; c++)
+		for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 			if (c < S)
 				sum += v[c];
 		x[d] = sum / den;

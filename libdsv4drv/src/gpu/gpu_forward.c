@@ -58,11 +58,9 @@ struct fwd {
 #define GATH_ROWS 64
 
 /* decode attention split over the keys (dsv4_attn_scores/pv/combine): up
- * to this many rows, in at most SPLIT_RANGES key ranges of a row, heads in
- * groups of SPLIT_HEADS (as the firmware's) */
+ * to this many rows, in at most FW_SPLIT_RANGES key ranges of a row, heads
+ * in groups of FW_SPLIT_HEADS (abi.h) */
 #define SPLIT_ROWS 8
-#define SPLIT_RANGES 32
-#define SPLIT_HEADS 8
 
 static int split_attn(const struct fwd *w)
 {
@@ -72,12 +70,12 @@ static int split_attn(const struct fwd *w)
 	       hd >= w->c->rope_head_dim;
 }
 
-/* key ranges per row: about 8 keys each, at most SPLIT_RANGES */
+/* key ranges per row: about 8 keys each, at most FW_SPLIT_RANGES */
 static uint32_t split_ranges(const struct fwd *w)
 {
 	uint32_t S = (w->maxkeys + 7) / 8;
 
-	return S < 1 ? 1 : S > SPLIT_RANGES ? SPLIT_RANGES : S;
+	return S < 1 ? 1 : S > FW_SPLIT_RANGES ? FW_SPLIT_RANGES : S;
 }
 
 /* dsv4_attn_combine's slices of a head: the RoPE dims in the last one */
@@ -157,9 +155,9 @@ static void layout(struct fwd *w)
 		size_t RH = R * c->n_heads;
 
 		b->asc = carve(w, RH * w->maxkeys * F);
-		b->amax = carve(w, RH * SPLIT_RANGES * F);
-		b->apart = carve(w, RH * SPLIT_RANGES * c->head_dim * F);
-		b->aden = carve(w, RH * SPLIT_RANGES * F);
+		b->amax = carve(w, RH * FW_SPLIT_RANGES * F);
+		b->apart = carve(w, RH * FW_SPLIT_RANGES * c->head_dim * F);
+		b->aden = carve(w, RH * FW_SPLIT_RANGES * F);
 	}
 	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
 	b->meta = carve(w, R * 8 * 4 + R * 8);
@@ -582,7 +580,8 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			if (gath)
 				launch(w, K_GATHER_ENTRIES, n, (topk + 7) / 8, 1, 256, 0, g);
 			if (split) {
-				uint32_t S = split_ranges(w), HG = (H + SPLIT_HEADS - 1) / SPLIT_HEADS;
+				uint32_t S = split_ranges(w);
+				uint32_t HG = (H + FW_SPLIT_HEADS - 1) / FW_SPLIT_HEADS;
 				uint32_t ld = w->maxkeys;
 				void *as[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart,
 					       &ratio, &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0,
