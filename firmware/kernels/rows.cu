@@ -479,6 +479,17 @@ FW_KERNEL void dsv4_rmsnorm(float *__restrict__ x, uint32_t ld, uint32_t n,
 	block_rmsnorm(x + (size_t)blockIdx.x * ld, w, n, eps);
 }
 
+/* dsv4_head_prep's steps on one head v [hd] at position p, by the block */
+static __device__ __forceinline__ void block_head_prep(float *v, uint32_t hd, uint32_t rd,
+						       const float *w, float eps, uint32_t p,
+						       const float *freqs, uint32_t fq)
+{
+	block_rmsnorm(v, w, hd, eps);
+	block_rope(v + hd - rd, freqs, rd, p, 0);
+	if (fq)
+		block_fakequant_fp8(v, hd - rd, 64);
+}
+
 /*
  * grid (R, heads): each head of hd values: RMSNorm (weight w or none),
  * RoPE over its last rd values at pos[r], then with fq the FP8 grid (per
@@ -490,12 +501,8 @@ FW_KERNEL void dsv4_head_prep(float *__restrict__ x, uint32_t hd, uint32_t rd,
 			      uint32_t fq)
 {
 	uint32_t r = blockIdx.x, h = blockIdx.y, H = gridDim.y;
-	float *v = x + ((size_t)r * H + h) * hd;
 
-	block_rmsnorm(v, w, hd, eps);
-	block_rope(v + hd - rd, freqs, rd, pos[r], 0);
-	if (fq)
-		block_fakequant_fp8(v, hd - rd, 64);
+	block_head_prep(x + ((size_t)r * H + h) * hd, hd, rd, w, eps, pos[r], freqs, fq);
 }
 
 /*
@@ -518,10 +525,7 @@ FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 			block_rmsnorm(qr + (size_t)r * qlr, q_norm, qlr, eps);
 			return;
 		}
-		block_rmsnorm(v, kv_norm, hd, eps);
-		block_rope(v + hd - rd, freqs, rd, pos[r], 0);
-		if (fq)
-			block_fakequant_fp8(v, hd - rd, 64);
+		block_head_prep(v, hd, rd, kv_norm, eps, pos[r], freqs, fq);
 		return;
 	}
 	if (blockIdx.y == 0) {
@@ -723,6 +727,16 @@ FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
 	}
 }
 
+/* silu(min(g, lim)) * clamp(u, -lim, lim) * wr (lim 0: no clamp) */
+static __device__ __forceinline__ float swiglu_h(float gv, float uv, float lim, float wr)
+{
+	if (lim > 0) {
+		uv = fminf(fmaxf(uv, -lim), lim);
+		gv = fminf(gv, lim);
+	}
+	return gv / (1.0f + expf(-gv)) * uv * wr;
+}
+
 /*
  * grid rows: h = silu(min(g, lim)) * clamp(u, -lim, lim) [* w[row / per]]
  * (lim 0: no clamp), then with fq the FP8 act_quant of h for the next GEMV.
@@ -734,11 +748,12 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 	uint32_t r = blockIdx.x;
 	float *hr = h + (size_t)r * I;
 
+	float wr = w ? w[r] : 1.0f;
+
 	if (fq && I % 128 == 0) {
-		/* as below, each warp taking whole blocks of 128 as
-		 * block_fakequant_fp8 does, h in registers between the two */
+		/* each warp takes whole blocks of 128 as block_fakequant_fp8
+		 * does, h in registers between the SwiGLU and the rounding */
 		uint32_t lane = threadIdx.x % 32, nw = blockDim.x / 32;
-		float wr = w ? w[r] : 1.0f;
 
 		for (uint32_t b = (threadIdx.x / 32) * 128; b < I; b += nw * 128) {
 			float hv[4], amax = 0;
@@ -746,13 +761,8 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 #pragma unroll
 			for (int k = 0; k < 4; k++) {
 				size_t i = (size_t)r * I + b + lane + 32 * k;
-				float gv = g[i], uv = u[i];
 
-				if (lim > 0) {
-					uv = fminf(fmaxf(uv, -lim), lim);
-					gv = fminf(gv, lim);
-				}
-				hv[k] = gv / (1.0f + expf(-gv)) * uv * wr;
+				hv[k] = swiglu_h(g[i], u[i], lim, wr);
 				amax = fmaxf(amax, fabsf(hv[k]));
 			}
 			amax = warp_max(amax);
@@ -764,18 +774,8 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 		}
 		return;
 	}
-	for (uint32_t i = threadIdx.x; i < I; i += blockDim.x) {
-		float gv = g[(size_t)r * I + i], uv = u[(size_t)r * I + i];
-
-		if (lim > 0) {
-			uv = fminf(fmaxf(uv, -lim), lim);
-			gv = fminf(gv, lim);
-		}
-		hr[i] = gv / (1.0f + expf(-gv)) * uv * (w ? w[r] : 1.0f);
-	}
-	__syncthreads();
-	if (fq && I % 128 == 0)
-		block_fakequant_fp8(hr, I, 128);
+	for (uint32_t i = threadIdx.x; i < I; i += blockDim.x)
+		hr[i] = swiglu_h(g[(size_t)r * I + i], u[(size_t)r * I + i], lim, wr);
 }
 
 /* grid (R, ceil(D/256)): out[r] = shared[r] + sum_j [wts[r,j] *] ye[r*K + j],
