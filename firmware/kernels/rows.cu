@@ -289,17 +289,6 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 }
 
 /*
- * Decode's mHC pre step in one launch, dsv4_linear1_f32 (hc_fn, one row) and
- * dsv4_hc_pre (parts 1) without the boundary between them.  grid (S, R),
- * 256 threads: block (s, r) takes column slice s of row r's hc D values
- * (as dsv4_linear1_f32's split-K does, so mix comes out the same to the bit)
- * and its sum of squares; the row's last block to arrive adds the slices
- * up (splitk_sum) into mix, and forms pre and xn as dsv4_hc_pre does.
- * w: hc_fn, F32, rows (2 + hc) hc <= 32; hc D a multiple of 128 S.
- * Scratch: part [R, S, rows] partial mixes, then from float
- * FW_HC_MIX_DSS doubles [R, S]; count [R] zero, left zero.
- */
-/*
  * dsv4_hc_mix's last block for hc 4 (V4's; D <= 16 blockDim.x, as the host
  * checks): what dsv4_hc_mix's general tail computes, to the bit, but every
  * load it needs (the four streams of X, normw, scale and base, the slices'
@@ -377,9 +366,21 @@ static __device__ __forceinline__ void hc_mix_last4(const float *pr, const doubl
 	xn_finish<true>(acc, ss, D, norm_eps, normw, nw, out);
 }
 
-/* (one block an SM, the grid being a few dozen: the last block keeps its
- * loads in registers; with 4 an SM ptxas took 60 registers, and left to
- * itself 48 with spills) */
+/*
+ * Decode's mHC pre step in one launch, dsv4_linear1_f32 (hc_fn, one row) and
+ * dsv4_hc_pre (parts 1) without the boundary between them.  grid (S, R),
+ * 256 threads: block (s, r) takes column slice s of row r's hc D values
+ * (as dsv4_linear1_f32's split-K does, so mix comes out the same to the bit)
+ * and its sum of squares; the row's last block to arrive adds the slices
+ * up (splitk_last, splitk_add) into mix, and forms pre and xn as
+ * dsv4_hc_pre does (for hc 4, hc_mix_last4 with its loads together).
+ * w: hc_fn, F32, rows (2 + hc) hc <= 32; hc D a multiple of 128 S.
+ * Scratch: part [R, S, rows] partial mixes, then from float
+ * FW_HC_MIX_DSS doubles [R, S]; count [R] zero, left zero.
+ * One block an SM (the grid is a few dozen): the last block keeps its
+ * loads in registers (with 4 an SM ptxas took 60 registers, and left to
+ * itself 48 with spills).
+ */
 FW_KERNEL void __launch_bounds__(256, 1)
 dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	    float *__restrict__ part, uint32_t *__restrict__ count, float *__restrict__ mix,
