@@ -280,6 +280,7 @@ static int check_config(const struct dsv4_config *c, char *err, size_t errlen)
 	if (c->n_activated_experts > c->n_routed_experts || c->n_activated_experts > 64)
 		return dsv4_errf(err, errlen, -EINVAL, "num_experts_per_tok %u out of range",
 				 c->n_activated_experts);
+	/* (16: the CUDA kernels hold a row's mHC streams in arrays of 16) */
 	if (c->hc_mult == 0 || c->hc_mult > 16 || c->window_size == 0)
 		return dsv4_errf(err, errlen, -EINVAL, "hc_mult/sliding_window out of range");
 	for (uint32_t L = 0; L < c->n_layers; L++)

@@ -410,8 +410,7 @@ static struct fw_hc_post hc_post_of(const struct fwd *w)
  * the mHC post step (dsv4_linear1_* with hp) */
 static int post_fits(const struct fwd *w, const struct fw_mat *W, CUdeviceptr x)
 {
-	return w->gm->fuse_mhc && w->R == 1 && x % 16 == 0 && W->rows == w->c->dim &&
-	       w->c->hc_mult <= 16;
+	return w->gm->fuse_mhc && w->R == 1 && x % 16 == 0 && W->rows == w->c->dim;
 }
 
 /* y = W x for one row, then the mHC post step on y (post_fits()) */
@@ -506,10 +505,9 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	float eps = (float)c->norm_eps;
 	CUdeviceptr none = 0, freqs = layer_freqs(w, L);
 	int split = split_attn(w);
-	/* decode: wq_a and wkv in one GEMV (they sit back to back, and kv
-	 * right after qr) */
-	int qkv = w->gm->fuse_qkv && R == 1 && gl->wqkv_a.data && b->kv == b->qr + qlr * 4 &&
-		  qlr % 4 == 0;
+	/* decode: wq_a and wkv in one GEMV (they sit back to back, and
+	 * layout() put kv right after qr) */
+	int qkv = w->gm->fuse_qkv && R == 1 && gl->wqkv_a.data && b->kv == b->qr + qlr * 4;
 
 	/* the compressors (and the indexer's weights) need only xn */
 	if (ratio) {
@@ -868,7 +866,7 @@ static int moe(struct fwd *w, uint32_t L)
 		struct fw_hc_post hp = { 0 };
 		void *a[] = { &b->ye, &b->wts, &K, &D, &after, &b->sy, &b->f, &hp };
 
-		if (w->gm->fuse_mhc && c->hc_mult <= 16) {
+		if (w->gm->fuse_mhc) {
 			hp = hc_post_of(w);
 			w->posted = 1;
 		}
@@ -889,7 +887,7 @@ static uint32_t hc_mix_slices(const struct fwd *w, const struct fw_mat *fn)
 	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, w->b.X);
 	int fits = w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
 		   w->b.X % 16 == 0 && fn->rows == (2 + hc) * hc && fn->rows <= 32 &&
-		   fn->cols == hc * D && hc <= 16 && D % 4 == 0 && D <= 16 * 256 &&
+		   fn->cols == hc * D && D % 4 == 0 && D <= 16 * 256 &&
 		   fn->cols % (S * 128) == 0 && (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
 
 	return fits ? S : 0;
