@@ -8,20 +8,30 @@ import io
 import sys
 
 
+UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3,
+         "byte": 1.0, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
 def launches(path):
+    """(kernel, grid, us, stream, bytes read from DRAM or None) per launch."""
     text = open(path, encoding="utf-8", errors="replace").read()
     at = text.find('"ID"')
     if at < 0:
         return []
-    rows = csv.DictReader(io.StringIO(text[at:]))
-    out = []
-    for r in rows:
-        if r.get("Metric Name") != "gpu__time_duration.sum":
+    by_id = {}
+    for r in csv.DictReader(io.StringIO(text[at:])):
+        metric = r.get("Metric Name")
+        if metric not in ("gpu__time_duration.sum", "dram__bytes_read.sum"):
             continue
-        unit = r.get("Metric Unit", "ns")
-        scale = {"ns": 1e-3, "us": 1.0, "usecond": 1.0, "nsecond": 1e-3, "ms": 1e3}.get(unit, 1e-3)
-        value = float(r["Metric Value"].replace(",", "")) * scale
-        out.append((r["Kernel Name"].split("(")[0], r["Grid Size"], value, r.get("Stream", "?")))
+        value = float(r["Metric Value"].replace(",", "")) * UNITS.get(r.get("Metric Unit", ""), 1.0)
+        launch = by_id.setdefault(r["ID"], {"name": r["Kernel Name"].split("(")[0],
+                                            "grid": r["Grid Size"], "stream": r.get("Stream", "?")})
+        launch[metric] = value
+    out = []
+    for launch in by_id.values():
+        if "gpu__time_duration.sum" in launch:
+            out.append((launch["name"], launch["grid"], launch["gpu__time_duration.sum"],
+                        launch["stream"], launch.get("dram__bytes_read.sum")))
     return out
 
 
@@ -32,16 +42,18 @@ def main():
         print("ncu_step: no forward (no dsv4_embed launch) in the log")
         return 1
     step = seq[starts[-1]:]
-    total = sum(t for _, _, t, _ in step)
+    total = sum(launch[2] for launch in step)
     main_stream = step[0][3]
     print(f"last forward: {len(step)} launches, {total:.1f} us of kernel time under ncu "
           f"(stream 'side': beside the main stream, off its critical path when it keeps up)")
-    print("| # | kernel | grid | stream | us |")
-    print("|---|---|---|---|---|")
-    for i, (name, grid, t, st) in enumerate(step):
-        print(f"| {i} | {name} | {grid} | {'main' if st == main_stream else 'side'} | {t:.2f} |")
+    print("| # | kernel | grid | stream | us | MB read | GB/s |")
+    print("|---|---|---|---|---|---|---|")
+    for i, (name, grid, t, st, nbytes) in enumerate(step):
+        mb = "" if nbytes is None else f"{nbytes / 1e6:.2f}"
+        rate = "" if nbytes is None or t <= 0 else f"{nbytes / t / 1e3:.0f}"
+        print(f"| {i} | {name} | {grid} | {'main' if st == main_stream else 'side'} | {t:.2f} | {mb} | {rate} |")
     by = {}
-    for name, grid, t, _ in step:
+    for name, grid, t, _, _ in step:
         n, s = by.get((name, grid), (0, 0.0))
         by[(name, grid)] = (n + 1, s + t)
     print()
