@@ -543,6 +543,33 @@ FW_KERNEL void dsv4_ring_store(const float *__restrict__ kvc, const uint64_t *__
 		ring[d] = kvc[(size_t)r * hd + d];
 }
 
+/* the window's n slot values (kv and score) become the previous window's:
+ * eight a thread loaded before any is stored, as the compiler must assume
+ * each store could change a later load (kv and score may alias) */
+static __device__ __forceinline__ void cmp_shift(float *kv, float *score, uint32_t n)
+{
+	for (uint32_t i0 = threadIdx.x; i0 < n; i0 += 8 * blockDim.x) {
+		float k[8], s[8];
+
+#pragma unroll
+		for (int j = 0; j < 8; j++) {
+			uint32_t i = i0 + j * blockDim.x;
+
+			k[j] = i < n ? kv[n + i] : 0.f;
+			s[j] = i < n ? score[n + i] : 0.f;
+		}
+#pragma unroll
+		for (int j = 0; j < 8; j++) {
+			uint32_t i = i0 + j * blockDim.x;
+
+			if (i < n) {
+				kv[i] = k[j];
+				score[i] = s[j];
+			}
+		}
+	}
+}
+
 /*
  * grid: one block per chunk (chunks[2c] = first row, chunks[2c+1] = rows),
  * 256 threads, rows in order.  a = wkv x, z = wgate x [R, coff*hd].  Each
@@ -582,11 +609,13 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 		for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
 			float m = -INFINITY, sum = 0, acc = 0;
 
+#pragma unroll 8
 			for (uint32_t s = 0; s < nslots; s++) {
 				uint32_t ch = coff == 2 && s >= ratio ? hd + d : d;
 
 				m = fmaxf(m, score[(size_t)s * width + ch]);
 			}
+#pragma unroll 8
 			for (uint32_t s = 0; s < nslots; s++) {
 				uint32_t ch = coff == 2 && s >= ratio ? hd + d : d;
 				float pr = expf(score[(size_t)s * width + ch] - m);
@@ -598,10 +627,7 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 		}
 		__syncthreads();
 		if (coff == 2)
-			for (uint32_t i = threadIdx.x; i < ratio * width; i += blockDim.x) {
-				kv[i] = kv[(size_t)ratio * width + i];
-				score[i] = score[(size_t)ratio * width + i];
-			}
+			cmp_shift(kv, score, ratio * width);
 		block_rmsnorm(e, normw, hd, eps);
 		uint32_t w = p / ratio;
 

@@ -48,13 +48,18 @@ dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
 }
 
 /*
- * The same scores, tiled: grid (R, ceil(max_entries / 32)), 256 threads,
- * ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0 (the host checks).  Row r's
- * queries sit in shared memory, the tile's keys pass through it 16 pieces
- * of a row at a time; thread (g, e) takes entry e of the tile
- * and heads [g ih/8, (g+1) ih/8), each dot product in order over d, and
- * the 8 groups' sums meet in order.  No shuffle per head: the warp-per-
- * entry form above spends most of its time in those at long contexts.
+ * The same scores, tiled: grid (R, ceil(max_entries / 32), Z), 256
+ * threads, ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0 (the host checks).
+ * Row r's queries sit in shared memory, the tile's keys pass through it 16
+ * pieces of a row at a time; thread (g, e) takes entry e of the tile and
+ * heads [g ih/8, (g+1) ih/8), each dot product in order over d, and the 8
+ * groups' sums meet in order.  No shuffle per head: the warp-per-entry
+ * form above spends most of its time in those at long contexts.
+ *
+ * Z = 8 (ih = 64, few tiles: a row's 32 blocks left most SMs idle): block
+ * z takes group z's 8 heads, a warp each, and writes the group's sum into
+ * slice z of scores [Z, R, max_entries]; dsv4_topk adds the slices in
+ * order, so the scores are the same as with Z = 1.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ wi,
@@ -65,16 +70,18 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 	__shared__ float4 qs[8192 / 4];
 	__shared__ float ws[64 * 8], part[8][32];
 	__shared__ float4 ks[32][17];	/* padded: a warp's rows in distinct banks */
-	uint32_t r = blockIdx.x, e = threadIdx.x % 32, g = threadIdx.x / 32;
-	uint32_t j = blockIdx.y * 32 + e, n = (pos[r] + 1) / 4, hpg = ih / 8;
+	uint32_t r = blockIdx.x, e = threadIdx.x % 32, g = threadIdx.x / 32, Z = gridDim.z;
+	uint32_t j = blockIdx.y * 32 + e, n = (pos[r] + 1) / 4, hpg = ih / 8 / Z;
+	/* the block's heads: all, or group blockIdx.z's (Z = 8) */
+	uint32_t nh = ih / Z, hb = blockIdx.z * nh;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 
 	if (blockIdx.y * 32 >= n)
 		return;
-	for (uint32_t i = threadIdx.x; i < ih * ihd / 4; i += blockDim.x)
-		qs[i] = ((const float4 *)(qi + (size_t)r * ih * ihd))[i];
-	for (uint32_t h = threadIdx.x; h < ih; h += blockDim.x)
-		ws[h] = wi[(size_t)r * ih + h] * wscale;
+	for (uint32_t i = threadIdx.x; i < nh * ihd / 4; i += blockDim.x)
+		qs[i] = ((const float4 *)(qi + ((size_t)r * ih + hb) * ihd))[i];
+	for (uint32_t h = threadIdx.x; h < nh; h += blockDim.x)
+		ws[h] = wi[(size_t)r * ih + hb + h] * wscale;
 	__syncthreads();
 	float s = 0;
 	const float *kbase = (const float *)sl->icmp_ent + (size_t)blockIdx.y * 32 * ihd;
@@ -132,7 +139,7 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 
 		for (uint32_t k = 0; k < 8; k++)
 			t += part[k][e];
-		scores[(size_t)r * max_entries + j] = t;
+		scores[((size_t)blockIdx.z * gridDim.x + r) * max_entries + j] = t;
 	}
 }
 
@@ -189,17 +196,19 @@ static __device__ void block_scan2(uint32_t &a, uint32_t &b, uint32_t *wt)
  * pass), then the chosen entries written in index order: all above the
  * threshold and the lowest-indexed of those equal to it.  The bin choice
  * and the output offsets are block-wide scans (one thread walking 256
- * bins per pass and 1024 counts took most of the kernel's time).
+ * bins per pass and 1024 counts took most of the kernel's time).  With
+ * nz > 1 the scores come in nz slices [nz, R, max_entries]
+ * (dsv4_index_scores_tiled's Z), added in slice order into slice 0 first.
  */
 FW_KERNEL void __launch_bounds__(1024)
-dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
+dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
-	  uint32_t *__restrict__ nsel)
+	  uint32_t *__restrict__ nsel, uint32_t nz)
 {
 	__shared__ uint32_t hist[256], wt[64];
 	__shared__ uint32_t prefix, want;
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
-	const float *s = scores + (size_t)r * max_entries;
+	float *s = scores + (size_t)r * max_entries;
 	int32_t *out = sel + (size_t)r * k;
 
 	if (n <= k) {
@@ -208,6 +217,23 @@ dsv4_topk(const float *__restrict__ scores, uint32_t max_entries,
 		if (!t)
 			nsel[r] = n;
 		return;
+	}
+	if (nz > 1) {
+		size_t zs = (size_t)gridDim.x * max_entries;
+
+		for (uint32_t i = t; i < n; i += blockDim.x) {
+			float v[8], sum = 0.f;
+
+#pragma unroll
+			for (uint32_t z = 0; z < 8; z++)
+				v[z] = z < nz ? s[z * zs + i] : 0.f;
+#pragma unroll
+			for (uint32_t z = 0; z < 8; z++)
+				if (z < nz)
+					sum += v[z];
+			s[i] = sum;
+		}
+		__syncthreads();
 	}
 	if (!t) {
 		prefix = 0;

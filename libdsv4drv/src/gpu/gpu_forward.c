@@ -24,6 +24,7 @@
 /* device scratch of one call: offsets into gm->scratch */
 struct bufs {
 	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
+	CUdeviceptr cside;	/* one row: the outputs of a layer's wside, back to back */
 	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
 	CUdeviceptr order, tiles, ntiles;	/* experts sorted for the prefill GEMM */
@@ -38,6 +39,7 @@ struct fwd {
 	const struct cu_driver *cu;
 	CUresult r;
 	uint32_t R, nl, nchunks, maxe, maxkeys;
+	CUdeviceptr wi;		/* the indexer's head weights (side_inputs()) */
 	int reference;
 	int split;		/* side-stream branches allowed (decode) */
 	int posted;		/* the sublayer did the mHC post step itself */
@@ -88,6 +90,18 @@ static uint32_t combine_slices(uint32_t hd, uint32_t rd)
 	return z;
 }
 
+/*
+ * dsv4_index_scores_tiled's head slices (the grid's z): 8 where the rows'
+ * entry tiles alone would leave most SMs idle (a row's 32 blocks at 4K
+ * took ~19 us), with 64 heads, a warp each; else 1
+ */
+static uint32_t index_slices(const struct fwd *w)
+{
+	uint64_t tiles = (uint64_t)w->R * ((w->maxe + 31) / 32);
+
+	return w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
+}
+
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
 {
 	size_t at = (w->used + 255) & ~(size_t)255;
@@ -127,7 +141,9 @@ static void layout(struct fwd *w)
 	b->cz = carve(w, R * cw * F);
 	b->qi = carve(w, R * c->index_n_heads * c->index_head_dim * F);
 	b->wi = carve(w, R * c->index_n_heads * F);
-	b->scores = carve(w, R * w->maxe * F);
+	/* one row: what the layer's wside GEMV writes (side_outputs()) */
+	b->cside = R == 1 ? carve(w, (2 * cw + 2 * 2 * c->index_head_dim + c->index_n_heads) * F) : 0;
+	b->scores = carve(w, index_slices(w) * R * w->maxe * F);
 	b->sel = carve(w, R * c->index_topk * 4);
 	b->nsel = carve(w, R * 4);
 	b->logits = carve(w, R * c->n_routed_experts * F);
@@ -429,22 +445,72 @@ static CUdeviceptr layer_freqs(const struct fwd *w, uint32_t L)
 	return w->c->compress_ratios[L] ? w->gm->freqs_cmp : w->gm->freqs_swa;
 }
 
-/* a = wkv x, z = wgate x, then every chunk's rows through its compressor */
-static void compress(struct fwd *w, uint32_t L, const struct gcmp *gc, int indexer)
+/* a compressor's output width: coff * hd */
+static uint32_t cmp_width(const struct dsv4_config *c, uint32_t L, int indexer)
+{
+	uint32_t ratio = indexer ? 4 : c->compress_ratios[L];
+
+	return (ratio == 4 ? 2 : 1) * (indexer ? c->index_head_dim : c->head_dim);
+}
+
+/* every chunk's rows through the compressor, from a = wkv x and z = wgate x */
+static void cmp_push(struct fwd *w, uint32_t L, const struct gcmp *gc, int indexer,
+		     CUdeviceptr ca, CUdeviceptr cz)
 {
 	const struct dsv4_config *c = w->c;
 	uint32_t ratio = indexer ? 4 : c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
-	uint32_t hd = indexer ? c->index_head_dim : c->head_dim, width = coff * hd, D = c->dim;
+	uint32_t hd = indexer ? c->index_head_dim : c->head_dim;
 	uint32_t ix = (uint32_t)indexer, rd = c->rope_head_dim, ref = (uint32_t)w->reference;
 	float eps = (float)c->norm_eps;
 	struct bufs *b = &w->b;
-	void *a[] = { &b->ca, &b->cz, &b->rowtab, &L, &ix, &b->pos, &b->chunks,
+	void *a[] = { &ca, &cz, &b->rowtab, &L, &ix, &b->pos, &b->chunks,
 		      (void *)&gc->ape, &ratio, &hd, &coff, (void *)&gc->norm,
 		      &w->gm->freqs_cmp, &rd, &eps, &ref };
 
-	lin(w, &gc->wkv, b->xn, D, w->R, b->ca, width, 0);
-	lin(w, &gc->wgate, b->xn, D, w->R, b->cz, width, 0);
 	launch(w, K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
+}
+
+/* a = wkv x, z = wgate x, then every chunk's rows through its compressor */
+static void compress(struct fwd *w, uint32_t L, const struct gcmp *gc, int indexer)
+{
+	uint32_t width = cmp_width(w->c, L, indexer);
+	struct bufs *b = &w->b;
+
+	lin(w, &gc->wkv, b->xn, w->c->dim, w->R, b->ca, width, 0);
+	lin(w, &gc->wgate, b->xn, w->c->dim, w->R, b->cz, width, 0);
+	cmp_push(w, L, gc, indexer, b->ca, b->cz);
+}
+
+/*
+ * What takes xn beside the attention: the compressor (and for CSA the
+ * indexer's compressor and its weights, into b->wi).  One row with wside
+ * uploaded as one matrix: one GEMV into b->cside, whose pieces the pushes
+ * and the indexer read where they lie.
+ */
+static void side_inputs(struct fwd *w, uint32_t L)
+{
+	const struct dsv4_config *c = w->c;
+	const struct glayer *gl = &w->gm->layers[L];
+	uint32_t ratio = c->compress_ratios[L], width = cmp_width(c, L, 0);
+	uint32_t iwidth = cmp_width(c, L, 1);
+	CUdeviceptr at = w->b.cside;
+
+	w->wi = w->b.wi;
+	if (!w->gm->fuse_qkv || !w->b.cside || !gl->wside.data) {
+		compress(w, L, &gl->cmp, 0);
+		if (ratio == 4) {
+			compress(w, L, &gl->icmp, 1);
+			lin(w, &gl->iweights, w->b.xn, c->dim, w->R, w->b.wi, c->index_n_heads, 0);
+		}
+		return;
+	}
+	lin(w, &gl->wside, w->b.xn, c->dim, 1, at, gl->wside.rows, 0);
+	cmp_push(w, L, &gl->cmp, 0, at, at + width * 4);
+	if (ratio == 4) {
+		at += 2 * width * 4;
+		cmp_push(w, L, &gl->icmp, 1, at, at + iwidth * 4);
+		w->wi = at + 2 * iwidth * 4;
+	}
 }
 
 static int call_topk_hook(struct fwd *w, uint32_t L, const uint32_t *pos)
@@ -476,17 +542,19 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t ref = (uint32_t)w->reference, topk = c->index_topk;
 	float wscale = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
 	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref };
-	void *as[] = { &b->qi, &b->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
+	void *as[] = { &b->qi, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
 		       &w->maxe };
-	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel };
+	uint32_t nz = 1;
+	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
 
 	/* the compressors and the weights ran on the side (attention()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
 	side_join(w);
-	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0)
-		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 31) / 32, 1, 256, 0, as);
-	else
+	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0) {
+		nz = index_slices(w);
+		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 31) / 32, nz, 256, 0, as);
+	} else
 		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
 	if (w->m->opt.hooks && w->m->opt.hooks->topk)
@@ -512,11 +580,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	/* the compressors (and the indexer's weights) need only xn */
 	if (ratio) {
 		side_begin(w);
-		compress(w, L, &gl->cmp, 0);
-		if (ratio == 4) {
-			compress(w, L, &gl->icmp, 1);
-			lin(w, &gl->iweights, b->xn, c->dim, w->R, b->wi, c->index_n_heads, 0);
-		}
+		side_inputs(w, L);
 		side_end(w);
 	}
 	if (qkv) {
@@ -615,6 +679,16 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		lin(w, &gl->wo_b, b->z, G * olr, R, b->f, D, 1);
 }
 
+/* dsv4_swiglu's threads for rows of I: a warp per 128 values up to 1024
+ * (decode's few rows: each warp's loads out at once, not a loop of round
+ * trips) */
+static uint32_t swiglu_threads(uint32_t I)
+{
+	uint32_t t = (I + 127) / 128 * 32;
+
+	return t < 256 ? 256 : t > 1024 ? 1024 : t;
+}
+
 /* the routed experts' three kernels for the slots whose expert is in @idx */
 static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, uint32_t aq)
 {
@@ -665,7 +739,7 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	} else {
 		launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 128, 0, a13);
 	}
-	launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
+	launch(w, K_SWIGLU, RK, 1, 1, swiglu_threads(I), 0, sw);
 	if (mma2) {
 		void *m2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one,
 			       &b->ye, &b->ye, &D };
@@ -843,7 +917,7 @@ static int moe(struct fwd *w, uint32_t L)
 	{
 		void *a[] = { &b->sg, &b->su, &I, shared_clamp ? &lim : &nolim, &none, &b->sh, &zero };
 
-		launch(w, K_SWIGLU, R, 1, 1, 256, 0, a);
+		launch(w, K_SWIGLU, R, 1, 1, swiglu_threads(I), 0, a);
 	}
 	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
 	side_end(w);

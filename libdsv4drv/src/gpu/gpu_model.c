@@ -79,39 +79,44 @@ static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
 }
 
 /*
- * Two matrices that take the same x (wq_a and wkv), back to back in the
- * arena, codes then scales, so that decode runs them as one GEMV: *both
- * is the two as one matrix (a's rows, then b's), its data 0 where their
- * formats or shapes do not line up (then each goes in on its own).
+ * Matrices that take the same x (wq_a and wkv; the compressors' and the
+ * indexer's weights), back to back in the arena, codes then scales, so
+ * that decode runs them as one GEMV: *all is the n as one matrix (their
+ * rows in order), its data 0 where their formats or shapes do not line
+ * up (then each goes in on its own).
  */
-static void put_pair(struct uploader *u, const struct mat *a, const struct mat *b,
-		     struct fw_mat *fa, struct fw_mat *fb, struct fw_mat *both)
+static void put_group(struct uploader *u, const struct mat *const *m, struct fw_mat *const *f,
+		      int n, struct fw_mat *all)
 {
-	size_t da = 0, sa = 0, db = 0, sb = 0;
-	int join = a->data && b->data && a->fmt == b->fmt && a->cols == b->cols &&
-		   a->scale_f32 == b->scale_f32 && !(a->fmt == MAT_FP8 && a->rows % 128);
+	size_t d[8] = { 0 }, sc[8] = { 0 };
+	int join = n <= 8;
 
-	memset(both, 0, sizeof(*both));
-	if (join) {
-		mat_parts(a, &da, &sa);
-		mat_parts(b, &db, &sb);
+	memset(all, 0, sizeof(*all));
+	for (int i = 0; i < n && join; i++) {
+		join = m[i]->data && m[i]->fmt == m[0]->fmt && m[i]->cols == m[0]->cols &&
+		       m[i]->scale_f32 == m[0]->scale_f32;
+		/* each part's codes and scales must start aligned right after
+		 * the last's; FP8 block scales line up on whole 128-row blocks */
+		if (join)
+			mat_parts(m[i], &d[i], &sc[i]);
+		if (join && i < n - 1)
+			join = d[i] % 256 == 0 && sc[i] % 4 == 0 &&
+			       !(m[i]->fmt == MAT_FP8 && m[i]->rows % 128);
 	}
-	/* b's codes and scales must start aligned right after a's */
-	if (!join || da % 256 || sa % 4) {
-		*fa = put_mat(u, a);
-		*fb = put_mat(u, b);
+	if (!join) {
+		for (int i = 0; i < n; i++)
+			*f[i] = put_mat(u, m[i]);
 		return;
 	}
-	*fa = fw_mat_of(a);
-	*fb = fw_mat_of(b);
-	fa->data = put(u, a->data, da);
-	fb->data = put_at(u, b->data, db, 1);
-	if (sa) {
-		fa->scale = put(u, a->scale, sa);
-		fb->scale = put_at(u, b->scale, sb, 1);
+	for (int i = 0; i < n; i++) {
+		*f[i] = fw_mat_of(m[i]);
+		f[i]->data = put_at(u, m[i]->data, d[i], i ? 1 : 256);
 	}
-	*both = *fa;
-	both->rows = a->rows + b->rows;
+	for (int i = 0; i < n && sc[0]; i++)
+		f[i]->scale = put_at(u, m[i]->scale, sc[i], i ? 1 : 256);
+	*all = *f[0];
+	for (int i = 1; i < n; i++)
+		all->rows += m[i]->rows;
 }
 
 static CUdeviceptr put_vec(struct uploader *u, const float *v, size_t n)
@@ -119,10 +124,9 @@ static CUdeviceptr put_vec(struct uploader *u, const float *v, size_t n)
 	return v ? put(u, v, n * sizeof(float)) : 0;
 }
 
+/* a compressor's vectors (its matrices went in with put_group()) */
 static void put_cmp(struct uploader *u, const struct compressor_w *cw, struct gcmp *g)
 {
-	g->wkv = put_mat(u, &cw->wkv);
-	g->wgate = put_mat(u, &cw->wgate);
 	g->ape = put_vec(u, cw->ape, (size_t)cw->ratio * cw->coff * cw->head_dim);
 	g->norm = put_vec(u, cw->norm, cw->head_dim);
 }
@@ -159,19 +163,31 @@ static int put_model(struct uploader *u, struct dsv4_model *m)
 			gl->hc_scale[b] = put_vec(u, lw->hc_scale[b], 3);
 		}
 		gl->attn_sink = put_vec(u, lw->attn_sink, c->n_heads);
-		put_pair(u, &lw->wq_a, &lw->wkv, &gl->wq_a, &gl->wkv, &gl->wqkv_a);
+		put_group(u, (const struct mat *[]){ &lw->wq_a, &lw->wkv },
+			  (struct fw_mat *[]){ &gl->wq_a, &gl->wkv }, 2, &gl->wqkv_a);
 		gl->q_norm = put_vec(u, lw->q_norm, c->q_lora_rank);
 		gl->wq_b = put_mat(u, &lw->wq_b);
 		gl->kv_norm = put_vec(u, lw->kv_norm, c->head_dim);
 		gl->wo_a = put_mat(u, &lw->wo_a);
 		gl->wo_b = put_mat(u, &lw->wo_b);
-		if (lw->ratio)
-			put_cmp(u, &lw->cmp, &gl->cmp);
+		/* what takes xn beside the attention: the compressors' wkv and
+		 * wgate, the indexer's too and its weights (decode: one GEMV) */
 		if (lw->ratio == 4) {
 			gl->iwq_b = put_mat(u, &lw->iwq_b);
-			gl->iweights = put_mat(u, &lw->iweights);
+			put_group(u, (const struct mat *[]){ &lw->cmp.wkv, &lw->cmp.wgate,
+							     &lw->icmp.wkv, &lw->icmp.wgate,
+							     &lw->iweights },
+				  (struct fw_mat *[]){ &gl->cmp.wkv, &gl->cmp.wgate, &gl->icmp.wkv,
+						       &gl->icmp.wgate, &gl->iweights },
+				  5, &gl->wside);
 			put_cmp(u, &lw->icmp, &gl->icmp);
+		} else if (lw->ratio) {
+			put_group(u, (const struct mat *[]){ &lw->cmp.wkv, &lw->cmp.wgate },
+				  (struct fw_mat *[]){ &gl->cmp.wkv, &gl->cmp.wgate }, 2,
+				  &gl->wside);
 		}
+		if (lw->ratio)
+			put_cmp(u, &lw->cmp, &gl->cmp);
 		gl->gate = put_mat(u, &lw->gate);
 		gl->gate_bias = put_vec(u, lw->gate_bias, E);
 		gl->tid2eid = 0;

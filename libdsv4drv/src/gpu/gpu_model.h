@@ -15,6 +15,9 @@ struct glayer {
 	CUdeviceptr gate_bias, tid2eid;
 	struct fw_mat hc_fn[2], wq_a, wq_b, wkv, wo_a, wo_b, iwq_b, iweights, gate;
 	struct fw_mat wqkv_a;			/* wq_a and wkv as one (data 0: apart) */
+	/* the compressors' wkv, wgate (then the indexer's, and iweights) as
+	 * one, in that order (data 0: apart) */
+	struct fw_mat wside;
 	struct fw_mat sw1, sw2, sw3;
 	struct gcmp cmp, icmp;
 	CUdeviceptr w1tab, w2tab, w3tab;	/* fw_mat [n_routed_experts] */
@@ -72,8 +75,8 @@ struct gpu_model {
 	 * wo_b's dsv4_linear1_*, dsv4_moe_combine); $DSV4_GPU_FUSE=0: off */
 	int fuse_mhc;
 	/* decode's wq_a and wkv as one GEMV, the q and kv norms in one
-	 * launch, q's norm and RoPE inside dsv4_attn_scores;
-	 * $DSV4_GPU_FUSE_QKV=0: apart */
+	 * launch, q's norm and RoPE inside dsv4_attn_scores; the side
+	 * branch's matrices (wside) as one GEMV; $DSV4_GPU_FUSE_QKV=0: apart */
 	int fuse_qkv;
 	CUgraphExec graph;
 	struct gpu_graph_key {
