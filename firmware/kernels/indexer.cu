@@ -191,6 +191,10 @@ static __device__ void block_scan2(uint32_t &a, uint32_t &b, uint32_t *wt)
 	__syncthreads();	/* wt may be used again */
 }
 
+/* entries whose summed slices dsv4_topk keeps in shared memory (17 KB;
+ * the host slices the scores only below 132 tiles of 32) */
+#define TOPK_SHARED 4352
+
 /*
  * grid R, 1024 threads.  Radix select of the k-th largest key (8 bits per
  * pass), then the chosen entries written in index order: all above the
@@ -198,7 +202,8 @@ static __device__ void block_scan2(uint32_t &a, uint32_t &b, uint32_t *wt)
  * and the output offsets are block-wide scans (one thread walking 256
  * bins per pass and 1024 counts took most of the kernel's time).  With
  * nz > 1 the scores come in nz slices [nz, R, max_entries]
- * (dsv4_index_scores_tiled's Z), added in slice order into slice 0 first.
+ * (dsv4_index_scores_tiled's Z), added in slice order first (into shared
+ * memory, or where they do not fit into slice 0).
  */
 FW_KERNEL void __launch_bounds__(1024)
 dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
@@ -207,6 +212,7 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 {
 	__shared__ uint32_t hist[256], wt[64];
 	__shared__ uint32_t prefix, want;
+	__shared__ float sum_sh[TOPK_SHARED];
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
 	float *s = scores + (size_t)r * max_entries;
 	int32_t *out = sel + (size_t)r * k;
@@ -219,7 +225,10 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 		return;
 	}
 	if (nz > 1) {
+		/* the sums stay in shared memory where they fit (few entries is
+		 * why there are slices): the passes below read them there */
 		size_t zs = (size_t)gridDim.x * max_entries;
+		float *to = n <= TOPK_SHARED ? sum_sh : s;
 
 		for (uint32_t i = t; i < n; i += blockDim.x) {
 			float v[8], sum = 0.f;
@@ -231,8 +240,9 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 			for (uint32_t z = 0; z < 8; z++)
 				if (z < nz)
 					sum += v[z];
-			s[i] = sum;
+			to[i] = sum;
 		}
+		s = to;
 		__syncthreads();
 	}
 	if (!t) {

@@ -154,8 +154,9 @@ static void layout(struct fwd *w)
 	b->u = carve(w, RK * I * F);
 	b->h = carve(w, RK * I * F);
 	b->ye = carve(w, RK * D * F);
-	b->sg = carve(w, R * I * F);
-	b->su = carve(w, R * I * F);
+	/* one row: su right after sg (sw1 and sw3 as one GEMV writes both) */
+	b->sg = carve(w, R * I * F * (R == 1 ? 2 : 1));
+	b->su = R == 1 ? b->sg + I * F : carve(w, R * I * F);
 	b->sh = carve(w, R * I * F);
 	b->sy = carve(w, R * D * F);
 	b->hX = carve(w, nl * hc * D * F);
@@ -912,8 +913,12 @@ static int moe(struct fwd *w, uint32_t L)
 	/* the shared expert first: it overlaps the streamed experts' copies
 	 * (and in decode runs beside the routed ones, on the side stream) */
 	side_begin(w);
-	lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
-	lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
+	if (w->gm->fuse_qkv && R == 1 && gl->sw13.data && b->su == b->sg + I * 4) {
+		lin(w, &gl->sw13, b->xn, D, R, b->sg, 2 * I, 1);
+	} else {
+		lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
+		lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
+	}
 	{
 		void *a[] = { &b->sg, &b->su, &I, shared_clamp ? &lim : &nolim, &none, &b->sh, &zero };
 

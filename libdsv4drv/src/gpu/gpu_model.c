@@ -235,9 +235,9 @@ static int put_model(struct uploader *u, struct dsv4_model *m)
 		gl->w1tab = put(u, tab, E * sizeof(*tab));
 		gl->w2tab = put(u, tab + E, E * sizeof(*tab));
 		gl->w3tab = put(u, tab + 2 * E, E * sizeof(*tab));
-		gl->sw1 = put_mat(u, &lw->sw1);
+		put_group(u, (const struct mat *[]){ &lw->sw1, &lw->sw3 },
+			  (struct fw_mat *[]){ &gl->sw1, &gl->sw3 }, 2, &gl->sw13);
 		gl->sw2 = put_mat(u, &lw->sw2);
-		gl->sw3 = put_mat(u, &lw->sw3);
 	}
 	free(tab);
 	free(t2e);

@@ -19,6 +19,7 @@ struct glayer {
 	 * one, in that order (data 0: apart) */
 	struct fw_mat wside;
 	struct fw_mat sw1, sw2, sw3;
+	struct fw_mat sw13;			/* sw1 and sw3 as one (data 0: apart) */
 	struct gcmp cmp, icmp;
 	CUdeviceptr w1tab, w2tab, w3tab;	/* fw_mat [n_routed_experts] */
 	struct fw_mat e1, e2;			/* expert 0's w1 and w2: formats, shapes */
@@ -76,7 +77,8 @@ struct gpu_model {
 	int fuse_mhc;
 	/* decode's wq_a and wkv as one GEMV, the q and kv norms in one
 	 * launch, q's norm and RoPE inside dsv4_attn_scores; the side
-	 * branch's matrices (wside) as one GEMV; $DSV4_GPU_FUSE_QKV=0: apart */
+	 * branch's matrices (wside) and the shared expert's sw1 and sw3 as
+	 * one GEMV each; $DSV4_GPU_FUSE_QKV=0: apart */
 	int fuse_qkv;
 	CUgraphExec graph;
 	struct gpu_graph_key {
