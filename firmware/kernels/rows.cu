@@ -168,15 +168,15 @@ static __device__ __forceinline__ void xn_finish(const float4 *acc, double ss, u
 	}
 }
 
-/* hc_pre_xn's register path for NX streams (NX == hc: the loads of a
- * thread in flight together) or up to NX (the loop kept) */
-template <int NX, bool EXACT>
-static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const float *pre,
-						      uint32_t hc, uint32_t D,
-						      const float *normw, float norm_eps,
-						      float *out)
+/*
+ * xn's start: acc[u] = sum over i < n of pre[i] X_i at the thread's four
+ * float4 of columns (4 (threadIdx.x + u blockDim.x)), X_i's float4 there
+ * from @x(u, i, d); returns the sum of squares of the thread's acc
+ */
+template <typename F>
+static __device__ __forceinline__ double pre_mix4(float4 *acc, const float *pre, uint32_t n,
+						  uint32_t D, F x)
 {
-	float4 acc[4];
 	double ss = 0;
 
 #pragma unroll
@@ -187,10 +187,26 @@ static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const flo
 		if (d >= D)
 			continue;
 #pragma unroll
-		for (uint32_t i = 0; i < (EXACT ? NX : hc); i++)
-			axpy4(acc[u], pre[i], *(const float4 *)(Xr + (size_t)i * D + d));
+		for (uint32_t i = 0; i < n; i++)
+			axpy4(acc[u], pre[i], x(u, i, d));
 		ss += sumsq4(acc[u]);
 	}
+	return ss;
+}
+
+/* hc_pre_xn's register path for NX streams (NX == hc: the loads of a
+ * thread in flight together) or up to NX (the loop kept) */
+template <int NX, bool EXACT>
+static __device__ __forceinline__ void hc_pre_xn_regs(const float *Xr, const float *pre,
+						      uint32_t hc, uint32_t D,
+						      const float *normw, float norm_eps,
+						      float *out)
+{
+	float4 acc[4];
+	double ss = pre_mix4(acc, pre, EXACT ? NX : hc, D, [&](int, uint32_t i, uint32_t d) {
+		return *(const float4 *)(Xr + (size_t)i * D + d);
+	});
+
 	xn_finish<false>(acc, ss, D, norm_eps, normw, NULL, out);
 }
 
@@ -306,7 +322,7 @@ static __device__ __forceinline__ void hc_mix_last4(const float *pr, const doubl
 	__shared__ double rsum;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, W = 4 * D;
 	float4 xv[4][4], nw[4], acc[4];
-	double dv[8], ss = 0;
+	double dv[8], ss;
 	float sum, sc = 0.f, bs = 0.f;
 
 #pragma unroll
@@ -350,19 +366,8 @@ static __device__ __forceinline__ void hc_mix_last4(const float *pr, const doubl
 	if (threadIdx.x < 4)
 		pre[threadIdx.x] = hc_pre_weight(sum, rs, sc, bs, hc_eps);
 	__syncthreads();
-	/* xn as hc_pre_xn_regs<4, true> forms it */
-#pragma unroll
-	for (int u = 0; u < 4; u++) {
-		uint32_t d = 4 * (threadIdx.x + u * blockDim.x);
-
-		acc[u] = make_float4(0, 0, 0, 0);
-		if (d >= D)
-			continue;
-#pragma unroll
-		for (int i = 0; i < 4; i++)
-			axpy4(acc[u], pre[i], xv[u][i]);
-		ss += sumsq4(acc[u]);
-	}
+	/* xn as hc_pre_xn_regs<4, true> forms it, from the loaded streams */
+	ss = pre_mix4(acc, pre, 4, D, [&](int u, uint32_t i, uint32_t) { return xv[u][i]; });
 	xn_finish<true>(acc, ss, D, norm_eps, normw, nw, out);
 }
 
