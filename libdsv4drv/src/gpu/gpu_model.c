@@ -80,7 +80,7 @@ static struct fw_mat put_mat(struct uploader *u, const struct mat *m)
 
 /*
  * Matrices that take the same x (wq_a and wkv; the compressors' and the
- * indexer's weights), back to back in the arena, codes then scales, so
+ * indexer's weights; the shared expert's sw1 and sw3), back to back in the arena, codes then scales, so
  * that decode runs them as one GEMV: *all is the n as one matrix (their
  * rows in order), its data 0 where their formats or shapes do not line
  * up (then each goes in on its own).
