@@ -141,7 +141,7 @@ static void layout(struct fwd *w)
 	b->cz = carve(w, R * cw * F);
 	b->qi = carve(w, R * c->index_n_heads * c->index_head_dim * F);
 	b->wi = carve(w, R * c->index_n_heads * F);
-	/* one row: what the layer's wside GEMV writes (side_outputs()) */
+	/* one row: what the layer's wside GEMV writes (side_inputs()) */
 	b->cside = R == 1 ? carve(w, (2 * cw + 2 * 2 * c->index_head_dim + c->index_n_heads) * F) : 0;
 	b->scores = carve(w, index_slices(w) * R * w->maxe * F);
 	b->sel = carve(w, R * c->index_topk * 4);
@@ -555,8 +555,9 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0) {
 		nz = index_slices(w);
 		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 31) / 32, nz, 256, 0, as);
-	} else
+	} else {
 		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
+	}
 	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
 	if (w->m->opt.hooks && w->m->opt.hooks->topk)
 		call_topk_hook(w, L, pos);
