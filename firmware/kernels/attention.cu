@@ -258,6 +258,29 @@ static __device__ __forceinline__ void warp_head_prep(float *v, uint32_t hd, uin
 	__syncwarp();
 }
 
+/*
+ * The sums of 32 values across the warp, lane l getting value l's in t[0]:
+ * each step keeps half the values and trades the other half with the lane
+ * O apart (31 shuffles for all 32, not 5 each).  Each value's sum pairs
+ * its lanes as warp_sum's butterfly does, so it is the same to the bit.
+ */
+template <int O>
+static __device__ __forceinline__ void warp_sum32(float (&t)[32], uint32_t lane)
+{
+	bool up = lane & O;
+
+#pragma unroll
+	for (int k = 0; k < O; k++) {
+		float send = up ? t[k] : t[k + O], keep = up ? t[k + O] : t[k];
+
+		t[k] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+	}
+	if constexpr (O > 1)
+		warp_sum32<O / 2>(t, lane);
+}
+
+static_assert(KEYS_AT_ONCE * FW_SPLIT_HEADS == 32, "dsv4_attn_scores: a key and head a lane");
+
 FW_KERNEL void __launch_bounds__(256)
 dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		 const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
@@ -284,7 +307,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
-	float scale = 1.0f / sqrtf((float)hd), mx[FW_SPLIT_HEADS];
+	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
 
 	__syncthreads();
 	if (qprep) {	/* q as wq_b left it: dsv4_head_prep's steps, a warp a head */
@@ -292,9 +315,6 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 			warp_head_prep(qs + h * hd, hd, rd, eps, pos[r], freqs);
 		__syncthreads();
 	}
-#pragma unroll
-	for (int h = 0; h < FW_SPLIT_HEADS; h++)
-		mx[h] = -INFINITY;
 	/* a warp per key, KEYS_AT_ONCE keys in flight, each key read once for
 	 * all the group's heads; each sum formed as in dsv4_attention */
 	for (uint32_t jb = j0 + wid; jb < j1; jb += KEYS_AT_ONCE * nw) {
@@ -325,27 +345,29 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 					acc[u][h] += dot4(a[u], b);
 			}
 		}
-#pragma unroll
-		for (int u = 0; u < KEYS_AT_ONCE; u++) {
+		/* lane u FW_SPLIT_HEADS + h gets key u's sum for head h */
+		{
+			uint32_t u = lane / FW_SPLIT_HEADS, h = lane % FW_SPLIT_HEADS;
 			uint32_t j = jb + u * nw;
+			float t[32], v, m;
 
 #pragma unroll
-			for (int h = 0; h < FW_SPLIT_HEADS; h++) {
-				if (h >= nh)
-					break;
-				float v = warp_sum(acc[u][h]) * scale;
+			for (int x = 0; x < 32; x++)
+				t[x] = acc[x / FW_SPLIT_HEADS][x % FW_SPLIT_HEADS];
+			warp_sum32<16>(t, lane);
+			v = t[0] * scale;
 
-				if (j < j1) {
-					if (!lane)
-						sc[((size_t)i * H + h0 + h) * ld + j] = v;
-					mx[h] = fmaxf(mx[h], v);
-				}
-			}
+			if (j < j1 && h < nh)
+				sc[((size_t)i * H + h0 + h) * ld + j] = v;
+			m = j < j1 && h < nh ? v : -INFINITY;
+			/* the head's max over the four keys: lanes h, h + 8, h + 16, h + 24 */
+			m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, FW_SPLIT_HEADS));
+			m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2 * FW_SPLIT_HEADS));
+			mx = fmaxf(mx, m);
 		}
 	}
-	if (!lane)
-		for (int h = 0; h < FW_SPLIT_HEADS; h++)
-			wmax[wid][h] = mx[h];
+	if (lane < FW_SPLIT_HEADS)
+		wmax[wid][lane] = mx;
 	__syncthreads();
 	if (threadIdx.x < nh) {
 		float m = -INFINITY;

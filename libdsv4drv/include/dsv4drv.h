@@ -698,6 +698,13 @@ const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len);
  * buffers in and out): the first kernel, checked against the CPU. */
 int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
 		      uint32_t cols, const float *x, float *y, char *err, size_t errlen);
+/* y = W x for one FP4 e2m1 matrix with ue8m0 scales per 32 columns (the
+ * routed experts' format; codes [rows, cols/2], scales [rows, cols/32]),
+ * x on the FP8 grid, twice: by the tensor-core expert kernel into y_mma
+ * and by the CUDA-core one into y_cores (cols % 128 == 0, at most 8192). */
+int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			 uint32_t rows, uint32_t cols, const float *x, float *y_mma,
+			 float *y_cores, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

@@ -107,6 +107,80 @@ TEST(gemv_fp8_matches_the_cpu)
 }
 
 
+/*
+ * The routed experts' FP4 GEMV on the tensor cores against the CUDA-core
+ * kernel and the CPU, on one x already on the FP8 grid (the kernels' own
+ * quant leaves it as it is): the two kernels sum in other orders, so they
+ * agree to rounding, and a wrong tile or scale is far off.  (The model-level check
+ * in run-gpu-tests.sh is loose: one FP8 rounding downstream moves with
+ * the sum order.)
+ */
+TEST(experts_fp4_tensor_cores_match_cuda_cores)
+{
+	static const uint32_t shapes[][2] = { { 2048, 4096 }, { 4096, 2048 }, { 64, 256 },
+					      { 100, 128 } };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 11;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		uint32_t rows = shapes[s][0], cols = shapes[s][1];
+		uint8_t *codes = malloc((size_t)rows * cols / 2), *sc = malloc((size_t)rows * cols / 32);
+		float *x = malloc(cols * sizeof(float)), *ym = malloc(rows * sizeof(float));
+		float *yc = malloc(rows * sizeof(float)), *xs = malloc(cols / 128 * sizeof(float));
+		uint8_t *xq = malloc(cols);
+		double worst_m = 0, worst_c = 0;
+
+		ASSERT_TRUE(codes && sc && x && ym && yc && xs && xq);
+		for (size_t i = 0; i < (size_t)rows * cols / 2; i++) {
+			seed = seed * 1103515245u + 12345u;
+			codes[i] = (uint8_t)(seed >> 16);
+		}
+		for (size_t i = 0; i < (size_t)rows * cols / 32; i++)
+			sc[i] = (uint8_t)(122 + i % 9);
+		/* x through the official activation quant, as the experts see it */
+		for (uint32_t c = 0; c < cols; c++)
+			x[c] = sinf((float)c * 0.37f) * (float)(1 + c / 128 % 5);
+		dsv4_act_quant_fp8(x, cols, 128, xq, xs);
+		for (uint32_t c = 0; c < cols; c++)
+			x[c] = dsv4_e4m3_to_f32(xq[c]) * xs[c / 128];
+		ASSERT_EQ(0, dsv4_gpu_experts_fp4(g, codes, sc, rows, cols, x, ym, yc, err,
+						  sizeof(err)))
+			TH_LOG("%s", err);
+		for (uint32_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < cols; c++) {
+				uint8_t b = codes[((size_t)r * cols + c) / 2];
+				double v = (double)dsv4_fp4_to_f32(c & 1 ? b >> 4 : b & 15) *
+					   dsv4_e8m0_to_f32(sc[((size_t)r * cols + c) / 32]) * x[c];
+
+				ref += v;
+				mag += fabs(v);
+			}
+			mag += 1e-30;
+			if (fabs(ym[r] - ref) / mag > worst_m)
+				worst_m = fabs(ym[r] - ref) / mag;
+			if (fabs(yc[r] - ref) / mag > worst_c)
+				worst_c = fabs(yc[r] - ref) / mag;
+		}
+		TH_LOG("%ux%u: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, CUDA cores %.2e",
+		       rows, cols, worst_m, worst_c);
+		EXPECT_LT(worst_m, 1e-5);
+		EXPECT_LT(worst_c, 1e-5);
+		free(codes);
+		free(sc);
+		free(x);
+		free(ym);
+		free(yc);
+		free(xs);
+		free(xq);
+	}
+	dsv4_gpu_close(g);
+}
+
 /* a model load with these options: 0 and on_gpu/backend text, or the error */
 static int load_fortune(enum dsv4_backend be, int *on_gpu, char *text, size_t len)
 {

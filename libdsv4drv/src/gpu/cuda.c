@@ -272,6 +272,70 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", gpu_err(g, r)) : 0;
 }
 
+int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			 uint32_t rows, uint32_t cols, const float *x, float *y_mma,
+			 float *y_cores, char *err, size_t errlen)
+{
+	size_t cb = (size_t)rows * cols / 2, sb = (size_t)rows * cols / 32;
+	CUdeviceptr dc = 0, ds = 0, dt = 0, di = 0, dx = 0, dy = 0, dz = 0;
+	struct fw_mat m = { .fmt = FW_FP4, .rows = rows, .cols = cols };
+	uint32_t one = 1, zero = 0, ldx = cols, ldy = rows;
+	int32_t expert = 0;
+	CUresult r;
+
+	if (!rows || !cols || cols % 128 || cols > FW_MMA_MAX_COLS)
+		return dsv4_errf(err, errlen, -EINVAL, "experts_fp4: %ux%u (columns a multiple "
+				 "of 128, at most %u)", rows, cols, FW_MMA_MAX_COLS);
+	r = g->cu.MemAlloc(&dc, cb);
+	if (!r)
+		r = g->cu.MemAlloc(&ds, sb);
+	if (!r)
+		r = g->cu.MemAlloc(&dt, sizeof(m));
+	if (!r)
+		r = g->cu.MemAlloc(&di, sizeof(expert));
+	if (!r)
+		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dz, (size_t)rows * sizeof(float));
+	m.data = dc;
+	m.scale = ds;
+	if (!r)
+		r = g->cu.MemcpyHtoD(dc, codes, cb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(ds, scales, sb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(dt, &m, sizeof(m));
+	if (!r)
+		r = g->cu.MemcpyHtoD(di, &expert, sizeof(expert));
+	if (!r)
+		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
+	{
+		/* one slot, expert 0, as experts() launches them for w2 (the
+		 * CUDA-core kernel quantizes x itself: on the grid it stays) */
+		void *am[] = { &dt, &dt, &di, &one, &dx, &ldx, &zero, &dy, &dy, &ldy };
+		void *ac[] = { &dt, &dt, &di, &one, &dx, &ldx, &zero, &dz, &dz, &ldy, &one };
+
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_EXPERTS_MMA], (rows + 63) / 64, 1, 1, 128, 1,
+					       1, 0, NULL, am, NULL);
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_LINEAR_EXPERTS], (rows + 31) / 32, 1, 1, 128,
+					       1, 1, 0, NULL, ac, NULL);
+	}
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	if (!r)
+		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
+	for (CUdeviceptr *p = (CUdeviceptr[]){ dc, ds, dt, di, dx, dy, dz }, *e = p + 7; p < e; p++)
+		if (*p)
+			g->cu.MemFree(*p);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA experts_fp4: %s", gpu_err(g, r)) : 0;
+}
+
 static double secs(const struct timespec *a, const struct timespec *b)
 {
 	return (b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) * 1e-9;
