@@ -44,6 +44,18 @@ struct fw_hc_post {
 	uint32_t hc, D;
 };
 
+/*
+ * The router's operands for a kernel that routes for itself (decode's
+ * dsv4_experts_mma): gate logits [R, E], bias [E] or 0, hash layers'
+ * tid2eid [vocab, K] and the tokens [R] or 0; it writes idx and wts [R, K]
+ * as dsv4_router does.  logits == 0: routed already (idx as given).
+ */
+struct fw_route {
+	uint64_t logits, bias, tid2eid, tok, idx, wts;
+	uint32_t E, hf;
+	float scale;
+};
+
 /* decode attention split over key ranges (dsv4_attn_scores/pv/combine):
  * heads in groups of FW_SPLIT_HEADS, at most FW_SPLIT_RANGES ranges a row */
 #define FW_SPLIT_HEADS 8

@@ -27,9 +27,12 @@
  * grid (ceil(rows / 64), slots, 2 or 1), 128 threads: warp w takes rows
  * [64 blockIdx.x + 16 w, +16) of the slot's expert; otherwise as
  * dsv4_linear_experts.  cols % 128 == 0 and <= FW_MMA_MAX_COLS, FP4
- * weights (the host checks).
+ * weights (the host checks).  With rt.logits (decode's w1 and w3) each
+ * block first routes its slot's row as dsv4_router does (router_warp),
+ * and one block a row leaves idx and wts for the kernels after.
  */
 #include "common.cuh"
+#include "route.cuh"
 
 /* d = A (16x32 e4m3) . B (32x8 e4m3), F32 */
 static __device__ __forceinline__ void mma_e4m3(float *d, const uint32_t *a, const uint32_t *b)
@@ -177,12 +180,34 @@ FW_KERNEL void __launch_bounds__(128)
 dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
 		 const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
 		 uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
-		 float *__restrict__ y_b, uint32_t ldy)
+		 float *__restrict__ y_b, uint32_t ldy, fw_route rt)
 {
 	__shared__ __align__(16) uint8_t xq[FW_MMA_MAX_COLS];
 	__shared__ float xs[FW_MMA_MAX_COLS / 128];
+	__shared__ int32_t rsel[64];
+	__shared__ float rwts[64];
 	uint32_t s = blockIdx.y, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-	int32_t e = idx[s];
+	int32_t e;
+
+	if (rt.logits) {	/* the router's picks for the slot's row, here */
+		uint32_t r = s / K;
+		const int32_t *hash = rt.tid2eid ? (const int32_t *)rt.tid2eid +
+							   (size_t)((const int32_t *)rt.tok)[r] * K :
+						   NULL;
+
+		if (threadIdx.x < 32)
+			router_warp((const float *)rt.logits + (size_t)r * rt.E, NULL, rt.E, K,
+				    (const float *)rt.bias, hash, rt.scale, rt.hf, rsel, rwts);
+		__syncthreads();
+		e = rsel[s % K];
+		/* for the kernels after: one block of the row writes them */
+		if (blockIdx.x == 0 && blockIdx.z == 0 && s % K == 0 && threadIdx.x < K) {
+			((int32_t *)rt.idx)[(size_t)r * K + threadIdx.x] = rsel[threadIdx.x];
+			((float *)rt.wts)[(size_t)r * K + threadIdx.x] = rwts[threadIdx.x];
+		}
+	} else {
+		e = idx[s];
+	}
 
 	if (e < 0)
 		return;

@@ -8,6 +8,7 @@
  * (or per row and head); the arithmetic mirrors the CPU engine's.
  */
 #include "common.cuh"
+#include "route.cuh"
 
 static __device__ __forceinline__ float sigmoidf_(float x)
 {
@@ -562,85 +563,6 @@ FW_KERNEL void dsv4_act_quant(const float *__restrict__ x, uint32_t ldx, uint32_
 	block_fakequant_fp8(o, n, 128);
 }
 
-static __device__ __forceinline__ float softplusf_(float x)
-{
-	return x > 20.0f ? x : log1pf(expf(x));
-}
-
-/* dsv4_router's top-K of one row by one warp, E <= 256: lane l holds
- * experts l, l + 32, ...; each pick the lane's best (lower expert on
- * ties), then the warp's, with the block form's comparison */
-static __device__ void router_warp(float *s, uint32_t E, uint32_t K, const float *bias,
-				   float route_scale, uint32_t hf, int32_t *idx, float *wts)
-{
-	uint32_t lane = threadIdx.x % 32, taken = 0;
-	float sv[8], key[8], sum = 0.f, s_lo = 0.f, s_hi = 0.f;
-	int32_t i_lo = -1, i_hi = -1;
-
-#pragma unroll
-	for (int i = 0; i < 8; i++) {
-		uint32_t e = lane + 32 * i;
-
-		sv[i] = e < E ? sqrtf(softplusf_(s[e])) : 0.f;
-		key[i] = e < E ? sv[i] + (bias ? bias[e] : 0.f) : -INFINITY;
-		if (e < E)
-			s[e] = sv[i];
-	}
-	for (uint32_t j = 0; j < K; j++) {
-		float bv = -INFINITY, bs = 0.f;
-		int32_t bi = -1;
-
-#pragma unroll
-		for (int i = 0; i < 8; i++) {
-			uint32_t e = lane + 32 * i;
-
-			if (e < E && !(taken >> i & 1) && (bi < 0 || key[i] > bv)) {
-				bv = key[i];
-				bi = (int32_t)e;
-				bs = sv[i];
-			}
-		}
-		for (int o = 16; o; o /= 2) {
-			float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-			float os = __shfl_xor_sync(0xffffffffu, bs, o);
-			int32_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-
-			if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
-				bv = ov;
-				bi = oi;
-				bs = os;
-			}
-		}
-		if (bi >= 0 && (uint32_t)bi % 32 == lane)
-			taken |= 1u << (bi / 32);
-		/* pick j stays with lane j % 32 (registers, not a local array) */
-		if (lane == j % 32 && j < 32) {
-			i_lo = bi;
-			s_lo = bs;
-		} else if (lane == j % 32) {
-			i_hi = bi;
-			s_hi = bs;
-		}
-	}
-	/* the weights' sum in pick order, as the block form adds them */
-	for (uint32_t j = 0; j < K; j++) {
-		int32_t i = __shfl_sync(0xffffffffu, j < 32 ? i_lo : i_hi, j % 32);
-		float v = __shfl_sync(0xffffffffu, j < 32 ? s_lo : s_hi, j % 32);
-
-		sum += i >= 0 ? v : 0;
-	}
-	if (hf)
-		sum += 1e-20f;
-	if (lane < K) {
-		idx[lane] = i_lo;
-		wts[lane] = i_lo >= 0 ? s_lo / sum * route_scale : 0.f;
-	}
-	if (lane + 32 < K) {
-		idx[lane + 32] = i_hi;
-		wts[lane + 32] = i_hi >= 0 ? s_hi / sum * route_scale : 0.f;
-	}
-}
-
 /*
  * grid R, 256 threads.  logits [R, E] of the gate become sqrt(softplus);
  * the K experts: tid2eid[tok*K + j] (hash layers; out of range: -1) or the
@@ -658,13 +580,13 @@ FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
 	uint32_t r = blockIdx.x, lane = threadIdx.x % 32, wid = threadIdx.x / 32;
 	float *s = logits + (size_t)r * E;
 
-	if (!tid2eid && E <= 256 && K <= 64) {
+	if (E <= 256 && K <= 64) {
 		/* the first warp alone, scores in registers: the same picks
 		 * and sums as below without a barrier per pick (decode's
 		 * router took ~7 us) */
 		if (!wid)
-			router_warp(s, E, K, bias, route_scale, hf, idx + (size_t)r * K,
-				    wts + (size_t)r * K);
+			router_warp(s, s, E, K, bias, tid2eid ? tid2eid + (size_t)tok[r] * K : NULL,
+				    route_scale, hf, idx + (size_t)r * K, wts + (size_t)r * K);
 		return;
 	}
 	for (uint32_t e = threadIdx.x; e < E; e += blockDim.x)

@@ -19,8 +19,10 @@
 #    kernel, the ring store beside the attention vs after it, decode's mHC
 #    steps fused vs apart: identical logits; wq_a and wkv as one GEMV vs
 #    apart (1e-4, also Flash-shaped); decode attention split over key
-#    ranges vs one block per head (summed in another order: 1e-4); decode
-#    graphs recaptured at a second context bucket (gpu_bench, 4K then 128K);
+#    ranges vs one block per head (summed in another order: 1e-4);
+#    decode's router inside the experts' launch vs its own (identical);
+#    decode graphs recaptured at a second context bucket (gpu_bench, 4K
+#    then 128K);
 # 4. dsv4-server on the GPU answers as on the CPU;
 # 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode,
 #    both on a Flash-shaped reference decode;
@@ -97,6 +99,17 @@ tap $?
 DSV4_GPU_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nomma" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomma" "$tmp/gpu" 2e-2 \
 	"flash-shaped reference: FP4 experts on the tensor cores vs the CUDA cores"
+tap $?
+# ... and decode's router inside the experts' w1/w3 launch vs its own
+# launch: the same picks and weights.  Four layers: the first three route
+# by hash, the fourth by top-k.
+flash4=$tmp/flash4
+"$kit/dsv4-mkmodel" --preset flash --layers 4 --experts 8 --seed 2 "$flash4" >/dev/null || exit 1
+args4=(--model "$flash4" --random-prompt 12 --seed 6 --n-predict 6 --numerics reference --backend cuda)
+"$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/route" >/dev/null &&
+DSV4_GPU_FUSE_ROUTE=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/router" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/router" "$tmp/route" 0 \
+	"flash-shaped reference: the router inside the experts' launch vs its own"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not

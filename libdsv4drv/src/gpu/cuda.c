@@ -314,7 +314,8 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 	{
 		/* one slot, expert 0, as experts() launches them for w2 (the
 		 * CUDA-core kernel quantizes x itself: on the grid it stays) */
-		void *am[] = { &dt, &dt, &di, &one, &dx, &ldx, &zero, &dy, &dy, &ldy };
+		struct fw_route routed = { 0 };
+		void *am[] = { &dt, &dt, &di, &one, &dx, &ldx, &zero, &dy, &dy, &ldy, &routed };
 		void *ac[] = { &dt, &dt, &di, &one, &dx, &ldx, &zero, &dz, &dz, &ldy, &one };
 
 		if (!r)

@@ -691,8 +691,24 @@ static uint32_t swiglu_threads(uint32_t I)
 	return t < 256 ? 256 : t > 1024 ? 1024 : t;
 }
 
-/* the routed experts' three kernels for the slots whose expert is in @idx */
-static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, uint32_t aq)
+/* FP4 experts whose x is on the FP8 grid (reference numerics: the act
+ * quant of w1/w3's input, h quantized by the SwiGLU) take the tensor
+ * cores; dsv4_experts_mma quantizes x itself, which leaves an x already
+ * on the grid as it is */
+static int mma13_fits(const struct fwd *w, const struct glayer *gl, CUdeviceptr xe)
+{
+	uint32_t D = w->c->dim;
+
+	return w->gm->experts_mma && w->reference && gl->e1.fmt == FW_FP4 && D % 128 == 0 &&
+	       D <= FW_MMA_MAX_COLS && xe % 16 == 0;
+}
+
+/*
+ * the routed experts' three kernels for the slots whose expert is in @idx
+ * (with @rt: the w1/w3 GEMV routes first, dsv4_router's work; decode)
+ */
+static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, uint32_t aq,
+		    const struct fw_route *rt)
 {
 	const struct dsv4_config *c = w->c;
 	const struct glayer *gl = &w->gm->layers[L];
@@ -708,12 +724,8 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	void *sw[] = { &b->g, &b->u, &I, &lim, &wts, &b->h, &fq };
 	void *a2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one, &b->ye,
 		       &b->ye, &D, &zero };
-	/* FP4 experts whose x is on the FP8 grid (reference numerics: the
-	 * act quant of w1/w3's input, h quantized by the SwiGLU) take the
-	 * tensor cores; dsv4_experts_mma quantizes x itself, which leaves
-	 * an x already on the grid as it is */
-	int mma13 = w->gm->experts_mma && w->reference && gl->e1.fmt == FW_FP4 &&
-		    D % 128 == 0 && D <= FW_MMA_MAX_COLS && xe % 16 == 0;
+	struct fw_route routed = { 0 }, self = rt ? *rt : routed;
+	int mma13 = mma13_fits(w, gl, xe);
 	int mma2 = w->gm->experts_mma && fq && gl->e2.fmt == FW_FP4 && I <= FW_MMA_MAX_COLS &&
 		   b->h % 16 == 0;
 
@@ -735,7 +747,7 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	}
 	if (mma13) {
 		void *m13[] = { (void *)&gl->w1tab, (void *)&gl->w3tab, &idx, &K, &xe, &D, &zero,
-				&b->g, &b->u, &I };
+				&b->g, &b->u, &I, &self };
 
 		launch(w, K_EXPERTS_MMA, (I + 63) / 64, RK, 2, 128, 0, m13);
 	} else {
@@ -744,7 +756,7 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	launch(w, K_SWIGLU, RK, 1, 1, swiglu_threads(I), 0, sw);
 	if (mma2) {
 		void *m2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->h, &I, &one,
-			       &b->ye, &b->ye, &D };
+			       &b->ye, &b->ye, &D, &routed };
 
 		launch(w, K_EXPERTS_MMA, (D + 63) / 64, RK, 1, 128, 0, m2);
 	} else {
@@ -874,7 +886,7 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq
 		if (!w->r)
 			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx),
 						      w->main);
-		experts(w, L, w->b.idxg, xe, aq);
+		experts(w, L, w->b.idxg, xe, aq, NULL);
 		/* the pinned host copies are needed until the copies are done */
 		t0 = now_ns();
 		if (!w->r)
@@ -903,9 +915,14 @@ static int moe(struct fwd *w, uint32_t L)
 	uint32_t aq = w->reference && quantized(&gl->e1) && D % 128 == 0;
 	int ret = 0;
 
+	CUdeviceptr bias = gl->tid2eid ? 0 : gl->gate_bias;
+	/* one row on resident tensor-core experts: their w1/w3 launch routes */
+	struct fw_route rt = { b->logits, bias, gl->tid2eid, b->tok, b->idx, b->wts, E, after, scale };
+	int self_route = w->gm->fuse_route && R == 1 && !w->gm->stream && E <= 256 && K <= 64 &&
+			 mma13_fits(w, gl, xe);
+
 	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
-	{
-		CUdeviceptr bias = gl->tid2eid ? 0 : gl->gate_bias;
+	if (!self_route) {
 		void *a[] = { &b->logits, &E, &K, &bias, (void *)&gl->tid2eid, &b->tok, &scale,
 			      &after, &b->idx, &b->wts };
 
@@ -939,7 +956,7 @@ static int moe(struct fwd *w, uint32_t L)
 	if (w->gm->stream)
 		ret = stream_experts(w, L, xe, aq);
 	else
-		experts(w, L, b->idx, xe, aq);
+		experts(w, L, b->idx, xe, aq, self_route ? &rt : NULL);
 	side_join(w);
 	{
 		/* the mHC post step on f as it is formed */

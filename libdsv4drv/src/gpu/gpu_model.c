@@ -466,6 +466,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->experts_mma = !env_off("DSV4_GPU_MMA");
 	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
 	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
+	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));

@@ -80,6 +80,9 @@ struct gpu_model {
 	 * branch's matrices (wside) and the shared expert's sw1 and sw3 as
 	 * one GEMV each; $DSV4_GPU_FUSE_QKV=0: apart */
 	int fuse_qkv;
+	/* decode's router inside the w1/w3 launch of resident tensor-core
+	 * experts; $DSV4_GPU_FUSE_ROUTE=0: its own launch */
+	int fuse_route;
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
