@@ -167,8 +167,9 @@ for p in tiny-a tiny-c; do
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ringmain" "$tmp/g" 0 \
 		"$p: decode's ring store beside the attention vs after it"
 	tap $?
-	# decode's mHC steps fused into their neighbours (dsv4_hc_mix, the
-	# post step in wo_b's GEMV and the MoE combine) vs apart: the same
+	# decode's mHC steps fused into their neighbours (dsv4_hc_mix, also
+	# for the head's, the post step in wo_b's GEMV and the MoE combine)
+	# vs apart: the same
 	# sums, but for rs's sum of squares (doubles) in another order
 	DSV4_GPU_FUSE=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nofuse" >/dev/null 2>&1 &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofuse" "$tmp/g" 1e-6 \

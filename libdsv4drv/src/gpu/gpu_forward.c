@@ -973,17 +973,19 @@ static int moe(struct fwd *w, uint32_t L)
 }
 
 /*
- * dsv4_hc_mix's column slices for the sublayer's mHC pre step, 0 where it
- * does not take it: one row (decode), on the main stream, hc_fn F32 of at
- * most 32 rows over hc D columns, xn within dsv4_hc_mix's registers, its
- * scratch in the split-K one
+ * dsv4_hc_mix's column slices for an mHC pre step on X, 0 where it does
+ * not take it: one row (decode), on the main stream, @fn F32 of @rows (at
+ * most 32) over hc D columns (a sublayer's hc_fn: (2 + hc) hc rows; the
+ * head's: hc), xn within dsv4_hc_mix's registers, its scratch in the
+ * split-K one
  */
-static uint32_t hc_mix_slices(const struct fwd *w, const struct fw_mat *fn)
+static uint32_t hc_mix_slices(const struct fwd *w, const struct fw_mat *fn, uint32_t rows,
+			      CUdeviceptr X)
 {
 	const struct dsv4_config *c = w->c;
-	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, w->b.X);
+	uint32_t hc = c->hc_mult, D = c->dim, S = splitk_slices(fn, 1, X);
 	int fits = w->gm->fuse_mhc && w->R == 1 && w->cur == w->main && fn->fmt == FW_F32 &&
-		   w->b.X % 16 == 0 && fn->rows == (2 + hc) * hc && fn->rows <= 32 &&
+		   X % 16 == 0 && fn->rows == rows && fn->rows <= 32 &&
 		   fn->cols == hc * D && D % 4 == 0 && D <= 16 * 256 &&
 		   fn->cols % (S * 128) == 0 && (uint64_t)S * fn->rows <= FW_HC_MIX_DSS;
 
@@ -1003,7 +1005,7 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 			&D, &iters, &hc_eps, &eps, &normw, &b->xn, &b->post, &b->comb, &parts };
 	void *post[] = { &b->X, &b->f, &b->post, &b->comb, &hc, &D };
 	const struct fw_mat *fn = &gl->hc_fn[br];
-	uint32_t S = hc_mix_slices(w, fn);
+	uint32_t S = hc_mix_slices(w, fn, (2 + hc) * hc, b->X);
 	int ret = 0;
 
 	if (S) {
@@ -1052,13 +1054,25 @@ static void head(struct fwd *w, const uint32_t *lrows)
 	float hc_eps = (float)c->hc_eps, eps = (float)c->norm_eps;
 	void *a[] = { &b->hmix, &b->hX, &gm->hc_head_scale, &gm->hc_head_base, &hc, &D, &hc_eps,
 		      &eps, &gm->norm, &b->hy };
+	/* one row: hc_head's mixes and y in one dsv4_hc_mix launch, as a
+	 * sublayer's pre step, on the row where it lies in X */
+	CUdeviceptr X1 = b->X + (nl == 1 ? lrows[0] * row : 0);
+	uint32_t S = nl == 1 ? hc_mix_slices(w, &gm->hc_head, hc, X1) : 0;
+	struct fw_mat wm = gm->hc_head;
+	void *m[] = { &wm, &X1, &hc, &D, &gm->splitk_part[0], &gm->splitk_count[0], &b->hmix,
+		      &gm->hc_head_scale, &gm->hc_head_base, &hc_eps, &eps, &gm->norm, &b->hy };
 
-	for (uint32_t i = 0; i < nl && !w->r; i++)
-		w->r = w->cu->MemcpyDtoDAsync(b->hX + i * row, b->X + lrows[i] * row, row, w->main);
-	lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
-	/* few rows: one block each, as wide as it gets (256 threads took
-	 * ~19 us for one row) */
-	launch(w, K_HC_HEAD, nl, 1, 1, nl < 64 ? 1024 : 256, 0, a);
+	if (S) {
+		launch(w, K_HC_MIX, S, 1, 1, 256, 0, m);
+	} else {
+		for (uint32_t i = 0; i < nl && !w->r; i++)
+			w->r = w->cu->MemcpyDtoDAsync(b->hX + i * row, b->X + lrows[i] * row, row,
+						      w->main);
+		lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
+		/* few rows: one block each, as wide as it gets (256 threads
+		 * took ~19 us for one row) */
+		launch(w, K_HC_HEAD, nl, 1, 1, nl < 64 ? 1024 : 256, 0, a);
+	}
 	lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
 }
 
