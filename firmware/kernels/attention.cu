@@ -309,6 +309,14 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
 	float scale = 1.0f / sqrtf((float)hd), mx = -INFINITY;
 
+	/* the warp's first keys on their way from memory into L2 while q
+	 * comes (and is prepared): lpk lines of 128 bytes a key */
+	for (uint32_t l = lane, lpk = (hd + 31) / 32; l < KEYS_AT_ONCE * lpk; l += 32) {
+		uint32_t j = j0 + wid + l / lpk * nw;
+
+		if (j < j1)
+			asm volatile("prefetch.global.L2 [%0];" ::"l"(key_at(k, j) + l % lpk * 32));
+	}
 	__syncthreads();
 	if (qprep) {	/* q as wq_b left it: dsv4_head_prep's steps, a warp a head */
 		for (uint32_t h = wid; h < nh; h += nw)
