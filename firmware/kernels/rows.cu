@@ -590,7 +590,7 @@ FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
 		return;
 	}
 	for (uint32_t e = threadIdx.x; e < E; e += blockDim.x)
-		s[e] = sqrtf(softplusf_(s[e]));
+		s[e] = route_score(s[e]);
 	__syncthreads();
 	if (tid2eid) {
 		if (threadIdx.x < K) {
