@@ -82,6 +82,8 @@ $(GEMV_CHAIN): tests/bench/gemv_chain.cu
 # dynamically without sanitizers (a static binary cannot dlopen libcuda),
 # with the Debian shared libraries they need beside them.
 KIT := $(BUILD)/gpu-kit
+# CUDA's CUPTI, for tests/bench/gpu_timeline.c (built where nvcc is)
+CUDA_DIR = $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 KIT_CFLAGS := $(BASE_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter -Wno-sign-compare \
 	-Wno-clobbered -DDSV4_FIXTURES='"tests/fixtures"' -DDSV4_BIN='"build/gpu-kit"' -I$(KSFT_INC) \
 	-Iuserspace/dsv4-server
@@ -94,6 +96,11 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 	$(CC) $(KIT_CFLAGS) $(MODEL_DIRS) -o $(KIT)/dsv4-server userspace/dsv4-server/main.c \
 		$(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
 	cp $(BUILD)/bin/static/dsv4-mkmodel $(KIT)/
+	@if [ -n "$(NVCC)" ] && [ -f $(CUDA_DIR)/include/cupti.h ]; then \
+		$(CC) $(KIT_CFLAGS) -shared -fPIC -I$(CUDA_DIR)/include -o $(KIT)/libgpu_timeline.so \
+			tests/bench/gpu_timeline.c -L$(CUDA_DIR)/lib -L$(CUDA_DIR)/lib64 -lcupti && \
+		cp -L $$(ls $(CUDA_DIR)/lib/libcupti.so.* $(CUDA_DIR)/lib64/libcupti.so.* 2>/dev/null | head -1) \
+			$(KIT)/lib/; fi
 	@if [ -f $(GEMV_CHAIN) ]; then cp $(GEMV_CHAIN) $(KIT)/; fi
 	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run $(KIT)/dsv4-server; do \
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
