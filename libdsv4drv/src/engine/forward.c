@@ -296,7 +296,7 @@ void eval_deliver(struct dsv4_eval_req *reqs, uint32_t n, const float *logits, u
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = rows_wanted(&reqs[i]);
 
-		if (k)
+		if (k && logits)	/* (NULL: the backend delivered them) */
 			memcpy(reqs[i].logits, logits + row * vocab, (size_t)k * vocab * sizeof(float));
 		row += k;
 		reqs[i].seq->pos += reqs[i].n_tokens;

@@ -72,6 +72,7 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(StreamDestroy, "cuStreamDestroy_v2"),
 		SYM(StreamSynchronize, "cuStreamSynchronize"), SYM(EventCreate, "cuEventCreate"),
 		SYM(EventDestroy, "cuEventDestroy_v2"), SYM(EventRecord, "cuEventRecord"),
+		SYM(EventRecordWithFlags, "cuEventRecordWithFlags"),
 		SYM(StreamWaitEvent, "cuStreamWaitEvent"),
 		SYM(EventSynchronize, "cuEventSynchronize"),
 		SYM(MemHostGetDevicePointer, "cuMemHostGetDevicePointer_v2"),

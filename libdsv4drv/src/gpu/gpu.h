@@ -58,6 +58,7 @@ struct cu_driver {
 	CUresult (*EventCreate)(CUevent *, unsigned int);
 	CUresult (*EventDestroy)(CUevent);
 	CUresult (*EventRecord)(CUevent, CUstream);
+	CUresult (*EventRecordWithFlags)(CUevent, CUstream, unsigned int);
 	CUresult (*StreamWaitEvent)(CUstream, CUevent, unsigned int);
 	CUresult (*EventSynchronize)(CUevent);
 	CUresult (*MemHostGetDevicePointer)(CUdeviceptr *, void *, unsigned int);

@@ -44,6 +44,9 @@ struct fwd {
 	int split;		/* side-stream branches allowed (decode) */
 	int posted;		/* the sublayer did the mHC post step itself */
 	int side_open;		/* side work since the last side_join() */
+	int capturing;		/* into a graph (forward_graph()) */
+	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
+	uint32_t lpieces;	/* head() sent the logits there in this many pieces */
 	CUstream main;		/* gm->main */
 	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
@@ -1043,7 +1046,46 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	return ret;
 }
 
-/* logits of the rows in @lrows into b.hlog [nl, vocab] */
+/*
+ * rows [*r0, *r0 + *n) of piece @i of decode's @P pieces of logits (the
+ * head's @V rows): the last about V/20 rows, each one before it four
+ * times as many, the first the rest, in multiples of 128 rows.  Small
+ * last pieces leave little to copy once the head ends; each earlier
+ * piece's two copies (to hstage, to the caller) take less time than the
+ * GPU takes to form the pieces after it.  Returns 0 where V is too
+ * small for @P pieces.
+ */
+static int logit_piece(uint32_t V, uint32_t P, uint32_t i, uint32_t *r0, uint32_t *n)
+{
+	uint32_t size[GPU_LOGIT_PIECES_MAX], rest = V, want = V / 20;
+
+	if (P < 2 || P > GPU_LOGIT_PIECES_MAX)
+		return 0;
+	for (uint32_t k = P - 1; k >= 1; k--, want *= 4) {
+		size[k] = want / 128 * 128 < 128 ? 128 : want / 128 * 128;
+		if (rest < size[k] + 128)
+			return 0;
+		rest -= size[k];
+	}
+	size[0] = rest;
+	*r0 = 0;
+	for (uint32_t k = 0; k < i; k++)
+		*r0 += size[k];
+	*n = size[i];
+	return 1;
+}
+
+/* how many pieces head() sends decode's logits out in (0: one copy after) */
+static uint32_t logit_pieces(const struct fwd *w)
+{
+	uint32_t P = w->gm->logit_pieces, r0, n;
+
+	return w->split && w->nl == 1 && w->hlog_host &&
+	       logit_piece(w->c->vocab_size, P, 0, &r0, &n) ? P : 0;
+}
+
+/* logits of the rows in @lrows into b.hlog [nl, vocab]; with one row and
+ * logit_pieces(), in pieces, each copied on into hstage as the next forms */
 static void head(struct fwd *w, const uint32_t *lrows)
 {
 	const struct dsv4_config *c = w->c;
@@ -1073,7 +1115,34 @@ static void head(struct fwd *w, const uint32_t *lrows)
 		 * took ~19 us for one row) */
 		launch(w, K_HC_HEAD, nl, 1, 1, nl < 64 ? 1024 : 256, 0, a);
 	}
-	lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
+	uint32_t P = logit_pieces(w);
+
+	if (!P) {
+		lin(w, &gm->head, b->hy, D, nl, b->hlog, c->vocab_size, 0);
+		return;
+	}
+	for (uint32_t i = 0; i < P && !w->r; i++) {
+		struct fw_mat v = gm->head;
+		uint32_t r0, n;
+
+		logit_piece(c->vocab_size, P, i, &r0, &n);
+		v.row0 += r0;
+		v.rows = n;
+		lin(w, &v, b->hy, D, 1, b->hlog + (size_t)r0 * 4, c->vocab_size, 0);
+		side_begin(w);
+		if (!w->r)
+			w->r = w->cu->MemcpyDtoHAsync(w->hlog_host + r0, b->hlog + (size_t)r0 * 4,
+						      (size_t)n * 4, w->cur);
+		/* in a graph, an event record node the host can wait on */
+		if (!w->r)
+			w->r = w->capturing ?
+			       w->cu->EventRecordWithFlags(gm->logit_ev[i], w->cur,
+							   1 /* CU_EVENT_RECORD_EXTERNAL */) :
+			       w->cu->EventRecord(gm->logit_ev[i], w->cur);
+		side_end(w);
+	}
+	side_join(w);
+	w->lpieces = P;
 }
 
 /* embedding, the blocks, the head: every launch of one call */
@@ -1199,6 +1268,7 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 
 	if (gm->graph && !memcmp(&key, &gm->graph_key, sizeof(key))) {
 		gm->graph_replays++;
+		w->lpieces = logit_pieces(w);	/* as the capture's head() did */
 		w->r = w->cu->GraphLaunch(gm->graph, w->main);
 		return 0;
 	}
@@ -1209,7 +1279,9 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 	w->r = w->cu->StreamBeginCapture(w->main, 1 /* thread-local */);
 	if (w->r)
 		return 0;
+	w->capturing = 1;
 	ret = forward(w, pos, lrows, err, errlen);
+	w->capturing = 0;
 	/* the capture ends whatever happened inside it */
 	r = w->cu->StreamEndCapture(w->main, &g);
 	if (!w->r)
@@ -1342,6 +1414,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		}
 	}
 	eval_logit_rows(reqs, n, lrows);
+	w.hlog_host = staged ? logits : NULL;
 	if (m->store)	/* the hash layers' experts are known from the tokens */
 		moe_prefetch_hashed(m, tok, R);
 	if (graph)
@@ -1353,11 +1426,27 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		eval_reset_all(reqs, n);
 		goto out;
 	}
-	/* (a blocking stream: the legacy stream's copy waits for it) */
-	if (nl && !w.r && !ret && staged)
+	if (nl && !w.r && !ret && w.lpieces) {
+		/* each piece on to the caller as soon as it is in hstage */
+		float *dst = NULL;
+
+		for (uint32_t i = 0; i < n; i++)
+			if (reqs[i].want != DSV4_LOGITS_NONE && reqs[i].n_tokens)
+				dst = reqs[i].logits;
+		for (uint32_t i = 0; i < w.lpieces && !w.r; i++) {
+			uint32_t r0, cnt;
+
+			logit_piece(c->vocab_size, w.lpieces, i, &r0, &cnt);
+			w.r = w.cu->EventSynchronize(w.gm->logit_ev[i]);
+			if (!w.r)
+				memcpy(dst + r0, logits + r0, (size_t)cnt * sizeof(float));
+		}
+	} else if (nl && !w.r && !ret && staged) {
+		/* (a blocking stream: the legacy stream's copy waits for it) */
 		w.r = w.cu->MemcpyDtoHAsync(logits, w.b.hlog, (size_t)nl * c->vocab_size * 4, w.main);
-	else if (nl && !w.r && !ret)
+	} else if (nl && !w.r && !ret) {
 		w.r = w.cu->MemcpyDtoH(logits, w.b.hlog, (size_t)nl * c->vocab_size * 4);
+	}
 	if (!w.r && !ret)
 		w.r = w.cu->CtxSynchronize();
 	if (w.gm->profile)
@@ -1372,7 +1461,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 				ret ? strerror(-ret) : gpu_err(w.gm->g, w.r));
 		goto out;
 	}
-	eval_deliver(reqs, n, logits, c->vocab_size);
+	eval_deliver(reqs, n, w.lpieces ? NULL : logits, c->vocab_size);
 	m->times.total_ns += now_ns() - t0;
 	m->times.rows += R;
 out:

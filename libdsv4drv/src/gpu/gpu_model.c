@@ -441,6 +441,8 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		r = gm->g->cu.EventCreate(&gm->fork, 2 /* no timing */);
 	if (!r)
 		r = gm->g->cu.EventCreate(&gm->join, 2);
+	for (int i = 0; i < GPU_LOGIT_PIECES_MAX && !r; i++)
+		r = gm->g->cu.EventCreate(&gm->logit_ev[i], 2);
 	if (r) {
 		ret = dsv4_errf(err, errlen, -ENOMEM, "CUDA backend: scratch: %s", gpu_err(gm->g, r));
 		goto fail;
@@ -467,6 +469,12 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
 	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
+	gm->logit_pieces = 3;
+	if (getenv("DSV4_GPU_LOGIT_PIECES")) {
+		unsigned long p = strtoul(getenv("DSV4_GPU_LOGIT_PIECES"), NULL, 10);
+
+		gm->logit_pieces = p < 1 ? 1 : p > GPU_LOGIT_PIECES_MAX ? GPU_LOGIT_PIECES_MAX : p;
+	}
 	if (gm->profile) {
 		gm->prof_cap = 8192;
 		gm->prof_ev = calloc(2 * (size_t)gm->prof_cap, sizeof(*gm->prof_ev));
@@ -586,6 +594,9 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.EventDestroy(gm->fork);
 		if (gm->join)
 			gm->g->cu.EventDestroy(gm->join);
+		for (int i = 0; i < GPU_LOGIT_PIECES_MAX; i++)
+			if (gm->logit_ev[i])
+				gm->g->cu.EventDestroy(gm->logit_ev[i]);
 		if (gm->side)
 			gm->g->cu.StreamDestroy(gm->side);
 		if (gm->graph)

@@ -5,6 +5,9 @@
 
 #include "gpu.h"
 
+/* decode's logits in at most this many pieces (gpu_model.logit_pieces) */
+#define GPU_LOGIT_PIECES_MAX 3
+
 struct gcmp {
 	struct fw_mat wkv, wgate;
 	CUdeviceptr ape, norm;
@@ -83,6 +86,12 @@ struct gpu_model {
 	/* decode's router inside the w1/w3 launch of resident tensor-core
 	 * experts; $DSV4_GPU_FUSE_ROUTE=0: its own launch */
 	int fuse_route;
+	/* one row's logits out in pieces: the head as logit_pieces launches,
+	 * each piece copied into hstage on the side stream while the next is
+	 * formed (logit_ev[i]: piece i is there), and on to the caller while
+	 * the GPU goes on; $DSV4_GPU_LOGIT_PIECES=1: one copy at the end */
+	uint32_t logit_pieces;
+	CUevent logit_ev[GPU_LOGIT_PIECES_MAX];
 	CUgraphExec graph;
 	struct gpu_graph_key {
 		CUdeviceptr scratch;
