@@ -7,3 +7,4 @@
 #include "kernels/attention.cu"
 #include "kernels/indexer.cu"
 #include "kernels/experts_mma.cu"
+#include "kernels/linear_mma.cu"

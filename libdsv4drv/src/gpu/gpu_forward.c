@@ -356,20 +356,51 @@ static uint32_t splitk_slices(const struct fw_mat *W, uint32_t G, CUdeviceptr x)
 }
 
 /*
- * y = W x for one row of x (decode's GEMV: dsv4_linear1_<W's format>), G
- * groups as lin_g(); aq: the act quant inside; with @hp the mHC post step
- * on y (one group, W's rows D)
+ * dsv4_linear1_fp8_mma's column slices for @W in @G groups (0: it does
+ * not take W): FP8 weights with the act quant (aq), whole 128-column
+ * slices that fit its shared memory, enough blocks to stream the matrix
+ * (about four an SM), and the split-K scratch's limits
+ */
+static uint32_t mma_slices(const struct fwd *w, const struct fw_mat *W, uint32_t G,
+			   CUdeviceptr x, uint32_t xgs, uint32_t aq)
+{
+	uint32_t gx = (W->rows + 63) / 64, ks = 1;
+
+	if (!w->gm->linear_mma || W->fmt != FW_FP8 || !aq || W->cols % 128 || x % 16 ||
+	    xgs % 4)
+		return 0;
+	while (W->cols / ks > FW_MMA_MAX_COLS ||
+	       ((uint64_t)gx * G * ks < 512 && W->cols % (ks * 2 * 128) == 0 &&
+		W->cols / (ks * 2) >= 512 && ks < 32))
+		ks *= 2;
+	if (W->cols % (ks * 128) || W->cols / ks > FW_MMA_MAX_COLS)
+		return 0;
+	if (ks > 1 && ((uint64_t)gx * G > 256 || (uint64_t)G * ks * W->rows > 32 * 8192))
+		return 0;
+	return ks;
+}
+
+/*
+ * y = W x for one row of x (decode's GEMV: dsv4_linear1_<W's format>, or
+ * for FP8 weights with the act quant dsv4_linear1_fp8_mma), G groups as
+ * lin_g(); aq: the act quant inside; with @hp the mHC post step on y (one
+ * group, W's rows D)
  */
 static void lin1(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr x, uint32_t xgs,
 		 CUdeviceptr y, uint32_t ygs, uint32_t aq, const struct fw_hc_post *hp)
 {
 	struct fw_mat wm = *W;
 	struct fw_hc_post none = { 0 }, p = hp ? *hp : none;
-	uint32_t ks = splitk_slices(W, G, x);
+	uint32_t ks = splitk_slices(W, G, x), mks = mma_slices(w, W, G, x, xgs, aq);
 	int on_side = w->cur == w->gm->side;
 	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on_side], &w->gm->splitk_count[on_side],
 		      &aq, &xgs, &ygs, &p };
 
+	if (mks) {
+		launch_as(w, K_LINEAR1_FP8_MMA, prof_linear(w->gm, W, 1, mks), (W->rows + 63) / 64,
+			  mks, G, 128, 0, a);
+		return;
+	}
 	launch_as(w, (enum gpu_kernel)(K_LINEAR1_F32 + W->fmt), prof_linear(w->gm, W, 1, ks),
 		  (W->rows + 31) / 32, ks, G, 256, 0, a);
 }

@@ -469,6 +469,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
 	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
+	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->logit_pieces = 3;
 	if (getenv("DSV4_GPU_LOGIT_PIECES")) {
 		unsigned long p = strtoul(getenv("DSV4_GPU_LOGIT_PIECES"), NULL, 10);

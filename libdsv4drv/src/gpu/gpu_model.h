@@ -86,6 +86,9 @@ struct gpu_model {
 	/* decode's router inside the w1/w3 launch of resident tensor-core
 	 * experts; $DSV4_GPU_FUSE_ROUTE=0: its own launch */
 	int fuse_route;
+	/* decode's FP8 GEMVs with the act quant on the tensor cores
+	 * (dsv4_linear1_fp8_mma); $DSV4_GPU_LINEAR_MMA=0: dsv4_linear1_fp8 */
+	int linear_mma;
 	/* one row's logits out in pieces: the head as logit_pieces launches,
 	 * each piece copied into hstage on the side stream while the next is
 	 * formed (logit_ev[i]: piece i is there), and on to the caller while

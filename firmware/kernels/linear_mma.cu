@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Decode's one-row GEMV for FP8 weights with the official FP8 activation
+ * quant (reference numerics) on the tensor cores.  dsv4_linear1_fp8 spends
+ * several instructions a weight on the CUDA cores (each e4m3 code turned
+ * into a float, and every warp putting its x pieces on the FP8 grid
+ * again), which held wq_b, wo_b and the shared expert near 1.6 TB/s in
+ * the graph.  Here x is put on the FP8 grid once a block, as e4m3 codes
+ * in shared memory, and the weights' codes go into mma.m16n8k32 as they
+ * are loaded:
+ *
+ * - lane (g, q) loads 16 bytes of rows g and g + 8 at column 16q of each
+ *   64-column half of a 128-column block: the first 8 are one mma's k
+ *   slots (a[0], a[2]; x's same 8 columns in b), the last 8 another's.
+ *   x is in every column of B (as in dsv4_experts_mma), so the k order
+ *   inside an mma need only agree between A and B;
+ * - the four mmas of a 128-column block (exact products, F32 sums) are
+ *   added and scaled by the weights' block scale and x's scale, in F32.
+ *   Only the summation order differs from dsv4_linear1_fp8.
+ *
+ * grid (ceil(rows / 64), ks, groups), 128 threads: warp w takes rows
+ * [64 blockIdx.x + 16 w, +16) over column slice blockIdx.y (cols / ks,
+ * whole 128-column blocks, at most FW_MMA_MAX_COLS); the slices' partial
+ * sums meet in the row block's last block (part [ks, rows] per group,
+ * count [gridDim.x] per group, zero and left zero).  Groups, xgs, ygs
+ * and hp as dsv4_linear1_*'s; aq is implied (x is always quantized; an x
+ * already on the grid stays as it is).  x 16-byte aligned (the host
+ * checks).
+ */
+#include "common.cuh"
+
+/* x[0..cols) on the FP8 grid per 128 (the scale as load_x's fused quant
+ * picks it) into e4m3 codes in column order, and the blocks' scales;
+ * four threads a block, every thread calls */
+static __device__ void quant_x_codes(const float *__restrict__ x, uint32_t cols, uint8_t *xq,
+				     float *xs)
+{
+	uint32_t nb = cols / 128, t4 = threadIdx.x % 4;
+
+	for (uint32_t b0 = 0; b0 < nb; b0 += blockDim.x / 4) {
+		uint32_t b = b0 + threadIdx.x / 4;
+		int on = b < nb;
+		float v[32], a = 0.f;
+
+#pragma unroll
+		for (int i = 0; i < 8; i++) {
+			float4 f = on ? ((const float4 *)(x + (size_t)b * 128 + t4 * 32))[i] :
+				   make_float4(0, 0, 0, 0);
+
+			v[4 * i] = f.x;
+			v[4 * i + 1] = f.y;
+			v[4 * i + 2] = f.z;
+			v[4 * i + 3] = f.w;
+		}
+#pragma unroll
+		for (int i = 0; i < 32; i++)
+			a = fmaxf(a, fabsf(v[i]));
+		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 1));
+		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
+		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
+
+		if (!on)
+			continue;
+#pragma unroll
+		for (int g = 0; g < 2; g++) {
+			uint32_t w[4] = { 0, 0, 0, 0 };
+
+#pragma unroll
+			for (int j = 0; j < 16; j++)
+				w[j / 4] |= (uint32_t)fp8_code(v[16 * g + j], s).__x << (8 * (j % 4));
+			*(uint4 *)(xq + (size_t)b * 128 + t4 * 32 + g * 16) =
+				make_uint4(w[0], w[1], w[2], w[3]);
+		}
+		if (!t4)
+			xs[b] = s;
+	}
+}
+
+/* two 128-column blocks of a lane: 16 bytes of rows g and g + 8 in each
+ * half, and the blocks' weight scales for the two rows */
+struct f8_step {
+	uint4 wg[2][2], wg8[2][2];
+	float sg[2], sg8[2];
+};
+
+static __device__ __forceinline__ float f8_scale(const fw_mat &w, size_t si)
+{
+	return w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
+}
+
+/* blocks b0, b0 + 1 of the slice (past nb: zeros, not read) */
+static __device__ __forceinline__ void f8_load(f8_step &t, uint32_t b0, uint32_t nb,
+					       const uint8_t *dg, const uint8_t *dg8, int on_g,
+					       int on_g8, const fw_mat &w, size_t sig, size_t sig8)
+{
+#pragma unroll
+	for (int u = 0; u < 2; u++) {
+		uint32_t b = b0 + u;
+		int on = b < nb;
+
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			size_t off = (size_t)b * 128 + h * 64;
+
+			t.wg[u][h] = on && on_g ? *(const uint4 *)(dg + off) : make_uint4(0, 0, 0, 0);
+			t.wg8[u][h] = on && on_g8 ? *(const uint4 *)(dg8 + off) : make_uint4(0, 0, 0, 0);
+		}
+		t.sg[u] = on && on_g ? f8_scale(w, sig + b) : 0.f;
+		t.sg8[u] = on && on_g8 ? f8_scale(w, sig8 + b) : 0.f;
+	}
+}
+
+static __device__ __forceinline__ void f8_run(const f8_step &t, uint32_t b0, uint32_t nb,
+					      const uint8_t *xq, const float *xs, uint32_t q,
+					      float &acc_g, float &acc_g8)
+{
+#pragma unroll
+	for (int u = 0; u < 2; u++) {
+		uint32_t b = b0 + u;
+		float tg = 0.f, tg8 = 0.f;
+
+		if (b >= nb)
+			break;
+#pragma unroll
+		for (int h = 0; h < 2; h++) {
+			uint4 xv = *(const uint4 *)(xq + (size_t)b * 128 + h * 64 + q * 16);
+			const uint4 &wv = t.wg[u][h], &wv8 = t.wg8[u][h];
+			uint32_t a0[4] = { wv.x, wv8.x, wv.y, wv8.y }, b0x[2] = { xv.x, xv.y };
+			uint32_t a1[4] = { wv.z, wv8.z, wv.w, wv8.w }, b1x[2] = { xv.z, xv.w };
+			float d0[4], d1[4];
+
+			mma_e4m3(d0, a0, b0x);
+			mma_e4m3(d1, a1, b1x);
+			tg += d0[0] + d1[0];
+			tg8 += d0[2] + d1[2];
+		}
+		acc_g += tg * t.sg[u] * xs[b];
+		acc_g8 += tg8 * t.sg8[u] * xs[b];
+	}
+}
+
+FW_KERNEL void __launch_bounds__(128)
+dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
+		     float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
+		     uint32_t xgs, uint32_t ygs, fw_hc_post hp)
+{
+	__shared__ __align__(16) uint8_t xq[FW_MMA_MAX_COLS];
+	__shared__ float xs[FW_MMA_MAX_COLS / 128];
+	uint32_t grp = blockIdx.z, ks = gridDim.y, slice = w.cols / ks, k0 = blockIdx.y * slice;
+	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4, nb = slice / 128;
+	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, rg = o0 + g, rg8 = o0 + g + 8;
+	uint32_t sc_cols = (w.cols + 127) / 128;
+	float acc_g = 0.f, acc_g8 = 0.f;
+	f8_step A, B;
+
+	(void)aq;
+	w.row0 += grp * w.rows;
+	x += (size_t)grp * xgs;
+	y += (size_t)grp * ygs;
+	part += (size_t)grp * ks * w.rows;
+	count += (size_t)grp * gridDim.x;
+
+	int on_g = rg < w.rows, on_g8 = rg8 < w.rows;
+	const uint8_t *dg = (const uint8_t *)w.data + (size_t)(w.row0 + rg) * w.cols + k0 + q * 16;
+	const uint8_t *dg8 = (const uint8_t *)w.data + (size_t)(w.row0 + rg8) * w.cols + k0 + q * 16;
+	size_t sig = (size_t)((w.row0 + rg) / 128) * sc_cols + k0 / 128;
+	size_t sig8 = (size_t)((w.row0 + rg8) / 128) * sc_cols + k0 / 128;
+
+	/* the first weights are on their way while x is quantized; then
+	 * each step's loads go out before the step before is used */
+	f8_load(A, 0, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+	quant_x_codes(x + k0, slice, xq, xs);
+	__syncthreads();
+	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
+		f8_load(B, b0 + 2, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_run(A, b0, nb, xq, xs, q, acc_g, acc_g8);
+		f8_load(A, b0 + 4, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_run(B, b0 + 2, nb, xq, xs, q, acc_g, acc_g8);
+	}
+	/* every lane of a group holds its rows' sums */
+	if (ks == 1) {
+		if (q == 0 && on_g) {
+			y[rg] = acc_g;
+			if (hp.X)
+				hc_post_at(hp, 0, rg, acc_g);
+		}
+		if (q == 0 && on_g8) {
+			y[rg8] = acc_g8;
+			if (hp.X)
+				hc_post_at(hp, 0, rg8, acc_g8);
+		}
+		return;
+	}
+	if (q == 0 && on_g)
+		part[(size_t)blockIdx.y * w.rows + rg] = acc_g;
+	if (q == 0 && on_g8)
+		part[(size_t)blockIdx.y * w.rows + rg8] = acc_g8;
+	if (!splitk_last(count, blockIdx.x, ks))
+		return;
+	/* the last block: each row's slices added in slice order */
+	uint32_t o = blockIdx.x * 64 + threadIdx.x;
+
+	if (threadIdx.x < 64 && o < w.rows) {
+		float sum = sum_cg(part + o, 0, ks, 1, w.rows);
+
+		y[o] = sum;
+		if (hp.X)
+			hc_post_at(hp, 0, o, sum);
+	}
+	if (threadIdx.x == 0)
+		count[blockIdx.x] = 0;
+}
