@@ -705,6 +705,14 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			 uint32_t rows, uint32_t cols, const float *x, float *y_mma,
 			 float *y_cores, char *err, size_t errlen);
+/* y = W x for one FP8 e4m3 matrix with ue8m0 128x128 block scales and
+ * the official FP8 activation quant of x, as decode's one-row GEMV runs
+ * it, twice: on the tensor cores (dsv4_linear1_fp8_mma, in @ks column
+ * slices) into y_mma and on the CUDA cores (dsv4_linear1_fp8) into
+ * y_cores (cols % (128 ks) == 0, cols / ks at most 8192, ks <= 32). */
+int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
+			float *y_cores, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

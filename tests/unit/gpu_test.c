@@ -181,6 +181,80 @@ TEST(experts_fp4_tensor_cores_match_cuda_cores)
 	dsv4_gpu_close(g);
 }
 
+/*
+ * Decode's FP8 GEMV with the act quant on the tensor cores
+ * (dsv4_linear1_fp8_mma) and on the CUDA cores (dsv4_linear1_fp8) against
+ * the CPU in double, at the model's shapes (wq_b, wo_b in 8 slices, wqkv_a,
+ * sw2) and a ragged one, x put on the FP8 grid by the kernels (the CPU
+ * quantizes it the same way): only the sum order may differ.
+ */
+TEST(linear_fp8_tensor_cores_match_cuda_cores)
+{
+	static const uint32_t shapes[][3] = { { 32768, 1024, 1 }, { 4096, 8192, 8 },
+					      { 1536, 4096, 8 }, { 4096, 2048, 4 },
+					      { 100, 256, 2 } };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 7;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		uint32_t rows = shapes[s][0], cols = shapes[s][1], ks = shapes[s][2];
+		size_t nsc = (size_t)(rows + 127) / 128 * (cols / 128);
+		uint8_t *codes = malloc((size_t)rows * cols), *sc = malloc(nsc), *xq = malloc(cols);
+		float *x = malloc(cols * sizeof(float)), *ym = malloc(rows * sizeof(float));
+		float *yc = malloc(rows * sizeof(float)), *xs = malloc(cols / 128 * sizeof(float));
+		double worst_m = 0, worst_c = 0;
+
+		ASSERT_TRUE(codes && sc && x && ym && yc && xs && xq);
+		for (size_t i = 0; i < (size_t)rows * cols; i++) {
+			seed = seed * 1103515245u + 12345u;
+			codes[i] = (uint8_t)(seed >> 16);
+			if ((codes[i] & 0x7f) == 0x7f)	/* no NaN codes */
+				codes[i] ^= 1;
+		}
+		for (size_t i = 0; i < nsc; i++)
+			sc[i] = (uint8_t)(118 + i % 9);
+		for (uint32_t c = 0; c < cols; c++)
+			x[c] = sinf((float)c * 0.37f) * (float)(1 + c / 128 % 5);
+		ASSERT_EQ(0, dsv4_gpu_linear_fp8(g, codes, sc, rows, cols, ks, x, ym, yc, err,
+						 sizeof(err)))
+			TH_LOG("%s", err);
+		dsv4_act_quant_fp8(x, cols, 128, xq, xs);
+		for (uint32_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < cols; c++) {
+				double v = (double)dsv4_e4m3_to_f32(codes[(size_t)r * cols + c]) *
+					   dsv4_e8m0_to_f32(sc[(size_t)(r / 128) * (cols / 128) +
+							       c / 128]) *
+					   dsv4_e4m3_to_f32(xq[c]) * xs[c / 128];
+
+				ref += v;
+				mag += fabs(v);
+			}
+			mag += 1e-30;
+			if (fabs(ym[r] - ref) / mag > worst_m)
+				worst_m = fabs(ym[r] - ref) / mag;
+			if (fabs(yc[r] - ref) / mag > worst_c)
+				worst_c = fabs(yc[r] - ref) / mag;
+		}
+		TH_LOG("%ux%u in %u slices: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, "
+		       "CUDA cores %.2e", rows, cols, ks, worst_m, worst_c);
+		EXPECT_LT(worst_m, 1e-5);
+		EXPECT_LT(worst_c, 1e-5);
+		free(codes);
+		free(sc);
+		free(x);
+		free(ym);
+		free(yc);
+		free(xs);
+		free(xq);
+	}
+	dsv4_gpu_close(g);
+}
+
 /* a model load with these options: 0 and on_gpu/backend text, or the error */
 static int load_fortune(enum dsv4_backend be, int *on_gpu, char *text, size_t len)
 {

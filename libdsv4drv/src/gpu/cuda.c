@@ -338,6 +338,68 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA experts_fp4: %s", gpu_err(g, r)) : 0;
 }
 
+int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
+			float *y_cores, char *err, size_t errlen)
+{
+	uint32_t gx = (rows + 63) / 64, one = 1, zero = 0;
+	size_t cb = (size_t)rows * cols, sb = (size_t)(rows + 127) / 128 * (cols / 128);
+	CUdeviceptr dc = 0, ds = 0, dx = 0, dy = 0, dz = 0, dp = 0, dn = 0;
+	struct fw_mat m = { .fmt = FW_FP8, .rows = rows, .cols = cols };
+	struct fw_hc_post none = { 0 };
+	CUresult r;
+
+	if (!rows || !cols || !ks || ks > 32 || cols % (128 * ks) || cols / ks > FW_MMA_MAX_COLS)
+		return dsv4_errf(err, errlen, -EINVAL, "linear_fp8: %ux%u in %u slices (columns a "
+				 "multiple of 128 a slice, at most %u a slice)", rows, cols, ks,
+				 FW_MMA_MAX_COLS);
+	r = g->cu.MemAlloc(&dc, cb);
+	if (!r)
+		r = g->cu.MemAlloc(&ds, sb);
+	if (!r)
+		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dz, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dp, (size_t)ks * rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemAlloc(&dn, (size_t)gx * sizeof(uint32_t));
+	if (!r)
+		r = g->cu.MemsetD32(dn, 0, gx);
+	m.data = dc;
+	m.scale = ds;
+	if (!r)
+		r = g->cu.MemcpyHtoD(dc, codes, cb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(ds, scales, sb);
+	if (!r)
+		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
+	{
+		/* as lin1() launches them: one group, the act quant inside */
+		void *am[] = { &m, &dx, &dy, &dp, &dn, &one, &zero, &zero, &none };
+		void *ac[] = { &m, &dx, &dz, &dp, &dn, &one, &zero, &zero, &none };
+
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_LINEAR1_FP8_MMA], gx, ks, 1, 128, 1, 1, 0,
+					       NULL, am, NULL);
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_LINEAR1_FP8], (rows + 31) / 32, 1, 1, 256, 1,
+					       1, 0, NULL, ac, NULL);
+	}
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	if (!r)
+		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
+	if (!r)
+		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
+	for (CUdeviceptr *p = (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn }, *e = p + 7; p < e; p++)
+		if (*p)
+			g->cu.MemFree(*p);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8: %s", gpu_err(g, r)) : 0;
+}
+
 static double secs(const struct timespec *a, const struct timespec *b)
 {
 	return (b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) * 1e-9;
