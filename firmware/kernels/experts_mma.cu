@@ -32,17 +32,8 @@
  * and one block a row leaves idx and wts for the kernels after.
  */
 #include "common.cuh"
+#include "mma.cuh"
 #include "route.cuh"
-
-/* d = A (16x32 e4m3) . B (32x8 e4m3), F32 */
-static __device__ __forceinline__ void mma_e4m3(float *d, const uint32_t *a, const uint32_t *b)
-{
-	asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
-		     : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]),
-		       "f"(0.f));
-}
 
 /* eight e2m1 codes (element i in bits 4i..4i+3) as e4m3 codes times
  * 2^-6: the even elements into @ev's bytes, the odd ones into @od's */
@@ -62,24 +53,7 @@ static __device__ void quant_x(const float *__restrict__ x, uint32_t cols, uint8
 	for (uint32_t b0 = 0; b0 < nb; b0 += blockDim.x / 4) {
 		uint32_t b = b0 + threadIdx.x / 4;
 		int on = b < nb;
-		float v[32], a = 0.f;
-
-#pragma unroll
-		for (int i = 0; i < 8; i++) {
-			float4 f = on ? ((const float4 *)(x + (size_t)b * 128 + t4 * 32))[i] :
-				   make_float4(0, 0, 0, 0);
-
-			v[4 * i] = f.x;
-			v[4 * i + 1] = f.y;
-			v[4 * i + 2] = f.z;
-			v[4 * i + 3] = f.w;
-		}
-#pragma unroll
-		for (int i = 0; i < 32; i++)
-			a = fmaxf(a, fabsf(v[i]));
-		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 1));
-		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
-		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
+		float v[32], s = quant_x_quarter(x, b, on, t4, v);
 
 		if (!on)
 			continue;

@@ -28,6 +28,7 @@
  * checks).
  */
 #include "common.cuh"
+#include "mma.cuh"
 
 /* x[0..cols) on the FP8 grid per 128 (the scale as load_x's fused quant
  * picks it) into e4m3 codes in column order, and the blocks' scales;
@@ -40,24 +41,7 @@ static __device__ void quant_x_codes(const float *__restrict__ x, uint32_t cols,
 	for (uint32_t b0 = 0; b0 < nb; b0 += blockDim.x / 4) {
 		uint32_t b = b0 + threadIdx.x / 4;
 		int on = b < nb;
-		float v[32], a = 0.f;
-
-#pragma unroll
-		for (int i = 0; i < 8; i++) {
-			float4 f = on ? ((const float4 *)(x + (size_t)b * 128 + t4 * 32))[i] :
-				   make_float4(0, 0, 0, 0);
-
-			v[4 * i] = f.x;
-			v[4 * i + 1] = f.y;
-			v[4 * i + 2] = f.z;
-			v[4 * i + 3] = f.w;
-		}
-#pragma unroll
-		for (int i = 0; i < 32; i++)
-			a = fmaxf(a, fabsf(v[i]));
-		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 1));
-		a = fmaxf(a, __shfl_xor_sync(0xffffffffu, a, 2));
-		float s = e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
+		float v[32], s = quant_x_quarter(x, b, on, t4, v);
 
 		if (!on)
 			continue;
