@@ -232,6 +232,27 @@ const char *dsv4_gpu_describe(const struct dsv4_gpu *g, char *buf, size_t len)
 	return buf;
 }
 
+/*
+ * The single-kernel checks' buffers: dev_put() makes *d a device buffer of
+ * @n bytes holding @h's (@h NULL: left as it comes) unless an earlier
+ * step failed (@r, passed on); dev_free() frees those of @d[0..n) made.
+ */
+static CUresult dev_put(struct dsv4_gpu *g, CUresult r, CUdeviceptr *d, const void *h, size_t n)
+{
+	if (!r)
+		r = g->cu.MemAlloc(d, n);
+	if (!r && h)
+		r = g->cu.MemcpyHtoD(*d, h, n);
+	return r;
+}
+
+static void dev_free(struct dsv4_gpu *g, const CUdeviceptr *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (d[i])
+			g->cu.MemFree(d[i]);
+}
+
 int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale, uint32_t rows,
 		      uint32_t cols, const float *x, float *y, char *err, size_t errlen)
 {
@@ -242,19 +263,10 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 
 	if (!rows || !cols)
 		return dsv4_errf(err, errlen, -EINVAL, "gemv: empty matrix");
-	r = g->cu.MemAlloc(&dw, wb);
-	if (!r)
-		r = g->cu.MemAlloc(&ds, sb);
-	if (!r)
-		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemcpyHtoD(dw, w, wb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(ds, scale, sb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, 0, &dw, w, wb);
+	r = dev_put(g, r, &ds, scale, sb);
+	r = dev_put(g, r, &dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, r, &dy, NULL, (size_t)rows * sizeof(float));
 	if (!r)	/* 8 rows (warps) per 256-thread block */
 		r = g->cu.LaunchKernel(g->fn[K_GEMV_FP8], (rows + 7) / 8, 1, 1, 256, 1, 1, 0, NULL, args,
 				       NULL);
@@ -262,14 +274,7 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 		r = g->cu.CtxSynchronize();
 	if (!r)
 		r = g->cu.MemcpyDtoH(y, dy, (size_t)rows * sizeof(float));
-	if (dw)
-		g->cu.MemFree(dw);
-	if (ds)
-		g->cu.MemFree(ds);
-	if (dx)
-		g->cu.MemFree(dx);
-	if (dy)
-		g->cu.MemFree(dy);
+	dev_free(g, (CUdeviceptr[]){ dw, ds, dx, dy }, 4);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", gpu_err(g, r)) : 0;
 }
 
@@ -287,31 +292,15 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 	if (!rows || !cols || cols % 128 || cols > FW_MMA_MAX_COLS)
 		return dsv4_errf(err, errlen, -EINVAL, "experts_fp4: %ux%u (columns a multiple "
 				 "of 128, at most %u)", rows, cols, FW_MMA_MAX_COLS);
-	r = g->cu.MemAlloc(&dc, cb);
-	if (!r)
-		r = g->cu.MemAlloc(&ds, sb);
-	if (!r)
-		r = g->cu.MemAlloc(&dt, sizeof(m));
-	if (!r)
-		r = g->cu.MemAlloc(&di, sizeof(expert));
-	if (!r)
-		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dz, (size_t)rows * sizeof(float));
+	r = dev_put(g, 0, &dc, codes, cb);
+	r = dev_put(g, r, &ds, scales, sb);
 	m.data = dc;
 	m.scale = ds;
-	if (!r)
-		r = g->cu.MemcpyHtoD(dc, codes, cb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(ds, scales, sb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(dt, &m, sizeof(m));
-	if (!r)
-		r = g->cu.MemcpyHtoD(di, &expert, sizeof(expert));
-	if (!r)
-		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, r, &dt, &m, sizeof(m));
+	r = dev_put(g, r, &di, &expert, sizeof(expert));
+	r = dev_put(g, r, &dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, r, &dy, NULL, (size_t)rows * sizeof(float));
+	r = dev_put(g, r, &dz, NULL, (size_t)rows * sizeof(float));
 	{
 		/* one slot, expert 0, as experts() launches them for w2 (the
 		 * CUDA-core kernel quantizes x itself: on the grid it stays) */
@@ -332,9 +321,7 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
 	if (!r)
 		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
-	for (CUdeviceptr *p = (CUdeviceptr[]){ dc, ds, dt, di, dx, dy, dz }, *e = p + 7; p < e; p++)
-		if (*p)
-			g->cu.MemFree(*p);
+	dev_free(g, (CUdeviceptr[]){ dc, ds, dt, di, dx, dy, dz }, 7);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA experts_fp4: %s", gpu_err(g, r)) : 0;
 }
 
@@ -353,29 +340,17 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 		return dsv4_errf(err, errlen, -EINVAL, "linear_fp8: %ux%u in %u slices (columns a "
 				 "multiple of 128 a slice, at most %u a slice)", rows, cols, ks,
 				 FW_MMA_MAX_COLS);
-	r = g->cu.MemAlloc(&dc, cb);
-	if (!r)
-		r = g->cu.MemAlloc(&ds, sb);
-	if (!r)
-		r = g->cu.MemAlloc(&dx, (size_t)cols * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dy, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dz, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dp, (size_t)ks * rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemAlloc(&dn, (size_t)gx * sizeof(uint32_t));
-	if (!r)
+	r = dev_put(g, 0, &dc, codes, cb);
+	r = dev_put(g, r, &ds, scales, sb);
+	r = dev_put(g, r, &dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, r, &dy, NULL, (size_t)rows * sizeof(float));
+	r = dev_put(g, r, &dz, NULL, (size_t)rows * sizeof(float));
+	r = dev_put(g, r, &dp, NULL, (size_t)ks * rows * sizeof(float));
+	r = dev_put(g, r, &dn, NULL, (size_t)gx * sizeof(uint32_t));
+	if (!r)	/* split-K's counts start at zero */
 		r = g->cu.MemsetD32(dn, 0, gx);
 	m.data = dc;
 	m.scale = ds;
-	if (!r)
-		r = g->cu.MemcpyHtoD(dc, codes, cb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(ds, scales, sb);
-	if (!r)
-		r = g->cu.MemcpyHtoD(dx, x, (size_t)cols * sizeof(float));
 	{
 		/* as lin1() launches them: one group, the act quant inside */
 		void *am[] = { &m, &dx, &dy, &dp, &dn, &one, &zero, &zero, &none };
@@ -394,9 +369,7 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
 	if (!r)
 		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
-	for (CUdeviceptr *p = (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn }, *e = p + 7; p < e; p++)
-		if (*p)
-			g->cu.MemFree(*p);
+	dev_free(g, (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn }, 7);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8: %s", gpu_err(g, r)) : 0;
 }
 
