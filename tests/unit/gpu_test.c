@@ -29,6 +29,25 @@ static struct dsv4_gpu *open_or_skip(struct __test_metadata *_metadata, char *er
 	return g;
 }
 
+/* @n random e4m3 codes, none of them NaN */
+static void random_e4m3(uint8_t *w, size_t n, unsigned *seed)
+{
+	for (size_t i = 0; i < n; i++) {
+		*seed = *seed * 1103515245u + 12345u;
+		w[i] = (uint8_t)(*seed >> 16);
+		if ((w[i] & 0x7f) == 0x7f)
+			w[i] ^= 1;
+	}
+}
+
+/* the larger of @worst and |got - ref| over the sum of the terms' |.| */
+static double worse(double worst, float got, double ref, double mag)
+{
+	double e = fabs(got - ref) / (mag + 1e-30);
+
+	return e > worst ? e : worst;
+}
+
 TEST(open_says_what_is_missing)
 {
 	char err[512] = "", desc[512];
@@ -68,14 +87,9 @@ TEST(gemv_fp8_matches_the_cpu)
 		uint32_t sr = (rows + 127) / 128, sc = (cols + 127) / 128;
 		uint8_t *w = malloc((size_t)rows * cols), *sb = malloc((size_t)sr * sc);
 		float *x = malloc(cols * sizeof(float)), *y = malloc(rows * sizeof(float));
-		double worst = 0, scale = 0;
+		double worst = 0;
 
-		for (size_t i = 0; i < (size_t)rows * cols; i++) {
-			seed = seed * 1103515245u + 12345u;
-			w[i] = (uint8_t)(seed >> 16);
-			if ((w[i] & 0x7f) == 0x7f)
-				w[i] ^= 1;	/* no NaN codes */
-		}
+		random_e4m3(w, (size_t)rows * cols, &seed);
 		for (size_t i = 0; i < (size_t)sr * sc; i++)
 			sb[i] = (uint8_t)(120 + i % 8);
 		for (uint32_t c = 0; c < cols; c++)
@@ -92,9 +106,7 @@ TEST(gemv_fp8_matches_the_cpu)
 				ref += v;
 				mag += fabs(v);
 			}
-			if (fabs(y[r] - ref) / (mag + 1e-30) > worst)
-				worst = fabs(y[r] - ref) / (mag + 1e-30);
-			scale = mag > scale ? mag : scale;
+			worst = worse(worst, y[r], ref, mag);
 		}
 		TH_LOG("%ux%u: worst |gpu - cpu| / sum|terms| = %.2e", rows, cols, worst);
 		EXPECT_LT(worst, 1e-5);
@@ -160,11 +172,8 @@ TEST(experts_fp4_tensor_cores_match_cuda_cores)
 				ref += v;
 				mag += fabs(v);
 			}
-			mag += 1e-30;
-			if (fabs(ym[r] - ref) / mag > worst_m)
-				worst_m = fabs(ym[r] - ref) / mag;
-			if (fabs(yc[r] - ref) / mag > worst_c)
-				worst_c = fabs(yc[r] - ref) / mag;
+			worst_m = worse(worst_m, ym[r], ref, mag);
+			worst_c = worse(worst_c, yc[r], ref, mag);
 		}
 		TH_LOG("%ux%u: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, CUDA cores %.2e",
 		       rows, cols, worst_m, worst_c);
@@ -208,12 +217,7 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 		double worst_m = 0, worst_c = 0;
 
 		ASSERT_TRUE(codes && sc && x && ym && yc && xs && xq);
-		for (size_t i = 0; i < (size_t)rows * cols; i++) {
-			seed = seed * 1103515245u + 12345u;
-			codes[i] = (uint8_t)(seed >> 16);
-			if ((codes[i] & 0x7f) == 0x7f)	/* no NaN codes */
-				codes[i] ^= 1;
-		}
+		random_e4m3(codes, (size_t)rows * cols, &seed);
 		for (size_t i = 0; i < nsc; i++)
 			sc[i] = (uint8_t)(118 + i % 9);
 		for (uint32_t c = 0; c < cols; c++)
@@ -234,11 +238,8 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 				ref += v;
 				mag += fabs(v);
 			}
-			mag += 1e-30;
-			if (fabs(ym[r] - ref) / mag > worst_m)
-				worst_m = fabs(ym[r] - ref) / mag;
-			if (fabs(yc[r] - ref) / mag > worst_c)
-				worst_c = fabs(yc[r] - ref) / mag;
+			worst_m = worse(worst_m, ym[r], ref, mag);
+			worst_c = worse(worst_c, yc[r], ref, mag);
 		}
 		TH_LOG("%ux%u in %u slices: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, "
 		       "CUDA cores %.2e", rows, cols, ks, worst_m, worst_c);
