@@ -61,19 +61,30 @@ static void CUPTIAPI buffer_requested(uint8_t **buf, size_t *size, size_t *max_r
 	*max_records = 0;
 }
 
+/* @arr with room for element @n (*cap elements of @size, doubled from
+ * @first when full), or NULL with @arr as it was */
+static void *room(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+	size_t c = *cap ? 2 * *cap : first;
+	void *r;
+
+	if (n < *cap)
+		return arr;
+	r = realloc(arr, c * size);
+	if (r)
+		*cap = c;
+	return r;
+}
+
 static void keep(const CUpti_ActivityKernel10 *k)
 {
-	if (nrecs == caprecs) {
-		size_t cap = caprecs ? 2 * caprecs : 1 << 16;
-		struct kernel_rec *r = realloc(recs, cap * sizeof(*r));
+	struct kernel_rec *r = room(recs, nrecs, &caprecs, sizeof(*r), 1 << 16);
 
-		if (!r) {
-			dropped++;
-			return;
-		}
-		recs = r;
-		caprecs = cap;
+	if (!r) {
+		dropped++;
+		return;
 	}
+	recs = r;
 	recs[nrecs++] = (struct kernel_rec){ k->start, k->end, k->streamId, k->correlationId,
 					     k->graphId, k->gridX, k->gridY, k->gridZ,
 					     intern(k->name) };
@@ -81,17 +92,13 @@ static void keep(const CUpti_ActivityKernel10 *k)
 
 static void keep_copy(const CUpti_ActivityMemcpy6 *c)
 {
-	if (ncopies == capcopies) {
-		size_t cap = capcopies ? 2 * capcopies : 1 << 12;
-		struct copy_rec *r = realloc(copies, cap * sizeof(*r));
+	struct copy_rec *r = room(copies, ncopies, &capcopies, sizeof(*r), 1 << 12);
 
-		if (!r) {
-			dropped++;
-			return;
-		}
-		copies = r;
-		capcopies = cap;
+	if (!r) {
+		dropped++;
+		return;
 	}
+	copies = r;
 	copies[ncopies++] = (struct copy_rec){ c->start, c->end, c->bytes, c->copyKind };
 }
 
@@ -195,11 +202,25 @@ static void print_replay(FILE *f, const struct kernel_rec *r, size_t n, size_t r
 	}
 }
 
+/* one replay of a graph: its kernels recs[at, at + n), and when it ran */
+struct replay {
+	uint64_t start, end;
+	size_t at, n;
+};
+
+static int by_replay_start(const void *a, const void *b)
+{
+	const struct replay *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
 /*
- * between one replay's last kernel and the next one's first: the host's
- * part of a step (the copies in that gap are listed, as in the median gap)
+ * between one replay's last kernel and the next one's first (@rp in time
+ * order): the host's part of a step (the copies in that gap are listed,
+ * as in the median gap)
  */
-static void print_gaps(FILE *f, const uint64_t *se, size_t nrep)
+static void print_gaps(FILE *f, const struct replay *rp, size_t nrep)
 {
 	uint64_t *gaps = malloc(nrep * sizeof(*gaps)), med;
 	size_t ng = 0, i, at = 0;
@@ -209,26 +230,21 @@ static void print_gaps(FILE *f, const uint64_t *se, size_t nrep)
 		return;
 	}
 	for (i = 0; i + 1 < nrep; i++)
-		gaps[ng++] = se[2 * (i + 1)] - se[2 * i + 1];
+		gaps[ng++] = rp[i + 1].start - rp[i].end;
 	qsort(gaps, ng, sizeof(*gaps), by_u64);
 	med = gaps[ng / 2];
 	for (i = 0; i + 1 < nrep; i++)
-		if (se[2 * (i + 1)] - se[2 * i + 1] == med)
+		if (rp[i + 1].start - rp[i].end == med)
 			at = i;
 	fprintf(f, "  between replays: median %.1f us (min %.1f, max %.1f); in that gap:\n",
 		med / 1e3, gaps[0] / 1e3, gaps[ng - 1] / 1e3);
 	for (i = 0; i < ncopies; i++)
-		if (copies[i].start >= se[2 * at + 1] && copies[i].end <= se[2 * (at + 1)])
+		if (copies[i].start >= rp[at].end && copies[i].end <= rp[at + 1].start)
 			fprintf(f, "    copy kind %d, %llu bytes: starts %.2f us after the replay, "
 				"%.2f us long\n", copies[i].kind, (unsigned long long)copies[i].bytes,
-				(copies[i].start - se[2 * at + 1]) / 1e3,
+				(copies[i].start - rp[at].end) / 1e3,
 				(copies[i].end - copies[i].start) / 1e3);
 	free(gaps);
-}
-
-static int by_pair(const void *a, const void *b)
-{
-	return by_u64(a, b);
 }
 
 static void report(void)
@@ -243,6 +259,7 @@ static void report(void)
 	fprintf(f, "gpu_timeline: %zu kernels recorded%s\n", nrecs, dropped ? " (some dropped)" : "");
 	for (size_t g0 = 0; g0 < nrecs;) {
 		size_t g1 = g0, nrep = 0, i, k;
+		struct replay *rp;
 		uint64_t *spans;
 
 		while (g1 < nrecs && recs[g1].graph == recs[g0].graph)
@@ -252,40 +269,28 @@ static void report(void)
 			continue;
 		}
 		/* replays of this graph: runs of one correlation id */
+		rp = malloc((g1 - g0) * sizeof(*rp));
 		spans = malloc((g1 - g0) * sizeof(*spans));
-		for (i = g0; spans && i < g1; i = k) {
+		for (i = g0; rp && spans && i < g1; i = k, nrep++) {
 			for (k = i; k < g1 && recs[k].corr == recs[i].corr; k++)
 				;
-			spans[nrep++] = span_of(recs + i, k - i);
+			spans[nrep] = span_of(recs + i, k - i);
+			rp[nrep] = (struct replay){ recs[i].start, recs[i].start + spans[nrep], i, k - i };
 		}
-		if (spans && nrep >= 3) {
-			uint64_t med, *se = malloc(2 * nrep * sizeof(*se));
-			size_t j = 0;
+		if (rp && spans && nrep >= 3) {
+			uint64_t med;
 
 			qsort(spans, nrep, sizeof(*spans), by_u64);
 			med = spans[nrep / 2];
-			for (i = g0; i < g1; i = k) {
-				for (k = i; k < g1 && recs[k].corr == recs[i].corr; k++)
-					;
-				if (span_of(recs + i, k - i) == med) {
-					print_replay(f, recs + i, k - i, nrep, med);
+			for (i = 0; i < nrep; i++)
+				if (rp[i].end - rp[i].start == med) {
+					print_replay(f, recs + rp[i].at, rp[i].n, nrep, med);
 					break;
 				}
-			}
-			/* each replay's (start, end), in time order */
-			for (i = g0; se && i < g1; i = k) {
-				for (k = i; k < g1 && recs[k].corr == recs[i].corr; k++)
-					;
-				se[2 * j] = recs[i].start;
-				se[2 * j + 1] = recs[i].start + span_of(recs + i, k - i);
-				j++;
-			}
-			if (se) {
-				qsort(se, j, 2 * sizeof(*se), by_pair);
-				print_gaps(f, se, j);
-			}
-			free(se);
+			qsort(rp, nrep, sizeof(*rp), by_replay_start);
+			print_gaps(f, rp, nrep);
 		}
+		free(rp);
 		free(spans);
 		g0 = g1;
 	}
