@@ -46,7 +46,6 @@ struct fwd {
 	int side_open;		/* side work since the last side_join() */
 	int capturing;		/* into a graph (forward_graph()) */
 	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
-	uint32_t lpieces;	/* head() sent the logits there in this many pieces */
 	CUstream main;		/* gm->main */
 	CUstream cur;		/* where launches go: main or gm->side */
 	struct bufs b;
@@ -1173,7 +1172,6 @@ static void head(struct fwd *w, const uint32_t *lrows)
 		side_end(w);
 	}
 	side_join(w);
-	w->lpieces = P;
 }
 
 /* embedding, the blocks, the head: every launch of one call */
@@ -1299,7 +1297,6 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 
 	if (gm->graph && !memcmp(&key, &gm->graph_key, sizeof(key))) {
 		gm->graph_replays++;
-		w->lpieces = logit_pieces(w);	/* as the capture's head() did */
 		w->r = w->cu->GraphLaunch(gm->graph, w->main);
 		return 0;
 	}
@@ -1339,7 +1336,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 	const struct dsv4_config *c = &m->cfg;
 	struct fwd w = { .gm = m->gpu, .m = m, .c = c, .cu = &m->gpu->g->cu,
 			 .reference = m->opt.numerics == DSV4_NUMERICS_REFERENCE, .skip = -1 };
-	uint32_t R = 0, nl = 0;
+	uint32_t R = 0, nl = 0, lpieces;
 	int graph;
 	uint64_t t0 = now_ns();
 	struct batch bt;
@@ -1457,17 +1454,19 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 		eval_reset_all(reqs, n);
 		goto out;
 	}
-	if (nl && !w.r && !ret && w.lpieces) {
+	/* head() sent the logits out in this many pieces (0: one copy now) */
+	lpieces = logit_pieces(&w);
+	if (nl && !w.r && !ret && lpieces) {
 		/* each piece on to the caller as soon as it is in hstage */
 		float *dst = NULL;
 
 		for (uint32_t i = 0; i < n; i++)
 			if (reqs[i].want != DSV4_LOGITS_NONE && reqs[i].n_tokens)
 				dst = reqs[i].logits;
-		for (uint32_t i = 0; i < w.lpieces && !w.r; i++) {
+		for (uint32_t i = 0; i < lpieces && !w.r; i++) {
 			uint32_t r0, cnt;
 
-			logit_piece(c->vocab_size, w.lpieces, i, &r0, &cnt);
+			logit_piece(c->vocab_size, lpieces, i, &r0, &cnt);
 			w.r = w.cu->EventSynchronize(w.gm->logit_ev[i]);
 			if (!w.r)
 				memcpy(dst + r0, logits + r0, (size_t)cnt * sizeof(float));
@@ -1492,7 +1491,7 @@ int gpu_eval_many(struct dsv4_model *m, struct dsv4_eval_req *reqs, uint32_t n, 
 				ret ? strerror(-ret) : gpu_err(w.gm->g, w.r));
 		goto out;
 	}
-	eval_deliver(reqs, n, w.lpieces ? NULL : logits, c->vocab_size);
+	eval_deliver(reqs, n, lpieces ? NULL : logits, c->vocab_size);
 	m->times.total_ns += now_ns() - t0;
 	m->times.rows += R;
 out:
