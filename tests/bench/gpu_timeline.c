@@ -13,6 +13,12 @@
  *
  * The replay shown is the one whose span is the median of its graph's.
  * For benchmarks only: CUPTI's timestamps add a little to each kernel.
+ *
+ * DSV4_TIMELINE_API=1 also lists the host's driver calls around the
+ * median gap between replays, to show their order.  Not their cost:
+ * traced, cuGraphLaunch itself took about 200 us, where the step's time
+ * less the back-to-back replay time (DSV4_GPU_PROFILE=replay) says the
+ * host adds about 20 us between replays untraced.
  */
 #include <cupti.h>
 #include <stdint.h>
@@ -39,6 +45,13 @@ struct copy_rec {
 };
 static struct copy_rec *copies;
 static size_t ncopies, capcopies;
+/* driver API calls (DSV4_TIMELINE_API=1): what the host did in the gaps */
+struct api_rec {
+	uint64_t start, end;
+	const char *name;	/* interned */
+};
+static struct api_rec *apis;
+static size_t napis, capapis;
 
 static const char *intern(const char *s)
 {
@@ -102,6 +115,20 @@ static void keep_copy(const CUpti_ActivityMemcpy6 *c)
 	copies[ncopies++] = (struct copy_rec){ c->start, c->end, c->bytes, c->copyKind };
 }
 
+static void keep_api(const CUpti_ActivityAPI *a)
+{
+	struct api_rec *r = room(apis, napis, &capapis, sizeof(*r), 1 << 12);
+	const char *name = NULL;
+
+	if (!r) {
+		dropped++;
+		return;
+	}
+	apis = r;
+	cuptiGetCallbackName(CUPTI_CB_DOMAIN_DRIVER_API, a->cbid, &name);
+	apis[napis++] = (struct api_rec){ a->start, a->end, intern(name) };
+}
+
 static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *buf, size_t size,
 				      size_t valid)
 {
@@ -116,6 +143,8 @@ static void CUPTIAPI buffer_completed(CUcontext ctx, uint32_t stream, uint8_t *b
 			keep((const CUpti_ActivityKernel10 *)rec);
 		else if (rec->kind == CUPTI_ACTIVITY_KIND_MEMCPY)
 			keep_copy((const CUpti_ActivityMemcpy6 *)rec);
+		else if (rec->kind == CUPTI_ACTIVITY_KIND_DRIVER)
+			keep_api((const CUpti_ActivityAPI *)rec);
 	free(buf);
 }
 
@@ -244,6 +273,12 @@ static void print_gaps(FILE *f, const struct replay *rp, size_t nrep)
 				"%.2f us long\n", copies[i].kind, (unsigned long long)copies[i].bytes,
 				(copies[i].start - rp[at].end) / 1e3,
 				(copies[i].end - copies[i].start) / 1e3);
+	/* the host's calls from the replay's last 100 us to the next one's start */
+	for (i = 0; i < napis; i++)
+		if (apis[i].end + 100000 >= rp[at].end && apis[i].start <= rp[at + 1].start)
+			fprintf(f, "    host %-26.26s %8.2f us after the replay, %7.2f us long\n",
+				apis[i].name, ((double)apis[i].start - (double)rp[at].end) / 1e3,
+				(apis[i].end - apis[i].start) / 1e3);
 	free(gaps);
 }
 
@@ -308,6 +343,9 @@ int InitializeInjection(void)
 		fprintf(stderr, "gpu_timeline: CUPTI activity tracing unavailable\n");
 		return 0;
 	}
+	if (getenv("DSV4_TIMELINE_API") && atoi(getenv("DSV4_TIMELINE_API")) &&
+	    cuptiActivityEnable(CUPTI_ACTIVITY_KIND_DRIVER) != CUPTI_SUCCESS)
+		fprintf(stderr, "gpu_timeline: no driver API records\n");
 	atexit(report);
 	return 1;
 }

@@ -1243,6 +1243,8 @@ static CUgraphExec capture_without(struct fwd *w, const uint32_t *pos, const uin
  * $DSV4_GPU_PROFILE=graph: each launch's cost on the critical path, as
  * the replay time of the step captured without it, subtracted from the
  * whole step's (gpu_profile.c adds them up and reports them).
+ * $DSV4_GPU_PROFILE=replay: the whole step's replays back to back only;
+ * a step's time less this is what the host adds between replays.
  */
 static void graph_profile(struct fwd *w, const uint32_t *pos, const uint32_t *lrows)
 {
@@ -1259,6 +1261,13 @@ static void graph_profile(struct fwd *w, const uint32_t *pos, const uint32_t *lr
 	n = w->nlaunch < 1024 ? w->nlaunch : 1024;
 	if (!whole)
 		return;
+	if (gm->prof_graph == 2) {	/* =replay: the whole step only */
+		b = gpu_replay_s(gm, whole, w->main);
+		if (b >= 0)
+			gpu_graph_profile_base(gm, b);
+		w->cu->GraphExecDestroy(whole);
+		return;
+	}
 	/* the whole step timed beside each variant: the clocks drift by
 	 * about 1 % over the seconds this takes, as much as a small kernel */
 	for (uint32_t k = 0; k < n; k++) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * $DSV4_GPU_PROFILE=graph: what each launch of the decode graph costs the
- * step.  Events around each launch (DSV4_GPU_PROFILE=1) add microseconds
+ * step (=replay: only the whole graph's replay time).  Events around each launch (DSV4_GPU_PROFILE=1) add microseconds
  * to every kernel and need the graph off; here gpu_forward.c captures the
  * step again without each launch in turn, and the replay time saved is
  * that launch's cost on the critical path (a kernel on the side stream,
@@ -87,6 +87,12 @@ void gpu_graph_profile_report(struct gpu_model *gm)
 
 	if (!gm->prof_graphs)
 		return;
+	if (!gm->n_prof_node) {	/* =replay */
+		fprintf(stderr, "dsv4 GPU graph replay: %llu graphs, %.1f us per replay, back to "
+			"back\n", (unsigned long long)gm->prof_graphs,
+			gm->prof_graph_s * per * 1e6);
+		return;
+	}
 	qsort(gm->prof_node, gm->n_prof_node, sizeof(gm->prof_node[0]), by_cost);
 	for (uint32_t i = 0; i < gm->n_prof_node; i++)
 		sum += gm->prof_node[i].s;
