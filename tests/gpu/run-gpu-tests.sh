@@ -13,7 +13,8 @@
 #    envelope under 1e-6 noise; engine_test checks them against the
 #    official fixtures within that envelope instead.)  The Flash-shaped
 #    checkpoint also with reference numerics, where its FP4 experts run on
-#    the tensor cores: loosely against the CPU, 2e-2 against the CUDA cores;
+#    the tensor cores: loosely against the CPU, 2e-2 against the CUDA cores
+#    (and its decode FP8 GEMVs on the tensor cores against the CUDA cores);
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
 #    kernel, the ring store beside the attention vs after it, decode's mHC
@@ -99,6 +100,15 @@ tap $?
 DSV4_GPU_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nomma" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomma" "$tmp/gpu" 2e-2 \
 	"flash-shaped reference: FP4 experts on the tensor cores vs the CUDA cores"
+tap $?
+# ... and decode's FP8 GEMVs that take the act quant (wq_a+wkv, wq_b, wo_b,
+# the shared expert's, the indexer's wq_b) on the tensor cores
+# (dsv4_linear1_fp8_mma) vs the CUDA cores: the same products in another
+# order, so the same 2e-2
+DSV4_GPU_LINEAR_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nolmma" \
+	>/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nolmma" "$tmp/gpu" 2e-2 \
+	"flash-shaped reference: decode's FP8 GEMVs on the tensor cores vs the CUDA cores"
 tap $?
 # ... and decode's router inside the experts' w1/w3 launch vs its own
 # launch: the same picks and weights.  Four layers: the first three route
