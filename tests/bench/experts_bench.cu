@@ -158,6 +158,33 @@ static void row(const char *what, double us, double mb, double anchor_us)
 	printf("\n");
 }
 
+/* the three at one shape: @nmat matrices (tab_a's, and tab_b's with two)
+ * of rows x cols a slot, x per slot with one (w2's input is per slot) */
+static void one_shape(const bench &b, const char *name, const fw_mat *ta, const fw_mat *tb,
+		      uint32_t nmat, uint32_t rows, uint32_t cols)
+{
+	size_t codes = (size_t)rows * cols / 2, scales = (size_t)rows * cols / 32;
+	double mb = (double)nmat * SLOTS * (codes + scales) / 1e6;
+	uint32_t per_slot = nmat == 1;
+	fw_route none = {};
+	double a = time_us(b, [&](const int32_t *ix) {
+		contiguous<<<dim3(codes / 16384, SLOTS, nmat), 256>>>(ta, tb, ix, 16384, b.out);
+	});
+	double k = time_us(b, [&](const int32_t *ix) {
+		dsv4_experts_mma<<<dim3(rows / 64, SLOTS, nmat), 128>>>(ta, tb, ix, SLOTS, b.x, cols,
+									per_slot, b.ya, b.yb, rows,
+									none);
+	});
+	double l = time_us(b, [&](const int32_t *ix) {
+		loads_only<<<dim3(rows / 64, SLOTS, nmat), 128>>>(ta, tb, ix, b.out);
+	});
+
+	printf("%s (%ux%u, FP4, %u a slot): %.1f MB a launch\n", name, rows, cols, nmat, mb);
+	row("contiguous read (codes only)", a, mb * codes / (codes + scales), 0);
+	row("dsv4_experts_mma", k, mb, a * (codes + scales) / codes);
+	row("its loads only", l, mb, a * (codes + scales) / codes);
+}
+
 int main(int argc, char **argv)
 {
 	uint32_t E = 64, reps = 200;
@@ -271,45 +298,14 @@ int main(int argc, char **argv)
 		CHECK(cudaFree(dst));
 	}
 	cudaDeviceProp prop;
-	fw_route none = {};
 
 	CHECK(cudaGetDeviceProperties(&prop, 0));
 	printf("experts_bench: %s (%d SMs), %u experts, %d slots a launch, %u launches each; "
 	       "device copy %.0f GB/s\n", prop.name, prop.multiProcessorCount, E, SLOTS, reps,
 	       copy_gbs);
 
-	/* w1 and w3: one launch of both, as decode's (routed already) */
-	double mb13 = 2.0 * SLOTS * (c13 + s13) / 1e6, mb2 = (double)SLOTS * (c2 + s2) / 1e6;
-	double a13 = time_us(b, [&](const int32_t *ix) {
-		contiguous<<<dim3(c13 / 16384, SLOTS, 2), 256>>>(b.t1, b.t3, ix, 16384, b.out);
-	});
-	double k13 = time_us(b, [&](const int32_t *ix) {
-		dsv4_experts_mma<<<dim3(I / 64, SLOTS, 2), 128>>>(b.t1, b.t3, ix, SLOTS, b.x, D, 0,
-								   b.ya, b.yb, I, none);
-	});
-	double l13 = time_us(b, [&](const int32_t *ix) {
-		loads_only<<<dim3(I / 64, SLOTS, 2), 128>>>(b.t1, b.t3, ix, b.out);
-	});
-
-	printf("w1+w3 (%ux%u, FP4, two a slot): %.1f MB a launch\n", I, D, mb13);
-	row("contiguous read (codes only)", a13, mb13 * c13 / (c13 + s13), 0);
-	row("dsv4_experts_mma", k13, mb13, a13 * (c13 + s13) / c13);
-	row("its loads only", l13, mb13, a13 * (c13 + s13) / c13);
-
-	double a2 = time_us(b, [&](const int32_t *ix) {
-		contiguous<<<dim3(c2 / 16384, SLOTS, 1), 256>>>(b.t2, b.t2, ix, 16384, b.out);
-	});
-	double k2 = time_us(b, [&](const int32_t *ix) {
-		dsv4_experts_mma<<<dim3(D / 64, SLOTS, 1), 128>>>(b.t2, b.t2, ix, SLOTS, b.x, I, 1,
-								   b.ya, b.ya, D, none);
-	});
-	double l2 = time_us(b, [&](const int32_t *ix) {
-		loads_only<<<dim3(D / 64, SLOTS, 1), 128>>>(b.t2, b.t2, ix, b.out);
-	});
-
-	printf("w2 (%ux%u, FP4): %.1f MB a launch\n", D, I, mb2);
-	row("contiguous read (codes only)", a2, mb2 * c2 / (c2 + s2), 0);
-	row("dsv4_experts_mma", k2, mb2, a2 * (c2 + s2) / c2);
-	row("its loads only", l2, mb2, a2 * (c2 + s2) / c2);
+	/* w1 and w3: one launch of both, as decode's (routed already); w2 */
+	one_shape(b, "w1+w3", b.t1, b.t3, 2, I, D);
+	one_shape(b, "w2", b.t2, b.t2, 1, D, I);
 	return 0;
 }
