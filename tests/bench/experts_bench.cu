@@ -41,15 +41,16 @@
 
 enum { SLOTS = 6, SETS = 16, D = 4096, I = 2048 };
 
-/* every word of a step into one xor, so that no load is left out */
+/* every word of a step into one xor, so that no load is left out
+ * (whatever words mma_step holds) */
 static __device__ __forceinline__ uint32_t fold(const mma_step &t)
 {
+	const uint32_t *w = (const uint32_t *)&t;
 	uint32_t r = 0;
 
 #pragma unroll
-	for (int u = 0; u < 4; u++)
-		r ^= t.wg[u][0].x ^ t.wg[u][0].y ^ t.wg[u][1].x ^ t.wg[u][1].y ^ t.wg8[u][0].x ^
-		     t.wg8[u][0].y ^ t.wg8[u][1].x ^ t.wg8[u][1].y ^ t.scg[u] ^ t.scg8[u];
+	for (size_t i = 0; i < sizeof(t) / 4; i++)
+		r ^= w[i];
 	return r;
 }
 
