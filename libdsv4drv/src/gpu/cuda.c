@@ -246,6 +246,14 @@ static CUresult dev_put(struct dsv4_gpu *g, CUresult r, CUdeviceptr *d, const vo
 	return r;
 }
 
+/* @n bytes of @d into @h, chained as dev_put() (nothing once @r is an error) */
+static CUresult dev_get(struct dsv4_gpu *g, CUresult r, void *h, CUdeviceptr d, size_t n)
+{
+	if (!r)
+		r = g->cu.MemcpyDtoH(h, d, n);
+	return r;
+}
+
 static void dev_free(struct dsv4_gpu *g, const CUdeviceptr *d, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -272,8 +280,7 @@ int dsv4_gpu_gemv_fp8(struct dsv4_gpu *g, const uint8_t *w, const uint8_t *scale
 				       NULL);
 	if (!r)
 		r = g->cu.CtxSynchronize();
-	if (!r)
-		r = g->cu.MemcpyDtoH(y, dy, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y, dy, (size_t)rows * sizeof(float));
 	dev_free(g, (CUdeviceptr[]){ dw, ds, dx, dy }, 4);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA gemv_fp8: %s", gpu_err(g, r)) : 0;
 }
@@ -317,10 +324,8 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 	}
 	if (!r)
 		r = g->cu.CtxSynchronize();
-	if (!r)
-		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y_mma, dy, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y_cores, dz, (size_t)rows * sizeof(float));
 	dev_free(g, (CUdeviceptr[]){ dc, ds, dt, di, dx, dy, dz }, 7);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA experts_fp4: %s", gpu_err(g, r)) : 0;
 }
@@ -365,10 +370,8 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 	}
 	if (!r)
 		r = g->cu.CtxSynchronize();
-	if (!r)
-		r = g->cu.MemcpyDtoH(y_mma, dy, (size_t)rows * sizeof(float));
-	if (!r)
-		r = g->cu.MemcpyDtoH(y_cores, dz, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y_mma, dy, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y_cores, dz, (size_t)rows * sizeof(float));
 	dev_free(g, (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn }, 7);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8: %s", gpu_err(g, r)) : 0;
 }
