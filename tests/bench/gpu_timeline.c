@@ -75,7 +75,8 @@ static void CUPTIAPI buffer_requested(uint8_t **buf, size_t *size, size_t *max_r
 }
 
 /* @arr with room for element @n (*cap elements of @size, doubled from
- * @first when full), or NULL with @arr as it was */
+ * @first when full), or NULL with @arr as it was and the record that
+ * wanted the room counted as dropped */
 static void *room(void *arr, size_t n, size_t *cap, size_t size, size_t first)
 {
 	size_t c = *cap ? 2 * *cap : first;
@@ -86,6 +87,8 @@ static void *room(void *arr, size_t n, size_t *cap, size_t size, size_t first)
 	r = realloc(arr, c * size);
 	if (r)
 		*cap = c;
+	else
+		dropped++;
 	return r;
 }
 
@@ -93,10 +96,8 @@ static void keep(const CUpti_ActivityKernel10 *k)
 {
 	struct kernel_rec *r = room(recs, nrecs, &caprecs, sizeof(*r), 1 << 16);
 
-	if (!r) {
-		dropped++;
+	if (!r)
 		return;
-	}
 	recs = r;
 	recs[nrecs++] = (struct kernel_rec){ k->start, k->end, k->streamId, k->correlationId,
 					     k->graphId, k->gridX, k->gridY, k->gridZ,
@@ -107,10 +108,8 @@ static void keep_copy(const CUpti_ActivityMemcpy6 *c)
 {
 	struct copy_rec *r = room(copies, ncopies, &capcopies, sizeof(*r), 1 << 12);
 
-	if (!r) {
-		dropped++;
+	if (!r)
 		return;
-	}
 	copies = r;
 	copies[ncopies++] = (struct copy_rec){ c->start, c->end, c->bytes, c->copyKind };
 }
@@ -120,10 +119,8 @@ static void keep_api(const CUpti_ActivityAPI *a)
 	struct api_rec *r = room(apis, napis, &capapis, sizeof(*r), 1 << 12);
 	const char *name = NULL;
 
-	if (!r) {
-		dropped++;
+	if (!r)
 		return;
-	}
 	apis = r;
 	cuptiGetCallbackName(CUPTI_CB_DOMAIN_DRIVER_API, a->cbid, &name);
 	apis[napis++] = (struct api_rec){ a->start, a->end, intern(name) };
