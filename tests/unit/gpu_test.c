@@ -48,6 +48,41 @@ static double worse(double worst, float got, double ref, double mag)
 	return e > worst ? e : worst;
 }
 
+/* one shape's buffers for the two tensor-core GEMV checks: weight codes
+ * and scales, x (filled: a smooth ramp of five magnitudes per 128), its
+ * FP8 codes and scales, and the two kernels' outputs */
+struct gemv_check {
+	uint8_t *codes, *sc, *xq;
+	float *x, *xs, *ym, *yc;
+};
+
+static void gemv_check_free(struct gemv_check *k)
+{
+	free(k->codes);
+	free(k->sc);
+	free(k->xq);
+	free(k->x);
+	free(k->xs);
+	free(k->ym);
+	free(k->yc);
+}
+
+/* 0, or -1 with nothing held */
+static int gemv_check_alloc(struct gemv_check *k, size_t ncodes, size_t nsc, uint32_t rows,
+			    uint32_t cols)
+{
+	*k = (struct gemv_check){ malloc(ncodes), malloc(nsc), malloc(cols),
+				  malloc(cols * sizeof(float)), malloc(cols / 128 * sizeof(float)),
+				  malloc(rows * sizeof(float)), malloc(rows * sizeof(float)) };
+	if (!k->codes || !k->sc || !k->xq || !k->x || !k->xs || !k->ym || !k->yc) {
+		gemv_check_free(k);
+		return -1;
+	}
+	for (uint32_t c = 0; c < cols; c++)
+		k->x[c] = sinf((float)c * 0.37f) * (float)(1 + c / 128 % 5);
+	return 0;
+}
+
 TEST(open_says_what_is_missing)
 {
 	char err[512] = "", desc[512];
@@ -139,53 +174,43 @@ TEST(experts_fp4_tensor_cores_match_cuda_cores)
 		SKIP(return, "no GPU here: %s", err);
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 		uint32_t rows = shapes[s][0], cols = shapes[s][1];
-		uint8_t *codes = malloc((size_t)rows * cols / 2), *sc = malloc((size_t)rows * cols / 32);
-		float *x = malloc(cols * sizeof(float)), *ym = malloc(rows * sizeof(float));
-		float *yc = malloc(rows * sizeof(float)), *xs = malloc(cols / 128 * sizeof(float));
-		uint8_t *xq = malloc(cols);
+		struct gemv_check k;
 		double worst_m = 0, worst_c = 0;
 
-		ASSERT_TRUE(codes && sc && x && ym && yc && xs && xq);
+		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols / 2, (size_t)rows * cols / 32,
+					      rows, cols));
 		for (size_t i = 0; i < (size_t)rows * cols / 2; i++) {
 			seed = seed * 1103515245u + 12345u;
-			codes[i] = (uint8_t)(seed >> 16);
+			k.codes[i] = (uint8_t)(seed >> 16);
 		}
 		for (size_t i = 0; i < (size_t)rows * cols / 32; i++)
-			sc[i] = (uint8_t)(122 + i % 9);
+			k.sc[i] = (uint8_t)(122 + i % 9);
 		/* x through the official activation quant, as the experts see it */
+		dsv4_act_quant_fp8(k.x, cols, 128, k.xq, k.xs);
 		for (uint32_t c = 0; c < cols; c++)
-			x[c] = sinf((float)c * 0.37f) * (float)(1 + c / 128 % 5);
-		dsv4_act_quant_fp8(x, cols, 128, xq, xs);
-		for (uint32_t c = 0; c < cols; c++)
-			x[c] = dsv4_e4m3_to_f32(xq[c]) * xs[c / 128];
-		ASSERT_EQ(0, dsv4_gpu_experts_fp4(g, codes, sc, rows, cols, x, ym, yc, err,
-						  sizeof(err)))
+			k.x[c] = dsv4_e4m3_to_f32(k.xq[c]) * k.xs[c / 128];
+		ASSERT_EQ(0, dsv4_gpu_experts_fp4(g, k.codes, k.sc, rows, cols, k.x, k.ym, k.yc,
+						  err, sizeof(err)))
 			TH_LOG("%s", err);
 		for (uint32_t r = 0; r < rows; r++) {
 			double ref = 0, mag = 0;
 
 			for (uint32_t c = 0; c < cols; c++) {
-				uint8_t b = codes[((size_t)r * cols + c) / 2];
+				uint8_t b = k.codes[((size_t)r * cols + c) / 2];
 				double v = (double)dsv4_fp4_to_f32(c & 1 ? b >> 4 : b & 15) *
-					   dsv4_e8m0_to_f32(sc[((size_t)r * cols + c) / 32]) * x[c];
+					   dsv4_e8m0_to_f32(k.sc[((size_t)r * cols + c) / 32]) * k.x[c];
 
 				ref += v;
 				mag += fabs(v);
 			}
-			worst_m = worse(worst_m, ym[r], ref, mag);
-			worst_c = worse(worst_c, yc[r], ref, mag);
+			worst_m = worse(worst_m, k.ym[r], ref, mag);
+			worst_c = worse(worst_c, k.yc[r], ref, mag);
 		}
 		TH_LOG("%ux%u: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, CUDA cores %.2e",
 		       rows, cols, worst_m, worst_c);
 		EXPECT_LT(worst_m, 1e-5);
 		EXPECT_LT(worst_c, 1e-5);
-		free(codes);
-		free(sc);
-		free(x);
-		free(ym);
-		free(yc);
-		free(xs);
-		free(xq);
+		gemv_check_free(&k);
 	}
 	dsv4_gpu_close(g);
 }
@@ -211,47 +236,37 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 		uint32_t rows = shapes[s][0], cols = shapes[s][1], ks = shapes[s][2];
 		size_t nsc = (size_t)(rows + 127) / 128 * (cols / 128);
-		uint8_t *codes = malloc((size_t)rows * cols), *sc = malloc(nsc), *xq = malloc(cols);
-		float *x = malloc(cols * sizeof(float)), *ym = malloc(rows * sizeof(float));
-		float *yc = malloc(rows * sizeof(float)), *xs = malloc(cols / 128 * sizeof(float));
+		struct gemv_check k;
 		double worst_m = 0, worst_c = 0;
 
-		ASSERT_TRUE(codes && sc && x && ym && yc && xs && xq);
-		random_e4m3(codes, (size_t)rows * cols, &seed);
+		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
+		random_e4m3(k.codes, (size_t)rows * cols, &seed);
 		for (size_t i = 0; i < nsc; i++)
-			sc[i] = (uint8_t)(118 + i % 9);
-		for (uint32_t c = 0; c < cols; c++)
-			x[c] = sinf((float)c * 0.37f) * (float)(1 + c / 128 % 5);
-		ASSERT_EQ(0, dsv4_gpu_linear_fp8(g, codes, sc, rows, cols, ks, x, ym, yc, err,
-						 sizeof(err)))
+			k.sc[i] = (uint8_t)(118 + i % 9);
+		ASSERT_EQ(0, dsv4_gpu_linear_fp8(g, k.codes, k.sc, rows, cols, ks, k.x, k.ym, k.yc,
+						 err, sizeof(err)))
 			TH_LOG("%s", err);
-		dsv4_act_quant_fp8(x, cols, 128, xq, xs);
+		dsv4_act_quant_fp8(k.x, cols, 128, k.xq, k.xs);
 		for (uint32_t r = 0; r < rows; r++) {
 			double ref = 0, mag = 0;
 
 			for (uint32_t c = 0; c < cols; c++) {
-				double v = (double)dsv4_e4m3_to_f32(codes[(size_t)r * cols + c]) *
-					   dsv4_e8m0_to_f32(sc[(size_t)(r / 128) * (cols / 128) +
+				double v = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
+					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * (cols / 128) +
 							       c / 128]) *
-					   dsv4_e4m3_to_f32(xq[c]) * xs[c / 128];
+					   dsv4_e4m3_to_f32(k.xq[c]) * k.xs[c / 128];
 
 				ref += v;
 				mag += fabs(v);
 			}
-			worst_m = worse(worst_m, ym[r], ref, mag);
-			worst_c = worse(worst_c, yc[r], ref, mag);
+			worst_m = worse(worst_m, k.ym[r], ref, mag);
+			worst_c = worse(worst_c, k.yc[r], ref, mag);
 		}
 		TH_LOG("%ux%u in %u slices: worst |gpu - cpu| / sum|terms|: tensor cores %.2e, "
 		       "CUDA cores %.2e", rows, cols, ks, worst_m, worst_c);
 		EXPECT_LT(worst_m, 1e-5);
 		EXPECT_LT(worst_c, 1e-5);
-		free(codes);
-		free(sc);
-		free(x);
-		free(ym);
-		free(yc);
-		free(xs);
-		free(xq);
+		gemv_check_free(&k);
 	}
 	dsv4_gpu_close(g);
 }
