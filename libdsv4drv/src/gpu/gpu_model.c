@@ -460,11 +460,10 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	stage_open(gm);
-	gm->profile = getenv("DSV4_GPU_PROFILE") && *getenv("DSV4_GPU_PROFILE") == '1';
-	gm->prof_graph = !getenv("DSV4_GPU_PROFILE")                  ? 0 :
-			 !strcmp(getenv("DSV4_GPU_PROFILE"), "graph")  ? 1 :
-			 !strcmp(getenv("DSV4_GPU_PROFILE"), "replay") ? 2 :
-									 0;
+	const char *prof = getenv("DSV4_GPU_PROFILE");
+
+	gm->profile = prof && *prof == '1';
+	gm->prof_graph = !prof ? 0 : !strcmp(prof, "graph") ? 1 : !strcmp(prof, "replay") ? 2 : 0;
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
