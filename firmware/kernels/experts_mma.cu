@@ -18,6 +18,10 @@
  *   CUDA cores, then by x's scale per 128.  Only the summation order
  *   differs from the CUDA-core form.
  *
+ * sm_90 has no FP8 mma.sync: ptxas converts both operands to halves (F2FP)
+ * and issues two f16 mmas.  FP4 straight to halves was measured no faster
+ * (firmware/README.md): the kernel waits on each warp's chain, not a pipe.
+ *
  * x goes into every column of the 16x8 B operand, so every column of the
  * result holds the same sums and the k order inside an mma need only
  * agree between A and B: lane (g, q) gives A rows g and g + 8 and B the
