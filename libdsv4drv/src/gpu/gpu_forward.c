@@ -1261,7 +1261,7 @@ static void graph_profile(struct fwd *w, const uint32_t *pos, const uint32_t *lr
 	n = w->nlaunch < 1024 ? w->nlaunch : 1024;
 	if (!whole)
 		return;
-	if (gm->prof_graph == 2) {	/* =replay: the whole step only */
+	if (gm->prof_graph == PROF_GRAPH_REPLAY) {	/* the whole step only */
 		b = gpu_replay_s(gm, whole, w->main);
 		if (b >= 0)
 			gpu_graph_profile_base(gm, b);

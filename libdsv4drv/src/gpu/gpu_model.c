@@ -463,7 +463,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	const char *prof = getenv("DSV4_GPU_PROFILE");
 
 	gm->profile = prof && *prof == '1';
-	gm->prof_graph = !prof ? 0 : !strcmp(prof, "graph") ? 1 : !strcmp(prof, "replay") ? 2 : 0;
+	gm->prof_graph = !prof ? PROF_GRAPH_OFF :
+			 !strcmp(prof, "graph") ? PROF_GRAPH_LAUNCHES :
+			 !strcmp(prof, "replay") ? PROF_GRAPH_REPLAY : PROF_GRAPH_OFF;
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");

@@ -120,10 +120,10 @@ struct gpu_model {
 		uint64_t n;
 	} prof_lin[64];
 	uint32_t n_prof_lin;
-	/* $DSV4_GPU_PROFILE=graph (1, gpu_profile.c): each decode graph,
-	 * once captured, captured again without each launch in turn;
-	 * =replay (2): only the whole graph's replays timed */
-	int prof_graph;
+	/* $DSV4_GPU_PROFILE=graph (gpu_profile.c): each decode graph, once
+	 * captured, captured again without each launch in turn; =replay:
+	 * only the whole graph's replays timed */
+	enum { PROF_GRAPH_OFF, PROF_GRAPH_LAUNCHES, PROF_GRAPH_REPLAY } prof_graph;
 	double prof_graph_s;
 	uint64_t prof_graphs;
 	struct gpu_prof_node {

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * $DSV4_GPU_PROFILE=graph: what each launch of the decode graph costs the
- * step (=replay: only the whole graph's replay time).  Events around each launch (DSV4_GPU_PROFILE=1) add microseconds
- * to every kernel and need the graph off; here gpu_forward.c captures the
- * step again without each launch in turn, and the replay time saved is
- * that launch's cost on the critical path (a kernel on the side stream,
- * beside a longer branch, may cost nothing).  Each variant is timed
+ * step (=replay: only the whole graph's replay time).  Events around each
+ * launch (DSV4_GPU_PROFILE=1) add microseconds to every kernel and need
+ * the graph off; here gpu_forward.c captures the step again without each
+ * launch in turn, and the replay time saved is that launch's cost on the
+ * critical path (a kernel on the side stream, beside a longer branch, may
+ * cost nothing).  Each variant is timed
  * right after the whole step: timed once at the start, the whole step
  * came out about 14 us (1 %) faster than the variants all along (the
  * clocks settling under the load, probably), which swamps small kernels.
@@ -87,7 +88,7 @@ void gpu_graph_profile_report(struct gpu_model *gm)
 
 	if (!gm->prof_graphs)
 		return;
-	if (!gm->n_prof_node) {	/* =replay */
+	if (gm->prof_graph == PROF_GRAPH_REPLAY) {
 		fprintf(stderr, "dsv4 GPU graph replay: %llu graphs, %.1f us per replay, back to "
 			"back\n", (unsigned long long)gm->prof_graphs,
 			gm->prof_graph_s * per * 1e6);
