@@ -60,14 +60,16 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 FW := $(BUILD)/firmware/dsv4.fatbin
 FW_SRCS := firmware/dsv4.cu $(wildcard firmware/kernels/*.cu firmware/kernels/*.cuh firmware/kernels/*.h)
 
-# (and tests/bench/gemv_chain and experts_bench, CUDA runtime benchmarks: built
+# (and tests/bench/gemv_chain, experts_bench and experts_tma, CUDA runtime benchmarks: built
 # wherever nvcc is, so that CI catches their build breaks; they run on the GPU
 # machine from the gpu-kit)
 GEMV_CHAIN := $(BUILD)/bin/gemv_chain
 EXPERTS_BENCH := $(BUILD)/bin/experts_bench
+EXPERTS_TMA := $(BUILD)/bin/experts_tma
 
 firmware:
-	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW) $(GEMV_CHAIN) $(EXPERTS_BENCH); \
+	@if [ -n "$(NVCC)" ]; then $(MAKE) --no-print-directory $(FW) $(GEMV_CHAIN) $(EXPERTS_BENCH) \
+		$(EXPERTS_TMA); \
 	else echo "firmware: no nvcc here, the CUDA kernels are not built (CPU backend only)"; fi
 
 $(FW): $(FW_SRCS)
@@ -76,6 +78,10 @@ $(FW): $(FW_SRCS)
 		-gencode=arch=compute_90,code=compute_90 -o $@ firmware/dsv4.cu
 
 $(GEMV_CHAIN): tests/bench/gemv_chain.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
+
+$(EXPERTS_TMA): tests/bench/experts_tma.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
@@ -110,6 +116,7 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 			$(KIT)/lib/; fi
 	@if [ -f $(GEMV_CHAIN) ]; then cp $(GEMV_CHAIN) $(KIT)/; fi
 	@if [ -f $(EXPERTS_BENCH) ]; then cp $(EXPERTS_BENCH) $(KIT)/; fi
+	@if [ -f $(EXPERTS_TMA) ]; then cp $(EXPERTS_TMA) $(KIT)/; fi
 	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run $(KIT)/dsv4-server; do \
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
 		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
