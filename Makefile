@@ -81,7 +81,8 @@ $(GEMV_CHAIN): tests/bench/gemv_chain.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
-$(EXPERTS_TMA): tests/bench/experts_tma.cu
+# (the firmware's experts kernel source compiled in, for its helpers)
+$(EXPERTS_TMA): tests/bench/experts_tma.cu $(FW_SRCS)
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 

@@ -35,22 +35,9 @@
 		}                                                                                  \
 	} while (0)
 
-static __device__ __forceinline__ void fp4x8_to_e4m3(uint32_t u, uint32_t &ev, uint32_t &od)
-{
-	ev = ((u & 0x07070707u) << 2) | ((u & 0x08080808u) << 4);
-	od = ((u >> 2) & 0x1c1c1c1cu) | (u & 0x80808080u);
-}
-static __device__ __forceinline__ void mma_e4m3(float *d, const uint32_t *a, const uint32_t *b)
-{
-	asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
-		     : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(0.f));
-}
-static __device__ __forceinline__ float e8m0(uint32_t s)
-{
-	return __uint_as_float(s << 23);
-}
+/* fp4x8_to_e4m3(), mma_e4m3() and e8m0() as dsv4_experts_mma has them */
+#include "../../firmware/kernels/experts_mma.cu"
+
 static __device__ __forceinline__ uint32_t sm(const void *p)
 {
 	return (uint32_t)__cvta_generic_to_shared(p);
@@ -154,8 +141,8 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 				bx[0] = xv.x;
 				bx[1] = xv.y;
 				mma_e4m3(d, a, bx);
-				tg += d[0] * e8m0((swg >> (8 * blk)) & 255);
-				tg8 += d[2] * e8m0((swg8 >> (8 * blk)) & 255);
+				tg += d[0] * e8m0((uint8_t)(swg >> (8 * blk)));
+				tg8 += d[2] * e8m0((uint8_t)(swg8 >> (8 * blk)));
 			}
 			acc_g += tg;
 			acc_g8 += tg8;
@@ -226,8 +213,8 @@ __global__ void __launch_bounds__(128)
 				bx[0] = xv.x;
 				bx[1] = xv.y;
 				mma_e4m3(d, a, bx);
-				tg += d[0] * e8m0((T[u] >> (8 * blk)) & 255);
-				tg8 += d[2] * e8m0((T8[u] >> (8 * blk)) & 255);
+				tg += d[0] * e8m0((uint8_t)(T[u] >> (8 * blk)));
+				tg8 += d[2] * e8m0((uint8_t)(T8[u] >> (8 * blk)));
 			}
 			acc_g += tg;
 			acc_g8 += tg8;
