@@ -334,8 +334,9 @@ static uint32_t takes_act_quant(const struct fwd *w, const struct fw_mat *W, int
 
 /*
  * dsv4_linear1_*'s column slices for one input row and few output rows, so
- * that enough blocks stream the matrix (whole 128-column slices; the
- * scratch holds 8192 partial rows, count 256 row blocks)
+ * that enough blocks stream the matrix (whole 128-column slices; count
+ * holds 256 row blocks).  The scratch holds 32 x 8192 partial rows, but
+ * slices stop at 8192: up to 24000 was measured slower (firmware/README.md)
  */
 static uint32_t splitk_slices(const struct fw_mat *W, uint32_t G, CUdeviceptr x)
 {
