@@ -264,24 +264,10 @@ int main(void)
 	/* x on the e4m3 grid: k/8 for k in [-16, 16] (exact in e4m3) */
 	for (uint32_t c = 0; c < cols; c++)
 		hx[c] = (float)((rand() % 33) - 16) / 8.f;
-	auto enc = [](float v) -> uint8_t { /* e4m3 code of k/8, |k| <= 16 */
-					    uint8_t s = v < 0 ? 0x80 : 0;
-					    v = fabsf(v);
-					    if (v == 0)
-						    return s;
-					    int e = (int)floorf(log2f(v));
-					    float m = v / ldexpf(1, e) - 1; /* 0..0.875 */
-					    int E = e + 7;
-					    if (E <= 0) {
-						    int mm = (int)lrintf(v / ldexpf(1, -9));
-						    return s | (uint8_t)mm;
-					    }
-					    return s | (uint8_t)(E << 3) | (uint8_t)lrintf(m * 8);
-	};
 	static const int perm[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 	for (uint32_t c = 0; c < cols; c += 8)
 		for (int p = 0; p < 8; p++)
-			hxq[c + p] = enc(hx[c + perm[p]]);
+			hxq[c + p] = __nv_fp8_e4m3(hx[c + perm[p]]).__x;
 	uint8_t *w, *s, *xq;
 	float *y;
 	uint32_t *out;
@@ -298,12 +284,21 @@ int main(void)
 	auto smem_of = [&](int nst) {
 		return (size_t)nst * ROWS_B * (PITCH + 16) + cols + 2 * nst * 8;
 	};
-	CK(cudaFuncSetAttribute(fp4_tma<4, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				(int)smem_of(2)));
-	CK(cudaFuncSetAttribute(fp4_tma<4, 3>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				(int)smem_of(3)));
-	CK(cudaFuncSetAttribute(fp4_tma<4, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				(int)smem_of(4)));
+	typedef void (*fp4_kernel)(const uint8_t *, const uint8_t *, const uint8_t *, float *,
+				   uint32_t, uint32_t);
+	/* the TMA-fed form with 2, 3 and 4 stages */
+	const struct {
+		const char *name, *tag;
+		fp4_kernel k;
+		int nst;
+	} staged[] = {
+		{ "TMA-fed (4 compute warps, 2 stages)", "tma2", fp4_tma<4, 2>, 2 },
+		{ "TMA-fed (4 compute warps, 3 stages)", "tma3", fp4_tma<4, 3>, 3 },
+		{ "TMA-fed (4 compute warps, 4 stages)", "tma4", fp4_tma<4, 4>, 4 },
+	};
+	for (const auto &t : staged)
+		CK(cudaFuncSetAttribute(t.k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					(int)smem_of(t.nst)));
 	int sms;
 	cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
 	cudaEvent_t a, b;
@@ -359,21 +354,13 @@ int main(void)
 		  });
 		if (!round)
 			check("reg");
-		T("TMA-fed (4 compute warps, 2 stages)", [&](const uint8_t *W, const uint8_t *S) {
-			fp4_tma<4, 2><<<rows / 64, 160, smem_of(2)>>>(W, S, xq, y, rows, cols);
-		});
-		if (!round)
-			check("tma2");
-		T("TMA-fed (4 compute warps, 3 stages)", [&](const uint8_t *W, const uint8_t *S) {
-			fp4_tma<4, 3><<<rows / 64, 160, smem_of(3)>>>(W, S, xq, y, rows, cols);
-		});
-		if (!round)
-			check("tma3");
-		T("TMA-fed (4 compute warps, 4 stages)", [&](const uint8_t *W, const uint8_t *S) {
-			fp4_tma<4, 4><<<rows / 64, 160, smem_of(4)>>>(W, S, xq, y, rows, cols);
-		});
-		if (!round)
-			check("tma");
+		for (const auto &t : staged) {
+			T(t.name, [&](const uint8_t *W, const uint8_t *S) {
+				t.k<<<rows / 64, 160, smem_of(t.nst)>>>(W, S, xq, y, rows, cols);
+			});
+			if (!round)
+				check(t.tag);
+		}
 	}
 	return 0;
 }
