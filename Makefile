@@ -81,13 +81,8 @@ $(GEMV_CHAIN): tests/bench/gemv_chain.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
-# (the firmware's experts kernel source compiled in, for its helpers)
-$(EXPERTS_TMA): tests/bench/experts_tma.cu $(FW_SRCS)
-	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
-
-# (the firmware's kernels compiled in)
-$(EXPERTS_BENCH): tests/bench/experts_bench.cu $(FW_SRCS)
+# (the firmware's kernel sources compiled in)
+$(EXPERTS_BENCH) $(EXPERTS_TMA): $(BUILD)/bin/%: tests/bench/%.cu $(FW_SRCS)
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
@@ -115,9 +110,8 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 			tests/bench/gpu_timeline.c -L$(CUDA_DIR)/lib -L$(CUDA_DIR)/lib64 -lcupti && \
 		cp -L $$(ls $(CUDA_DIR)/lib/libcupti.so.* $(CUDA_DIR)/lib64/libcupti.so.* 2>/dev/null | head -1) \
 			$(KIT)/lib/; fi
-	@if [ -f $(GEMV_CHAIN) ]; then cp $(GEMV_CHAIN) $(KIT)/; fi
-	@if [ -f $(EXPERTS_BENCH) ]; then cp $(EXPERTS_BENCH) $(KIT)/; fi
-	@if [ -f $(EXPERTS_TMA) ]; then cp $(EXPERTS_TMA) $(KIT)/; fi
+	@for b in $(GEMV_CHAIN) $(EXPERTS_BENCH) $(EXPERTS_TMA); do \
+		if [ -f $$b ]; then cp $$b $(KIT)/; fi; done
 	@for b in $(KIT)/engine_test $(KIT)/gpu_test $(KIT)/dsv4-run $(KIT)/dsv4-server; do \
 		ldd $$b | awk '/=> \// { print $$3 }'; done | sort -u | \
 		grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' | xargs -r cp -L -t $(KIT)/lib
