@@ -84,7 +84,7 @@ $(GEMV_CHAIN): tests/bench/gemv_chain.cu
 # (the firmware's kernel sources compiled in)
 $(EXPERTS_BENCH) $(EXPERTS_TMA): $(BUILD)/bin/%: tests/bench/%.cu $(FW_SRCS)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
+	$(NVCC) -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o $@ $<
 
 # The GPU suite, on a machine with an NVIDIA GPU and driver (not in make check)
 # The GPU machine's kit: the tools and the GPU-capable tests linked

@@ -23,9 +23,13 @@
 #include <cstdio>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <vector>
 #include <cuda_runtime.h>
+#include <cuda.h>
+#include <cuda_fp16.h>
+#include <cudaTypedefs.h>
 #define CK(x)                                                                                      \
 	do {                                                                                       \
 		cudaError_t e = (x);                                                               \
@@ -70,24 +74,27 @@ static __device__ __forceinline__ void bulk(void *dst, const void *src, uint32_t
 		     : "memory");
 }
 
-#define ROWS_B 64 /* rows a block */
 #define SCOLS 512 /* columns a stage (256 code bytes a row) */
 #define PITCH 272 /* a stage row's bytes in smem: 256 + 16 (banks) */
 /* y[r] = sum_c w[r,c] * x[c]: w FP4 (cols/2 bytes a row), scales one byte per 32 (cols/32 a row),
- * xq: x's e4m3 codes in the weights' [0 2 4 6 1 3 5 7] order, one x scale (1.0). 4 compute warps
- * (16 rows each) + 1 producer warp. */
+ * xq: x's e4m3 codes in the weights' [0 2 4 6 1 3 5 7] order, one x scale (1.0).  NCW compute
+ * warps of 16 rows each + 1 producer warp; the block walks row blocks blockIdx.x, + gridDim.x, ...
+ * with one stage sequence, so a persistent grid keeps its pipeline full across row blocks. */
 template <int NCW, int NST>
 __global__ void __launch_bounds__(32 * (NCW + 1))
     fp4_tma(const uint8_t *__restrict__ w, const uint8_t *__restrict__ sc,
 	    const uint8_t *__restrict__ xqg, float *__restrict__ y, uint32_t rows, uint32_t cols)
 {
+	const uint32_t RB = NCW * 16;
 	extern __shared__ __align__(128) uint8_t smem[];
-	uint8_t *codes = smem;			     /* NST x ROWS_B x PITCH */
-	uint8_t *scl = codes + NST * ROWS_B * PITCH; /* NST x ROWS_B x 16 */
-	uint8_t *xq = scl + NST * ROWS_B * 16;	     /* cols */
+	uint8_t *codes = smem;			 /* NST x RB x PITCH */
+	uint8_t *scl = codes + NST * RB * PITCH; /* NST x RB x 16 */
+	uint8_t *xq = scl + NST * RB * 16;	 /* cols */
 	uint64_t *full = (uint64_t *)(xq + cols), *empty = full + NST;
-	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = blockIdx.x * ROWS_B;
-	uint32_t nst = cols / SCOLS;
+	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	uint32_t nst = cols / SCOLS, nrb = rows / RB;
+	uint32_t mine = blockIdx.x < nrb ? (nrb - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+	uint32_t total = mine * nst;
 	if (threadIdx.x == 0) {
 		for (int s = 0; s < NST; s++) {
 			mb_init(&full[s], 1);
@@ -99,18 +106,19 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		*(uint4 *)(xq + i) = *(const uint4 *)(xqg + i);
 	__syncthreads();
 	if (warp == NCW) {
-		/* producer: stage k's 64 rows x 256 code bytes and 64 x 16 scale bytes */
-		for (uint32_t k = 0; k < nst; k++) {
-			uint32_t s = k % NST;
-			if (k >= NST)
-				mb_wait(&empty[s], ((k / NST) - 1) & 1);
+		/* producer: stage t's RB rows x 256 code bytes and RB x 16 scale bytes */
+		for (uint32_t t = 0; t < total; t++) {
+			uint32_t s = t % NST, k = t % nst;
+			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			if (t >= NST)
+				mb_wait(&empty[s], ((t / NST) - 1) & 1);
 			if (lane == 0)
-				mb_expect(&full[s], ROWS_B * (256 + 16));
+				mb_expect(&full[s], RB * (256 + 16));
 			__syncwarp();
-			for (uint32_t r = lane; r < ROWS_B; r += 32) {
-				bulk(codes + (s * ROWS_B + r) * PITCH,
+			for (uint32_t r = lane; r < RB; r += 32) {
+				bulk(codes + (s * RB + r) * PITCH,
 				     w + (size_t)(r0 + r) * (cols / 2) + k * 256, 256, &full[s]);
-				bulk(scl + (s * ROWS_B + r) * 16,
+				bulk(scl + (s * RB + r) * 16,
 				     sc + (size_t)(r0 + r) * (cols / 32) + k * 16, 16, &full[s]);
 			}
 		}
@@ -118,11 +126,11 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 	}
 	uint32_t g = lane / 4, q = lane % 4, rl = warp * 16 + g;
 	float acc_g = 0.f, acc_g8 = 0.f;
-	for (uint32_t k = 0; k < nst; k++) {
-		uint32_t s = k % NST;
-		mb_wait(&full[s], (k / NST) & 1);
-		const uint8_t *cg = codes + (s * ROWS_B + rl) * PITCH, *cg8 = cg + 8 * PITCH;
-		const uint8_t *sg = scl + (s * ROWS_B + rl) * 16, *sg8 = sg + 8 * 16;
+	for (uint32_t t = 0; t < total; t++) {
+		uint32_t s = t % NST, k = t % nst;
+		mb_wait(&full[s], (t / NST) & 1);
+		const uint8_t *cg = codes + (s * RB + rl) * PITCH, *cg8 = cg + 8 * PITCH;
+		const uint8_t *sg = scl + (s * RB + rl) * 16, *sg8 = sg + 8 * 16;
 #pragma unroll
 		for (int c = 0; c < 4; c++) { /* 128-column chunks of the stage */
 			uint32_t swg = *(const uint32_t *)(sg + c * 4),
@@ -150,10 +158,247 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		__syncwarp();
 		if (lane == 0)
 			mb_arrive(&empty[s]);
+		if (k == nst - 1) {
+			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			if (q == 0) {
+				y[r0 + rl] = acc_g * 64.f;
+				y[r0 + rl + 8] = acc_g8 * 64.f;
+			}
+			acc_g = acc_g8 = 0.f;
+		}
 	}
-	if (q == 0) {
-		y[r0 + rl] = acc_g * 64.f;
-		y[r0 + rl + 8] = acc_g8 * 64.f;
+}
+/* 2-D tensor maps: one cp.async.bulk.tensor a stage for the codes (two 128-byte-wide boxes,
+ * 128B swizzle, so the lanes' reads below hit 32 banks) and one for the scales */
+static __device__ __forceinline__ void tmap2d(void *dst, const CUtensorMap *m, int x, int y,
+					      uint64_t *b)
+{
+	asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::"
+		     "bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(sm(dst)),
+		     "l"((uint64_t)m), "r"(x), "r"(y), "r"(sm(b))
+		     : "memory");
+}
+/* a swizzled (128B) box of 128-byte rows: byte b of row r */
+static __device__ __forceinline__ uint32_t swz(uint32_t r, uint32_t b)
+{
+	return r * 128 + ((((b >> 4) ^ r) & 7) << 4) + (b & 15);
+}
+/* d += A (16x16 f16) . B (16x8 f16), F32 */
+static __device__ __forceinline__ void mma_f16(float *d, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* two e4m3 codes (the low 16 bits) as f16x2 */
+static __device__ __forceinline__ uint32_t e4m3x2_f16x2(uint32_t v)
+{
+	uint32_t r;
+	asm("{\n.reg .b16 t;\ncvt.u16.u32 t, %1;\ncvt.rn.f16x2.e4m3x2 %0, t;\n}" : "=r"(r) : "r"(v));
+	return r;
+}
+/* eight e2m1 codes (element i in bits 4i..) as f16 times 2^-14, pairs (0,4) (1,5) (2,6) (3,7):
+ * a code's f16 high byte is sign << 7 | magnitude << 1 (a byte permute from an 8-entry table)
+ * and its low byte 0 */
+static __device__ __forceinline__ void fp4x8_to_f16(uint32_t u, uint32_t *h)
+{
+	const uint32_t t0 = 0x06040200u, t1 = 0x0e0c0a08u;
+	uint32_t v = __byte_perm(u, 0, 0x3120); /* bytes 0 2 1 3: nibbles 0 1 4 5 2 3 6 7 */
+	h[0] = __byte_perm(t0, t1, (v << 4) & 0x7070u) | ((u << 12) & 0x80008000u);
+	h[1] = __byte_perm(t0, t1, v & 0x7070u) | ((u << 8) & 0x80008000u);
+	h[2] = __byte_perm(t0, t1, (v >> 12) & 0x7070u) | ((u << 4) & 0x80008000u);
+	h[3] = __byte_perm(t0, t1, (v >> 16) & 0x7070u) | (u & 0x80008000u);
+}
+/* d = A (64x32 e4m3, this warp's 16 rows in a[], as mma.m16n8k32 holds them) . B (32x8 e4m3 in
+ * shared memory at @desc); a warpgroup's four warps issue it together */
+static __device__ __forceinline__ void wgmma_e4m3(float *d, const uint32_t *a, uint64_t desc)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
+		     "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, %8, p, 1, 1;\n}"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc)
+		     : "memory");
+}
+/* a no-swizzle descriptor: start, both core-matrix strides 128 bytes (B's two core matrices
+ * along K are 128 bytes apart; N = 8 has one along N) */
+static __device__ __forceinline__ uint64_t wg_desc(const void *p)
+{
+	return (uint64_t)((sm(p) >> 4) & 0x3fff) | ((uint64_t)(128 >> 4) << 16) |
+	       ((uint64_t)(128 >> 4) << 32);
+}
+/* MATH 3: wgmma (native e4m3 on sm_90a) with A from registers, x as B in shared memory
+ * (each 32-column block: two 8 x 16-byte core matrices, x in every row);
+ * MATH 0: e4m3 mma (x as e4m3 codes); 1: f16 mma, the weights through e4m3 and cvt, x as f16
+ * in [0 2 4 6 1 3 5 7] order; 2: f16 mma, the weights by fp4x8_to_f16, x as f16 in
+ * [0 4 1 5 2 6 3 7] order.
+ * MODE 0: the GEMV; 1: its math alone (no copies, no waits: y is garbage); 2: its copies
+ * alone (the waits and arrivals, no math) */
+/* SPLIT: warps a 16-row group, each taking 4 / SPLIT of a stage's four 128-column chunks; their
+ * sums meet in shared memory at the end of the row block */
+template <int NCW, int NST, int MODE = 0, int MATH = 0, int SPLIT = 1>
+__global__ void __launch_bounds__(32 * (NCW + 1))
+    fp4_tmap(const __grid_constant__ CUtensorMap mw, const __grid_constant__ CUtensorMap ms,
+	     uint32_t row_base, const uint8_t *__restrict__ xqg, float *__restrict__ y,
+	     uint32_t rows, uint32_t cols)
+{
+	const uint32_t RG = NCW / SPLIT, RB = RG * 16, CB = RB * 256, SB = RB * 16;
+	__shared__ float red[SPLIT][RB];
+	extern __shared__ __align__(1024) uint8_t smem_raw[];
+	uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+	uint8_t *codes = smem;		   /* NST x (2 boxes of RB x 128) */
+	uint8_t *scl = codes + NST * CB;   /* NST x RB x 16 */
+	uint8_t *xq = scl + NST * SB;	   /* cols (MATH 0) or 2 cols bytes */
+	uint32_t xbytes = MATH == 3 ? 8 * cols : MATH ? 2 * cols : cols;
+	uint64_t *full = (uint64_t *)(xq + xbytes), *empty = full + NST;
+	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+	uint32_t nst = cols / SCOLS, nrb = rows / RB;
+	uint32_t mine = blockIdx.x < nrb ? (nrb - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+	uint32_t total = mine * nst;
+	if (threadIdx.x == 0) {
+		for (int s = 0; s < NST; s++) {
+			mb_init(&full[s], 1);
+			mb_init(&empty[s], NCW);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+	}
+	if constexpr (MATH == 3) {
+		/* byte k of row n of block b's B: x code in mma k order, from xqg's
+		 * [0 2 4 6 1 3 5 7] layout */
+		for (uint32_t i = threadIdx.x; i < 8 * cols; i += blockDim.x) {
+			uint32_t b = i / 256, cm = (i / 128) % 2, k = i % 16;
+			xq[i] = xqg[b * 32 + 8 * (k / 4) + 4 * cm + k % 4];
+		}
+	} else {
+		for (uint32_t i = threadIdx.x * 16; i < xbytes; i += blockDim.x * 16)
+			*(uint4 *)(xq + i) = *(const uint4 *)(xqg + i);
+	}
+	__syncthreads();
+	if (warp == NCW) {
+		if (lane == 0 && MODE != 1) {
+			for (uint32_t t = 0; t < total; t++) {
+				uint32_t s = t % NST, k = t % nst;
+				int r0 = (int)(row_base + (blockIdx.x + (t / nst) * gridDim.x) * RB);
+				if (t >= NST)
+					mb_wait(&empty[s], ((t / NST) - 1) & 1);
+				mb_expect(&full[s], CB + SB);
+				tmap2d(codes + s * CB, &mw, (int)k * 256, r0, &full[s]);
+				tmap2d(codes + s * CB + CB / 2, &mw, (int)k * 256 + 128, r0, &full[s]);
+				tmap2d(scl + s * SB, &ms, (int)k * 16, r0, &full[s]);
+			}
+		}
+		return;
+	}
+	uint32_t g = lane / 4, q = lane % 4, part = warp / RG, rl = (warp % RG) * 16 + g;
+	float acc_g = 0.f, acc_g8 = 0.f;
+	for (uint32_t t = 0; t < total; t++) {
+		uint32_t s = t % NST, k = t % nst;
+		if (MODE != 1)
+			mb_wait(&full[s], (t / NST) & 1);
+		const uint8_t *sg = scl + (s * RB + rl) * 16, *sg8 = sg + 8 * 16;
+#pragma unroll
+		for (int cc = 0; cc < (MODE == 2 ? 0 : 4 / SPLIT); cc++) {
+			/* 128-column chunks: box c / 2, bytes (c % 2) * 64 */
+			uint32_t c = part * (4 / SPLIT) + cc;
+			const uint8_t *box = codes + s * CB + (c / 2) * (CB / 2);
+			uint32_t swg = *(const uint32_t *)(sg + c * 4),
+				 swg8 = *(const uint32_t *)(sg8 + c * 4);
+			float tg = 0.f, tg8 = 0.f;
+			if constexpr (MATH == 3) {
+				uint32_t a[4][4];
+				float d[4][4];
+#pragma unroll
+				for (int blk = 0; blk < 4; blk++) {
+					uint32_t b = (c % 2) * 64 + blk * 16 + q * 4;
+					uint32_t wg = *(const uint32_t *)(box + swz(rl, b));
+					uint32_t wg8 = *(const uint32_t *)(box + swz(rl + 8, b));
+					fp4x8_to_e4m3(wg, a[blk][0], a[blk][2]);
+					fp4x8_to_e4m3(wg8, a[blk][1], a[blk][3]);
+					d[blk][0] = d[blk][1] = d[blk][2] = d[blk][3] = 0.f;
+				}
+				asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+				for (int blk = 0; blk < 4; blk++)
+					wgmma_e4m3(d[blk], a[blk],
+						   wg_desc(xq + (size_t)((k * 4 + c) * 4 + blk) * 256));
+				asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+				asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#pragma unroll
+				for (int blk = 0; blk < 4; blk++) {
+					tg += d[blk][0] * e8m0((uint8_t)(swg >> (8 * blk)));
+					tg8 += d[blk][2] * e8m0((uint8_t)(swg8 >> (8 * blk)));
+				}
+			} else
+#pragma unroll
+			for (int blk = 0; blk < 4; blk++) {
+				uint32_t a[4], bx[2], b = (c % 2) * 64 + blk * 16 + q * 4;
+				float d[4] = { 0.f, 0.f, 0.f, 0.f };
+				uint32_t wg = *(const uint32_t *)(box + swz(rl, b));
+				uint32_t wg8 = *(const uint32_t *)(box + swz(rl + 8, b));
+				size_t xo = (size_t)(k * 4 + c) * 128 + blk * 32 + 8 * q;
+				if constexpr (MATH == 0) {
+					uint2 xv = *(const uint2 *)(xq + xo);
+					fp4x8_to_e4m3(wg, a[0], a[2]);
+					fp4x8_to_e4m3(wg8, a[1], a[3]);
+					bx[0] = xv.x;
+					bx[1] = xv.y;
+					mma_e4m3(d, a, bx);
+				} else if constexpr (MATH == 1) {
+					uint4 xv = *(const uint4 *)(xq + 2 * xo);
+					uint32_t ev, od, ev8, od8;
+					fp4x8_to_e4m3(wg, ev, od);
+					fp4x8_to_e4m3(wg8, ev8, od8);
+					uint32_t a1[4] = { e4m3x2_f16x2(ev), e4m3x2_f16x2(ev8),
+							   e4m3x2_f16x2(ev >> 16),
+							   e4m3x2_f16x2(ev8 >> 16) };
+					uint32_t a2[4] = { e4m3x2_f16x2(od), e4m3x2_f16x2(od8),
+							   e4m3x2_f16x2(od >> 16),
+							   e4m3x2_f16x2(od8 >> 16) };
+					mma_f16(d, a1, xv.x, xv.y);
+					mma_f16(d, a2, xv.z, xv.w);
+				} else {
+					uint4 xv = *(const uint4 *)(xq + 2 * xo);
+					uint32_t h[4], h8[4];
+					fp4x8_to_f16(wg, h);
+					fp4x8_to_f16(wg8, h8);
+					uint32_t a1[4] = { h[0], h8[0], h[1], h8[1] };
+					uint32_t a2[4] = { h[2], h8[2], h[3], h8[3] };
+					mma_f16(d, a1, xv.x, xv.y);
+					mma_f16(d, a2, xv.z, xv.w);
+				}
+				tg += d[0] * e8m0((uint8_t)(swg >> (8 * blk)));
+				tg8 += d[2] * e8m0((uint8_t)(swg8 >> (8 * blk)));
+			}
+			acc_g += tg;
+			acc_g8 += tg8;
+		}
+		__syncwarp();
+		if (lane == 0 && MODE != 1)
+			mb_arrive(&empty[s]);
+		if (k == nst - 1) {
+			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			const float back = MATH == 2 ? 16384.f : 64.f;
+			if (SPLIT > 1) {
+				if (q == 0) {
+					red[part][rl] = acc_g;
+					red[part][rl + 8] = acc_g8;
+				}
+				asm volatile("bar.sync 1, %0;" ::"r"(NCW * 32) : "memory");
+				if (part == 0 && q == 0) {
+					for (int p2 = 1; p2 < SPLIT; p2++) {
+						acc_g += red[p2][rl];
+						acc_g8 += red[p2][rl + 8];
+					}
+				}
+				asm volatile("bar.sync 1, %0;" ::"r"(NCW * 32) : "memory");
+			}
+			if (part == 0 && q == 0) {
+				y[r0 + rl] = acc_g * back;
+				y[r0 + rl + 8] = acc_g8 * back;
+			}
+			acc_g = acc_g8 = 0.f;
+		}
 	}
 }
 /* the register-fed form: each lane loads its 4 bytes a block straight from global, 4 chunks a step,
@@ -255,6 +500,7 @@ int main(void)
 	size_t wb = (size_t)rows * cols / 2, sb = (size_t)rows * cols / 32;
 	const int COPIES = 4; /* rotate so L2 holds nothing useful */
 	std::vector<uint8_t> hw(wb), hs(sb), hxq(cols);
+	std::vector<__half> hxh1(cols), hxh2(cols); /* x as f16 for MATH 1 and 2 */
 	std::vector<float> hx(cols);
 	srand(1);
 	for (auto &b : hw)
@@ -268,12 +514,23 @@ int main(void)
 	for (uint32_t c = 0; c < cols; c += 8)
 		for (int p = 0; p < 8; p++)
 			hxq[c + p] = __nv_fp8_e4m3(hx[c + perm[p]]).__x;
+	static const int perm2[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+	for (uint32_t c = 0; c < cols; c += 8)
+		for (int p = 0; p < 8; p++) {
+			hxh1[c + p] = __float2half(hx[c + perm[p]]);
+			hxh2[c + p] = __float2half(hx[c + perm2[p]]);
+		}
 	uint8_t *w, *s, *xq;
 	float *y;
 	uint32_t *out;
 	CK(cudaMalloc(&w, wb * COPIES));
 	CK(cudaMalloc(&s, sb * COPIES));
 	CK(cudaMalloc(&xq, cols));
+	uint8_t *xh[4] = { xq, NULL, NULL, xq };
+	CK(cudaMalloc(&xh[1], 2 * cols));
+	CK(cudaMalloc(&xh[2], 2 * cols));
+	CK(cudaMemcpy(xh[1], hxh1.data(), 2 * cols, cudaMemcpyHostToDevice));
+	CK(cudaMemcpy(xh[2], hxh2.data(), 2 * cols, cudaMemcpyHostToDevice));
 	CK(cudaMalloc(&y, rows * 4));
 	CK(cudaMalloc(&out, 4));
 	for (int i = 0; i < COPIES; i++) {
@@ -281,24 +538,74 @@ int main(void)
 		CK(cudaMemcpy(s + i * sb, hs.data(), sb, cudaMemcpyHostToDevice));
 	}
 	CK(cudaMemcpy(xq, hxq.data(), cols, cudaMemcpyHostToDevice));
-	auto smem_of = [&](int nst) {
-		return (size_t)nst * ROWS_B * (PITCH + 16) + cols + 2 * nst * 8;
+	auto smem_of = [&](int ncw, int nst) {
+		return (size_t)nst * ncw * 16 * (PITCH + 16) + cols + 2 * nst * 8;
 	};
 	typedef void (*fp4_kernel)(const uint8_t *, const uint8_t *, const uint8_t *, float *,
 				   uint32_t, uint32_t);
-	/* the TMA-fed form with 2, 3 and 4 stages */
+	/* the TMA-fed form: compute warps, stages, blocks an SM (0: one block a row block) */
 	const struct {
-		const char *name, *tag;
+		const char *tag;
 		fp4_kernel k;
-		int nst;
+		int ncw, nst, per_sm;
 	} staged[] = {
-		{ "TMA-fed (4 compute warps, 2 stages)", "tma2", fp4_tma<4, 2>, 2 },
-		{ "TMA-fed (4 compute warps, 3 stages)", "tma3", fp4_tma<4, 3>, 3 },
-		{ "TMA-fed (4 compute warps, 4 stages)", "tma4", fp4_tma<4, 4>, 4 },
+		{ "tma4x3", fp4_tma<4, 3>, 4, 3, 0 },
 	};
 	for (const auto &t : staged)
 		CK(cudaFuncSetAttribute(t.k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					(int)smem_of(t.nst)));
+					(int)smem_of(t.ncw, t.nst)));
+	/* tensor maps over all COPIES (rows * COPIES rows), through the driver's entry point */
+	PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+	cudaDriverEntryPointQueryResult qr;
+	CK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", (void **)&encode, 12000,
+					    cudaEnableDefault, &qr));
+	if (!encode) {
+		printf("no cuTensorMapEncodeTiled\n");
+		return 1;
+	}
+	auto mkmap = [&](CUtensorMap *m, void *base, uint64_t width, uint32_t box_w, uint32_t box_h,
+			 CUtensorMapSwizzle sw) {
+		cuuint64_t dims[2] = { width, (cuuint64_t)rows * COPIES }, strides[1] = { width };
+		cuuint32_t box[2] = { box_w, box_h }, es[2] = { 1, 1 };
+		return encode(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, base, dims, strides, box, es,
+			      CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+			      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+	};
+	typedef void (*fp4_map_kernel)(const CUtensorMap, const CUtensorMap, uint32_t,
+				       const uint8_t *, float *, uint32_t, uint32_t);
+	const struct {
+		const char *tag;
+		fp4_map_kernel k;
+		int ncw, nst, per_sm, math, split;
+	} mapped[] = {
+		{ "map4x2", fp4_tmap<4, 2>, 4, 2, 0, 0, 1 },
+		{ "map4x2 math only", fp4_tmap<4, 2, 1>, 4, 2, 0, 0, 1 },
+		{ "map4x2 f16cvt", fp4_tmap<4, 2, 0, 1>, 4, 2, 0, 1, 1 },
+		{ "map8s2x2", fp4_tmap<8, 2, 0, 0, 2>, 8, 2, 0, 0, 2 },
+		{ "map8s2x2 math only", fp4_tmap<8, 2, 1, 0, 2>, 8, 2, 0, 0, 2 },
+		{ "map8s2x3", fp4_tmap<8, 3, 0, 0, 2>, 8, 3, 0, 0, 2 },
+		{ "map8s2x2 f16cvt", fp4_tmap<8, 2, 0, 1, 2>, 8, 2, 0, 1, 2 },
+		{ "map8s2x3 f16cvt", fp4_tmap<8, 3, 0, 1, 2>, 8, 3, 0, 1, 2 },
+		{ "map16s4x2", fp4_tmap<16, 2, 0, 0, 4>, 16, 2, 0, 0, 4 },
+		{ "map16s4x3", fp4_tmap<16, 3, 0, 0, 4>, 16, 3, 0, 0, 4 },
+		{ "map16s4x3 f16cvt", fp4_tmap<16, 3, 0, 1, 4>, 16, 3, 0, 1, 4 },
+		{ "map16s4x3 math only", fp4_tmap<16, 3, 1, 0, 4>, 16, 3, 0, 0, 4 },
+		{ "map8s4x3", fp4_tmap<8, 3, 0, 0, 4>, 8, 3, 0, 0, 4 },
+		{ "map8s2x4", fp4_tmap<8, 4, 0, 0, 2>, 8, 4, 0, 0, 2 },
+		{ "map4x2 wgmma", fp4_tmap<4, 2, 0, 3>, 4, 2, 0, 3, 1 },
+		{ "map4x2 wgmma math only", fp4_tmap<4, 2, 1, 3>, 4, 2, 0, 3, 1 },
+		{ "map4x3 wgmma", fp4_tmap<4, 3, 0, 3>, 4, 3, 0, 3, 1 },
+		{ "map8s2x2 wgmma", fp4_tmap<8, 2, 0, 3, 2>, 8, 2, 0, 3, 2 },
+	};
+	auto msmem_of = [&](int ncw, int nst) {
+		return (size_t)1024 + (size_t)nst * ncw * 16 * (256 + 16) + 8 * cols + 2 * nst * 8;
+	};
+	auto msmem_split = [&](int ncw, int nst, int split) {
+		return msmem_of(ncw / split, nst);
+	};
+	for (const auto &t : mapped)
+		CK(cudaFuncSetAttribute(t.k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+					(int)msmem_split(t.ncw, t.nst, t.split)));
 	int sms;
 	cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
 	cudaEvent_t a, b;
@@ -355,10 +662,36 @@ int main(void)
 		if (!round)
 			check("reg");
 		for (const auto &t : staged) {
-			T(t.name, [&](const uint8_t *W, const uint8_t *S) {
-				t.k<<<rows / 64, 160, smem_of(t.nst)>>>(W, S, xq, y, rows, cols);
+			uint32_t nrb = rows / (t.ncw * 16);
+			uint32_t grid = t.per_sm ? (uint32_t)(sms * t.per_sm) : nrb;
+			char name[64];
+			snprintf(name, sizeof(name), "TMA %d warps %d stages grid %u", t.ncw, t.nst,
+				 grid < nrb ? grid : nrb);
+			T(name, [&](const uint8_t *W, const uint8_t *S) {
+				t.k<<<grid < nrb ? grid : nrb, 32 * (t.ncw + 1),
+				      smem_of(t.ncw, t.nst)>>>(W, S, xq, y, rows, cols);
 			});
 			if (!round)
+				check(t.tag);
+		}
+		for (const auto &t : mapped) {
+			uint32_t rb = (uint32_t)(t.ncw / t.split) * 16, nrb = rows / rb;
+			uint32_t grid = t.per_sm ? (uint32_t)(sms * t.per_sm) : nrb;
+			CUtensorMap mw[1], ms[1]; /* this box height's pair */
+			if (mkmap(&mw[0], w, cols / 2, 128, rb, CU_TENSOR_MAP_SWIZZLE_128B) ||
+			    mkmap(&ms[0], s, cols / 32, 16, rb, CU_TENSOR_MAP_SWIZZLE_NONE)) {
+				printf("%s: cuTensorMapEncodeTiled failed\n", t.tag);
+				continue;
+			}
+			char name[64];
+			grid = grid < nrb ? grid : nrb;
+			snprintf(name, sizeof(name), "%s grid %u", t.tag, grid);
+			T(name, [&](const uint8_t *W, const uint8_t *) {
+				uint32_t base = (uint32_t)((W - w) / wb) * rows;
+				t.k<<<grid, 32 * (t.ncw + 1), msmem_split(t.ncw, t.nst, t.split)>>>(
+				    mw[0], ms[0], base, xh[t.math], y, rows, cols);
+			});
+			if (!round && !strstr(t.tag, "only"))
 				check(t.tag);
 		}
 	}
