@@ -7,18 +7,27 @@
  *
  * dsv4_experts_mma holds its bytes in flight in registers, so more warps
  * (shorter chains) meant fewer loads in flight (firmware/README.md,
- * twelfth session).  Here a producer warp streams each 64-row block's
- * weights with cp.async.bulk (1-D, a row's 256 code bytes and 16 scale
- * bytes a stage, completion counted on an mbarrier) into 2-4 stages of
- * shared memory, and four compute warps take them from there with the
- * firmware's math (e2m1 -> e4m3 bits, one m16n8k32 per 16 rows and scale
- * block, x's e4m3 codes in shared memory): the bytes in flight cost no
- * registers.  Each form's y is checked against a CPU sum in double
- * (|y - ref| / sum|terms| < 1e-5); the times are us a launch and GB/s of
- * code + scale bytes, the matrix rotating over four copies so that L2
- * holds little of the next launch's.  A benchmark: it asserts nothing
- * about speed.  Built with the firmware (nvcc) into build/bin and the
- * gpu-kit; run on the GPU machine: experts_tma
+ * twelfth session).  Here a producer warp streams each row block's
+ * weights into 2-8 stages of shared memory over an mbarrier pipeline and
+ * compute warps take them from there, so the bytes in flight cost no
+ * registers.  The forms:
+ *
+ * - fp4_tma: 1-D cp.async.bulk, one 256-byte and one 16-byte copy a row
+ *   and stage (measured at half the read: too many small copies);
+ * - fp4_tmap: 2-D tensor maps (one box of codes, 128B swizzle, and one of
+ *   scales a stage), with MATH: the firmware's e4m3 mma.sync, f16 mmas
+ *   (weights through e4m3 and cvt, or by byte permute), or wgmma (native
+ *   e4m3, A from registers, x as B in shared memory); SPLIT: 2 or 4 warps
+ *   a 16-row group, each on part of a stage's columns; MODE: the math
+ *   alone (no copies) or the copies alone (no math), to see which bounds.
+ *
+ * Each GEMV's y is checked against a CPU sum in double (|y - ref| /
+ * sum|terms| < 1e-5); the times are us a launch and GB/s of code + scale
+ * bytes, the matrix rotating over four copies so that L2 holds little of
+ * the next launch's.  A benchmark: it asserts nothing about speed.  Built
+ * with the firmware (nvcc, compute_90a) into build/bin and the gpu-kit;
+ * run on the GPU machine: experts_tma.  Results:
+ * tests/bench/results/gpu-ab-h100-2026-12-07-14.log.
  */
 #include <cstdio>
 #include <cstdint>
@@ -212,7 +221,7 @@ static __device__ __forceinline__ void fp4x8_to_f16(uint32_t u, uint32_t *h)
 }
 /* d = A (64x32 e4m3, this warp's 16 rows in a[], as mma.m16n8k32 holds them) . B (32x8 e4m3 in
  * shared memory at @desc); a warpgroup's four warps issue it together */
-static __device__ __forceinline__ void wgmma_e4m3(float *d, const uint32_t *a, uint64_t desc)
+static __device__ __forceinline__ void wgmma_x8(float *d, const uint32_t *a, uint64_t desc)
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 0, 0;\n"
 		     "wgmma.mma_async.sync.aligned.m64n8k32.f32.e4m3.e4m3 "
@@ -270,6 +279,8 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 			uint32_t b = i / 256, cm = (i / 128) % 2, k = i % 16;
 			xq[i] = xqg[b * 32 + 8 * (k / 4) + 4 * cm + k % 4];
 		}
+		/* written by the threads, read by wgmma (the async proxy) */
+		asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 	} else {
 		for (uint32_t i = threadIdx.x * 16; i < xbytes; i += blockDim.x * 16)
 			*(uint4 *)(xq + i) = *(const uint4 *)(xqg + i);
@@ -320,10 +331,16 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 				asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
 				for (int blk = 0; blk < 4; blk++)
-					wgmma_e4m3(d[blk], a[blk],
+					wgmma_x8(d[blk], a[blk],
 						   wg_desc(xq + (size_t)((k * 4 + c) * 4 + blk) * 256));
 				asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 				asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+				/* the sums are read only after the wait */
+#pragma unroll
+				for (int blk = 0; blk < 4; blk++)
+#pragma unroll
+					for (int i = 0; i < 4; i++)
+						asm volatile("" : "+f"(d[blk][i])::"memory");
 #pragma unroll
 				for (int blk = 0; blk < 4; blk++) {
 					tg += d[blk][0] * e8m0((uint8_t)(swg >> (8 * blk)));
