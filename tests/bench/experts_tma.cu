@@ -83,6 +83,26 @@ static __device__ __forceinline__ void bulk(void *dst, const void *src, uint32_t
 		     : "memory");
 }
 
+/* the stages this block runs: its row blocks (blockIdx.x, + gridDim.x, ...) times @nst */
+static __device__ __forceinline__ uint32_t stages_of(uint32_t nrb, uint32_t nst)
+{
+	uint32_t mine = blockIdx.x < nrb ? (nrb - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+
+	return mine * nst;
+}
+/* thread 0: each stage's full barrier (one arrival + the bytes) and empty one (@consumers) */
+static __device__ __forceinline__ void pipe_init(uint64_t *full, uint64_t *empty, int nst,
+						 uint32_t consumers)
+{
+	if (threadIdx.x == 0) {
+		for (int s = 0; s < nst; s++) {
+			mb_init(&full[s], 1);
+			mb_init(&empty[s], consumers);
+		}
+		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+	}
+}
+
 #define SCOLS 512 /* columns a stage (256 code bytes a row) */
 #define PITCH 272 /* a stage row's bytes in smem: 256 + 16 (banks) */
 /* y[r] = sum_c w[r,c] * x[c]: w FP4 (cols/2 bytes a row), scales one byte per 32 (cols/32 a row),
@@ -102,15 +122,8 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 	uint64_t *full = (uint64_t *)(xq + cols), *empty = full + NST;
 	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	uint32_t nst = cols / SCOLS, nrb = rows / RB;
-	uint32_t mine = blockIdx.x < nrb ? (nrb - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-	uint32_t total = mine * nst;
-	if (threadIdx.x == 0) {
-		for (int s = 0; s < NST; s++) {
-			mb_init(&full[s], 1);
-			mb_init(&empty[s], NCW);
-		}
-		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-	}
+	uint32_t total = stages_of(nrb, nst);
+	pipe_init(full, empty, NST, NCW);
 	for (uint32_t i = threadIdx.x * 16; i < cols; i += blockDim.x * 16)
 		*(uint4 *)(xq + i) = *(const uint4 *)(xqg + i);
 	__syncthreads();
@@ -263,15 +276,8 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 	uint64_t *full = (uint64_t *)(xq + xbytes), *empty = full + NST;
 	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 	uint32_t nst = cols / SCOLS, nrb = rows / RB;
-	uint32_t mine = blockIdx.x < nrb ? (nrb - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
-	uint32_t total = mine * nst;
-	if (threadIdx.x == 0) {
-		for (int s = 0; s < NST; s++) {
-			mb_init(&full[s], 1);
-			mb_init(&empty[s], NCW);
-		}
-		asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-	}
+	uint32_t total = stages_of(nrb, nst);
+	pipe_init(full, empty, NST, NCW);
 	if constexpr (MATH == 3) {
 		/* byte k of row n of block b's B: x code in mma k order, from xqg's
 		 * [0 2 4 6 1 3 5 7] layout */
