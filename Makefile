@@ -81,7 +81,8 @@ $(GEMV_CHAIN): tests/bench/gemv_chain.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -arch=sm_90a -o $@ $<
 
-# (the firmware's kernel sources compiled in)
+# (the firmware's kernel sources compiled in; for compute_90a, so that sm_90a-only code
+# such as wgmma assembles and is what they measure)
 $(EXPERTS_BENCH) $(EXPERTS_TMA): $(BUILD)/bin/%: tests/bench/%.cu $(FW_SRCS)
 	@mkdir -p $(dir $@)
 	$(NVCC) -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -o $@ $<
