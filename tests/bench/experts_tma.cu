@@ -90,6 +90,11 @@ static __device__ __forceinline__ uint32_t stages_of(uint32_t nrb, uint32_t nst)
 
 	return mine * nst;
 }
+/* the first row of stage @t's row block (@rb rows a block) */
+static __device__ __forceinline__ uint32_t stage_row0(uint32_t t, uint32_t nst, uint32_t rb)
+{
+	return (blockIdx.x + (t / nst) * gridDim.x) * rb;
+}
 /* thread 0: each stage's full barrier (one arrival + the bytes) and empty one (@consumers) */
 static __device__ __forceinline__ void pipe_init(uint64_t *full, uint64_t *empty, int nst,
 						 uint32_t consumers)
@@ -131,7 +136,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		/* producer: stage t's RB rows x 256 code bytes and RB x 16 scale bytes */
 		for (uint32_t t = 0; t < total; t++) {
 			uint32_t s = t % NST, k = t % nst;
-			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			uint32_t r0 = stage_row0(t, nst, RB);
 			if (t >= NST)
 				mb_wait(&empty[s], ((t / NST) - 1) & 1);
 			if (lane == 0)
@@ -181,7 +186,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		if (lane == 0)
 			mb_arrive(&empty[s]);
 		if (k == nst - 1) {
-			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			uint32_t r0 = stage_row0(t, nst, RB);
 			if (q == 0) {
 				y[r0 + rl] = acc_g * 64.f;
 				y[r0 + rl + 8] = acc_g8 * 64.f;
@@ -271,7 +276,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 	uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
 	uint8_t *codes = smem;		   /* NST x (2 boxes of RB x 128) */
 	uint8_t *scl = codes + NST * CB;   /* NST x RB x 16 */
-	uint8_t *xq = scl + NST * SB;	   /* cols (MATH 0) or 2 cols bytes */
+	uint8_t *xq = scl + NST * SB;	   /* xbytes: x's codes, halves or B blocks */
 	uint32_t xbytes = MATH == 3 ? 8 * cols : MATH ? 2 * cols : cols;
 	uint64_t *full = (uint64_t *)(xq + xbytes), *empty = full + NST;
 	uint32_t warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -296,7 +301,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		if (lane == 0 && MODE != 1) {
 			for (uint32_t t = 0; t < total; t++) {
 				uint32_t s = t % NST, k = t % nst;
-				int r0 = (int)(row_base + (blockIdx.x + (t / nst) * gridDim.x) * RB);
+				int r0 = (int)(row_base + stage_row0(t, nst, RB));
 				if (t >= NST)
 					mb_wait(&empty[s], ((t / NST) - 1) & 1);
 				mb_expect(&full[s], CB + SB);
@@ -400,7 +405,7 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		if (lane == 0 && MODE != 1)
 			mb_arrive(&empty[s]);
 		if (k == nst - 1) {
-			uint32_t r0 = (blockIdx.x + (t / nst) * gridDim.x) * RB;
+			uint32_t r0 = stage_row0(t, nst, RB);
 			const float back = MATH == 2 ? 16384.f : 64.f;
 			if (SPLIT > 1) {
 				if (q == 0) {
@@ -620,15 +625,14 @@ int main(void)
 		{ "map4x3 wgmma", fp4_tmap<4, 3, 0, 3>, 4, 3, 0, 3, 1 },
 		{ "map8s2x2 wgmma", fp4_tmap<8, 2, 0, 3, 2>, 8, 2, 0, 3, 2 },
 	};
-	auto msmem_of = [&](int ncw, int nst) {
-		return (size_t)1024 + (size_t)nst * ncw * 16 * (256 + 16) + 8 * cols + 2 * nst * 8;
-	};
-	auto msmem_split = [&](int ncw, int nst, int split) {
-		return msmem_of(ncw / split, nst);
+	/* 1024 for the alignment, the stages, x in its largest form (MATH 3), the barriers */
+	auto msmem_of = [&](int rgroups, int nst) {
+		return (size_t)1024 + (size_t)nst * rgroups * 16 * (256 + 16) + 8 * cols +
+		       2 * nst * 8;
 	};
 	for (const auto &t : mapped)
 		CK(cudaFuncSetAttribute(t.k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-					(int)msmem_split(t.ncw, t.nst, t.split)));
+					(int)msmem_of(t.ncw / t.split, t.nst)));
 	int sms;
 	cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
 	cudaEvent_t a, b;
@@ -700,9 +704,9 @@ int main(void)
 		for (const auto &t : mapped) {
 			uint32_t rb = (uint32_t)(t.ncw / t.split) * 16, nrb = rows / rb;
 			uint32_t grid = t.per_sm ? (uint32_t)(sms * t.per_sm) : nrb;
-			CUtensorMap mw[1], ms[1]; /* this box height's pair */
-			if (mkmap(&mw[0], w, cols / 2, 128, rb, CU_TENSOR_MAP_SWIZZLE_128B) ||
-			    mkmap(&ms[0], s, cols / 32, 16, rb, CU_TENSOR_MAP_SWIZZLE_NONE)) {
+			CUtensorMap mw, ms; /* codes and scales, boxes rb rows high */
+			if (mkmap(&mw, w, cols / 2, 128, rb, CU_TENSOR_MAP_SWIZZLE_128B) ||
+			    mkmap(&ms, s, cols / 32, 16, rb, CU_TENSOR_MAP_SWIZZLE_NONE)) {
 				printf("%s: cuTensorMapEncodeTiled failed\n", t.tag);
 				continue;
 			}
@@ -711,8 +715,8 @@ int main(void)
 			snprintf(name, sizeof(name), "%s grid %u", t.tag, grid);
 			T(name, [&](const uint8_t *W, const uint8_t *) {
 				uint32_t base = (uint32_t)((W - w) / wb) * rows;
-				t.k<<<grid, 32 * (t.ncw + 1), msmem_split(t.ncw, t.nst, t.split)>>>(
-				    mw[0], ms[0], base, xh[t.math], y, rows, cols);
+				t.k<<<grid, 32 * (t.ncw + 1), msmem_of(t.ncw / t.split, t.nst)>>>(
+				    mw, ms, base, xh[t.math], y, rows, cols);
 			});
 			if (!round && !strstr(t.tag, "only"))
 				check(t.tag);
