@@ -429,6 +429,19 @@ __global__ void __launch_bounds__(32 * (NCW + 1))
 		}
 	}
 }
+/* a tensor-map-fed form for main()'s table, its fields read off the template arguments */
+typedef void (*fp4_map_kernel)(const CUtensorMap, const CUtensorMap, uint32_t, const uint8_t *,
+			       float *, uint32_t, uint32_t);
+struct map_form {
+	const char *tag;
+	fp4_map_kernel k;
+	int ncw, nst, math, split;
+};
+template <int NCW, int NST, int MODE = 0, int MATH = 0, int SPLIT = 1>
+static map_form map_form_of(const char *tag)
+{
+	return { tag, fp4_tmap<NCW, NST, MODE, MATH, SPLIT>, NCW, NST, MATH, SPLIT };
+}
 /* the register-fed form: each lane loads its 4 bytes a block straight from global, 4 chunks a step,
  * 2 steps in flight */
 __global__ void __launch_bounds__(128)
@@ -571,13 +584,14 @@ int main(void)
 	};
 	typedef void (*fp4_kernel)(const uint8_t *, const uint8_t *, const uint8_t *, float *,
 				   uint32_t, uint32_t);
-	/* the TMA-fed form: compute warps, stages, blocks an SM (0: one block a row block) */
+	/* the TMA-fed form: compute warps, stages; one block a row block (the kernels also walk
+	 * several, for persistent grids: measured slower, firmware/README.md) */
 	const struct {
 		const char *tag;
 		fp4_kernel k;
-		int ncw, nst, per_sm;
+		int ncw, nst;
 	} staged[] = {
-		{ "tma4x3", fp4_tma<4, 3>, 4, 3, 0 },
+		{ "tma4x3", fp4_tma<4, 3>, 4, 3 },
 	};
 	for (const auto &t : staged)
 		CK(cudaFuncSetAttribute(t.k, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -599,31 +613,25 @@ int main(void)
 			      CU_TENSOR_MAP_INTERLEAVE_NONE, sw, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
 			      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
 	};
-	typedef void (*fp4_map_kernel)(const CUtensorMap, const CUtensorMap, uint32_t,
-				       const uint8_t *, float *, uint32_t, uint32_t);
-	const struct {
-		const char *tag;
-		fp4_map_kernel k;
-		int ncw, nst, per_sm, math, split;
-	} mapped[] = {
-		{ "map4x2", fp4_tmap<4, 2>, 4, 2, 0, 0, 1 },
-		{ "map4x2 math only", fp4_tmap<4, 2, 1>, 4, 2, 0, 0, 1 },
-		{ "map4x2 f16cvt", fp4_tmap<4, 2, 0, 1>, 4, 2, 0, 1, 1 },
-		{ "map8s2x2", fp4_tmap<8, 2, 0, 0, 2>, 8, 2, 0, 0, 2 },
-		{ "map8s2x2 math only", fp4_tmap<8, 2, 1, 0, 2>, 8, 2, 0, 0, 2 },
-		{ "map8s2x3", fp4_tmap<8, 3, 0, 0, 2>, 8, 3, 0, 0, 2 },
-		{ "map8s2x2 f16cvt", fp4_tmap<8, 2, 0, 1, 2>, 8, 2, 0, 1, 2 },
-		{ "map8s2x3 f16cvt", fp4_tmap<8, 3, 0, 1, 2>, 8, 3, 0, 1, 2 },
-		{ "map16s4x2", fp4_tmap<16, 2, 0, 0, 4>, 16, 2, 0, 0, 4 },
-		{ "map16s4x3", fp4_tmap<16, 3, 0, 0, 4>, 16, 3, 0, 0, 4 },
-		{ "map16s4x3 f16cvt", fp4_tmap<16, 3, 0, 1, 4>, 16, 3, 0, 1, 4 },
-		{ "map16s4x3 math only", fp4_tmap<16, 3, 1, 0, 4>, 16, 3, 0, 0, 4 },
-		{ "map8s4x3", fp4_tmap<8, 3, 0, 0, 4>, 8, 3, 0, 0, 4 },
-		{ "map8s2x4", fp4_tmap<8, 4, 0, 0, 2>, 8, 4, 0, 0, 2 },
-		{ "map4x2 wgmma", fp4_tmap<4, 2, 0, 3>, 4, 2, 0, 3, 1 },
-		{ "map4x2 wgmma math only", fp4_tmap<4, 2, 1, 3>, 4, 2, 0, 3, 1 },
-		{ "map4x3 wgmma", fp4_tmap<4, 3, 0, 3>, 4, 3, 0, 3, 1 },
-		{ "map8s2x2 wgmma", fp4_tmap<8, 2, 0, 3, 2>, 8, 2, 0, 3, 2 },
+	const map_form mapped[] = {
+		map_form_of<4, 2>("map4x2"),
+		map_form_of<4, 2, 1>("map4x2 math only"),
+		map_form_of<4, 2, 0, 1>("map4x2 f16cvt"),
+		map_form_of<8, 2, 0, 0, 2>("map8s2x2"),
+		map_form_of<8, 2, 1, 0, 2>("map8s2x2 math only"),
+		map_form_of<8, 3, 0, 0, 2>("map8s2x3"),
+		map_form_of<8, 2, 0, 1, 2>("map8s2x2 f16cvt"),
+		map_form_of<8, 3, 0, 1, 2>("map8s2x3 f16cvt"),
+		map_form_of<16, 2, 0, 0, 4>("map16s4x2"),
+		map_form_of<16, 3, 0, 0, 4>("map16s4x3"),
+		map_form_of<16, 3, 0, 1, 4>("map16s4x3 f16cvt"),
+		map_form_of<16, 3, 1, 0, 4>("map16s4x3 math only"),
+		map_form_of<8, 3, 0, 0, 4>("map8s4x3"),
+		map_form_of<8, 4, 0, 0, 2>("map8s2x4"),
+		map_form_of<4, 2, 0, 3>("map4x2 wgmma"),
+		map_form_of<4, 2, 1, 3>("map4x2 wgmma math only"),
+		map_form_of<4, 3, 0, 3>("map4x3 wgmma"),
+		map_form_of<8, 2, 0, 3, 2>("map8s2x2 wgmma"),
 	};
 	/* 1024 for the alignment, the stages, x in its largest form (MATH 3), the barriers */
 	auto msmem_of = [&](int rgroups, int nst) {
@@ -690,20 +698,17 @@ int main(void)
 			check("reg");
 		for (const auto &t : staged) {
 			uint32_t nrb = rows / (t.ncw * 16);
-			uint32_t grid = t.per_sm ? (uint32_t)(sms * t.per_sm) : nrb;
 			char name[64];
-			snprintf(name, sizeof(name), "TMA %d warps %d stages grid %u", t.ncw, t.nst,
-				 grid < nrb ? grid : nrb);
+			snprintf(name, sizeof(name), "TMA %d warps %d stages grid %u", t.ncw, t.nst, nrb);
 			T(name, [&](const uint8_t *W, const uint8_t *S) {
-				t.k<<<grid < nrb ? grid : nrb, 32 * (t.ncw + 1),
-				      smem_of(t.ncw, t.nst)>>>(W, S, xq, y, rows, cols);
+				t.k<<<nrb, 32 * (t.ncw + 1), smem_of(t.ncw, t.nst)>>>(W, S, xq, y, rows,
+										    cols);
 			});
 			if (!round)
 				check(t.tag);
 		}
 		for (const auto &t : mapped) {
 			uint32_t rb = (uint32_t)(t.ncw / t.split) * 16, nrb = rows / rb;
-			uint32_t grid = t.per_sm ? (uint32_t)(sms * t.per_sm) : nrb;
 			CUtensorMap mw, ms; /* codes and scales, boxes rb rows high */
 			if (mkmap(&mw, w, cols / 2, 128, rb, CU_TENSOR_MAP_SWIZZLE_128B) ||
 			    mkmap(&ms, s, cols / 32, 16, rb, CU_TENSOR_MAP_SWIZZLE_NONE)) {
@@ -711,11 +716,10 @@ int main(void)
 				continue;
 			}
 			char name[64];
-			grid = grid < nrb ? grid : nrb;
-			snprintf(name, sizeof(name), "%s grid %u", t.tag, grid);
+			snprintf(name, sizeof(name), "%s grid %u", t.tag, nrb);
 			T(name, [&](const uint8_t *W, const uint8_t *) {
 				uint32_t base = (uint32_t)((W - w) / wb) * rows;
-				t.k<<<grid, 32 * (t.ncw + 1), msmem_of(t.ncw / t.split, t.nst)>>>(
+				t.k<<<nrb, 32 * (t.ncw + 1), msmem_of(t.ncw / t.split, t.nst)>>>(
 				    mw, ms, base, xh[t.math], y, rows, cols);
 			});
 			if (!round && !strstr(t.tag, "only"))
