@@ -290,6 +290,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax, uint32_t qprep,
 		 uint32_t rd, const float *__restrict__ freqs, float eps)
 {
+	fw_pdl_enter();
 	__shared__ __align__(16) float qs[FW_SPLIT_HEADS * 512];
 	__shared__ float wmax[8][FW_SPLIT_HEADS];
 	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
@@ -409,6 +410,7 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
 	     float *__restrict__ pden)
 {
+	fw_pdl_enter();
 	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
 	uint32_t lane = threadIdx.x % 32, h = blockIdx.y * FW_SPLIT_HEADS + threadIdx.x / 32;
 	rowkeys k;
@@ -498,6 +500,7 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 		  uint32_t hd, uint32_t rd, const float *__restrict__ freqs,
 		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0)
 {
+	fw_pdl_enter();
 	__shared__ float x[512];
 	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
 	uint32_t W = hd / gridDim.z, d0 = blockIdx.z * W;
@@ -544,6 +547,7 @@ dsv4_gather_entries(const uint64_t *__restrict__ rowtab, uint32_t L, const int32
 		    const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t hd, uint32_t r0,
 		    float *__restrict__ gath)
 {
+	fw_pdl_enter();
 	uint32_t r = r0 + blockIdx.x, j = blockIdx.y * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 
@@ -563,6 +567,7 @@ FW_KERNEL void dsv4_ring_store(const float *__restrict__ kvc, const uint64_t *__
 			       uint32_t L, const uint32_t *__restrict__ pos,
 			       const uint32_t *__restrict__ clast, uint32_t win, uint32_t hd)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 	float *ring = (float *)sl->ring + (size_t)(pos[r] % win) * hd;
@@ -617,6 +622,7 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 	      const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
 	      float eps, uint32_t reference)
 {
+	fw_pdl_enter();
 	__shared__ float e[1024];
 	uint32_t r0 = chunks[2 * blockIdx.x], nr = chunks[2 * blockIdx.x + 1];
 	uint32_t width = coff * hd, nslots = coff * ratio;

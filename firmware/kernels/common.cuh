@@ -17,6 +17,37 @@
 #define FW_KERNEL extern "C" __global__
 
 /*
+ * Programmatic dependent launch (decode graphs with $DSV4_GPU_PDL): a
+ * kernel launched with the attribute may start while the kernel before it
+ * on its stream still runs.  fw_pdl_wait(): until that kernel has ended
+ * and its writes are visible (nothing it or any earlier kernel writes may
+ * be read before, and nothing written); fw_pdl_launch(): let the next
+ * kernel start now (its blocks then wait in their own fw_pdl_wait()).
+ * Both do nothing in a launch without the attribute.
+ */
+static __device__ __forceinline__ void fw_pdl_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void fw_pdl_launch(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* a short kernel's start: wait for the one before, then let the next
+ * one's blocks start and do what they can before their own wait */
+static __device__ __forceinline__ void fw_pdl_enter(void)
+{
+	fw_pdl_wait();
+	fw_pdl_launch();
+}
+
+/*
  * sum over k = k0, k0 + step, ... < n of p[k * stride], added in that
  * order, read past L1 (__ldcg: other blocks' writes) eight loads at a
  * time: __ldcg is inline assembly, so a plain loop waited for each load

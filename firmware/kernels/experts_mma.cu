@@ -167,6 +167,8 @@ dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ ta
 	uint32_t s = blockIdx.y, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
 	int32_t e;
 
+	/* which expert (and so which weights) comes from the kernels before */
+	fw_pdl_wait();
 	if (rt.logits) {	/* the router's picks for the slot's row, here */
 		uint32_t r = s / K;
 		const int32_t *hash = rt.tid2eid ? (const int32_t *)rt.tid2eid +
@@ -214,6 +216,7 @@ dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ ta
 		mma_load(A, c0 + 8, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
 		mma_step_run(B, c0 + 4, nch, xq, xs, q, koff, acc_g, acc_g8);
 	}
+	fw_pdl_launch();
 	/* 2^6 back (see fp4x8_to_e4m3); every lane of a group holds the sums */
 	if (q == 0) {
 		if (on_g)

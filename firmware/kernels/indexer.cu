@@ -12,6 +12,7 @@ FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
 			    const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
 			    uint32_t reference)
 {
+	fw_pdl_enter();
 	float *q = qi + ((size_t)blockIdx.x * gridDim.y + blockIdx.y) * ihd;
 
 	block_rope(q + ihd - rd, freqs, rd, pos[blockIdx.x], 0);
@@ -67,6 +68,7 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
 			float *__restrict__ scores, uint32_t max_entries)
 {
+	fw_pdl_enter();
 	__shared__ float4 qs[8192 / 4];
 	__shared__ float ws[64 * 8], part[8][32];
 	__shared__ float4 ks[32][17];	/* padded: a warp's rows in distinct banks */
@@ -210,6 +212,7 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
 	  uint32_t *__restrict__ nsel, uint32_t nz)
 {
+	fw_pdl_enter();
 	__shared__ uint32_t hist[256], wt[64];
 	__shared__ uint32_t prefix, want;
 	__shared__ float sum_sh[TOPK_SHARED];

@@ -404,8 +404,11 @@ static __device__ void linear_one(const fw_mat &w, const float *x, float *y, flo
 	uint32_t ks = gridDim.y, slice = w.cols / ks;
 	float acc[FW_LINEAR_ROWS], sum;
 
+	fw_pdl_wait();
 	if (o0 < w.rows)
 		rows_fmt<FMT, 4>(w, o0, x, acc, blockIdx.y * slice, (blockIdx.y + 1) * slice, aq);
+	/* the weights are read: the next kernel's blocks may come */
+	fw_pdl_launch();
 	if (ks == 1) {
 		if (o0 < w.rows && threadIdx.x % 32 == 0)
 			for (uint32_t i = 0; i < 4 && o0 + i < w.rows; i++) {

@@ -150,9 +150,12 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	size_t sig = (size_t)((w.row0 + rg) / 128) * sc_cols + k0 / 128;
 	size_t sig8 = (size_t)((w.row0 + rg8) / 128) * sc_cols + k0 / 128;
 
-	/* the first weights are on their way while x is quantized; then
-	 * each step's loads go out before the step before is used */
+	/* the first weights are on their way while x is quantized (with
+	 * $DSV4_GPU_PDL, while the kernel before ends: only weights are
+	 * read before fw_pdl_wait()); then each step's loads go out before
+	 * the step before is used */
 	f8_load(A, 0, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+	fw_pdl_wait();
 	quant_x_codes(x + k0, slice, xq, xs);
 	__syncthreads();
 	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
@@ -161,6 +164,7 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 		f8_load(A, b0 + 4, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
 		f8_run(B, b0 + 2, nb, xq, xs, q, acc_g, acc_g8);
 	}
+	fw_pdl_launch();
 	/* every lane of a group holds its rows' sums */
 	if (ks == 1) {
 		if (q == 0 && on_g) {

@@ -26,6 +26,7 @@ static __device__ __forceinline__ float hc_pre_weight(float mix, float rs, float
 FW_KERNEL void dsv4_embed(fw_mat w, const int32_t *__restrict__ tok, uint32_t hc,
 			  float *__restrict__ X)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x, D = w.cols;
 	size_t t = (size_t)tok[r];
 
@@ -258,6 +259,7 @@ FW_KERNEL void dsv4_hc_pre(const float *__restrict__ mix, const float *__restric
 			   const float *__restrict__ normw, float *__restrict__ xn,
 			   float *__restrict__ post, float *__restrict__ comb, uint32_t parts)
 {
+	fw_pdl_enter();
 	__shared__ float pre[16], M[256];
 	uint32_t r = blockIdx.x, W = hc * D, nmix = (2 + hc) * hc;
 	const float *Xr = X + (size_t)r * W, *mx = mix + (size_t)r * nmix;
@@ -393,6 +395,7 @@ dsv4_hc_mix(fw_mat w, const float *__restrict__ X, uint32_t hc, uint32_t D,
 	    const float *__restrict__ scale, const float *__restrict__ base, float hc_eps,
 	    float norm_eps, const float *__restrict__ normw, float *__restrict__ xn)
 {
+	fw_pdl_enter();
 	__shared__ float pre[16];
 	__shared__ double rsum;
 	uint32_t s = blockIdx.x, S = gridDim.x, r = blockIdx.y, W = hc * D, slice = W / S;
@@ -453,6 +456,7 @@ FW_KERNEL void dsv4_hc_post(float *__restrict__ X, const float *__restrict__ f,
 			    const float *__restrict__ post, const float *__restrict__ comb,
 			    uint32_t hc, uint32_t D)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
 	fw_hc_post hp = { (uint64_t)X, (uint64_t)post, (uint64_t)comb, hc, D };
 
@@ -467,6 +471,7 @@ FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restri
 			    uint32_t hc, uint32_t D, float hc_eps, float norm_eps,
 			    const float *__restrict__ normw, float *__restrict__ y)
 {
+	fw_pdl_enter();
 	__shared__ float pre[16];
 	uint32_t r = blockIdx.x;
 	const float *Xr = X + (size_t)r * hc * D;
@@ -483,6 +488,7 @@ FW_KERNEL void dsv4_hc_head(const float *__restrict__ mix, const float *__restri
 FW_KERNEL void dsv4_rmsnorm(float *__restrict__ x, uint32_t ld, uint32_t n,
 			    const float *__restrict__ w, float eps)
 {
+	fw_pdl_enter();
 	block_rmsnorm(x + (size_t)blockIdx.x * ld, w, n, eps);
 }
 
@@ -507,6 +513,7 @@ FW_KERNEL void dsv4_head_prep(float *__restrict__ x, uint32_t hd, uint32_t rd,
 			      const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
 			      uint32_t fq)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x, h = blockIdx.y, H = gridDim.y;
 
 	block_head_prep(x + ((size_t)r * H + h) * hd, hd, rd, w, eps, pos[r], freqs, fq);
@@ -524,6 +531,7 @@ FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 			     const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
 			     uint32_t fq)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x, t = threadIdx.x;
 	float *v = kv + (size_t)r * hd;
 
@@ -555,6 +563,7 @@ FW_KERNEL void dsv4_qkv_prep(float *__restrict__ qr, uint32_t qlr,
 FW_KERNEL void dsv4_act_quant(const float *__restrict__ x, uint32_t ldx, uint32_t n,
 			      float *__restrict__ out, uint32_t ldo)
 {
+	fw_pdl_enter();
 	float *o = out + (size_t)blockIdx.x * ldo;
 
 	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
@@ -574,6 +583,7 @@ FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
 			   const int32_t *__restrict__ tok, float route_scale, uint32_t hf,
 			   int32_t *__restrict__ idx, float *__restrict__ wts)
 {
+	fw_pdl_enter();
 	__shared__ int32_t chosen[64];
 	__shared__ float best_v[32];
 	__shared__ int32_t best_i[32];
@@ -673,6 +683,7 @@ FW_KERNEL void dsv4_swiglu(const float *__restrict__ g, const float *__restrict_
 			   float lim, const float *__restrict__ w, float *__restrict__ h,
 			   uint32_t fq)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x;
 	float *hr = h + (size_t)r * I;
 
@@ -712,6 +723,7 @@ FW_KERNEL void dsv4_moe_combine(const float *__restrict__ ye, const float *__res
 				uint32_t K, uint32_t D, uint32_t weight_after,
 				const float *__restrict__ shared, float *__restrict__ out, fw_hc_post hp)
 {
+	fw_pdl_enter();
 	uint32_t r = blockIdx.x, d = blockIdx.y * blockDim.x + threadIdx.x;
 
 	if (d >= D)

@@ -17,7 +17,7 @@
 #    (and its decode FP8 GEMVs on the tensor cores against the CUDA cores);
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
-#    kernel, the ring store beside the attention vs after it, decode's mHC
+#    kernel, decode graphs with programmatic dependent launch vs without, the ring store beside the attention vs after it, decode's mHC
 #    steps fused vs apart: identical logits; wq_a and wkv as one GEMV vs
 #    apart (1e-4, also Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
@@ -120,6 +120,13 @@ args4=(--model "$flash4" --random-prompt 12 --seed 6 --n-predict 6 --numerics re
 DSV4_GPU_FUSE_ROUTE=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/router" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/router" "$tmp/route" 0 \
 	"flash-shaped reference: the router inside the experts' launch vs its own"
+tap $?
+# ... and decode's graphs with programmatic dependent launch (kernels that
+# start while the one before ends, DSV4_GPU_PDL=1) vs without: the same
+# kernels and sums, so the same logits
+DSV4_GPU_PDL=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/pdl" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/route" "$tmp/pdl" 0 \
+	"flash-shaped reference: decode with programmatic dependent launch vs without"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not

@@ -101,6 +101,7 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 					 "CUDA: libcuda.so.1 lacks %s (driver too old)", syms[i].name);
 		memcpy((char *)&g->cu + syms[i].off, &p, sizeof(p));
 	}
+	*(void **)&g->cu.LaunchKernelEx = dlsym(g->lib, "cuLaunchKernelEx");
 	return 0;
 }
 

@@ -25,6 +25,29 @@ typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
 typedef uint64_t CUdeviceptr;	/* cuda.h: unsigned long long, the same 64 bits */
 
+/* cuLaunchKernelEx's arguments, laid out as cuda.h's CUlaunchAttribute
+ * and CUlaunchConfig; only programmatic stream serialization is used */
+#define CU_LAUNCH_ATTR_PROGRAMMATIC_SERIALIZATION 6
+struct cu_launch_attr {
+	int id;
+	char pad[4];
+	union {
+		char bytes[64];
+		int programmatic_serialization_allowed;
+	} value;
+};
+
+struct cu_launch_config {
+	unsigned int grid[3], block[3], smem;
+	CUstream stream;
+	struct cu_launch_attr *attrs;
+	unsigned int nattrs;
+};
+_Static_assert(sizeof(struct cu_launch_attr) == 72 &&
+		       offsetof(struct cu_launch_config, stream) == 32 &&
+		       offsetof(struct cu_launch_config, nattrs) == 48,
+	       "cuda.h's launch structs");
+
 struct cu_driver {
 	CUresult (*Init)(unsigned int);
 	CUresult (*DriverGetVersion)(int *);
@@ -74,6 +97,9 @@ struct cu_driver {
 	CUresult (*GraphLaunch)(CUgraphExec, CUstream);
 	CUresult (*GraphExecDestroy)(CUgraphExec);
 	CUresult (*GraphDestroy)(CUgraph);
+	/* optional (NULL where the driver lacks it): programmatic dependent
+	 * launch, $DSV4_GPU_PDL */
+	CUresult (*LaunchKernelEx)(const struct cu_launch_config *, CUfunction, void **, void **);
 };
 
 /* the firmware's kernels, by name (cuda.c looks every one up at open) */

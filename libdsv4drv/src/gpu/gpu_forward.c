@@ -45,6 +45,9 @@ struct fwd {
 	int posted;		/* the sublayer did the mHC post step itself */
 	int side_open;		/* side work since the last side_join() */
 	int capturing;		/* into a graph (forward_graph()) */
+	/* the last thing put on main [0] and side [1] was a kernel (with
+	 * $DSV4_GPU_PDL the next may start while it ends: launch_as()) */
+	int after_kernel[2];
 	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
 	CUstream main;		/* gm->main */
 	CUstream cur;		/* where launches go: main or gm->side */
@@ -210,6 +213,62 @@ static int reserve(struct fwd *w)
 	return 0;
 }
 
+/*
+ * Kernels launched with programmatic serialization (launch_as()): their
+ * firmware reads nothing an earlier kernel wrote (and writes nothing)
+ * before fw_pdl_wait().  Not dsv4_topk: one block re-reading the
+ * scores, launched that way (while the scores' last blocks ran) it took
+ * 88-106 us at 128K instead of 33 (CUPTI timeline, 2026-12-07).
+ */
+static int pdl_ready(enum gpu_kernel k)
+{
+	switch (k) {
+	case K_EMBED: case K_HC_MIX: case K_HC_PRE: case K_HC_POST: case K_HC_HEAD:
+	case K_RMSNORM: case K_HEAD_PREP: case K_QKV_PREP: case K_ACT_QUANT: case K_ROUTER:
+	case K_SWIGLU: case K_MOE_COMBINE: case K_RING_STORE: case K_ATTN_SCORES:
+	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
+	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_LINEAR1_F32:
+	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
+	case K_EXPERTS_MMA:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int stream_slot(const struct fwd *w, CUstream s)
+{
+	return s == w->main ? 0 : 1;
+}
+
+/* a copy, memset or event wait went onto @s: a kernel after it depends on
+ * more than the kernel before, and is launched the plain way */
+static void pdl_cut(struct fwd *w, CUstream s)
+{
+	w->after_kernel[stream_slot(w, s)] = 0;
+}
+
+/*
+ * Programmatic dependent launch ($DSV4_GPU_PDL=1, decode graphs only): a
+ * kernel right after another on its stream is launched with programmatic
+ * stream serialization, so its blocks start as the one before lets them
+ * (fw_pdl_launch(): short kernels at their start, GEMVs once their weights
+ * are read) and wait in fw_pdl_wait() for it to end; a GEMV on the tensor
+ * cores loads its first weights before that wait.  The step's launch
+ * latencies and ramps then overlap the kernels' tails.
+ */
+static CUresult launch_pdl(struct fwd *w, CUfunction fn, unsigned gx, unsigned gy, unsigned gz,
+			   unsigned block, unsigned smem, void **args)
+{
+	struct cu_launch_attr attr = { .id = CU_LAUNCH_ATTR_PROGRAMMATIC_SERIALIZATION };
+	struct cu_launch_config cfg = { .grid = { gx, gy, gz }, .block = { block, 1, 1 },
+					.smem = smem, .stream = w->cur, .attrs = &attr,
+					.nattrs = 1 };
+
+	attr.value.programmatic_serialization_allowed = 1;
+	return w->cu->LaunchKernelEx(&cfg, fn, args, NULL);
+}
+
 /* @what: the profile's bucket (the kernel, or K_COUNT + a linear shape) */
 static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, unsigned gy,
 		      unsigned gz, unsigned block, unsigned smem, void **args)
@@ -229,7 +288,13 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 		gm->prof_what[gm->prof_used++] = (int16_t)what;
 		w->cu->EventRecord(ev[0], w->cur);
 	}
-	w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, w->cur, args, NULL);
+	if (gm->pdl && w->capturing && w->split && !gm->prof_graph && pdl_ready(k) &&
+	    !(gm->pdl_skip >> k & 1) && w->after_kernel[stream_slot(w, w->cur)])
+		w->r = launch_pdl(w, gm->g->fn[k], gx, gy, gz, block, smem, args);
+	else
+		w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, w->cur,
+					   args, NULL);
+	w->after_kernel[stream_slot(w, w->cur)] = 1;
 	if (ev)
 		w->cu->EventRecord(ev[1], w->cur);
 }
@@ -255,6 +320,7 @@ static void side_begin(struct fwd *w)
 	if (!w->r)
 		w->r = w->cu->StreamWaitEvent(w->gm->side, w->gm->fork, 0);
 	w->cur = w->gm->side;
+	pdl_cut(w, w->cur);
 }
 
 static void side_end(struct fwd *w)
@@ -274,6 +340,7 @@ static void side_join(struct fwd *w)
 {
 	if (w->split && w->side_open && !w->r)
 		w->r = w->cu->StreamWaitEvent(w->main, w->gm->join, 0);
+	pdl_cut(w, w->main);
 	w->side_open = 0;
 }
 
@@ -911,6 +978,7 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq
 			w->r = w->cu->EventRecord(gm->copied, gm->copy);
 		if (!w->r)
 			w->r = w->cu->StreamWaitEvent(w->main, gm->copied, 0);
+		pdl_cut(w, w->main);
 		for (uint32_t s = 0; s < RK; s++) {
 			gidx[s] = -1;
 			for (uint32_t i = 0; i < ng; i++)
@@ -920,6 +988,7 @@ static int stream_experts(struct fwd *w, uint32_t L, CUdeviceptr xe, uint32_t aq
 		if (!w->r)
 			w->r = w->cu->MemcpyHtoDAsync(w->b.idxg, gidx, (size_t)RK * sizeof(*gidx),
 						      w->main);
+		pdl_cut(w, w->main);
 		experts(w, L, w->b.idxg, xe, aq, NULL);
 		/* the pinned host copies are needed until the copies are done */
 		t0 = now_ns();
@@ -987,6 +1056,10 @@ static int moe(struct fwd *w, uint32_t L)
 	 * out of range; otherwise the experts write every slot */
 	if (!w->r && (w->gm->stream || gl->tid2eid || E < K))
 		w->r = w->cu->MemsetD32Async(b->ye, 0, (size_t)R * K * D, w->main);
+	/* (and with $DSV4_GPU_PDL the w1/w3 launch goes the plain way: started
+	 * while the gate's 16 blocks ran, it took 46-48 us instead of 31,
+	 * probably its 384 blocks placed on the other SMs only, 3-4 an SM) */
+	pdl_cut(w, w->main);
 	if (w->gm->stream)
 		ret = stream_experts(w, L, xe, aq);
 	else
@@ -1141,6 +1214,7 @@ static void head(struct fwd *w, const uint32_t *lrows)
 		for (uint32_t i = 0; i < nl && !w->r; i++)
 			w->r = w->cu->MemcpyDtoDAsync(b->hX + i * row, b->X + lrows[i] * row, row,
 						      w->main);
+		pdl_cut(w, w->main);
 		lin(w, &gm->hc_head, b->hX, hc * D, nl, b->hmix, hc, 0);
 		/* few rows: one block each, as wide as it gets (256 threads
 		 * took ~19 us for one row) */
@@ -1170,6 +1244,7 @@ static void head(struct fwd *w, const uint32_t *lrows)
 			       w->cu->EventRecordWithFlags(gm->logit_ev[i], w->cur,
 							   1 /* CU_EVENT_RECORD_EXTERNAL */) :
 			       w->cu->EventRecord(gm->logit_ev[i], w->cur);
+		pdl_cut(w, w->cur);
 		side_end(w);
 	}
 	side_join(w);
@@ -1318,6 +1393,7 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 	if (w->r)
 		return 0;
 	w->capturing = 1;
+	w->after_kernel[0] = w->after_kernel[1] = 0;
 	ret = forward(w, pos, lrows, err, errlen);
 	w->capturing = 0;
 	/* the capture ends whatever happened inside it */

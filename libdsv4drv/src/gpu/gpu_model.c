@@ -32,6 +32,25 @@ static int env_off(const char *var)
 	return v && *v == '0';
 }
 
+/* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */
+static uint64_t pdl_skip_mask(const char *list)
+{
+	_Static_assert(K_COUNT <= 64, "a bit per kernel");
+	uint64_t mask = 0;
+
+	for (unsigned int k = 0; list && k < K_COUNT; k++) {
+		const char *name = gpu_kernel_name(k), *at = list;
+		size_t n = strlen(name);
+
+		while ((at = strstr(at, name))) {
+			if ((at == list || at[-1] == ',') && (at[n] == ',' || !at[n]))
+				mask |= 1ull << k;
+			at += n;
+		}
+	}
+	return mask;
+}
+
 /* @bytes of @src into the arena at the next multiple of @align */
 static CUdeviceptr put_at(struct uploader *u, const void *src, size_t bytes, size_t align)
 {
@@ -474,6 +493,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
+	gm->pdl = getenv("DSV4_GPU_PDL") && *getenv("DSV4_GPU_PDL") == '1' &&
+		  gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
+	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;
 	if (getenv("DSV4_GPU_LOGIT_PIECES")) {
 		unsigned long p = strtoul(getenv("DSV4_GPU_LOGIT_PIECES"), NULL, 10);

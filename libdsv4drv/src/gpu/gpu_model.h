@@ -89,6 +89,13 @@ struct gpu_model {
 	/* decode's FP8 GEMVs with the act quant on the tensor cores
 	 * (dsv4_linear1_fp8_mma); $DSV4_GPU_LINEAR_MMA=0: dsv4_linear1_fp8 */
 	int linear_mma;
+	/* decode graphs with programmatic dependent launch: a kernel that
+	 * follows another on its stream starts while that one ends (see
+	 * launch_as()); $DSV4_GPU_PDL=1, where the driver has it */
+	int pdl;
+	/* kernels launched the plain way even so ($DSV4_GPU_PDL_SKIP: their
+	 * names, comma-separated; for measuring), bit k for kernel k */
+	uint64_t pdl_skip;
 	/* one row's logits out in pieces: the head as logit_pieces launches,
 	 * each piece copied into hstage on the side stream while the next is
 	 * formed (logit_ev[i]: piece i is there), and on to the caller while
