@@ -275,6 +275,7 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 {
 	struct gpu_model *gm = w->gm;
 	CUevent *ev = NULL;
+	int pdl;
 
 	if (w->r || !gx || !gy || !gz)
 		return;
@@ -288,10 +289,16 @@ static void launch_as(struct fwd *w, enum gpu_kernel k, int what, unsigned gx, u
 		gm->prof_what[gm->prof_used++] = (int16_t)what;
 		w->cu->EventRecord(ev[0], w->cur);
 	}
-	if (gm->pdl && w->capturing && w->split && !gm->prof_graph && pdl_ready(k) &&
-	    !(gm->pdl_skip >> k & 1) && w->after_kernel[stream_slot(w, w->cur)])
+	pdl = gm->pdl && w->capturing && w->split && !gm->prof_graph && pdl_ready(k) &&
+	      !(gm->pdl_skip >> k & 1) && w->after_kernel[stream_slot(w, w->cur)];
+	if (pdl) {
 		w->r = launch_pdl(w, gm->g->fn[k], gx, gy, gz, block, smem, args);
-	else
+		/* refused (a driver that cannot capture it): the plain way from
+		 * now on, for this launch too */
+		if (w->r)
+			gm->pdl = 0;
+	}
+	if (!pdl || w->r)
 		w->r = w->cu->LaunchKernel(gm->g->fn[k], gx, gy, gz, block, 1, 1, smem, w->cur,
 					   args, NULL);
 	w->after_kernel[stream_slot(w, w->cur)] = 1;
