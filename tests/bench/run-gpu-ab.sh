@@ -21,12 +21,7 @@ case $rounds in '' | *[!0-9]*) echo "ROUNDS must be a number" >&2; exit 2 ;; esa
 for v in "$@"; do
 	case $v in *=*) ;; *) echo "not LABEL=SETTINGS: $v" >&2; exit 2 ;; esac
 done
-top=$(pwd)
-kit=$top/build/gpu-kit
-export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export DSV4_FIRMWARE=${DSV4_FIRMWARE:-$top/build/firmware/dsv4.fatbin}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/gpu/kit-env.sh
 model=$tmp/flash5
 "$kit/dsv4-mkmodel" --preset flash --layers 5 --experts 32 --seed 1 "$model" >/dev/null || exit 1
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version --format=csv,noheader

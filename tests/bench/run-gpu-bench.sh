@@ -13,14 +13,9 @@
 # 3. HF transformers eager on the same checkpoint (BF16, and FP32 as our
 #    activations are FP32) when torch is there, and the ratios.
 set -uo pipefail
-top=$(pwd)
-kit=$top/build/gpu-kit
 layers=${1:-5}
 experts=${2:-32}
-export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export DSV4_FIRMWARE=${DSV4_FIRMWARE:-$top/build/firmware/dsv4.fatbin}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/gpu/kit-env.sh
 model=$tmp/flash$layers
 echo "\$ dsv4-mkmodel --preset flash --layers $layers --experts $experts --seed 1"
 "$kit/dsv4-mkmodel" --preset flash --layers "$layers" --experts "$experts" --seed 1 \

@@ -17,8 +17,9 @@
 #    (and its decode FP8 GEMVs on the tensor cores against the CUDA cores);
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
-#    kernel, decode graphs with programmatic dependent launch vs without, the ring store beside the attention vs after it, decode's mHC
-#    steps fused vs apart: identical logits; wq_a and wkv as one GEMV vs
+#    kernel, decode graphs with programmatic dependent launch vs without,
+#    the ring store beside the attention vs after it, decode's mHC steps
+#    fused vs apart: identical logits; wq_a and wkv as one GEMV vs
 #    apart (1e-4, also Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
 #    decode's router inside the experts' launch vs its own (identical);
@@ -30,12 +31,7 @@
 # 6. engine_test with the backend left on auto: the official fixtures
 #    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
 set -uo pipefail
-top=$(pwd)
-kit=$top/build/gpu-kit
-export LD_LIBRARY_PATH=$kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export DSV4_FIRMWARE=${DSV4_FIRMWARE:-$top/build/firmware/dsv4.fatbin}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. tests/gpu/kit-env.sh
 fail=0
 pass=0
 tap() { if [ "$1" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); fi; }
