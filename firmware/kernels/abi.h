@@ -18,6 +18,17 @@ enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
 /* dsv4_experts_mma: the most columns (x's FP8 codes in shared memory) */
 #define FW_MMA_MAX_COLS 8192
 
+/*
+ * An F32 row split into e4m3 parts for the tensor cores (decode's wo_a,
+ * dsv4_linear1_fp8_mmx): each 128-value block as FW_XSPLIT_PARTS code
+ * vectors with a power-of-two scale each, block-major: codes [blocks,
+ * parts, 128] bytes, scales [blocks, parts] F32.  The parts add up to the
+ * block within 2^-32 of its largest |value|.  dsv4_linear1_fp8_mmx takes
+ * column slices of at most FW_XSPLIT_MAX_COLS.
+ */
+#define FW_XSPLIT_PARTS 8
+#define FW_XSPLIT_MAX_COLS 2048
+
 /* One layer of one sequence, in device memory (F32 throughout):
  * ring [window, head_dim]; compressor kv/score [coff*ratio, coff*dim];
  * entries [cap, dim].  Zero where the layer has no such part. */

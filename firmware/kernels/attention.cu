@@ -9,6 +9,7 @@
  * Also the window ring's update and the compressors' state machine.
  */
 #include "common.cuh"
+#include "mma.cuh"
 
 /* keys one warp reads at once (memory-level parallelism in decode, where
  * a head is one block and its warps walk hundreds of keys) */
@@ -493,12 +494,15 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
  * over the denominator (with the sink), inverse RoPE, into o [R, H*hd].
  * blockIdx.z takes a slice of hd / gridDim.z dims (one block per head
  * reading all S ranges took ~8 us); the RoPE dims lie in the last slice
- * (the host checks rd <= hd / gridDim.z) */
+ * (the host checks rd <= hd / gridDim.z).  xp != 0 (one row, slices of
+ * 128 dims): o also split into e4m3 parts for wo_a on the tensor cores,
+ * codes into xp and scales into xps (abi.h's FW_XSPLIT layout) */
 FW_KERNEL void __launch_bounds__(128)
 dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cmax,
 		  const float *__restrict__ part, const float *__restrict__ pden, uint32_t S,
 		  uint32_t hd, uint32_t rd, const float *__restrict__ freqs,
-		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0)
+		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0,
+		  uint8_t *__restrict__ xp, float *__restrict__ xps)
 {
 	fw_pdl_enter();
 	__shared__ float x[512];
@@ -535,6 +539,12 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 		block_rope(x + W - rd, freqs, rd, pos[r], 1);
 	for (uint32_t d = threadIdx.x; d < W; d += blockDim.x)
 		o[((size_t)r * H + h) * hd + d0 + d] = x[d];
+	if (xp) {
+		size_t blk = (((size_t)r * H + h) * hd + d0) / 128;
+
+		xsplit_block(x[threadIdx.x], xp + blk * FW_XSPLIT_PARTS * 128,
+			     xps + blk * FW_XSPLIT_PARTS);
+	}
 }
 
 /*

@@ -48,14 +48,109 @@ dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
 		scores[(size_t)r * max_entries + j] = s;
 }
 
+/* staged keys: 32 entries of 16 float4 pieces, or 64 of 8 (each row
+ * padded by one piece: a warp's rows in distinct banks) */
+#define INDEX_KS (64 * 9)
+
 /*
- * The same scores, tiled: grid (R, ceil(max_entries / 32), Z), 256
- * threads, ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0 (the host checks).
- * Row r's queries sit in shared memory, the tile's keys pass through it 16
- * pieces of a row at a time; thread (g, e) takes entry e of the tile and
- * heads [g ih/8, (g+1) ih/8), each dot product in order over d, and the 8
- * groups' sums meet in order.  No shuffle per head: the warp-per-entry
- * form above spends most of its time in those at long contexts.
+ * One tile of dsv4_index_scores_tiled: 32 EPT entries from n0 (< n),
+ * thread (g, e) taking entries e + 32 x (x < EPT) and heads [g hpg,
+ * (g+1) hpg) of the block's; each dot product in order over d, the same
+ * arithmetic for any EPT.  Two entries a thread (long contexts) load each
+ * query piece from shared memory once for both.
+ */
+template <int EPT>
+static __device__ __forceinline__ void index_tile(const float4 *qs, const float *ws, float4 *ks,
+						  float *part, const float *kbase, uint32_t n0,
+						  uint32_t n, uint32_t ihd, uint32_t hpg,
+						  float *__restrict__ out)
+{
+	const uint32_t P = EPT == 1 ? 16 : 8, S = P + 1, T = 32 * EPT;
+	uint32_t e = threadIdx.x % 32, g = threadIdx.x / 32, np = ihd / 4;
+	uint32_t ne = n - n0 < T ? n - n0 : T;
+	float s[EPT];
+
+#pragma unroll
+	for (int x = 0; x < EPT; x++)
+		s[x] = 0.f;
+	for (uint32_t h0 = 0; h0 < hpg; h0 += 8) {
+		float acc[EPT][8];
+
+#pragma unroll
+		for (int x = 0; x < EPT; x++)
+#pragma unroll
+			for (int i = 0; i < 8; i++)
+				acc[x][i] = 0.f;
+		/* the tile's keys through shared memory, P pieces a row at a
+		 * time, loaded a row per P threads (a thread reading its own
+		 * entry's row from global memory waited on each piece) */
+		for (uint32_t c0 = 0; c0 < np; c0 += P) {
+			uint32_t w = np - c0 < P ? np - c0 : P;
+
+			__syncthreads();
+			for (uint32_t t = threadIdx.x; t < T * P; t += blockDim.x) {
+				const float4 *row = (const float4 *)(kbase + (size_t)(t / P) * ihd);
+
+				if (t / P < ne && t % P < w)
+					ks[(t / P) * S + t % P] = row[c0 + t % P];
+			}
+			__syncthreads();
+			for (uint32_t u = 0; u < w; u++) {
+				uint32_t d4 = c0 + u;
+				float4 k[EPT];
+
+#pragma unroll
+				for (int x = 0; x < EPT; x++)
+					k[x] = ks[(e + 32 * x) * S + u];
+#pragma unroll
+				for (int i = 0; i < 8; i++) {
+					if (h0 + i < hpg) {
+						float4 q = qs[(g * hpg + h0 + i) * np + d4];
+
+#pragma unroll
+						for (int x = 0; x < EPT; x++)
+							acc[x][i] += q.x * k[x].x + q.y * k[x].y +
+								     q.z * k[x].z + q.w * k[x].w;
+					}
+				}
+			}
+		}
+#pragma unroll
+		for (int x = 0; x < EPT; x++) {
+			if (e + 32 * x >= ne)
+				continue;
+#pragma unroll
+			for (int i = 0; i < 8; i++)
+				if (h0 + i < hpg)
+					s[x] += ws[g * hpg + h0 + i] * (acc[x][i] > 0 ? acc[x][i] : 0);
+		}
+	}
+#pragma unroll
+	for (int x = 0; x < EPT; x++)
+		part[g * T + e + 32 * x] = s[x];
+	__syncthreads();
+	if (g == 0) {
+#pragma unroll
+		for (int x = 0; x < EPT; x++) {
+			float t = 0;
+
+			if (e + 32 * x >= ne)
+				continue;
+			for (uint32_t k = 0; k < 8; k++)
+				t += part[k * T + e + 32 * x];
+			out[n0 + e + 32 * x] = t;
+		}
+	}
+}
+
+/*
+ * The same scores, tiled: grid (R, ceil(max_entries / (32 ept)), Z), 256
+ * threads, ih % 8 == 0, ih * ihd <= 8192, ihd % 4 == 0, ept 1 or 2 (the
+ * host checks).  Row r's queries sit in shared memory, the tile's keys
+ * pass through it a few pieces of a row at a time (index_tile()); the 8
+ * warps' head groups' sums meet in order.  No shuffle per head: the
+ * warp-per-entry form above spends most of its time in those at long
+ * contexts.  ept = 2 (long contexts): 64 entries a tile, two a thread.
  *
  * Z = 8 (ih = 64, few tiles: a row's 32 blocks left most SMs idle): block
  * z takes group z's 8 heads, a warp each, and writes the group's sum into
@@ -66,83 +161,32 @@ FW_KERNEL void __launch_bounds__(256)
 dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ wi,
 			const uint64_t *__restrict__ rowtab, uint32_t L,
 			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
-			float *__restrict__ scores, uint32_t max_entries)
+			float *__restrict__ scores, uint32_t max_entries, uint32_t ept)
 {
 	fw_pdl_enter();
 	__shared__ float4 qs[8192 / 4];
-	__shared__ float ws[64 * 8], part[8][32];
-	__shared__ float4 ks[32][17];	/* padded: a warp's rows in distinct banks */
-	uint32_t r = blockIdx.x, e = threadIdx.x % 32, g = threadIdx.x / 32, Z = gridDim.z;
-	uint32_t j = blockIdx.y * 32 + e, n = (pos[r] + 1) / 4, hpg = ih / 8 / Z;
+	__shared__ float ws[64 * 8], part[8 * 64];
+	__shared__ float4 ks[INDEX_KS];
+	uint32_t r = blockIdx.x, Z = gridDim.z, n0 = blockIdx.y * 32 * ept;
+	uint32_t n = (pos[r] + 1) / 4, hpg = ih / 8 / Z;
 	/* the block's heads: all, or group blockIdx.z's (Z = 8) */
 	uint32_t nh = ih / Z, hb = blockIdx.z * nh;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 
-	if (blockIdx.y * 32 >= n)
+	if (n0 >= n)
 		return;
 	for (uint32_t i = threadIdx.x; i < nh * ihd / 4; i += blockDim.x)
 		qs[i] = ((const float4 *)(qi + ((size_t)r * ih + hb) * ihd))[i];
 	for (uint32_t h = threadIdx.x; h < nh; h += blockDim.x)
 		ws[h] = wi[(size_t)r * ih + hb + h] * wscale;
 	__syncthreads();
-	float s = 0;
-	const float *kbase = (const float *)sl->icmp_ent + (size_t)blockIdx.y * 32 * ihd;
-	uint32_t np = ihd / 4, ne = n - blockIdx.y * 32 < 32 ? n - blockIdx.y * 32 : 32;
+	const float *kbase = (const float *)sl->icmp_ent + (size_t)n0 * ihd;
+	float *out = scores + ((size_t)blockIdx.z * gridDim.x + r) * max_entries;
 
-	for (uint32_t h0 = 0; h0 < hpg; h0 += 8) {
-		float acc[8];
-
-#pragma unroll
-		for (int i = 0; i < 8; i++)
-			acc[i] = 0.f;
-		/* the tile's keys through shared memory, 16 pieces a row at a
-		 * time, loaded a row per 16 threads (a thread reading its own
-		 * entry's row from global memory waited on each piece) */
-		for (uint32_t c0 = 0; c0 < np; c0 += 16) {
-			uint32_t w = np - c0 < 16 ? np - c0 : 16;
-
-			__syncthreads();
-			for (uint32_t t = threadIdx.x; t < 32 * 16; t += blockDim.x) {
-				const float4 *row = (const float4 *)(kbase + (size_t)(t / 16) * ihd);
-
-				if (t / 16 < ne && t % 16 < w)
-					ks[t / 16][t % 16] = row[c0 + t % 16];
-			}
-			__syncthreads();
-			if (j >= n)
-				continue;
-			for (uint32_t u = 0; u < w; u++) {
-				uint32_t d4 = c0 + u;
-				float4 k = ks[e][u];
-
-#pragma unroll
-				for (int i = 0; i < 8; i++) {
-					uint32_t h = g * hpg + h0 + i;
-
-					if (h0 + i < hpg) {
-						float4 q = qs[h * np + d4];
-
-						acc[i] += q.x * k.x + q.y * k.y + q.z * k.z + q.w * k.w;
-					}
-				}
-			}
-		}
-		if (j < n) {
-#pragma unroll
-			for (int i = 0; i < 8; i++)
-				if (h0 + i < hpg)
-					s += ws[g * hpg + h0 + i] * (acc[i] > 0 ? acc[i] : 0);
-		}
-	}
-	part[g][e] = s;
-	__syncthreads();
-	if (g == 0 && j < n) {
-		float t = 0;
-
-		for (uint32_t k = 0; k < 8; k++)
-			t += part[k][e];
-		scores[((size_t)blockIdx.z * gridDim.x + r) * max_entries + j] = t;
-	}
+	if (ept == 2)
+		index_tile<2>(qs, ws, ks, part, kbase, n0, n, ihd, hpg, out);
+	else
+		index_tile<1>(qs, ws, ks, part, kbase, n0, n, ihd, hpg, out);
 }
 
 static __device__ __forceinline__ uint32_t order_key(float f)

@@ -198,3 +198,149 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	if (threadIdx.x == 0)
 		count[blockIdx.x] = 0;
 }
+
+/*
+ * Decode's wo_a on the tensor cores.  wo_a takes no act quant (the
+ * official code runs it in BF16 on an F32-exact x), so x cannot go into
+ * the e4m3 mma as one code vector; instead it comes split into
+ * FW_XSPLIT_PARTS e4m3 parts (xsplit_block(), abi.h: dsv4_attn_combine
+ * writes them beside o), part j in column j of B.  The mma then forms
+ * every part's products at once (the same mma count as one x), each
+ * lane's two columns are scaled by their parts' scales per 128-column
+ * block, and the four lanes of a row group add their parts at the end.
+ * Exact products, F32 sums: only the sum order (and the parts' 2^-32
+ * remainder) differs from dsv4_linear1_fp8 on the F32 x.
+ *
+ * lane (g, q) holds part g's 16 bytes at the columns its weights take, in
+ * shared memory with the halves of odd parts swapped (a warp's eight
+ * lanes of a load phase then read 128 distinct bytes).
+ */
+struct f8_parts {
+	float g0, g1, g80, g81;	/* rows g, g + 8: parts 2q, 2q + 1 */
+};
+
+static __device__ __forceinline__ void f8_run_parts(const f8_step &t, uint32_t b0, uint32_t nb,
+						    const uint8_t *xq, const float *xs,
+						    uint32_t g, uint32_t q, float &acc_g,
+						    float &acc_g8)
+{
+#pragma unroll
+	for (int u = 0; u < 2; u++) {
+		uint32_t b = b0 + u;
+		f8_parts p = { 0.f, 0.f, 0.f, 0.f };
+
+		if (b >= nb)
+			break;
+#pragma unroll
+		for (uint32_t h = 0; h < 2; h++) {
+			uint4 xv = *(const uint4 *)(xq + ((size_t)b * FW_XSPLIT_PARTS + g) * 128 +
+						    (h ^ (g & 1)) * 64 + q * 16);
+			const uint4 &wv = t.wg[u][h], &wv8 = t.wg8[u][h];
+			uint32_t a0[4] = { wv.x, wv8.x, wv.y, wv8.y }, b0x[2] = { xv.x, xv.y };
+			uint32_t a1[4] = { wv.z, wv8.z, wv.w, wv8.w }, b1x[2] = { xv.z, xv.w };
+			float d0[4], d1[4];
+
+			mma_e4m3(d0, a0, b0x);
+			mma_e4m3(d1, a1, b1x);
+			p.g0 += d0[0] + d1[0];
+			p.g1 += d0[1] + d1[1];
+			p.g80 += d0[2] + d1[2];
+			p.g81 += d0[3] + d1[3];
+		}
+		float2 s = *(const float2 *)(xs + (size_t)b * FW_XSPLIT_PARTS + 2 * q);
+
+		acc_g += (p.g0 * s.x + p.g1 * s.y) * t.sg[u];
+		acc_g8 += (p.g80 * s.x + p.g81 * s.y) * t.sg8[u];
+	}
+}
+
+/*
+ * grid (ceil(rows / 64), ks, groups), 128 threads, as dsv4_linear1_fp8_mma
+ * (the split-K scratch and the last block's sum alike), on x given as its
+ * parts: codes xp and scales xps (abi.h's layout over the whole row);
+ * group g's x starts at column g xgs (a multiple of 128), slices at most
+ * FW_XSPLIT_MAX_COLS.
+ */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__restrict__ xps,
+		     float *__restrict__ y, float *__restrict__ part, uint32_t *__restrict__ count,
+		     uint32_t xgs, uint32_t ygs)
+{
+	__shared__ __align__(16) uint8_t xq[FW_XSPLIT_MAX_COLS * FW_XSPLIT_PARTS];
+	__shared__ __align__(8) float xs[FW_XSPLIT_MAX_COLS / 128 * FW_XSPLIT_PARTS];
+	uint32_t grp = blockIdx.z, ks = gridDim.y, slice = w.cols / ks, k0 = blockIdx.y * slice;
+	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4, nb = slice / 128;
+	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, rg = o0 + g, rg8 = o0 + g + 8;
+	uint32_t sc_cols = (w.cols + 127) / 128;
+	float acc_g = 0.f, acc_g8 = 0.f;
+	f8_step A, B;
+
+	w.row0 += grp * w.rows;
+	y += (size_t)grp * ygs;
+	part += (size_t)grp * ks * w.rows;
+	count += (size_t)grp * gridDim.x;
+
+	int on_g = rg < w.rows, on_g8 = rg8 < w.rows;
+	const uint8_t *dg = (const uint8_t *)w.data + (size_t)(w.row0 + rg) * w.cols + k0 + q * 16;
+	const uint8_t *dg8 = (const uint8_t *)w.data + (size_t)(w.row0 + rg8) * w.cols + k0 + q * 16;
+	size_t sig = (size_t)((w.row0 + rg) / 128) * sc_cols + k0 / 128;
+	size_t sig8 = (size_t)((w.row0 + rg8) / 128) * sc_cols + k0 / 128;
+	/* the slice's parts: 16-byte pieces, 64 a block */
+	size_t xb = ((size_t)grp * xgs + k0) / 128;
+	const uint4 *src = (const uint4 *)(xp + xb * FW_XSPLIT_PARTS * 128);
+
+	f8_load(A, 0, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+	fw_pdl_wait();
+	for (uint32_t c = threadIdx.x; c < nb * 64; c += blockDim.x) {
+		uint32_t bb = c / 64, pg = c % 64 / 8, hh = c % 8 / 4, qq = c % 4;
+
+		*(uint4 *)(xq + ((size_t)bb * FW_XSPLIT_PARTS + pg) * 128 + (hh ^ (pg & 1)) * 64 +
+			   qq * 16) = src[c];
+	}
+	for (uint32_t c = threadIdx.x; c < nb * FW_XSPLIT_PARTS; c += blockDim.x)
+		xs[c] = xps[xb * FW_XSPLIT_PARTS + c];
+	__syncthreads();
+	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
+		f8_load(B, b0 + 2, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_run_parts(A, b0, nb, xq, xs, g, q, acc_g, acc_g8);
+		f8_load(A, b0 + 4, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_run_parts(B, b0 + 2, nb, xq, xs, g, q, acc_g, acc_g8);
+	}
+	fw_pdl_launch();
+	/* a row's parts are spread over the four lanes of its group */
+	acc_g += __shfl_xor_sync(0xffffffffu, acc_g, 1);
+	acc_g += __shfl_xor_sync(0xffffffffu, acc_g, 2);
+	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 1);
+	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 2);
+	if (ks == 1) {
+		if (q == 0 && on_g)
+			y[rg] = acc_g;
+		if (q == 0 && on_g8)
+			y[rg8] = acc_g8;
+		return;
+	}
+	if (q == 0 && on_g)
+		part[(size_t)blockIdx.y * w.rows + rg] = acc_g;
+	if (q == 0 && on_g8)
+		part[(size_t)blockIdx.y * w.rows + rg8] = acc_g8;
+	if (!splitk_last(count, blockIdx.x, ks))
+		return;
+	uint32_t o = blockIdx.x * 64 + threadIdx.x;
+
+	if (threadIdx.x < 64 && o < w.rows)
+		y[o] = sum_cg(part + o, 0, ks, 1, w.rows);
+	if (threadIdx.x == 0)
+		count[blockIdx.x] = 0;
+}
+
+/* grid (cols / 128), 128 threads: x [cols] split into its e4m3 parts
+ * (codes xp, scales xps: abi.h), as dsv4_attn_combine splits o; for the
+ * tests of dsv4_linear1_fp8_mmx */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_xsplit(const float *__restrict__ x, uint8_t *__restrict__ xp, float *__restrict__ xps)
+{
+	size_t blk = blockIdx.x;
+
+	xsplit_block(x[blk * 128 + threadIdx.x], xp + blk * FW_XSPLIT_PARTS * 128,
+		     xps + blk * FW_XSPLIT_PARTS);
+}

@@ -48,4 +48,40 @@ static __device__ __forceinline__ float quant_x_quarter(const float *__restrict_
 	return e8m0_ceil(a, 1.0f / 448.0f, 1e-4f);
 }
 
+/*
+ * One 128-value block of a row (@v: thread t's value t; a block of 128
+ * threads, all call) split into FW_XSPLIT_PARTS e4m3 parts (abi.h): part
+ * j is the residual after parts 0..j-1, scaled by the power of two that
+ * puts its largest |value| at most 448, rounded to nearest even.  Each
+ * residual is exact in F32 (the rounding drops only bits the F32 value
+ * holds) and at most 2^-4 of the one before, so the parts add up to the
+ * block within 2^-32 of its amax.  Writes codes [parts, 128] and scales
+ * [parts].  One barrier a part: the amax as bits (|v| orders as its bits)
+ * by one warp reduction, the four warps' through shared memory that
+ * alternates between parts (a first form with block_max()'s two barriers
+ * and shuffles cost dsv4_attn_combine 3 us).
+ */
+static __device__ void xsplit_block(float v, uint8_t *codes, float *scales)
+{
+	__shared__ uint32_t wmax[2][4];
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32;
+
+	for (int j = 0; j < FW_XSPLIT_PARTS; j++) {
+		uint32_t m = __reduce_max_sync(0xffffffffu, __float_as_uint(fabsf(v)));
+
+		if (!lane)
+			wmax[j & 1][wid] = m;
+		__syncthreads();
+		m = max(max(wmax[j & 1][0], wmax[j & 1][1]), max(wmax[j & 1][2], wmax[j & 1][3]));
+		/* (a residual of 0 gets a tiny scale and zero codes) */
+		float s = e8m0_ceil(__uint_as_float(m), 1.0f / 448.0f, 0x1p-100f);
+		__nv_fp8_e4m3 c = fp8_code(v, s);
+
+		codes[j * 128 + threadIdx.x] = c.__x;
+		if (!threadIdx.x)
+			scales[j] = s;
+		v = __fsub_rn(v, __fmul_rn((float)c, s));
+	}
+}
+
 #endif

@@ -513,8 +513,9 @@ int dsv4_model_gpu_graph_stats(const struct dsv4_model *m, uint64_t *captured,
 void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *weight_bytes,
 			     double *kv_bytes);
 /* Benchmarks only: the sequence (CUDA backend) is made @ctx tokens long
- * with filler state, so that a decode step costs what it costs at @ctx
- * without prefilling it.  Its outputs mean nothing afterwards. */
+ * with filler state (the indexer's keys pseudo-random, so that its top-k
+ * sees distinct scores), so that a decode step costs what it costs at
+ * @ctx without prefilling it.  Its outputs mean nothing afterwards. */
 int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx);
 
 /* Where evaluation time went, since load or the last reset (ns). */
@@ -713,6 +714,14 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
 			float *y_cores, char *err, size_t errlen);
+/* y = W x for one FP8 e4m3 matrix with ue8m0 128x128 block scales on an
+ * F32 x without act quant, as decode's wo_a runs it, twice: x split into
+ * e4m3 parts (dsv4_xsplit) on the tensor cores (dsv4_linear1_fp8_mmx, in
+ * @ks column slices) into y_mmx, and on the CUDA cores (dsv4_linear1_fp8)
+ * into y_cores (cols % (128 ks) == 0, cols / ks at most 2048, ks <= 32). */
+int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			      uint32_t rows, uint32_t cols, uint32_t ks, const float *x,
+			      float *y_mmx, float *y_cores, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

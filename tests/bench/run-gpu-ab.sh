@@ -4,8 +4,8 @@
 # carried over):
 #   tests/bench/run-gpu-ab.sh ROUNDS LABEL=SETTINGS ...
 # e.g.
-#   tests/bench/run-gpu-ab.sh 2 plain= pdl=DSV4_GPU_PDL=1 \
-#       'pdl-noattn=DSV4_GPU_PDL=1 DSV4_GPU_PDL_SKIP=dsv4_attn_scores,dsv4_attn_pv'
+#   tests/bench/run-gpu-ab.sh 2 pdl= plain=DSV4_GPU_PDL=0 \
+#       'pdl-noattn=DSV4_GPU_PDL_SKIP=dsv4_attn_scores,dsv4_attn_pv'
 # SETTINGS: space-separated VAR=value pairs for that variant's environment
 # (DSV4_FIRMWARE=path picks another fatbin).  Writes the Flash-shaped
 # checkpoint of run-gpu-bench.sh once, then runs gpu_bench for every

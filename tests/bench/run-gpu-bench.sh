@@ -8,8 +8,8 @@
 # 2. gpu_bench: device bandwidth anchors, prefill, decode at 4K and 128K
 #    against the HBM roofline, and decode with the routed experts streamed
 #    from pinned host memory against the PCIe roofline; decode again with
-#    the CSA main entries in mapped host memory (--kv-spill), and with
-#    programmatic dependent launch (DSV4_GPU_PDL=1, opt-in);
+#    the CSA main entries in mapped host memory (--kv-spill), and without
+#    programmatic dependent launch (DSV4_GPU_PDL=0, the control);
 # 3. HF transformers eager on the same checkpoint (BF16, and FP32 as our
 #    activations are FP32) when torch is there, and the ratios.
 set -uo pipefail
@@ -26,8 +26,8 @@ echo "\$ gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 102
 echo "\$ gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 256 --kv-spill"
 "$kit/gpu_bench" --model "$model" --contexts 4096,131072 --steps 32 --prefill 256 --kv-spill |
 	grep -E '^(model|\|)' || exit 1
-echo "\$ DSV4_GPU_PDL=1 gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 256"
-DSV4_GPU_PDL=1 "$kit/gpu_bench" --model "$model" --contexts 4096,131072 --steps 32 \
+echo "\$ DSV4_GPU_PDL=0 gpu_bench --model MODEL --contexts 4096,131072 --steps 32 --prefill 256"
+DSV4_GPU_PDL=0 "$kit/gpu_bench" --model "$model" --contexts 4096,131072 --steps 32 \
 	--prefill 256 | grep -E '^(model|\|)' || exit 1
 python3 -c 'import torch, transformers' 2>/dev/null || { echo "no torch: HF anchor skipped"; exit 0; }
 ours_dec=$(sed -n 's/^| 4096 | \([0-9.]*\) |.*/\1/p' "$tmp/ours")

@@ -18,9 +18,11 @@
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
 #    kernel, decode graphs with programmatic dependent launch vs without,
-#    the ring store beside the attention vs after it, decode's mHC steps
+#    the attention's Sinkhorn on its own stream vs the side stream, the
+#    ring store beside the attention vs after it, decode's mHC steps
 #    fused vs apart: identical logits; wq_a and wkv as one GEMV vs
-#    apart (1e-4, also Flash-shaped); decode attention split over key
+#    apart, decode's wo_a on the tensor cores vs the CUDA cores (1e-4,
+#    Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
@@ -70,6 +72,14 @@ DSV4_GPU_FUSE_QKV=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/noqkv" "$tmp/gpu" 1e-4 \
 	"flash-shaped exact: wq_a and wkv as one GEMV vs apart"
 tap $?
+# ... and decode's wo_a on the tensor cores (o split into e4m3 parts by
+# the attention's combine, dsv4_linear1_fp8_mmx) vs the CUDA cores: the
+# same products to 2^-32 of a block's largest value, summed in another
+# order
+DSV4_GPU_WOA_MMA=0 "$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/nowoa" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nowoa" "$tmp/gpu" 1e-4 \
+	"flash-shaped exact: decode's wo_a on the tensor cores vs the CUDA cores"
+tap $?
 # reference numerics (activations on the FP8 grid where the official code
 # quantizes them): its FP4 experts go to the tensor cores (dsv4_experts_mma).
 # Against the CPU only loosely: a sum in another order can put a value on
@@ -118,11 +128,17 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/router" "$tmp/route" 0 \
 	"flash-shaped reference: the router inside the experts' launch vs its own"
 tap $?
 # ... and decode's graphs with programmatic dependent launch (kernels that
-# start while the one before ends, DSV4_GPU_PDL=1) vs without: the same
-# kernels and sums, so the same logits
-DSV4_GPU_PDL=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/pdl" >/dev/null &&
-python3 "$top/tests/gpu/compare_logits.py" "$tmp/route" "$tmp/pdl" 0 \
+# start while the one before ends; DSV4_GPU_PDL=0: without) vs without:
+# the same kernels and sums, so the same logits
+DSV4_GPU_PDL=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nopdl" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nopdl" "$tmp/route" 0 \
 	"flash-shaped reference: decode with programmatic dependent launch vs without"
+tap $?
+# ... and the attention sublayer's Sinkhorn on a third stream vs on the
+# side stream (DSV4_GPU_MHC_STREAM=0): the same kernels, the same logits
+DSV4_GPU_MHC_STREAM=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nomhc" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomhc" "$tmp/route" 0 \
+	"flash-shaped reference: the Sinkhorn on its own stream vs on the side stream"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not

@@ -271,6 +271,62 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 	dsv4_gpu_close(g);
 }
 
+/*
+ * Decode's wo_a (FP8 weights, no act quant, an F32 x) on the tensor cores
+ * with x split into e4m3 parts (dsv4_xsplit, dsv4_linear1_fp8_mmx) and on
+ * the CUDA cores, against the CPU in double on the F32 x: one wo_a group
+ * (1024 x 4096 in 4 slices), 2 slices of 2048, one slice, a ragged shape.
+ * Every seventh value 2^-20 smaller: a block's small values ride in its
+ * later parts.  A part dropped or misplaced is off by 2^-5 or more.
+ */
+TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
+{
+	static const uint32_t shapes[][3] = { { 1024, 4096, 4 }, { 1024, 4096, 2 },
+					      { 256, 1024, 1 }, { 100, 256, 2 } };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 11;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		uint32_t rows = shapes[s][0], cols = shapes[s][1], ks = shapes[s][2];
+		size_t nsc = (size_t)(rows + 127) / 128 * (cols / 128);
+		struct gemv_check k;
+		double worst_m = 0, worst_c = 0;
+
+		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
+		random_e4m3(k.codes, (size_t)rows * cols, &seed);
+		for (size_t i = 0; i < nsc; i++)
+			k.sc[i] = (uint8_t)(118 + i % 9);
+		for (uint32_t c = 0; c < cols; c += 7)
+			k.x[c] *= 0x1p-20f;
+		ASSERT_EQ(0, dsv4_gpu_linear_fp8_split(g, k.codes, k.sc, rows, cols, ks, k.x, k.ym,
+						       k.yc, err, sizeof(err)))
+			TH_LOG("%s", err);
+		for (uint32_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < cols; c++) {
+				double v = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
+					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * (cols / 128) +
+							       c / 128]) * k.x[c];
+
+				ref += v;
+				mag += fabs(v);
+			}
+			worst_m = worse(worst_m, k.ym[r], ref, mag);
+			worst_c = worse(worst_c, k.yc[r], ref, mag);
+		}
+		TH_LOG("%ux%u in %u slices: worst |gpu - cpu| / sum|terms|: tensor cores on x's "
+		       "parts %.2e, CUDA cores %.2e", rows, cols, ks, worst_m, worst_c);
+		EXPECT_LT(worst_m, 1e-5);
+		EXPECT_LT(worst_c, 1e-5);
+		gemv_check_free(&k);
+	}
+	dsv4_gpu_close(g);
+}
+
 /* a model load with these options: 0 and on_gpu/backend text, or the error */
 static int load_fortune(enum dsv4_backend be, int *on_gpu, char *text, size_t len)
 {

@@ -377,6 +377,60 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8: %s", gpu_err(g, r)) : 0;
 }
 
+int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
+			      uint32_t rows, uint32_t cols, uint32_t ks, const float *x,
+			      float *y_mmx, float *y_cores, char *err, size_t errlen)
+{
+	uint32_t gx = (rows + 63) / 64, zero = 0, nb = cols / 128;
+	size_t cb = (size_t)rows * cols, sb = (size_t)(rows + 127) / 128 * nb;
+	CUdeviceptr dc = 0, ds = 0, dx = 0, dy = 0, dz = 0, dp = 0, dn = 0, dq = 0, dqs = 0;
+	struct fw_mat m = { .fmt = FW_FP8, .rows = rows, .cols = cols };
+	struct fw_hc_post none = { 0 };
+	CUresult r;
+
+	if (!rows || !cols || !ks || ks > 32 || cols % (128 * ks) ||
+	    cols / ks > FW_XSPLIT_MAX_COLS)
+		return dsv4_errf(err, errlen, -EINVAL, "linear_fp8_split: %ux%u in %u slices "
+				 "(columns a multiple of 128 a slice, at most %u a slice)", rows,
+				 cols, ks, FW_XSPLIT_MAX_COLS);
+	r = dev_put(g, 0, &dc, codes, cb);
+	r = dev_put(g, r, &ds, scales, sb);
+	r = dev_put(g, r, &dx, x, (size_t)cols * sizeof(float));
+	r = dev_put(g, r, &dy, NULL, (size_t)rows * sizeof(float));
+	r = dev_put(g, r, &dz, NULL, (size_t)rows * sizeof(float));
+	r = dev_put(g, r, &dp, NULL, (size_t)ks * rows * sizeof(float));
+	r = dev_put(g, r, &dn, NULL, (size_t)gx * sizeof(uint32_t));
+	r = dev_put(g, r, &dq, NULL, (size_t)cols * FW_XSPLIT_PARTS);
+	r = dev_put(g, r, &dqs, NULL, (size_t)nb * FW_XSPLIT_PARTS * sizeof(float));
+	if (!r)	/* split-K's counts start at zero */
+		r = g->cu.MemsetD32(dn, 0, gx);
+	m.data = dc;
+	m.scale = ds;
+	{
+		/* x split as dsv4_attn_combine splits o, then one group as
+		 * attention() launches wo_a; the CUDA-core GEMV on x as it is */
+		void *aq[] = { &dx, &dq, &dqs };
+		void *am[] = { &m, &dq, &dqs, &dy, &dp, &dn, &zero, &zero };
+		void *ac[] = { &m, &dx, &dz, &dp, &dn, &zero, &zero, &zero, &none };
+
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_XSPLIT], nb, 1, 1, 128, 1, 1, 0, NULL, aq,
+					       NULL);
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_LINEAR1_FP8_MMX], gx, ks, 1, 128, 1, 1, 0,
+					       NULL, am, NULL);
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_LINEAR1_FP8], (rows + 31) / 32, 1, 1, 256, 1,
+					       1, 0, NULL, ac, NULL);
+	}
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	r = dev_get(g, r, y_mmx, dy, (size_t)rows * sizeof(float));
+	r = dev_get(g, r, y_cores, dz, (size_t)rows * sizeof(float));
+	dev_free(g, (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn, dq, dqs }, 9);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8_split: %s", gpu_err(g, r)) : 0;
+}
+
 static double secs(const struct timespec *a, const struct timespec *b)
 {
 	return (b->tv_sec - a->tv_sec) + (b->tv_nsec - a->tv_nsec) * 1e-9;

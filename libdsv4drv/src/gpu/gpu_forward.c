@@ -30,6 +30,7 @@ struct bufs {
 	CUdeviceptr order, tiles, ntiles;	/* experts sorted for the prefill GEMM */
 	CUdeviceptr gath;	/* CSA entries gathered from host memory, GATH_ROWS rows */
 	CUdeviceptr asc, amax, apart, aden;	/* split attention (split_attn()) */
+	CUdeviceptr op, ops;	/* one row: o's e4m3 parts and their scales (woa_mmx()) */
 };
 
 struct fwd {
@@ -44,13 +45,14 @@ struct fwd {
 	int split;		/* side-stream branches allowed (decode) */
 	int posted;		/* the sublayer did the mHC post step itself */
 	int side_open;		/* side work since the last side_join() */
+	int mhc_open;		/* a Sinkhorn on gm->mhc since the last mhc_join() */
 	int capturing;		/* into a graph (forward_graph()) */
-	/* the last thing put on main [0] and side [1] was a kernel (with
-	 * $DSV4_GPU_PDL the next may start while it ends: launch_as()) */
-	int after_kernel[2];
+	/* the last thing put on main [0], side [1] and mhc [2] was a kernel
+	 * (with $DSV4_GPU_PDL the next may start while it ends: launch_as()) */
+	int after_kernel[3];
 	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
 	CUstream main;		/* gm->main */
-	CUstream cur;		/* where launches go: main or gm->side */
+	CUstream cur;		/* where launches go: main, gm->side or gm->mhc */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 	/* $DSV4_GPU_PROFILE=graph: launches counted, the one numbered skip
@@ -141,6 +143,8 @@ static void layout(struct fwd *w)
 	b->q = carve(w, R * Hd * F);
 	b->kv = kv_after ? b->qr + c->q_lora_rank * F : carve(w, R * c->head_dim * F);
 	b->o = carve(w, R * Hd * F);
+	b->op = R == 1 && Hd % 128 == 0 ? carve(w, Hd * FW_XSPLIT_PARTS) : 0;
+	b->ops = b->op ? carve(w, Hd / 128 * FW_XSPLIT_PARTS * F) : 0;
 	b->z = carve(w, R * c->o_groups * c->o_lora_rank * F);
 	b->ca = carve(w, R * cw * F);
 	b->cz = carve(w, R * cw * F);
@@ -229,7 +233,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
 	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
-	case K_EXPERTS_MMA:
+	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
 	default:
 		return 0;
@@ -238,7 +242,7 @@ static int pdl_ready(enum gpu_kernel k)
 
 static int stream_slot(const struct fwd *w, CUstream s)
 {
-	return s == w->main ? 0 : 1;
+	return s == w->main ? 0 : s == w->gm->side ? 1 : 2;
 }
 
 /* a copy, memset or event wait went onto @s: a kernel after it depends on
@@ -249,7 +253,7 @@ static void pdl_cut(struct fwd *w, CUstream s)
 }
 
 /*
- * Programmatic dependent launch ($DSV4_GPU_PDL=1, decode graphs only): a
+ * Programmatic dependent launch (decode graphs only; $DSV4_GPU_PDL=0: off): a
  * kernel right after another on its stream is launched with programmatic
  * stream serialization, so its blocks start as the one before lets them
  * (fw_pdl_launch(): short kernels at their start, GEMVs once their weights
@@ -351,6 +355,50 @@ static void side_join(struct fwd *w)
 	w->side_open = 0;
 }
 
+/*
+ * Decode's Sinkhorn (dsv4_hc_pre forming post and comb, one serial block
+ * of about 20 us) needs only the sublayer's mixes and is needed only by
+ * its post step: in the attention sublayer it goes on a stream of its
+ * own, so that the compressors' branch on the side stream does not queue
+ * behind it; mhc_join() makes the main stream wait for it before the
+ * attention.  (In the MoE sublayer it stays on the side stream ahead of
+ * the shared expert: see moe().)
+ */
+static int mhc_aside(const struct fwd *w)
+{
+	return w->split && w->gm->mhc_stream;
+}
+
+static void mhc_begin(struct fwd *w)
+{
+	if (w->r)
+		return;
+	w->r = w->cu->EventRecord(w->gm->mhc_fork, w->main);
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->gm->mhc, w->gm->mhc_fork, 0);
+	w->cur = w->gm->mhc;
+	pdl_cut(w, w->cur);
+}
+
+static void mhc_end(struct fwd *w)
+{
+	w->cur = w->main;
+	if (!w->r)
+		w->r = w->cu->EventRecord(w->gm->mhc_join, w->gm->mhc);
+	w->mhc_open = 1;
+}
+
+/* (as side_join(): only after an mhc_end() of this forward) */
+static void mhc_join(struct fwd *w)
+{
+	if (!w->mhc_open)
+		return;
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->main, w->gm->mhc_join, 0);
+	pdl_cut(w, w->main);
+	w->mhc_open = 0;
+}
+
 static int quantized(const struct fw_mat *W)
 {
 	return W->fmt == FW_FP8 || W->fmt == FW_FP4;
@@ -448,6 +496,33 @@ static uint32_t mma_slices(const struct fwd *w, const struct fw_mat *W, uint32_t
 		W->cols / (ks * 2) >= 512 && ks < 32))
 		ks *= 2;
 	if (W->cols % (ks * 128) || W->cols / ks > FW_MMA_MAX_COLS)
+		return 0;
+	if (ks > 1 && ((uint64_t)gx * G > 256 || (uint64_t)G * ks * W->rows > 32 * 8192))
+		return 0;
+	return ks;
+}
+
+/*
+ * dsv4_linear1_fp8_mmx's column slices for decode's wo_a (@W one group's
+ * rows, @G groups; 0: it does not take it): split attention with o
+ * formed a 128-dim slice a block (dsv4_attn_combine then splits o into
+ * its parts), FP8 weights, slices as mma_slices() picks them but at most
+ * FW_XSPLIT_MAX_COLS, within the split-K scratch
+ */
+static uint32_t woa_mmx(const struct fwd *w, const struct fw_mat *W, uint32_t G)
+{
+	const struct dsv4_config *c = w->c;
+	uint32_t gx = (W->rows + 63) / 64, ks = 1;
+
+	if (!w->gm->woa_mma || w->R != 1 || !split_attn(w) ||
+	    !w->b.op || c->head_dim / combine_slices(c->head_dim, c->rope_head_dim) != 128 ||
+	    W->fmt != FW_FP8 || W->cols % 128)
+		return 0;
+	while (W->cols / ks > FW_XSPLIT_MAX_COLS ||
+	       ((uint64_t)gx * G * ks < 512 && W->cols % (ks * 2 * 128) == 0 &&
+		W->cols / (ks * 2) >= 512 && ks < 32))
+		ks *= 2;
+	if (W->cols % (ks * 128) || W->cols / ks > FW_XSPLIT_MAX_COLS)
 		return 0;
 	if (ks > 1 && ((uint64_t)gx * G > 256 || (uint64_t)G * ks * W->rows > 32 * 8192))
 		return 0;
@@ -651,8 +726,9 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t ref = (uint32_t)w->reference, topk = c->index_topk;
 	float wscale = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
 	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref };
+	uint32_t ept = 1;
 	void *as[] = { &b->qi, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
-		       &w->maxe };
+		       &w->maxe, &ept };
 	uint32_t nz = 1;
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
 
@@ -662,7 +738,11 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	side_join(w);
 	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0) {
 		nz = index_slices(w);
-		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 31) / 32, nz, 256, 0, as);
+		/* two entries a thread once the 32-entry tiles fill two waves
+		 * (each query piece then read once for both) */
+		ept = nz == 1 && (uint64_t)w->R * ((w->maxe + 31) / 32) >= 264 ? w->gm->index_ept : 1;
+		launch(w, K_INDEX_SCORES_TILED, w->R, (w->maxe + 32 * ept - 1) / (32 * ept), nz, 256,
+		       0, as);
 	} else {
 		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	}
@@ -687,6 +767,11 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	 * layout() put kv right after qr) */
 	int qkv = w->gm->fuse_qkv && R == 1 && gl->wqkv_a.data && b->kv == b->qr + qlr * 4;
 
+	struct fw_mat woa = gl->wo_a;
+	uint32_t mmx;
+
+	woa.rows = olr;
+	mmx = woa_mmx(w, &woa, G);
 	/* the compressors (and the indexer's weights) need only xn */
 	if (ratio) {
 		side_begin(w);
@@ -721,6 +806,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	if (ratio == 4)
 		indexer(w, L, pos);
 	side_join(w);
+	mhc_join(w);	/* post and comb, for wo_b's post step */
 	{
 		uint32_t r0 = 0, step = R, qprep = (uint32_t)qkv;
 		/* one row: its key goes into the ring beside the attention (the
@@ -762,8 +848,10 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 				void *ap[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->cstart, &ratio,
 					       &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0, &gath,
 					       &b->asc, &ld, &b->amax, &ref, &b->apart, &b->aden };
+				CUdeviceptr op = mmx ? b->op : 0, ops = mmx ? b->ops : 0;
 				void *ac[] = { &b->pos, &b->amax, &b->apart, &b->aden, &S, &hd, &rd,
-					       &freqs, (void *)&gl->attn_sink, &b->o, &r0 };
+					       &freqs, (void *)&gl->attn_sink, &b->o, &r0, &op,
+					       &ops };
 
 				launch(w, K_ATTN_SCORES, S, HG, n, 256, 0, as);
 				launch(w, K_ATTN_PV, S, HG, n, 256, 0, ap);
@@ -776,12 +864,16 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			launch(w, K_RING_STORE, R, 1, 1, 128, 0, s);
 	}
 	/* grouped low-rank output: wo_a per group, all groups in one launch
-	 * (no act quant), then wo_b */
-	{
-		struct fw_mat v = gl->wo_a;
+	 * (no act quant; one row: on the tensor cores, o in parts), then wo_b */
+	if (mmx) {
+		uint32_t xgs = (H / G) * hd, on_side = w->cur == w->gm->side;
+		void *a[] = { &woa, &b->op, &b->ops, &b->z, &w->gm->splitk_part[on_side],
+			      &w->gm->splitk_count[on_side], &xgs, &olr };
 
-		v.rows = olr;
-		lin_g(w, &v, G, b->o, (H / G) * hd, Hhd, R, b->z, olr, G * olr, 0);
+		launch_as(w, K_LINEAR1_FP8_MMX, prof_linear(w->gm, &woa, 1, mmx),
+			  (olr + 63) / 64, mmx, G, 128, 0, a);
+	} else {
+		lin_g(w, &woa, G, b->o, (H / G) * hd, Hhd, R, b->z, olr, G * olr, 0);
 	}
 	if (post_fits(w, &gl->wo_b, b->z))
 		lin_post(w, &gl->wo_b, b->z, b->f, 1);
@@ -1039,7 +1131,9 @@ static int moe(struct fwd *w, uint32_t L)
 		launch(w, K_ROUTER, R, 1, 1, 256, 0, a);
 	}
 	/* the shared expert first: it overlaps the streamed experts' copies
-	 * (and in decode runs beside the routed ones, on the side stream) */
+	 * (and in decode runs beside the routed ones, on the side stream,
+	 * after the Sinkhorn there: started beside the gate, it slowed the
+	 * gate and the routed w1/w3 by more than it gained) */
 	side_begin(w);
 	if (w->gm->fuse_qkv && R == 1 && gl->sw13.data && b->su == b->sg + I * 4) {
 		lin(w, &gl->sw13, b->xn, D, R, b->sg, 2 * I, 1);
@@ -1138,9 +1232,15 @@ static int block(struct fwd *w, uint32_t L, int br, const uint32_t *pos)
 	 * sublayer (joined before the post step) */
 	if (S || w->split) {
 		parts = 2;
-		side_begin(w);
-		launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
-		side_end(w);
+		if (!br && mhc_aside(w)) {
+			mhc_begin(w);
+			launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+			mhc_end(w);
+		} else {
+			side_begin(w);
+			launch(w, K_HC_PRE, w->R, 1, 1, 256, 0, pre);
+			side_end(w);
+		}
 	}
 	/* xn with a big block, as one block per row is all there is */
 	if (!S) {
@@ -1400,7 +1500,7 @@ static int forward_graph(struct fwd *w, const uint32_t *pos, const uint32_t *lro
 	if (w->r)
 		return 0;
 	w->capturing = 1;
-	w->after_kernel[0] = w->after_kernel[1] = 0;
+	memset(w->after_kernel, 0, sizeof(w->after_kernel));
 	ret = forward(w, pos, lrows, err, errlen);
 	w->capturing = 0;
 	/* the capture ends whatever happened inside it */

@@ -32,14 +32,6 @@ static int env_off(const char *var)
 	return v && *v == '0';
 }
 
-/* an off-by-default switch turned on with VAR=1 */
-static int env_on(const char *var)
-{
-	const char *v = getenv(var);
-
-	return v && *v == '1';
-}
-
 /* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */
 static uint64_t pdl_skip_mask(const char *list)
 {
@@ -468,6 +460,12 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		r = gm->g->cu.EventCreate(&gm->fork, 2 /* no timing */);
 	if (!r)
 		r = gm->g->cu.EventCreate(&gm->join, 2);
+	if (!r)
+		r = gm->g->cu.StreamCreate(&gm->mhc, 1);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->mhc_fork, 2);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->mhc_join, 2);
 	for (int i = 0; i < GPU_LOGIT_PIECES_MAX && !r; i++)
 		r = gm->g->cu.EventCreate(&gm->logit_ev[i], 2);
 	if (r) {
@@ -496,12 +494,15 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
+	gm->mhc_stream = !env_off("DSV4_GPU_MHC_STREAM");
 	gm->experts_mma = !env_off("DSV4_GPU_MMA");
 	gm->fuse_mhc = !env_off("DSV4_GPU_FUSE");
 	gm->fuse_qkv = !env_off("DSV4_GPU_FUSE_QKV");
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
-	gm->pdl = env_on("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
+	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
+	gm->index_ept = getenv("DSV4_GPU_INDEX_EPT") && *getenv("DSV4_GPU_INDEX_EPT") == '1' ? 1 : 2;
+	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
 	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;
 	if (getenv("DSV4_GPU_LOGIT_PIECES")) {
@@ -628,6 +629,12 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.EventDestroy(gm->fork);
 		if (gm->join)
 			gm->g->cu.EventDestroy(gm->join);
+		if (gm->mhc_fork)
+			gm->g->cu.EventDestroy(gm->mhc_fork);
+		if (gm->mhc_join)
+			gm->g->cu.EventDestroy(gm->mhc_join);
+		if (gm->mhc)
+			gm->g->cu.StreamDestroy(gm->mhc);
 		for (int i = 0; i < GPU_LOGIT_PIECES_MAX; i++)
 			if (gm->logit_ev[i])
 				gm->g->cu.EventDestroy(gm->logit_ev[i]);
@@ -980,6 +987,25 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 		return -EINVAL;
 	if (gpu_seq_grow(gm, s->gpu, ctx))
 		return -ENOMEM;
+	/* the indexer's keys pseudo-random, so that the top-k sees distinct
+	 * scores as it would (an equal filler everywhere made every score
+	 * equal, the radix select's worst case: every atomic on one bin) */
+	size_t most = 0;
+	float *keys;
+
+	for (uint32_t L = 0; L < c->n_layers; L++)
+		if (s->gpu->h[L].icmp_ent && s->gpu->icap[L] > most)
+			most = s->gpu->icap[L];
+	most *= c->index_head_dim;
+	keys = malloc((most ? most : 1) * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	uint64_t v = 12345;
+
+	for (size_t i = 0; i < most; i++) {
+		v = v * 6364136223846793005ull + 1442695040888963407ull;
+		keys[i] = (float)((double)(v >> 40) / (double)(1ull << 24) - 0.5) * 0.1f;
+	}
 	/* small finite filler (0.01f) in the rings and the entries */
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		const struct fw_seq_layer *h = &s->gpu->h[L];
@@ -989,9 +1015,10 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 			r = gm->g->cu.MemsetD32(h->cmp_ent, 0x3c23d70au,
 						(size_t)s->gpu->cap[L] * c->head_dim);
 		if (!r && h->icmp_ent)
-			r = gm->g->cu.MemsetD32(h->icmp_ent, 0x3c23d70au,
-						(size_t)s->gpu->icap[L] * c->index_head_dim);
+			r = gm->g->cu.MemcpyHtoD(h->icmp_ent, keys, (size_t)s->gpu->icap[L] *
+						 c->index_head_dim * sizeof(*keys));
 	}
+	free(keys);
 	if (r)
 		return -EIO;
 	s->pos = ctx;

@@ -65,6 +65,12 @@ struct gpu_model {
 	CUstream main;
 	CUstream side;
 	CUevent fork, join;
+	/* decode's Sinkhorn (dsv4_hc_pre's post and comb) on a third stream,
+	 * so that the side branch does not queue behind it ($DSV4_GPU_MHC_
+	 * STREAM=0: on the side stream) */
+	CUstream mhc;
+	CUevent mhc_fork, mhc_join;
+	int mhc_stream;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
@@ -89,9 +95,12 @@ struct gpu_model {
 	/* decode's FP8 GEMVs with the act quant on the tensor cores
 	 * (dsv4_linear1_fp8_mma); $DSV4_GPU_LINEAR_MMA=0: dsv4_linear1_fp8 */
 	int linear_mma;
+	/* decode's wo_a on the tensor cores too, on o split into e4m3 parts
+	 * (dsv4_linear1_fp8_mmx); $DSV4_GPU_WOA_MMA=0: dsv4_linear1_fp8 */
+	int woa_mma;
 	/* decode graphs with programmatic dependent launch: a kernel that
 	 * follows another on its stream starts while that one ends (see
-	 * launch_as()); $DSV4_GPU_PDL=1, where the driver has it */
+	 * launch_as()), where the driver has it; $DSV4_GPU_PDL=0: off */
 	int pdl;
 	/* kernels launched the plain way even so ($DSV4_GPU_PDL_SKIP: their
 	 * names, comma-separated; for measuring), bit k for kernel k */
@@ -109,6 +118,9 @@ struct gpu_model {
 	} graph_key;
 	uint64_t graph_builds, graph_replays;
 	uint32_t attn_smem;		/* the attention kernel's dynamic shared memory limit */
+	/* entries a thread of dsv4_index_scores_tiled at long contexts (2;
+	 * $DSV4_GPU_INDEX_EPT=1: one, for measuring) */
+	uint32_t index_ept;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
