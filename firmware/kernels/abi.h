@@ -23,7 +23,7 @@ enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
  * dsv4_linear1_fp8_mmx): each 128-value block as FW_XSPLIT_PARTS code
  * vectors with a power-of-two scale each, block-major: codes [blocks,
  * parts, 128] bytes, scales [blocks, parts] F32.  The parts add up to the
- * block within 2^-32 of its largest |value|.  dsv4_linear1_fp8_mmx takes
+ * block within 2^-32 of its largest |value| (mma.cuh's xsplit_block()).  dsv4_linear1_fp8_mmx takes
  * column slices of at most FW_XSPLIT_MAX_COLS.
  */
 #define FW_XSPLIT_PARTS 8

@@ -54,8 +54,9 @@ static __device__ __forceinline__ float quant_x_quarter(const float *__restrict_
  * j is the residual after parts 0..j-1, scaled by the power of two that
  * puts its largest |value| at most 448, rounded to nearest even.  Each
  * residual is exact in F32 (the rounding drops only bits the F32 value
- * holds) and at most 2^-4 of the one before, so the parts add up to the
- * block within 2^-32 of its amax.  Writes codes [parts, 128] and scales
+ * holds), and the block's largest residual shrinks by 2^-4 or more a part
+ * (until it falls under the scale's floor, 2^-100), so the parts add up to
+ * the block within 2^-32 of its amax (for blocks above about 2^-68).  Writes codes [parts, 128] and scales
  * [parts].  One barrier a part: the amax as bits (|v| orders as its bits)
  * by one warp reduction, the four warps' through shared memory that
  * alternates between parts (a first form with block_max()'s two barriers

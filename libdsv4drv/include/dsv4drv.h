@@ -715,13 +715,17 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
 			float *y_cores, char *err, size_t errlen);
 /* y = W x for one FP8 e4m3 matrix with ue8m0 128x128 block scales on an
- * F32 x without act quant, as decode's wo_a runs it, twice: x split into
- * e4m3 parts (dsv4_xsplit) on the tensor cores (dsv4_linear1_fp8_mmx, in
- * @ks column slices) into y_mmx, and on the CUDA cores (dsv4_linear1_fp8)
- * into y_cores (cols % (128 ks) == 0, cols / ks at most 2048, ks <= 32). */
+ * F32 x without act quant, as decode's wo_a runs it, twice: x as its e4m3
+ * parts on the tensor cores (dsv4_linear1_fp8_mmx, in @ks column slices)
+ * into y_mmx, and x on the CUDA cores (dsv4_linear1_fp8) into y_cores
+ * (cols % (128 ks) == 0, cols / ks at most 2048, ks <= 32).  The parts
+ * (8 a 128-value block: codes [cols / 128, 8, 128], scales [cols / 128,
+ * 8]) are @parts / @pscales as given when @given, else x split by
+ * dsv4_xsplit, and then left there. */
 int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			      uint32_t rows, uint32_t cols, uint32_t ks, const float *x,
-			      float *y_mmx, float *y_cores, char *err, size_t errlen);
+			      uint8_t *parts, float *pscales, int given, float *y_mmx,
+			      float *y_cores, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

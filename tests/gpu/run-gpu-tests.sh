@@ -134,6 +134,13 @@ DSV4_GPU_PDL=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nopdl" >/dev/nu
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nopdl" "$tmp/route" 0 \
 	"flash-shaped reference: decode with programmatic dependent launch vs without"
 tap $?
+# ... and the index scores two entries a thread (prefill's 12 rows of
+# 2048-entry tiles take that form) vs one (DSV4_GPU_INDEX_EPT=1): the same
+# arithmetic, the same logits
+DSV4_GPU_INDEX_EPT=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/ept1" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/ept1" "$tmp/route" 0 \
+	"flash-shaped reference: the index scores two entries a thread vs one"
+tap $?
 # ... and the attention sublayer's Sinkhorn on a third stream vs on the
 # side stream (DSV4_GPU_MHC_STREAM=0): the same kernels, the same logits
 DSV4_GPU_MHC_STREAM=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nomhc" >/dev/null &&

@@ -277,7 +277,9 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
  * the CUDA cores, against the CPU in double on the F32 x: one wo_a group
  * (1024 x 4096 in 4 slices), 2 slices of 2048, one slice, a ragged shape.
  * Every seventh value 2^-20 smaller: a block's small values ride in its
- * later parts.  A part dropped or misplaced is off by 2^-5 or more.
+ * later parts.  The split itself must add back up to x within 2^-32 of
+ * each block's amax (the later parts matter too little in the GEMV's sum
+ * to show there).
  */
 TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
 {
@@ -292,18 +294,35 @@ TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
 	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 		uint32_t rows = shapes[s][0], cols = shapes[s][1], ks = shapes[s][2];
 		size_t nsc = (size_t)(rows + 127) / 128 * (cols / 128);
+		uint8_t *parts = malloc((size_t)cols * 8);
+		float *ps = malloc(cols / 128 * 8 * sizeof(float));
 		struct gemv_check k;
-		double worst_m = 0, worst_c = 0;
+		double worst_m = 0, worst_c = 0, worst_s = 0;
 
+		ASSERT_TRUE(parts && ps);
 		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
 		random_e4m3(k.codes, (size_t)rows * cols, &seed);
 		for (size_t i = 0; i < nsc; i++)
 			k.sc[i] = (uint8_t)(118 + i % 9);
 		for (uint32_t c = 0; c < cols; c += 7)
 			k.x[c] *= 0x1p-20f;
-		ASSERT_EQ(0, dsv4_gpu_linear_fp8_split(g, k.codes, k.sc, rows, cols, ks, k.x, k.ym,
-						       k.yc, err, sizeof(err)))
+		ASSERT_EQ(0, dsv4_gpu_linear_fp8_split(g, k.codes, k.sc, rows, cols, ks, k.x, parts,
+						       ps, 0, k.ym, k.yc, err, sizeof(err)))
 			TH_LOG("%s", err);
+		for (uint32_t b = 0; b < cols / 128; b++) {
+			double amax = 0;
+
+			for (uint32_t t = 0; t < 128; t++)
+				amax = fmax(amax, fabs(k.x[b * 128 + t]));
+			for (uint32_t t = 0; t < 128; t++) {
+				double sum = 0;
+
+				for (uint32_t j = 0; j < 8; j++)
+					sum += (double)dsv4_e4m3_to_f32(parts[(b * 8 + j) * 128 + t]) *
+					       ps[b * 8 + j];
+				worst_s = fmax(worst_s, fabs(sum - k.x[b * 128 + t]) / amax);
+			}
+		}
 		for (uint32_t r = 0; r < rows; r++) {
 			double ref = 0, mag = 0;
 
@@ -318,11 +337,87 @@ TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
 			worst_m = worse(worst_m, k.ym[r], ref, mag);
 			worst_c = worse(worst_c, k.yc[r], ref, mag);
 		}
-		TH_LOG("%ux%u in %u slices: worst |gpu - cpu| / sum|terms|: tensor cores on x's "
-		       "parts %.2e, CUDA cores %.2e", rows, cols, ks, worst_m, worst_c);
+		TH_LOG("%ux%u in %u slices: parts' sum off by %.2e of a block's amax; worst |gpu - "
+		       "cpu| / sum|terms|: tensor cores on x's parts %.2e, CUDA cores %.2e", rows,
+		       cols, ks, worst_s, worst_m, worst_c);
+		EXPECT_LE(worst_s, 0x1p-32);
 		EXPECT_LT(worst_m, 1e-5);
 		EXPECT_LT(worst_c, 1e-5);
 		gemv_check_free(&k);
+		free(parts);
+		free(ps);
+	}
+	dsv4_gpu_close(g);
+}
+
+/*
+ * dsv4_linear1_fp8_mmx on parts given as they are (random codes, every
+ * part's scale within 2^2 of the others), so that each part, each lane's
+ * two columns of B, weighs as much as x's first: against the CPU in
+ * double on the parts themselves.  A part misplaced or scaled by another
+ * part's scale is off by a large fraction of the sum.
+ */
+TEST(linear_fp8_mmx_weighs_every_part)
+{
+	static const uint32_t shapes[][3] = { { 1024, 4096, 4 }, { 100, 256, 2 } };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 13;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		uint32_t rows = shapes[s][0], cols = shapes[s][1], ks = shapes[s][2];
+		uint32_t nb = cols / 128;
+		size_t nsc = (size_t)(rows + 127) / 128 * nb;
+		uint8_t *parts = malloc((size_t)cols * 8);
+		float *ps = malloc(nb * 8 * sizeof(float));
+		struct gemv_check k;
+		double worst_m = 0;
+
+		ASSERT_TRUE(parts && ps);
+		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
+		random_e4m3(k.codes, (size_t)rows * cols, &seed);
+		random_e4m3(parts, (size_t)cols * 8, &seed);
+		for (size_t i = 0; i < nsc; i++)
+			k.sc[i] = (uint8_t)(118 + i % 9);
+		for (uint32_t i = 0; i < nb * 8; i++)
+			ps[i] = ldexpf(1.0f, -8 - (int)(i % 3));
+		for (uint32_t c = 0; c < cols; c++) {
+			double v = 0;
+
+			for (uint32_t j = 0; j < 8; j++)
+				v += (double)dsv4_e4m3_to_f32(parts[(c / 128 * 8 + j) * 128 + c % 128]) *
+				     ps[c / 128 * 8 + j];
+			k.x[c] = (float)v;	/* (for the CUDA-core run only) */
+		}
+		ASSERT_EQ(0, dsv4_gpu_linear_fp8_split(g, k.codes, k.sc, rows, cols, ks, k.x, parts,
+						       ps, 1, k.ym, k.yc, err, sizeof(err)))
+			TH_LOG("%s", err);
+		for (uint32_t r = 0; r < rows; r++) {
+			double ref = 0, mag = 0;
+
+			for (uint32_t c = 0; c < cols; c++) {
+				double w = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
+					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * nb + c / 128]);
+
+				for (uint32_t j = 0; j < 8; j++) {
+					double v = w * dsv4_e4m3_to_f32(parts[(c / 128 * 8 + j) * 128 +
+									      c % 128]) *
+						   ps[c / 128 * 8 + j];
+
+					ref += v;
+					mag += fabs(v);
+				}
+			}
+			worst_m = worse(worst_m, k.ym[r], ref, mag);
+		}
+		TH_LOG("%ux%u in %u slices, eight parts of equal weight: worst |gpu - cpu| / "
+		       "sum|terms| %.2e", rows, cols, ks, worst_m);
+		EXPECT_LT(worst_m, 1e-5);
+		gemv_check_free(&k);
+		free(parts);
+		free(ps);
 	}
 	dsv4_gpu_close(g);
 }

@@ -379,7 +379,8 @@ int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t 
 
 int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			      uint32_t rows, uint32_t cols, uint32_t ks, const float *x,
-			      float *y_mmx, float *y_cores, char *err, size_t errlen)
+			      uint8_t *parts, float *pscales, int given, float *y_mmx,
+			      float *y_cores, char *err, size_t errlen)
 {
 	uint32_t gx = (rows + 63) / 64, zero = 0, nb = cols / 128;
 	size_t cb = (size_t)rows * cols, sb = (size_t)(rows + 127) / 128 * nb;
@@ -400,8 +401,9 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
 	r = dev_put(g, r, &dz, NULL, (size_t)rows * sizeof(float));
 	r = dev_put(g, r, &dp, NULL, (size_t)ks * rows * sizeof(float));
 	r = dev_put(g, r, &dn, NULL, (size_t)gx * sizeof(uint32_t));
-	r = dev_put(g, r, &dq, NULL, (size_t)cols * FW_XSPLIT_PARTS);
-	r = dev_put(g, r, &dqs, NULL, (size_t)nb * FW_XSPLIT_PARTS * sizeof(float));
+	r = dev_put(g, r, &dq, given ? parts : NULL, (size_t)cols * FW_XSPLIT_PARTS);
+	r = dev_put(g, r, &dqs, given ? pscales : NULL,
+		    (size_t)nb * FW_XSPLIT_PARTS * sizeof(float));
 	if (!r)	/* split-K's counts start at zero */
 		r = g->cu.MemsetD32(dn, 0, gx);
 	m.data = dc;
@@ -413,7 +415,7 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
 		void *am[] = { &m, &dq, &dqs, &dy, &dp, &dn, &zero, &zero };
 		void *ac[] = { &m, &dx, &dz, &dp, &dn, &zero, &zero, &zero, &none };
 
-		if (!r)
+		if (!r && !given)
 			r = g->cu.LaunchKernel(g->fn[K_XSPLIT], nb, 1, 1, 128, 1, 1, 0, NULL, aq,
 					       NULL);
 		if (!r)
@@ -427,6 +429,10 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
 		r = g->cu.CtxSynchronize();
 	r = dev_get(g, r, y_mmx, dy, (size_t)rows * sizeof(float));
 	r = dev_get(g, r, y_cores, dz, (size_t)rows * sizeof(float));
+	if (!given) {
+		r = dev_get(g, r, parts, dq, (size_t)cols * FW_XSPLIT_PARTS);
+		r = dev_get(g, r, pscales, dqs, (size_t)nb * FW_XSPLIT_PARTS * sizeof(float));
+	}
 	dev_free(g, (CUdeviceptr[]){ dc, ds, dx, dy, dz, dp, dn, dq, dqs }, 9);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA linear_fp8_split: %s", gpu_err(g, r)) : 0;
 }

@@ -1006,7 +1006,8 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 		v = v * 6364136223846793005ull + 1442695040888963407ull;
 		keys[i] = (float)((double)(v >> 40) / (double)(1ull << 24) - 0.5) * 0.1f;
 	}
-	/* small finite filler (0.01f) in the rings and the entries */
+	/* small finite filler (0.01f) in the rings and the attention's
+	 * entries, the keys above in the indexer's */
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		const struct fw_seq_layer *h = &s->gpu->h[L];
 
