@@ -72,11 +72,41 @@ static __device__ __forceinline__ float f8_scale(const fw_mat &w, size_t si)
 	return w.scale_f32 ? ((const float *)w.scale)[si] : e8m0(((const uint8_t *)w.scale)[si]);
 }
 
+/* a lane's two weight rows (g and g + 8 of its warp's 16 in the block's
+ * 64) over the column slice from k0: where they start, their first
+ * block's scale index, whether they exist; w's row0 at the group's */
+struct f8_rows {
+	const uint8_t *dg, *dg8;
+	size_t sig, sig8;
+	uint32_t rg, rg8;
+	int on_g, on_g8;
+};
+
+static __device__ __forceinline__ f8_rows f8_rows_at(const fw_mat &w, uint32_t k0)
+{
+	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, sc_cols = (w.cols + 127) / 128;
+	f8_rows r;
+
+	r.rg = o0 + g;
+	r.rg8 = o0 + g + 8;
+	r.on_g = r.rg < w.rows;
+	r.on_g8 = r.rg8 < w.rows;
+	r.dg = (const uint8_t *)w.data + (size_t)(w.row0 + r.rg) * w.cols + k0 + q * 16;
+	r.dg8 = (const uint8_t *)w.data + (size_t)(w.row0 + r.rg8) * w.cols + k0 + q * 16;
+	r.sig = (size_t)((w.row0 + r.rg) / 128) * sc_cols + k0 / 128;
+	r.sig8 = (size_t)((w.row0 + r.rg8) / 128) * sc_cols + k0 / 128;
+	return r;
+}
+
 /* blocks b0, b0 + 1 of the slice (past nb: zeros, not read) */
 static __device__ __forceinline__ void f8_load(f8_step &t, uint32_t b0, uint32_t nb,
-					       const uint8_t *dg, const uint8_t *dg8, int on_g,
-					       int on_g8, const fw_mat &w, size_t sig, size_t sig8)
+					       const f8_rows &r, const fw_mat &w)
 {
+	const uint8_t *dg = r.dg, *dg8 = r.dg8;
+	int on_g = r.on_g, on_g8 = r.on_g8;
+	size_t sig = r.sig, sig8 = r.sig8;
+
 #pragma unroll
 	for (int u = 0; u < 2; u++) {
 		uint32_t b = b0 + u;
@@ -123,6 +153,51 @@ static __device__ __forceinline__ void f8_run(const f8_step &t, uint32_t b0, uin
 	}
 }
 
+/*
+ * The rows' sums (every lane of a row group holds them) out: into y (and
+ * hp's post step where hp.X), or with ks > 1 slices into part, the row
+ * block's last block adding them in slice order.  count: the group's.
+ */
+static __device__ __forceinline__ void f8_finish(const f8_rows &r, float acc_g, float acc_g8,
+						 uint32_t rows, uint32_t ks, float *__restrict__ y,
+						 float *__restrict__ part,
+						 uint32_t *__restrict__ count, const fw_hc_post &hp)
+{
+	uint32_t q = threadIdx.x % 4;
+
+	if (ks == 1) {
+		if (q == 0 && r.on_g) {
+			y[r.rg] = acc_g;
+			if (hp.X)
+				hc_post_at(hp, 0, r.rg, acc_g);
+		}
+		if (q == 0 && r.on_g8) {
+			y[r.rg8] = acc_g8;
+			if (hp.X)
+				hc_post_at(hp, 0, r.rg8, acc_g8);
+		}
+		return;
+	}
+	if (q == 0 && r.on_g)
+		part[(size_t)blockIdx.y * rows + r.rg] = acc_g;
+	if (q == 0 && r.on_g8)
+		part[(size_t)blockIdx.y * rows + r.rg8] = acc_g8;
+	if (!splitk_last(count, blockIdx.x, ks))
+		return;
+	/* the last block: each row's slices added in slice order */
+	uint32_t o = blockIdx.x * 64 + threadIdx.x;
+
+	if (threadIdx.x < 64 && o < rows) {
+		float sum = sum_cg(part + o, 0, ks, 1, rows);
+
+		y[o] = sum;
+		if (hp.X)
+			hc_post_at(hp, 0, o, sum);
+	}
+	if (threadIdx.x == 0)
+		count[blockIdx.x] = 0;
+}
+
 FW_KERNEL void __launch_bounds__(128)
 dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
 		     float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
@@ -131,9 +206,7 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	__shared__ __align__(16) uint8_t xq[FW_MMA_MAX_COLS];
 	__shared__ float xs[FW_MMA_MAX_COLS / 128];
 	uint32_t grp = blockIdx.z, ks = gridDim.y, slice = w.cols / ks, k0 = blockIdx.y * slice;
-	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4, nb = slice / 128;
-	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, rg = o0 + g, rg8 = o0 + g + 8;
-	uint32_t sc_cols = (w.cols + 127) / 128;
+	uint32_t q = threadIdx.x % 4, nb = slice / 128;
 	float acc_g = 0.f, acc_g8 = 0.f;
 	f8_step A, B;
 
@@ -144,59 +217,24 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	part += (size_t)grp * ks * w.rows;
 	count += (size_t)grp * gridDim.x;
 
-	int on_g = rg < w.rows, on_g8 = rg8 < w.rows;
-	const uint8_t *dg = (const uint8_t *)w.data + (size_t)(w.row0 + rg) * w.cols + k0 + q * 16;
-	const uint8_t *dg8 = (const uint8_t *)w.data + (size_t)(w.row0 + rg8) * w.cols + k0 + q * 16;
-	size_t sig = (size_t)((w.row0 + rg) / 128) * sc_cols + k0 / 128;
-	size_t sig8 = (size_t)((w.row0 + rg8) / 128) * sc_cols + k0 / 128;
+	const f8_rows r = f8_rows_at(w, k0);
 
 	/* the first weights are on their way while x is quantized (with
 	 * $DSV4_GPU_PDL, while the kernel before ends: only weights are
 	 * read before fw_pdl_wait()); then each step's loads go out before
 	 * the step before is used */
-	f8_load(A, 0, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+	f8_load(A, 0, nb, r, w);
 	fw_pdl_wait();
 	quant_x_codes(x + k0, slice, xq, xs);
 	__syncthreads();
 	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
-		f8_load(B, b0 + 2, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_load(B, b0 + 2, nb, r, w);
 		f8_run(A, b0, nb, xq, xs, q, acc_g, acc_g8);
-		f8_load(A, b0 + 4, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_load(A, b0 + 4, nb, r, w);
 		f8_run(B, b0 + 2, nb, xq, xs, q, acc_g, acc_g8);
 	}
 	fw_pdl_launch();
-	/* every lane of a group holds its rows' sums */
-	if (ks == 1) {
-		if (q == 0 && on_g) {
-			y[rg] = acc_g;
-			if (hp.X)
-				hc_post_at(hp, 0, rg, acc_g);
-		}
-		if (q == 0 && on_g8) {
-			y[rg8] = acc_g8;
-			if (hp.X)
-				hc_post_at(hp, 0, rg8, acc_g8);
-		}
-		return;
-	}
-	if (q == 0 && on_g)
-		part[(size_t)blockIdx.y * w.rows + rg] = acc_g;
-	if (q == 0 && on_g8)
-		part[(size_t)blockIdx.y * w.rows + rg8] = acc_g8;
-	if (!splitk_last(count, blockIdx.x, ks))
-		return;
-	/* the last block: each row's slices added in slice order */
-	uint32_t o = blockIdx.x * 64 + threadIdx.x;
-
-	if (threadIdx.x < 64 && o < w.rows) {
-		float sum = sum_cg(part + o, 0, ks, 1, w.rows);
-
-		y[o] = sum;
-		if (hp.X)
-			hc_post_at(hp, 0, o, sum);
-	}
-	if (threadIdx.x == 0)
-		count[blockIdx.x] = 0;
+	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, hp);
 }
 
 /*
@@ -269,27 +307,22 @@ dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__re
 	__shared__ __align__(16) uint8_t xq[FW_XSPLIT_MAX_COLS * FW_XSPLIT_PARTS];
 	__shared__ __align__(8) float xs[FW_XSPLIT_MAX_COLS / 128 * FW_XSPLIT_PARTS];
 	uint32_t grp = blockIdx.z, ks = gridDim.y, slice = w.cols / ks, k0 = blockIdx.y * slice;
-	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4, nb = slice / 128;
-	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, rg = o0 + g, rg8 = o0 + g + 8;
-	uint32_t sc_cols = (w.cols + 127) / 128;
+	uint32_t g = threadIdx.x % 32 / 4, q = threadIdx.x % 4, nb = slice / 128;
 	float acc_g = 0.f, acc_g8 = 0.f;
 	f8_step A, B;
+	fw_hc_post none = {};
 
 	w.row0 += grp * w.rows;
 	y += (size_t)grp * ygs;
 	part += (size_t)grp * ks * w.rows;
 	count += (size_t)grp * gridDim.x;
 
-	int on_g = rg < w.rows, on_g8 = rg8 < w.rows;
-	const uint8_t *dg = (const uint8_t *)w.data + (size_t)(w.row0 + rg) * w.cols + k0 + q * 16;
-	const uint8_t *dg8 = (const uint8_t *)w.data + (size_t)(w.row0 + rg8) * w.cols + k0 + q * 16;
-	size_t sig = (size_t)((w.row0 + rg) / 128) * sc_cols + k0 / 128;
-	size_t sig8 = (size_t)((w.row0 + rg8) / 128) * sc_cols + k0 / 128;
+	const f8_rows r = f8_rows_at(w, k0);
 	/* the slice's parts: 16-byte pieces, 64 a block */
 	size_t xb = ((size_t)grp * xgs + k0) / 128;
 	const uint4 *src = (const uint4 *)(xp + xb * FW_XSPLIT_PARTS * 128);
 
-	f8_load(A, 0, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+	f8_load(A, 0, nb, r, w);
 	fw_pdl_wait();
 	for (uint32_t c = threadIdx.x; c < nb * 64; c += blockDim.x) {
 		uint32_t bb = c / 64, pg = c % 64 / 8, hh = c % 8 / 4, qq = c % 4;
@@ -301,9 +334,9 @@ dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__re
 		xs[c] = xps[xb * FW_XSPLIT_PARTS + c];
 	__syncthreads();
 	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
-		f8_load(B, b0 + 2, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_load(B, b0 + 2, nb, r, w);
 		f8_run_parts(A, b0, nb, xq, xs, g, q, acc_g, acc_g8);
-		f8_load(A, b0 + 4, nb, dg, dg8, on_g, on_g8, w, sig, sig8);
+		f8_load(A, b0 + 4, nb, r, w);
 		f8_run_parts(B, b0 + 2, nb, xq, xs, g, q, acc_g, acc_g8);
 	}
 	fw_pdl_launch();
@@ -312,25 +345,7 @@ dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__re
 	acc_g += __shfl_xor_sync(0xffffffffu, acc_g, 2);
 	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 1);
 	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 2);
-	if (ks == 1) {
-		if (q == 0 && on_g)
-			y[rg] = acc_g;
-		if (q == 0 && on_g8)
-			y[rg8] = acc_g8;
-		return;
-	}
-	if (q == 0 && on_g)
-		part[(size_t)blockIdx.y * w.rows + rg] = acc_g;
-	if (q == 0 && on_g8)
-		part[(size_t)blockIdx.y * w.rows + rg8] = acc_g8;
-	if (!splitk_last(count, blockIdx.x, ks))
-		return;
-	uint32_t o = blockIdx.x * 64 + threadIdx.x;
-
-	if (threadIdx.x < 64 && o < w.rows)
-		y[o] = sum_cg(part + o, 0, ks, 1, w.rows);
-	if (threadIdx.x == 0)
-		count[blockIdx.x] = 0;
+	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, none);
 }
 
 /* grid (cols / 128), 128 threads: x [cols] split into its e4m3 parts

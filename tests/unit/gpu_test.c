@@ -83,6 +83,23 @@ static int gemv_check_alloc(struct gemv_check *k, size_t ncodes, size_t nsc, uin
 	return 0;
 }
 
+/* an FP8 matrix's random codes and its 128x128 blocks' scales (2^-9..2^-1) */
+static void fp8_fill(struct gemv_check *k, uint32_t rows, uint32_t cols, unsigned *seed)
+{
+	size_t nsc = (size_t)(rows + 127) / 128 * (cols / 128);
+
+	random_e4m3(k->codes, (size_t)rows * cols, seed);
+	for (size_t i = 0; i < nsc; i++)
+		k->sc[i] = (uint8_t)(118 + i % 9);
+}
+
+/* weight (r, c) of that matrix, decoded */
+static double fp8_w(const struct gemv_check *k, uint32_t cols, uint32_t r, uint32_t c)
+{
+	return (double)dsv4_e4m3_to_f32(k->codes[(size_t)r * cols + c]) *
+	       dsv4_e8m0_to_f32(k->sc[(size_t)(r / 128) * (cols / 128) + c / 128]);
+}
+
 TEST(open_says_what_is_missing)
 {
 	char err[512] = "", desc[512];
@@ -240,9 +257,7 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 		double worst_m = 0, worst_c = 0;
 
 		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
-		random_e4m3(k.codes, (size_t)rows * cols, &seed);
-		for (size_t i = 0; i < nsc; i++)
-			k.sc[i] = (uint8_t)(118 + i % 9);
+		fp8_fill(&k, rows, cols, &seed);
 		ASSERT_EQ(0, dsv4_gpu_linear_fp8(g, k.codes, k.sc, rows, cols, ks, k.x, k.ym, k.yc,
 						 err, sizeof(err)))
 			TH_LOG("%s", err);
@@ -251,10 +266,8 @@ TEST(linear_fp8_tensor_cores_match_cuda_cores)
 			double ref = 0, mag = 0;
 
 			for (uint32_t c = 0; c < cols; c++) {
-				double v = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
-					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * (cols / 128) +
-							       c / 128]) *
-					   dsv4_e4m3_to_f32(k.xq[c]) * k.xs[c / 128];
+				double v = fp8_w(&k, cols, r, c) * dsv4_e4m3_to_f32(k.xq[c]) *
+					   k.xs[c / 128];
 
 				ref += v;
 				mag += fabs(v);
@@ -301,9 +314,7 @@ TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
 
 		ASSERT_TRUE(parts && ps);
 		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
-		random_e4m3(k.codes, (size_t)rows * cols, &seed);
-		for (size_t i = 0; i < nsc; i++)
-			k.sc[i] = (uint8_t)(118 + i % 9);
+		fp8_fill(&k, rows, cols, &seed);
 		for (uint32_t c = 0; c < cols; c += 7)
 			k.x[c] *= 0x1p-20f;
 		ASSERT_EQ(0, dsv4_gpu_linear_fp8_split(g, k.codes, k.sc, rows, cols, ks, k.x, parts,
@@ -327,9 +338,7 @@ TEST(linear_fp8_split_x_tensor_cores_match_cuda_cores)
 			double ref = 0, mag = 0;
 
 			for (uint32_t c = 0; c < cols; c++) {
-				double v = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
-					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * (cols / 128) +
-							       c / 128]) * k.x[c];
+				double v = fp8_w(&k, cols, r, c) * k.x[c];
 
 				ref += v;
 				mag += fabs(v);
@@ -377,10 +386,8 @@ TEST(linear_fp8_mmx_weighs_every_part)
 
 		ASSERT_TRUE(parts && ps);
 		ASSERT_EQ(0, gemv_check_alloc(&k, (size_t)rows * cols, nsc, rows, cols));
-		random_e4m3(k.codes, (size_t)rows * cols, &seed);
+		fp8_fill(&k, rows, cols, &seed);
 		random_e4m3(parts, (size_t)cols * 8, &seed);
-		for (size_t i = 0; i < nsc; i++)
-			k.sc[i] = (uint8_t)(118 + i % 9);
 		for (uint32_t i = 0; i < nb * 8; i++)
 			ps[i] = ldexpf(1.0f, -8 - (int)(i % 3));
 		for (uint32_t c = 0; c < cols; c++) {
@@ -398,8 +405,7 @@ TEST(linear_fp8_mmx_weighs_every_part)
 			double ref = 0, mag = 0;
 
 			for (uint32_t c = 0; c < cols; c++) {
-				double w = (double)dsv4_e4m3_to_f32(k.codes[(size_t)r * cols + c]) *
-					   dsv4_e8m0_to_f32(k.sc[(size_t)(r / 128) * nb + c / 128]);
+				double w = fp8_w(&k, cols, r, c);
 
 				for (uint32_t j = 0; j < 8; j++) {
 					double v = w * dsv4_e4m3_to_f32(parts[(c / 128 * 8 + j) * 128 +

@@ -478,55 +478,53 @@ static uint32_t splitk_slices(const struct fw_mat *W, uint32_t G, CUdeviceptr x)
 }
 
 /*
- * dsv4_linear1_fp8_mma's column slices for @W in @G groups (0: it does
- * not take W): FP8 weights with the act quant (aq), whole 128-column
- * slices that fit its shared memory, enough blocks to stream the matrix
- * (about four an SM), and the split-K scratch's limits
+ * The tensor-core one-row GEMVs' column slices for FP8 @W in @G groups
+ * (0: none fit): whole 128-column slices of at most @most columns (their
+ * x in shared memory), enough blocks to stream the matrix (about four an
+ * SM), and the split-K scratch's limits
  */
-static uint32_t mma_slices(const struct fwd *w, const struct fw_mat *W, uint32_t G,
-			   CUdeviceptr x, uint32_t xgs, uint32_t aq)
+static uint32_t mma_ks(const struct fw_mat *W, uint32_t G, uint32_t most)
 {
 	uint32_t gx = (W->rows + 63) / 64, ks = 1;
 
-	if (!w->gm->linear_mma || W->fmt != FW_FP8 || !aq || W->cols % 128 || x % 16 ||
-	    xgs % 4)
+	if (W->fmt != FW_FP8 || W->cols % 128)
 		return 0;
-	while (W->cols / ks > FW_MMA_MAX_COLS ||
+	while (W->cols / ks > most ||
 	       ((uint64_t)gx * G * ks < 512 && W->cols % (ks * 2 * 128) == 0 &&
 		W->cols / (ks * 2) >= 512 && ks < 32))
 		ks *= 2;
-	if (W->cols % (ks * 128) || W->cols / ks > FW_MMA_MAX_COLS)
+	if (W->cols % (ks * 128) || W->cols / ks > most)
 		return 0;
 	if (ks > 1 && ((uint64_t)gx * G > 256 || (uint64_t)G * ks * W->rows > 32 * 8192))
 		return 0;
 	return ks;
 }
 
+/* dsv4_linear1_fp8_mma's column slices (mma_ks()): FP8 weights with the
+ * act quant (aq), x 16-byte aligned */
+static uint32_t mma_slices(const struct fwd *w, const struct fw_mat *W, uint32_t G,
+			   CUdeviceptr x, uint32_t xgs, uint32_t aq)
+{
+	if (!w->gm->linear_mma || !aq || x % 16 || xgs % 4)
+		return 0;
+	return mma_ks(W, G, FW_MMA_MAX_COLS);
+}
+
 /*
  * dsv4_linear1_fp8_mmx's column slices for decode's wo_a (@W one group's
  * rows, @G groups; 0: it does not take it): split attention with o
  * formed a 128-dim slice a block (dsv4_attn_combine then splits o into
- * its parts), FP8 weights, slices as mma_slices() picks them but at most
- * FW_XSPLIT_MAX_COLS, within the split-K scratch
+ * its parts), FP8 weights, slices as mma_ks() picks them but at most
+ * FW_XSPLIT_MAX_COLS
  */
 static uint32_t woa_mmx(const struct fwd *w, const struct fw_mat *W, uint32_t G)
 {
 	const struct dsv4_config *c = w->c;
-	uint32_t gx = (W->rows + 63) / 64, ks = 1;
 
-	if (!w->gm->woa_mma || w->R != 1 || !split_attn(w) ||
-	    !w->b.op || c->head_dim / combine_slices(c->head_dim, c->rope_head_dim) != 128 ||
-	    W->fmt != FW_FP8 || W->cols % 128)
+	if (!w->gm->woa_mma || w->R != 1 || !split_attn(w) || !w->b.op ||
+	    c->head_dim / combine_slices(c->head_dim, c->rope_head_dim) != 128)
 		return 0;
-	while (W->cols / ks > FW_XSPLIT_MAX_COLS ||
-	       ((uint64_t)gx * G * ks < 512 && W->cols % (ks * 2 * 128) == 0 &&
-		W->cols / (ks * 2) >= 512 && ks < 32))
-		ks *= 2;
-	if (W->cols % (ks * 128) || W->cols / ks > FW_XSPLIT_MAX_COLS)
-		return 0;
-	if (ks > 1 && ((uint64_t)gx * G > 256 || (uint64_t)G * ks * W->rows > 32 * 8192))
-		return 0;
-	return ks;
+	return mma_ks(W, G, FW_XSPLIT_MAX_COLS);
 }
 
 /*
