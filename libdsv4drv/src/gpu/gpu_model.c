@@ -32,6 +32,14 @@ static int env_off(const char *var)
 	return v && *v == '0';
 }
 
+/* an off-by-default switch turned on with VAR=1 */
+static int env_on(const char *var)
+{
+	const char *v = getenv(var);
+
+	return v && *v == '1';
+}
+
 /* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */
 static uint64_t pdl_skip_mask(const char *list)
 {
@@ -501,7 +509,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
-	gm->index_ept = getenv("DSV4_GPU_INDEX_EPT") && *getenv("DSV4_GPU_INDEX_EPT") == '1' ? 1 : 2;
+	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
 	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;
