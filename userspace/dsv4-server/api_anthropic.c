@@ -77,15 +77,19 @@ static bool user_blocks(struct http_req *hr, json_t *blocks, json_t *out, enum M
 	json_array_foreach(blocks, i, b) {
 		const char *type = json_string_value(json_object_get(b, "type"));
 
-		if (!json_is_object(b) || !type)
+		if (!json_is_object(b) || !type) {
+			free(text);
 			return fail(hr, answered, "each content block needs a 'type'%s", "");
+		}
 		if (!strcmp(type, "text")) {
 			const char *t = json_string_value(json_object_get(b, "text"));
 			size_t tl;
 			char *grown;
 
-			if (!t)
+			if (!t) {
+				free(text);
 				return fail(hr, answered, "a text block needs a string 'text'%s", "");
+			}
 			tl = strlen(t);
 			grown = realloc(text, len + tl + 2);
 			if (!grown) {

@@ -130,6 +130,10 @@ test('wrong types name the field', async () => {
     [{ system: 5 }, /system/],
     [{ thinking: { type: 'maybe' } }, /thinking/],
     [{ messages: [{ role: 'user', content: [{ type: 'tool_result' }] }] }, /tool_result/],
+    // a bad block after good text: the text gathered so far is freed (ASan below)
+    [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text' }] }] }, /text/],
+    [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { text: 'b' }] }] }, /type/],
+    [{ messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, 7] }] }, /type/],
   ];
   for (const [patch, re] of bad) {
     const r = await post('/v1/messages', JSON.stringify({ ...base, ...patch }));
