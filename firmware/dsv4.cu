@@ -8,3 +8,4 @@
 #include "kernels/indexer.cu"
 #include "kernels/experts_mma.cu"
 #include "kernels/linear_mma.cu"
+#include "kernels/prefetch.cu"

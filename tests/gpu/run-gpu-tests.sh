@@ -147,16 +147,30 @@ DSV4_GPU_MHC_STREAM=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nomhc" >
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomhc" "$tmp/route" 0 \
 	"flash-shaped reference: the Sinkhorn on its own stream vs on the side stream"
 tap $?
+# ... and decode's L2 prefetch of wo_a and of the shared expert's w1/w3
+# (DSV4_GPU_L2PF_*, on a fourth stream) vs none: a hint, the same logits
+DSV4_GPU_L2PF_WOA=100 DSV4_GPU_L2PF_SHARED=100 "$kit/dsv4-run" "${args4[@]}" \
+	--dump-logits "$tmp/l2pf" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
+	"flash-shaped reference: decode with the L2 prefetch vs without"
+tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
 # lean on anything recorded by the first (a wait on an event of the first
-# capture failed it once, and no dsv4-run here crosses a bucket)
-if "$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 --prefill 16 \
-	>"$tmp/gb" 2>&1 && grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
-	echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K"; tap 0
-else
-	echo "not ok flash-shaped: decode graphs at 4K, then recaptured at 128K"; cat "$tmp/gb"; tap 1
-fi
+# capture failed it once, and no dsv4-run here crosses a bucket); again
+# with the L2 prefetch's stream forked and joined in every layer
+for pf in 0 100; do
+	if DSV4_GPU_L2PF_WOA=$pf DSV4_GPU_L2PF_SHARED=$pf "$kit/gpu_bench" --model "$flash" \
+		--contexts 4096,131072 --steps 2 --prefill 16 >"$tmp/gb" 2>&1 &&
+		grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
+		echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %)"
+		tap 0
+	else
+		echo "not ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %)"
+		cat "$tmp/gb"
+		tap 1
+	fi
+done
 
 # streamed experts (a CPU cache of 4 experts, a GPU cache of 4 slots: the
 # layers evict each other's) give the resident run's logits exactly; both

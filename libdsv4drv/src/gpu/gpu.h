@@ -118,7 +118,7 @@ struct cu_driver {
 	X(LINEAR1_F32, dsv4_linear1_f32) X(LINEAR1_BF16, dsv4_linear1_bf16) \
 	X(LINEAR1_FP8, dsv4_linear1_fp8) X(LINEAR1_FP4, dsv4_linear1_fp4) \
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
-	X(XSPLIT, dsv4_xsplit)
+	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

@@ -46,13 +46,15 @@ struct fwd {
 	int posted;		/* the sublayer did the mHC post step itself */
 	int side_open;		/* side work since the last side_join() */
 	int mhc_open;		/* a Sinkhorn on gm->mhc since the last mhc_join() */
+	int pf_open;		/* an L2 prefetch on gm->pf since the last pf_join() */
 	int capturing;		/* into a graph (forward_graph()) */
-	/* the last thing put on main [0], side [1] and mhc [2] was a kernel
-	 * (with $DSV4_GPU_PDL the next may start while it ends: launch_as()) */
-	int after_kernel[3];
+	/* the last thing put on main [0], side [1], mhc [2] and pf [3] was a
+	 * kernel (with $DSV4_GPU_PDL the next may start while it ends:
+	 * launch_as()) */
+	int after_kernel[4];
 	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
 	CUstream main;		/* gm->main */
-	CUstream cur;		/* where launches go: main, gm->side or gm->mhc */
+	CUstream cur;		/* where launches go: main, gm->side, gm->mhc or gm->pf */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 	/* $DSV4_GPU_PROFILE=graph: launches counted, the one numbered skip
@@ -242,7 +244,7 @@ static int pdl_ready(enum gpu_kernel k)
 
 static int stream_slot(const struct fwd *w, CUstream s)
 {
-	return s == w->main ? 0 : s == w->gm->side ? 1 : 2;
+	return s == w->main ? 0 : s == w->gm->side ? 1 : s == w->gm->mhc ? 2 : 3;
 }
 
 /* a copy, memset or event wait went onto @s: a kernel after it depends on
@@ -397,6 +399,48 @@ static void mhc_join(struct fwd *w)
 		w->r = w->cu->StreamWaitEvent(w->main, w->gm->mhc_join, 0);
 	pdl_cut(w, w->main);
 	w->mhc_open = 0;
+}
+
+/*
+ * Decode's L2 prefetch ($DSV4_GPU_L2PF_*, off by default: an experiment
+ * not yet timed): the first @pct % of W's codes pulled into L2 on gm->pf,
+ * forked from the main stream here, while the kernels before W's GEMV
+ * leave HBM idle; pf_join() (at the MoE's side_join(), already a cut in
+ * the main stream's programmatic launches) makes the capture whole.
+ */
+static void l2_prefetch(struct fwd *w, const struct fw_mat *W, uint32_t pct)
+{
+	static const uint32_t chunk = 64 * 1024;
+	uint64_t row = W->fmt == FW_F32 ? 4ull * W->cols : W->fmt == FW_BF16 ? 2ull * W->cols :
+		       W->fmt == FW_FP8 ? W->cols : W->cols / 2;
+	uint64_t bytes = row * W->rows * pct / 100 / 16 * 16;
+	CUdeviceptr at = W->data + row * W->row0;
+	void *a[] = { &at, &bytes, (void *)&chunk, &w->gm->l2pf_last };
+
+	if (!pct || !bytes || !w->split || w->R != 1 || !W->data || at % 16 || w->r)
+		return;
+	w->r = w->cu->EventRecord(w->gm->pf_fork, w->main);
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->gm->pf, w->gm->pf_fork, 0);
+	w->cur = w->gm->pf;
+	pdl_cut(w, w->cur);
+	launch(w, K_L2_PREFETCH, (unsigned)((bytes + 128ull * chunk - 1) / (128ull * chunk)), 1, 1,
+	       128, 0, a);
+	w->cur = w->main;
+	if (!w->r)
+		w->r = w->cu->EventRecord(w->gm->pf_join, w->gm->pf);
+	w->pf_open = 1;
+}
+
+/* (as side_join(): only after an l2_prefetch() of this forward) */
+static void pf_join(struct fwd *w)
+{
+	if (!w->pf_open)
+		return;
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->main, w->gm->pf_join, 0);
+	pdl_cut(w, w->main);
+	w->pf_open = 0;
 }
 
 static int quantized(const struct fw_mat *W)
@@ -790,6 +834,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		launch(w, K_RMSNORM, R, 1, 1, 256, 0, a);
 	}
 	lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
+	l2_prefetch(w, &gl->wo_a, w->gm->l2pf_woa);
 	if (!qkv || !split) {	/* (with both, dsv4_attn_scores preps q) */
 		void *a[] = { &b->q, &hd, &rd, &none, &eps, &b->pos, &freqs, &zero };
 
@@ -1121,6 +1166,7 @@ static int moe(struct fwd *w, uint32_t L)
 	int self_route = w->gm->fuse_route && R == 1 && !w->gm->stream && E <= 256 && K <= 64 &&
 			 mma13_fits(w, gl, xe);
 
+	l2_prefetch(w, &gl->sw13, w->gm->l2pf_shared);
 	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
 	if (!self_route) {
 		void *a[] = { &b->logits, &E, &K, &bias, (void *)&gl->tid2eid, &b->tok, &scale,
@@ -1164,6 +1210,7 @@ static int moe(struct fwd *w, uint32_t L)
 	else
 		experts(w, L, b->idx, xe, aq, self_route ? &rt : NULL);
 	side_join(w);
+	pf_join(w);
 	{
 		/* the mHC post step on f as it is formed */
 		struct fw_hc_post hp = { 0 };
@@ -1391,6 +1438,7 @@ static int forward(struct fwd *w, const uint32_t *pos, const uint32_t *lrows, ch
 			free(X);
 		}
 	}
+	pf_join(w);	/* (moe() joined it already where it ran) */
 	if (w->nl && !w->r && !ret)
 		head(w, lrows);
 	return ret;

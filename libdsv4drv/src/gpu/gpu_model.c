@@ -40,6 +40,15 @@ static int env_on(const char *var)
 	return v && *v == '1';
 }
 
+/* a percentage from 0 (unset, or not a number) to 100 */
+static uint32_t env_percent(const char *var)
+{
+	const char *v = getenv(var);
+	unsigned long p = v ? strtoul(v, NULL, 10) : 0;
+
+	return p > 100 ? 100 : (uint32_t)p;
+}
+
 /* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */
 static uint64_t pdl_skip_mask(const char *list)
 {
@@ -474,6 +483,12 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		r = gm->g->cu.EventCreate(&gm->mhc_fork, 2);
 	if (!r)
 		r = gm->g->cu.EventCreate(&gm->mhc_join, 2);
+	if (!r)
+		r = gm->g->cu.StreamCreate(&gm->pf, 1);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->pf_fork, 2);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->pf_join, 2);
 	for (int i = 0; i < GPU_LOGIT_PIECES_MAX && !r; i++)
 		r = gm->g->cu.EventCreate(&gm->logit_ev[i], 2);
 	if (r) {
@@ -510,6 +525,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
+	gm->l2pf_woa = env_percent("DSV4_GPU_L2PF_WOA");
+	gm->l2pf_shared = env_percent("DSV4_GPU_L2PF_SHARED");
+	gm->l2pf_last = (uint32_t)env_on("DSV4_GPU_L2PF_LAST");
 	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
 	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;
@@ -643,6 +661,12 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.EventDestroy(gm->mhc_join);
 		if (gm->mhc)
 			gm->g->cu.StreamDestroy(gm->mhc);
+		if (gm->pf_fork)
+			gm->g->cu.EventDestroy(gm->pf_fork);
+		if (gm->pf_join)
+			gm->g->cu.EventDestroy(gm->pf_join);
+		if (gm->pf)
+			gm->g->cu.StreamDestroy(gm->pf);
 		for (int i = 0; i < GPU_LOGIT_PIECES_MAX; i++)
 			if (gm->logit_ev[i])
 				gm->g->cu.EventDestroy(gm->logit_ev[i]);
