@@ -147,10 +147,10 @@ DSV4_GPU_MHC_STREAM=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nomhc" >
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nomhc" "$tmp/route" 0 \
 	"flash-shaped reference: the Sinkhorn on its own stream vs on the side stream"
 tap $?
-# ... and decode's L2 prefetch of wo_a and of the shared expert's w1/w3
+# ... and decode's L2 prefetch of wo_a, wq_b and the shared expert's w1/w3
 # (DSV4_GPU_L2PF_*, on a fourth stream) vs none: a hint, the same logits
-DSV4_GPU_L2PF_WOA=100 DSV4_GPU_L2PF_SHARED=100 "$kit/dsv4-run" "${args4[@]}" \
-	--dump-logits "$tmp/l2pf" >/dev/null &&
+DSV4_GPU_L2PF_WOA=100 DSV4_GPU_L2PF_WQB=100 DSV4_GPU_L2PF_SHARED=100 DSV4_GPU_L2PF_LAST=1 \
+	"$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/l2pf" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 	"flash-shaped reference: decode with the L2 prefetch vs without"
 tap $?
@@ -160,8 +160,9 @@ tap $?
 # capture failed it once, and no dsv4-run here crosses a bucket); again
 # with the L2 prefetch's stream forked and joined in every layer
 for pf in 0 100; do
-	if DSV4_GPU_L2PF_WOA=$pf DSV4_GPU_L2PF_SHARED=$pf "$kit/gpu_bench" --model "$flash" \
-		--contexts 4096,131072 --steps 2 --prefill 16 >"$tmp/gb" 2>&1 &&
+	if DSV4_GPU_L2PF_WOA=$pf DSV4_GPU_L2PF_WQB=$pf DSV4_GPU_L2PF_SHARED=$pf \
+		"$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 --prefill 16 \
+		>"$tmp/gb" 2>&1 &&
 		grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
 		echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %)"
 		tap 0

@@ -814,6 +814,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 
 	woa.rows = olr;
 	mmx = woa_mmx(w, &woa, G);
+	l2_prefetch(w, &gl->wq_b, w->gm->l2pf_wqb);
 	/* the compressors (and the indexer's weights) need only xn */
 	if (ratio) {
 		side_begin(w);

@@ -526,6 +526,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->l2pf_woa = env_percent("DSV4_GPU_L2PF_WOA");
+	gm->l2pf_wqb = env_percent("DSV4_GPU_L2PF_WQB");
 	gm->l2pf_shared = env_percent("DSV4_GPU_L2PF_SHARED");
 	gm->l2pf_last = (uint32_t)env_on("DSV4_GPU_L2PF_LAST");
 	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;

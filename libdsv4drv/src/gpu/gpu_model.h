@@ -73,12 +73,13 @@ struct gpu_model {
 	int mhc_stream;
 	/* decode's L2 prefetch (dsv4_l2_prefetch) on a stream of its own:
 	 * the percentage of wo_a's weights pulled into L2 while the attention
-	 * runs ($DSV4_GPU_L2PF_WOA), of the shared expert's w1/w3 while the
-	 * gate and the Sinkhorn run ($DSV4_GPU_L2PF_SHARED); 0: none; at
-	 * L2's evict_last priority with $DSV4_GPU_L2PF_LAST=1 */
+	 * runs ($DSV4_GPU_L2PF_WOA), of wq_b's while wq_a and wkv run
+	 * ($DSV4_GPU_L2PF_WQB), of the shared expert's w1/w3 while the gate
+	 * and the Sinkhorn run ($DSV4_GPU_L2PF_SHARED); 0: none; at L2's
+	 * evict_last priority with $DSV4_GPU_L2PF_LAST=1 */
 	CUstream pf;
 	CUevent pf_fork, pf_join;
-	uint32_t l2pf_woa, l2pf_shared, l2pf_last;
+	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
