@@ -74,8 +74,8 @@ bool api_check_context(struct http_req *hr, struct gen_request *r, json_t *max_t
  * 503 when not ready. */
 bool api_submit(struct http_req *hr, struct gen_request *r, enum MHD_Result *answered);
 /* Waits for the whole generation (non-streaming), cancelling when the
- * client leaves; returns the concatenated text (malloc'd) and the events'
- * ids/logprobs through @all (may be NULL). */
+ * client leaves; returns the concatenated text (malloc'd; NULL when out
+ * of memory) and the events' ids/logprobs through @all (may be NULL). */
 char *api_collect(struct http_req *hr, struct gen_request *r, struct gen_event **all,
 		  size_t *n_all, size_t *text_len);
 /* The JSON of OpenAI logprobs "content" entries for @ev. */

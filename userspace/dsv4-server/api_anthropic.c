@@ -591,8 +591,19 @@ enum MHD_Result api_messages(struct http_req *hr)
 			json_decref(content);
 			goto out;
 		}
+		if (!text) {
+			json_decref(content);
+			answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+			goto out;
+		}
 		chat_parse(text, len, mode, &msg);
 		free(text);
+		if (!msg.content || !msg.reasoning) {
+			chat_msg_free(&msg);
+			json_decref(content);
+			answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+			goto out;
+		}
 		if (mode == CHAT_MODE_THINKING && msg.reasoning[0])
 			json_array_append_new(content, json_pack("{s:s, s:s, s:s}", "type",
 								 "thinking", "thinking",

@@ -145,8 +145,10 @@ enum MHD_Result api_detokenize(struct http_req *hr)
 	}
 	n = json_array_size(t);
 	ids = malloc((n ? n : 1) * sizeof(*ids));
-	if (!ids)
+	if (!ids) {
+		answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
 		goto out;
+	}
 	json_array_foreach(t, i, id) {
 		if (!json_is_integer(id) || json_integer_value(id) < 0 ||
 		    json_integer_value(id) >= (json_int_t)dsv4_tokenizer_size(hr->srv->tok)) {

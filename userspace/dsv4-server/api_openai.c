@@ -114,22 +114,23 @@ struct chat_sse {
 	uint64_t last_send_ns;
 };
 
+/* NULL when out of memory (sse_event() then ends the stream) */
 static json_t *chunk(struct chat_sse *st, json_t *delta, const char *finish)
 {
-	json_t *choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs",
-				   json_null(), "finish_reason",
-				   finish ? json_string(finish) : json_null());
-	json_t *c = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", st->id, "object",
-			      "chat.completion.chunk", "created", (json_int_t)st->created,
-			      "model", st->srv->opt.alias, "system_fingerprint", "dsv4",
-			      "choices", choice);
+	json_t *lp = json_null(), *choice, *c;
 
+	/* the entries not yet sent go with this chunk, and a new list
+	 * gathers the next ones (a shared list, cleared here, went out empty) */
 	if (st->logprobs && json_array_size(st->pending_lp)) {
-		json_object_set_new(choice, "logprobs", json_pack("{s:O}", "content",
-								  st->pending_lp));
-		json_array_clear(st->pending_lp);
+		lp = json_pack("{s:o}", "content", st->pending_lp);
+		st->pending_lp = json_array();
 	}
-	if (st->include_usage)
+	choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp,
+			   "finish_reason", finish ? json_string(finish) : json_null());
+	c = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[o]}", "id", st->id, "object",
+		      "chat.completion.chunk", "created", (json_int_t)st->created, "model",
+		      st->srv->opt.alias, "system_fingerprint", "dsv4", "choices", choice);
+	if (c && st->include_usage)
 		json_object_set_new(c, "usage", json_null());
 	return c;
 }
@@ -312,9 +313,14 @@ static bool attach_response_format(struct http_req *hr, json_t *body, json_t *me
 	if (!json_is_object(first) ||
 	    strcmp(json_string_value(json_object_get(first, "role")) ?: "", "system")) {
 		first = json_pack("{s:s, s:s}", "role", "system", "content", "");
-		json_array_insert_new(messages, 0, first);
+		/* (on failure the array has released first) */
+		if (json_array_insert_new(messages, 0, first))
+			first = NULL;
 	}
-	json_object_set(first, "response_format", rf);
+	if (!first || json_object_set(first, "response_format", rf)) {
+		*answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+		return false;
+	}
 	return true;
 }
 
@@ -341,6 +347,8 @@ enum MHD_Result api_chat_completions(struct http_req *hr)
 		goto out;
 	}
 	messages = json_deep_copy(v);
+	if (!messages)
+		goto oom;
 	tools = json_object_get(body, "tools");
 	if (tools && !json_is_null(tools) && !json_is_array(tools)) {
 		answered = http_error(hr, 400, "invalid_request_error", "invalid_value",
@@ -439,8 +447,17 @@ enum MHD_Result api_chat_completions(struct http_req *hr)
 			gen_events_free(evs, n_evs);
 			goto out;
 		}
+		if (!text) {
+			gen_events_free(evs, n_evs);
+			goto oom;
+		}
 		chat_parse(text, len, co.mode, &msg);
 		free(text);
+		if (!msg.content || !msg.reasoning) {
+			chat_msg_free(&msg);
+			gen_events_free(evs, n_evs);
+			goto oom;
+		}
 		message = json_pack("{s:s, s:s}", "role", "assistant", "content", msg.content);
 		if (msg.n_calls && !msg.content[0])
 			json_object_set_new(message, "content", json_null());
@@ -570,8 +587,11 @@ static bool completion_prompt(struct http_req *hr, json_t *p, struct gen_request
 
 		n = json_array_size(p);
 		r->prompt = malloc(n * sizeof(*r->prompt));
-		if (!r->prompt)
+		if (!r->prompt) {
+			*answered = http_error(hr, 500, "server_error", "out_of_memory",
+					       "out of memory");
 			return false;
+		}
 		json_array_foreach(p, i, t) {
 			if (!json_is_integer(t) || json_integer_value(t) < 0 ||
 			    json_integer_value(t) >= (json_int_t)dsv4_tokenizer_size(srv->tok) ||
@@ -680,6 +700,12 @@ enum MHD_Result api_completions(struct http_req *hr)
 					      "generation_failed", "%s",
 					      r->error[0] ? r->error : "generation failed");
 			free(text);
+			gen_events_free(evs, n_evs);
+			goto out;
+		}
+		if (!text) {
+			answered = http_error(hr, 500, "server_error", "out_of_memory",
+					      "out of memory");
 			gen_events_free(evs, n_evs);
 			goto out;
 		}

@@ -102,7 +102,8 @@ struct chat_msg {
  * A tool block before </think>: its calls are read.  A broken tool block:
  * its text, and everything after it, is content.  Text between the block
  * and EOS is content; text after EOS is ignored.  On allocation failure
- * content and reasoning are "" and well_formed is false.
+ * content and reasoning are "" (NULL where even that failed) and
+ * well_formed is false.
  */
 void chat_parse(const char *text, size_t len, enum chat_mode mode, struct chat_msg *out);
 void chat_msg_free(struct chat_msg *m);

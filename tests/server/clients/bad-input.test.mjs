@@ -139,6 +139,12 @@ test('wrong types name the field', async () => {
     const r = await post('/v1/messages', JSON.stringify({ ...base, ...patch }));
     anthropicError(r, 400, re);
   }
+  // an error message cut at its limit inside a multi-byte character is
+  // still sent (as valid UTF-8), whatever the cut's parity
+  for (const name of ['\u00e9'.repeat(700), 'x' + '\u00e9'.repeat(700), '\u20ac'.repeat(500)]) {
+    openaiError(await post('/v1/chat/completions', JSON.stringify({ model: name, messages: [{ role: 'user', content: 'hi' }] })), 404);
+    anthropicError(await post('/v1/messages', JSON.stringify({ model: name, max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] })), 404);
+  }
   const c = await post('/v1/completions', JSON.stringify({ model, prompt: [99999999] }));
   openaiError(c, 400, /prompt/);
   openaiError(await post('/v1/completions', JSON.stringify({ model, prompt: [] })), 400, /prompt/);

@@ -108,6 +108,27 @@ test('openai: logprobs with top_logprobs', async () => {
   }
 });
 
+test('openai: streamed logprobs add up to the non-streaming ones', async () => {
+  const params = { model, messages: hello, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2 };
+  const whole = await oai.chat.completions.create(params);
+  const stream = await oai.chat.completions.create({ ...params, stream: true });
+  const got = [];
+  for await (const c of stream) {
+    const lp = c.choices[0]?.logprobs;
+    if (lp) {
+      assert.ok(lp.content.length > 0, 'a chunk with logprobs carries entries');
+      got.push(...lp.content);
+    }
+  }
+  const want = whole.choices[0].logprobs.content;
+  assert.ok(want.length > 0);
+  assert.deepEqual(got.map((t) => t.token), want.map((t) => t.token));
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(Math.abs(got[i].logprob - want[i].logprob) < 1e-6);
+    assert.equal(got[i].top_logprobs.length, 2);
+  }
+});
+
 test('openai: a prompt longer than a cache block is reused (cached_tokens)', async () => {
   const long = 'The quick brown fox jumps over the lazy dog. '.repeat(40);
   const msgs = [{ role: 'user', content: long }];
