@@ -371,34 +371,52 @@ static int mhc_aside(const struct fwd *w)
 	return w->split && w->gm->mhc_stream;
 }
 
-static void mhc_begin(struct fwd *w)
+/* launches go to @s, forked from the main stream here (@fork) */
+static void fork_to(struct fwd *w, CUstream s, CUevent fork)
 {
 	if (w->r)
 		return;
-	w->r = w->cu->EventRecord(w->gm->mhc_fork, w->main);
+	w->r = w->cu->EventRecord(fork, w->main);
 	if (!w->r)
-		w->r = w->cu->StreamWaitEvent(w->gm->mhc, w->gm->mhc_fork, 0);
-	w->cur = w->gm->mhc;
+		w->r = w->cu->StreamWaitEvent(s, fork, 0);
+	w->cur = s;
 	pdl_cut(w, w->cur);
+}
+
+/* launches go to the main stream again; @join marks @s's branch end */
+static void fork_end(struct fwd *w, CUstream s, CUevent join, int *open)
+{
+	w->cur = w->main;
+	if (!w->r)
+		w->r = w->cu->EventRecord(join, s);
+	*open = 1;
+}
+
+/* the main stream waits for the branch (as side_join(): only after a
+ * fork_end() of this forward) */
+static void fork_join(struct fwd *w, CUevent join, int *open)
+{
+	if (!*open)
+		return;
+	if (!w->r)
+		w->r = w->cu->StreamWaitEvent(w->main, join, 0);
+	pdl_cut(w, w->main);
+	*open = 0;
+}
+
+static void mhc_begin(struct fwd *w)
+{
+	fork_to(w, w->gm->mhc, w->gm->mhc_fork);
 }
 
 static void mhc_end(struct fwd *w)
 {
-	w->cur = w->main;
-	if (!w->r)
-		w->r = w->cu->EventRecord(w->gm->mhc_join, w->gm->mhc);
-	w->mhc_open = 1;
+	fork_end(w, w->gm->mhc, w->gm->mhc_join, &w->mhc_open);
 }
 
-/* (as side_join(): only after an mhc_end() of this forward) */
 static void mhc_join(struct fwd *w)
 {
-	if (!w->mhc_open)
-		return;
-	if (!w->r)
-		w->r = w->cu->StreamWaitEvent(w->main, w->gm->mhc_join, 0);
-	pdl_cut(w, w->main);
-	w->mhc_open = 0;
+	fork_join(w, w->gm->mhc_join, &w->mhc_open);
 }
 
 /*
@@ -419,28 +437,15 @@ static void l2_prefetch(struct fwd *w, const struct fw_mat *W, uint32_t pct)
 
 	if (!pct || !bytes || !w->split || w->R != 1 || !W->data || at % 16 || w->r)
 		return;
-	w->r = w->cu->EventRecord(w->gm->pf_fork, w->main);
-	if (!w->r)
-		w->r = w->cu->StreamWaitEvent(w->gm->pf, w->gm->pf_fork, 0);
-	w->cur = w->gm->pf;
-	pdl_cut(w, w->cur);
+	fork_to(w, w->gm->pf, w->gm->pf_fork);
 	launch(w, K_L2_PREFETCH, (unsigned)((bytes + 128ull * chunk - 1) / (128ull * chunk)), 1, 1,
 	       128, 0, a);
-	w->cur = w->main;
-	if (!w->r)
-		w->r = w->cu->EventRecord(w->gm->pf_join, w->gm->pf);
-	w->pf_open = 1;
+	fork_end(w, w->gm->pf, w->gm->pf_join, &w->pf_open);
 }
 
-/* (as side_join(): only after an l2_prefetch() of this forward) */
 static void pf_join(struct fwd *w)
 {
-	if (!w->pf_open)
-		return;
-	if (!w->r)
-		w->r = w->cu->StreamWaitEvent(w->main, w->gm->pf_join, 0);
-	pdl_cut(w, w->main);
-	w->pf_open = 0;
+	fork_join(w, w->gm->pf_join, &w->pf_open);
 }
 
 static int quantized(const struct fw_mat *W)
