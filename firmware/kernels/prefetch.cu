@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * dsv4_l2_prefetch: bytes [p, p + bytes) pulled from HBM into L2 by the
- * copy engine of each SM (cp.async.bulk.prefetch.L2), a thread issuing
+ * SMs' TMA units (cp.async.bulk.prefetch.L2), a thread issuing
  * one @chunk-byte request and ending at once: nothing waits for the data.
  * Decode launches it on a stream of its own while latency-bound kernels
  * leave HBM idle, so that a GEMV after them finds its weights in L2

@@ -122,8 +122,14 @@ static json_t *chunk(struct chat_sse *st, json_t *delta, const char *finish)
 	/* the entries not yet sent go with this chunk, and a new list
 	 * gathers the next ones (a shared list, cleared here, went out empty) */
 	if (st->logprobs && json_array_size(st->pending_lp)) {
+		json_t *next = json_array();
+
+		if (!next) {
+			json_decref(delta);
+			return NULL;
+		}
 		lp = json_pack("{s:o}", "content", st->pending_lp);
-		st->pending_lp = json_array();
+		st->pending_lp = next;
 	}
 	choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp,
 			   "finish_reason", finish ? json_string(finish) : json_null());

@@ -51,12 +51,28 @@ enum MHD_Result http_text(struct http_req *hr, unsigned status, const char *type
 	return queue(hr, status, resp);
 }
 
+/* what goes out when an answer could not be formed (out of memory) */
+static const char oom_openai[] =
+	"{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+	"\"param\":null,\"code\":\"out_of_memory\"}}";
+static const char oom_anthropic[] =
+	"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"out of memory\"}}";
+
 enum MHD_Result http_json(struct http_req *hr, unsigned status, json_t *body)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	const char *oom = hr->kind == API_ANTHROPIC ? oom_anthropic : oom_openai;
+	struct MHD_Response *resp;
 
 	json_decref(body);
-	return http_text(hr, status, "application/json", text);
+	if (text)
+		return http_text(hr, status, "application/json", text);
+	/* a static body: nothing more to allocate */
+	resp = MHD_create_response_from_buffer(strlen(oom), (void *)oom, MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	return queue(hr, 500, resp);
 }
 
 /* The last character of @s when vsnprintf cut it in two: jansson refuses

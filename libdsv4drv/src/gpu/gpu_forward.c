@@ -1172,7 +1172,12 @@ static int moe(struct fwd *w, uint32_t L)
 	int self_route = w->gm->fuse_route && R == 1 && !w->gm->stream && E <= 256 && K <= 64 &&
 			 mma13_fits(w, gl, xe);
 
-	l2_prefetch(w, &gl->sw13, w->gm->l2pf_shared);
+	if (gl->sw13.data) {
+		l2_prefetch(w, &gl->sw13, w->gm->l2pf_shared);
+	} else {
+		l2_prefetch(w, &gl->sw1, w->gm->l2pf_shared);
+		l2_prefetch(w, &gl->sw3, w->gm->l2pf_shared);
+	}
 	lin(w, &gl->gate, b->xn, D, R, b->logits, E, 0);
 	if (!self_route) {
 		void *a[] = { &b->logits, &E, &K, &bias, (void *)&gl->tid2eid, &b->tok, &scale,

@@ -40,13 +40,13 @@ static int env_on(const char *var)
 	return v && *v == '1';
 }
 
-/* a percentage from 0 (unset, or not a number) to 100 */
+/* a percentage from 0 (unset, negative or not a number) to 100 */
 static uint32_t env_percent(const char *var)
 {
 	const char *v = getenv(var);
-	unsigned long p = v ? strtoul(v, NULL, 10) : 0;
+	long p = v ? strtol(v, NULL, 10) : 0;
 
-	return p > 100 ? 100 : (uint32_t)p;
+	return p <= 0 ? 0 : p > 100 ? 100 : (uint32_t)p;
 }
 
 /* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */

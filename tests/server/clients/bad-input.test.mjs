@@ -140,8 +140,11 @@ test('wrong types name the field', async () => {
     anthropicError(r, 400, re);
   }
   // an error message cut at its limit inside a multi-byte character is
-  // still sent (as valid UTF-8), whatever the cut's parity
-  for (const name of ['\u00e9'.repeat(700), 'x' + '\u00e9'.repeat(700), '\u20ac'.repeat(500)]) {
+  // still sent (as valid UTF-8), wherever in the character the cut falls
+  const names = [];
+  for (const [ch, width] of [['\u00e9', 2], ['\u20ac', 3], ['\u{1F600}', 4]])
+    for (let k = 0; k < width; k++) names.push('x'.repeat(k) + ch.repeat(1400 / width));
+  for (const name of names) {
     openaiError(await post('/v1/chat/completions', JSON.stringify({ model: name, messages: [{ role: 'user', content: 'hi' }] })), 404);
     anthropicError(await post('/v1/messages', JSON.stringify({ model: name, max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] })), 404);
   }
