@@ -39,6 +39,50 @@ static __device__ __forceinline__ void fw_pdl_launch(void)
 #endif
 }
 
+/*
+ * A load of weights, which a step reads once.  Built with
+ * -DFW_WEIGHT_EVICT_FIRST (a variant fatbin, for measuring beside
+ * $DSV4_GPU_L2PF_*) it asks L2 to evict these lines first and L1 not to
+ * keep them, so that what later kernels still need (KV, activations,
+ * prefetched weights) stays in L2; otherwise it is a plain load.
+ */
+#if defined(FW_WEIGHT_EVICT_FIRST) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+/* (an L2 cache policy; the eviction-priority form of ld wants 256-bit loads) */
+static __device__ __forceinline__ uint64_t evict_first_policy(void)
+{
+	uint64_t pol;
+
+	asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+	return pol;
+}
+#endif
+
+static __device__ __forceinline__ uint4 ld_weight16(const void *p)
+{
+#if defined(FW_WEIGHT_EVICT_FIRST) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+	uint4 v;
+
+	asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+	    : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p), "l"(evict_first_policy()));
+	return v;
+#else
+	return *(const uint4 *)p;
+#endif
+}
+
+static __device__ __forceinline__ uint2 ld_weight8(const void *p)
+{
+#if defined(FW_WEIGHT_EVICT_FIRST) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+	uint2 v;
+
+	asm("ld.global.nc.L1::no_allocate.L2::cache_hint.v2.u32 {%0, %1}, [%2], %3;"
+	    : "=r"(v.x), "=r"(v.y) : "l"(p), "l"(evict_first_policy()));
+	return v;
+#else
+	return *(const uint2 *)p;
+#endif
+}
+
 /* a short kernel's start: wait for the one before, then let the next
  * one's blocks start and do what they can before their own wait */
 static __device__ __forceinline__ void fw_pdl_enter(void)

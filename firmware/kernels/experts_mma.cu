@@ -100,8 +100,8 @@ static __device__ __forceinline__ void mma_load(mma_step &t, uint32_t c0, uint32
 		for (int hh = 0; hh < 2; hh++) {
 			size_t off = (size_t)c * 64 + hh * 32 + q * 8;
 
-			t.wg[u][hh] = on && on_g ? *(const uint2 *)(dg + off) : make_uint2(0, 0);
-			t.wg8[u][hh] = on && on_g8 ? *(const uint2 *)(dg8 + off) : make_uint2(0, 0);
+			t.wg[u][hh] = on && on_g ? ld_weight8(dg + off) : make_uint2(0, 0);
+			t.wg8[u][hh] = on && on_g8 ? ld_weight8(dg8 + off) : make_uint2(0, 0);
 		}
 		t.scg[u] = on && on_g ? *(const uint32_t *)(sg + (size_t)c * 4) : 0;
 		t.scg8[u] = on && on_g8 ? *(const uint32_t *)(sg8 + (size_t)c * 4) : 0;

@@ -116,8 +116,8 @@ static __device__ __forceinline__ void f8_load(f8_step &t, uint32_t b0, uint32_t
 		for (int h = 0; h < 2; h++) {
 			size_t off = (size_t)b * 128 + h * 64;
 
-			t.wg[u][h] = on && on_g ? *(const uint4 *)(dg + off) : make_uint4(0, 0, 0, 0);
-			t.wg8[u][h] = on && on_g8 ? *(const uint4 *)(dg8 + off) : make_uint4(0, 0, 0, 0);
+			t.wg[u][h] = on && on_g ? ld_weight16(dg + off) : make_uint4(0, 0, 0, 0);
+			t.wg8[u][h] = on && on_g8 ? ld_weight16(dg8 + off) : make_uint4(0, 0, 0, 0);
 		}
 		t.sg[u] = on && on_g ? f8_scale(w, sig + b) : 0.f;
 		t.sg8[u] = on && on_g8 ? f8_scale(w, sig8 + b) : 0.f;
