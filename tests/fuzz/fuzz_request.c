@@ -25,15 +25,19 @@
 static struct server srv;
 static const uint8_t *gen_text;
 static size_t gen_len;
+/* set by oom_request.c, which fails allocations on purpose: an answer or
+ * an event that cannot be formed is then what the real HTTP layer makes
+ * of it (a static 500, the stream's end), not a bug */
+bool fuzz_request_oom;
 
 /* ---- the HTTP side, replaced ---- */
 enum MHD_Result http_json(struct http_req *hr, unsigned status, json_t *body)
 {
-	char *text = json_dumps(body, JSON_COMPACT);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
-	if (!text)
+	if (!text && !fuzz_request_oom)
 		abort();	/* every answer must serialize */
-	hr->status = status;
+	hr->status = text ? status : 500;
 	free(text);
 	json_decref(body);
 	return MHD_YES;
@@ -67,13 +71,19 @@ enum MHD_Result http_error(struct http_req *hr, unsigned status, const char *typ
 struct sse {
 	char *buf;
 	size_t len;
+	bool failed;
 };
 
 void sse_event(struct sse *s, const char *name, json_t *data)
 {
-	char *text = json_dumps(data, JSON_COMPACT);
+	char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
 
 	(void)name;
+	if (!text && fuzz_request_oom) {
+		json_decref(data);
+		s->failed = true;	/* http.c ends the stream */
+		return;
+	}
 	if (!text)
 		abort();
 	s->len += strlen(text);
@@ -105,7 +115,7 @@ enum MHD_Result http_sse(struct http_req *hr, sse_produce_fn produce, void *stat
 	int rounds = 0;
 
 	hr->status = 200;
-	while (!produce(&s, state))
+	while (!s.failed && !produce(&s, state))
 		if (++rounds > 100000)
 			abort();	/* a stream that never ends */
 	free_state(state);

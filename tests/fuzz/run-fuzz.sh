@@ -49,5 +49,47 @@ for src in "$top"/tests/fuzz/fuzz_*.c; do
 		rc=1
 	fi
 done
+# The allocation-failure sweep (oom_request.c): fuzz_request's harness and
+# sources, the sources' allocations renamed to the sweep's counting ones.
+n=$((n + 1))
+first=$(head -1 "$top/tests/fuzz/fuzz_request.c")
+libs=$(field fuzz-libs "$first")
+cflags=$(field fuzz-cflags "$first")
+cflags=${cflags//-I/-I$top/}
+cflags=${cflags//-I$top\/\//-I\/}
+obj=$build/oom.obj
+rm -rf "$obj"
+mkdir -p "$obj"
+cc_san() {
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
+		-I"$top/kmod/uapi" -I"$top/libdsv4drv/include" $cflags "$@"
+}
+ok=1
+for f in $(field fuzz-srcs "$first"); do
+	cc_san -Dmalloc=oom_malloc -Dcalloc=oom_calloc -Drealloc=oom_realloc -Dstrdup=oom_strdup \
+		-Dstrndup=oom_strndup -c "$top/$f" -o "$obj/$(basename "$f" .c).o" \
+		2>>"$build/oom_request.build.log" || ok=0
+done
+[ $ok = 1 ] &&
+	cc_san -DFIXTURES="\"$top/tests/fixtures\"" -c "$top/tests/fuzz/fuzz_request.c" \
+		-o "$obj/harness.o" 2>>"$build/oom_request.build.log" &&
+	cc_san -o "$build/oom_request" "$top/tests/fuzz/oom_request.c" "$obj"/*.o $libs \
+		-Wl,--wrap=json_loadb,--wrap=json_object_set_new,--wrap=json_array_append_new \
+		-Wl,--wrap=json_array_insert_new,--wrap=json_array_extend,--wrap=json_dumps \
+		2>>"$build/oom_request.build.log" || ok=0
+if [ $ok = 0 ]; then
+	echo "not ok $n oom_request builds"
+	sed 's/^/# /' "$build/oom_request.build.log" | head -20
+	rc=1
+elif ASAN_OPTIONS=detect_leaks=1 "$build/oom_request" "$top"/tests/fuzz/corpus-request/* \
+	>"$build/oom_request.out" 2>"$build/oom_request.log"; then
+	echo "ok $n oom_request: every allocation of every seed request failed in turn" \
+		"($(grep -c '^ok' "$build/oom_request.out") seeds)"
+else
+	echo "not ok $n oom_request (log: $build/oom_request.log)"
+	grep '^not ok' "$build/oom_request.out" | sed 's/^/# /'
+	grep -E 'ERROR|SUMMARY|runtime error' "$build/oom_request.log" | head -10 | sed 's/^/# /'
+	rc=1
+fi
 echo "1..$n"
 exit $rc
