@@ -70,6 +70,8 @@ bool api_sampling(struct http_req *hr, json_t *body, struct gen_request *r, bool
  * limits when they do not fit. */
 bool api_check_context(struct http_req *hr, struct gen_request *r, json_t *max_tokens,
 		       enum MHD_Result *answered);
+/* The 500 of an allocation that failed, in the request's API's shape. */
+enum MHD_Result api_oom(struct http_req *hr);
 /* Submits: answers 429 (OpenAI) / 529 (Anthropic) when the queue is full,
  * 503 when not ready. */
 bool api_submit(struct http_req *hr, struct gen_request *r, enum MHD_Result *answered);

@@ -550,7 +550,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 	stream = json_is_true(v);
 	r = gen_request_new();
 	if (!r) {
-		answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+		answered = api_oom(hr);
 		goto out;
 	}
 	r->api = "anthropic";
@@ -567,7 +567,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 		if (!st || !(st->cs = chat_stream_new(mode))) {
 			free(st);
 			atomic_store(&r->cancel, true);
-			answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+			answered = api_oom(hr);
 			goto out;
 		}
 		st->srv = srv;
@@ -593,7 +593,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 		}
 		if (!text) {
 			json_decref(content);
-			answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+			answered = api_oom(hr);
 			goto out;
 		}
 		chat_parse(text, len, mode, &msg);
@@ -601,7 +601,7 @@ enum MHD_Result api_messages(struct http_req *hr)
 		if (!msg.content || !msg.reasoning) {
 			chat_msg_free(&msg);
 			json_decref(content);
-			answered = http_error(hr, 500, "api_error", NULL, "out of memory");
+			answered = api_oom(hr);
 			goto out;
 		}
 		if (mode == CHAT_MODE_THINKING && msg.reasoning[0])

@@ -208,6 +208,13 @@ bool api_check_context(struct http_req *hr, struct gen_request *r, json_t *max_t
 	return true;
 }
 
+enum MHD_Result api_oom(struct http_req *hr)
+{
+	if (hr->kind == API_ANTHROPIC)
+		return http_error(hr, 500, "api_error", NULL, "out of memory");
+	return http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+}
+
 bool api_submit(struct http_req *hr, struct gen_request *r, enum MHD_Result *answered)
 {
 	int ret;

@@ -146,7 +146,7 @@ enum MHD_Result api_detokenize(struct http_req *hr)
 	n = json_array_size(t);
 	ids = malloc((n ? n : 1) * sizeof(*ids));
 	if (!ids) {
-		answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+		answered = api_oom(hr);
 		goto out;
 	}
 	json_array_foreach(t, i, id) {

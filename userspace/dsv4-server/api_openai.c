@@ -324,7 +324,7 @@ static bool attach_response_format(struct http_req *hr, json_t *body, json_t *me
 			first = NULL;
 	}
 	if (!first || json_object_set(first, "response_format", rf)) {
-		*answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+		*answered = api_oom(hr);
 		return false;
 	}
 	return true;
@@ -491,7 +491,7 @@ enum MHD_Result api_chat_completions(struct http_req *hr)
 		goto out;
 	}
 oom:
-	answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+	answered = api_oom(hr);
 out:
 	free(prompt);
 	json_decref(messages);
@@ -594,8 +594,7 @@ static bool completion_prompt(struct http_req *hr, json_t *p, struct gen_request
 		n = json_array_size(p);
 		r->prompt = malloc(n * sizeof(*r->prompt));
 		if (!r->prompt) {
-			*answered = http_error(hr, 500, "server_error", "out_of_memory",
-					       "out of memory");
+			*answered = api_oom(hr);
 			return false;
 		}
 		json_array_foreach(p, i, t) {
@@ -640,7 +639,7 @@ enum MHD_Result api_completions(struct http_req *hr)
 		goto out;
 	r = gen_request_new();
 	if (!r) {
-		answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+		answered = api_oom(hr);
 		goto out;
 	}
 	r->api = "openai";
@@ -682,7 +681,7 @@ enum MHD_Result api_completions(struct http_req *hr)
 						    &el, NULL, 0))) {
 			free(st);
 			atomic_store(&r->cancel, true);
-			answered = http_error(hr, 500, "server_error", "out_of_memory", "out of memory");
+			answered = api_oom(hr);
 			goto out;
 		}
 		st->srv = srv;
@@ -710,8 +709,7 @@ enum MHD_Result api_completions(struct http_req *hr)
 			goto out;
 		}
 		if (!text) {
-			answered = http_error(hr, 500, "server_error", "out_of_memory",
-					      "out of memory");
+			answered = api_oom(hr);
 			gen_events_free(evs, n_evs);
 			goto out;
 		}
