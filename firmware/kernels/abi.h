@@ -76,4 +76,10 @@ struct fw_route {
  * scratch, after its partial mixes */
 #define FW_HC_MIX_DSS 131072
 
+/* the indexer's top-k over many entries in two steps: dsv4_topk_part
+ * blocks each take FW_TOPK_PART entries (at most FW_TOPK_MAX_PARTS of
+ * them a row), dsv4_topk_merge one row's parts' picks */
+#define FW_TOPK_PART 4096
+#define FW_TOPK_MAX_PARTS 256
+
 #endif

@@ -350,3 +350,183 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
 		}
 	}
 }
+
+/*
+ * The same top-k in two steps where one row has many entries (the one
+ * block above issues too little for 32768 at 128K: 55 us a CSA layer,
+ * ncu IPC 1.2 on its one SM).  dsv4_topk_part: grid (R, parts), each
+ * block picks the top k of its FW_TOPK_PART entries (the same rule), keys
+ * and indices in index order; dsv4_topk_merge: a block a row picks the
+ * top k of the parts' picks.  An entry of the row's top k is in its
+ * part's top k (fewer than k entries outrank it there), and the parts'
+ * picks lie in index order, so the choice and its order are the one
+ * block's.  Decode takes this path with $DSV4_GPU_TOPK_PARTS=1 (not yet
+ * run on a GPU when written).
+ */
+
+/* a row's scores as keys */
+struct topk_scores {
+	const float *s;
+	uint32_t base;
+
+	__device__ bool valid(uint32_t) const { return true; }
+	__device__ uint32_t key(uint32_t i) const { return order_key(s[i]); }
+	__device__ int32_t index(uint32_t i) const { return (int32_t)(base + i); }
+};
+
+/* a row's parts' picks: slot i is pick i % k of part i / k */
+struct topk_picks {
+	const uint32_t *keys;
+	const int32_t *idx;
+	const uint32_t *cnt;
+	uint32_t k;
+
+	__device__ bool valid(uint32_t i) const { return i % k < cnt[i / k]; }
+	__device__ uint32_t key(uint32_t i) const { return keys[i]; }
+	__device__ int32_t index(uint32_t i) const { return idx[i]; }
+};
+
+/* radix select of the k-th largest key among @src's valid slots [0, n),
+ * 1024 threads: sh[0] the key, sh[1] how many equal to it to take */
+template <class S>
+static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint32_t *hist,
+				      uint32_t *wt, uint32_t *sh)
+{
+	uint32_t t = threadIdx.x;
+
+	if (!t) {
+		sh[0] = 0;
+		sh[1] = k;
+	}
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		uint32_t mask = shift == 24 ? 0 : 0xffffffffu << (shift + 8);
+
+		for (uint32_t i = t; i < 256; i += blockDim.x)
+			hist[i] = 0;
+		__syncthreads();
+		uint32_t prefix = sh[0];
+
+		for (uint32_t i = t; i < n; i += blockDim.x) {
+			if (!src.valid(i))
+				continue;
+			uint32_t kk = src.key(i);
+
+			if ((kk & mask) == prefix)
+				atomicAdd(&hist[(kk >> shift) & 255], 1u);
+		}
+		__syncthreads();
+		uint32_t b = 255 - t, h = t < 256 ? hist[b] : 0, suf = h, unused = 0;
+		uint32_t w = sh[1];
+
+		block_scan2(suf, unused, wt);
+		if (t < 256 && suf - h < w && (suf >= w || b == 0)) {
+			sh[1] = w - (suf - h);
+			sh[0] = prefix | b << shift;
+		}
+		__syncthreads();
+	}
+}
+
+/* @src's valid slots above @thr and the first @need_eq equal to it (every
+ * valid slot with @all) into out (and their keys into okey) in slot order */
+template <class S>
+static __device__ void topk_emit(const S &src, uint32_t n, uint32_t thr, uint32_t need_eq,
+				 bool all, uint32_t *wt, int32_t *out, uint32_t *okey)
+{
+	uint32_t per = (n + blockDim.x - 1) / blockDim.x, i0 = threadIdx.x * per;
+	uint32_t i1 = i0 + per < n ? i0 + per : n, gt = 0, eq = 0;
+
+	for (uint32_t i = i0; i < i1; i++) {
+		if (!src.valid(i))
+			continue;
+		uint32_t kk = src.key(i);
+
+		gt += all || kk > thr;
+		eq += !all && kk == thr;
+	}
+	uint32_t g0 = gt, e0 = eq;
+
+	block_scan2(gt, eq, wt);	/* inclusive sums, made exclusive */
+	gt -= g0;
+	eq -= e0;
+	for (uint32_t i = i0; i < i1; i++) {
+		if (!src.valid(i))
+			continue;
+		uint32_t kk = src.key(i), at;
+
+		if (all || kk > thr) {
+			at = gt + (eq < need_eq ? eq : need_eq);
+			gt++;
+		} else if (kk == thr && eq < need_eq) {
+			at = gt + eq;
+			eq++;
+		} else {
+			continue;
+		}
+		out[at] = src.index(i);
+		if (okey)
+			okey[at] = kk;
+	}
+}
+
+/* grid (R, parts), 1024 threads: part b's top k of entries
+ * [b FW_TOPK_PART, +FW_TOPK_PART) into picks [R, parts, k] (keys and
+ * entry indices) and their count into pn [R, parts] */
+FW_KERNEL void __launch_bounds__(1024)
+dsv4_topk_part(const float *__restrict__ scores, uint32_t max_entries,
+	       const uint32_t *__restrict__ pos, uint32_t k, uint32_t *__restrict__ pkey,
+	       int32_t *__restrict__ pidx, uint32_t *__restrict__ pn)
+{
+	fw_pdl_enter();
+	__shared__ uint32_t hist[256], wt[64], sh[2];
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, b0 = blockIdx.y * FW_TOPK_PART;
+	uint32_t m = n > b0 ? (n - b0 < FW_TOPK_PART ? n - b0 : FW_TOPK_PART) : 0;
+	size_t part = (size_t)r * gridDim.y + blockIdx.y;
+	struct topk_scores src = { scores + (size_t)r * max_entries + b0, b0 };
+
+	if (m <= k) {
+		for (uint32_t i = threadIdx.x; i < m; i += blockDim.x) {
+			pkey[part * k + i] = src.key(i);
+			pidx[part * k + i] = src.index(i);
+		}
+		if (!threadIdx.x)
+			pn[part] = m;
+		return;
+	}
+	topk_threshold(src, m, k, hist, wt, sh);
+	topk_emit(src, m, sh[0], sh[1], false, wt, pidx + part * k, pkey + part * k);
+	if (!threadIdx.x)
+		pn[part] = k;
+}
+
+/* grid R, 1024 threads: the top k of row r's @parts parts' picks (all of
+ * them where they are k or fewer) into sel [R, k] and nsel [R] */
+FW_KERNEL void __launch_bounds__(1024)
+dsv4_topk_merge(const uint32_t *__restrict__ pkey, const int32_t *__restrict__ pidx,
+		const uint32_t *__restrict__ pn, uint32_t parts, uint32_t k,
+		int32_t *__restrict__ sel, uint32_t *__restrict__ nsel)
+{
+	fw_pdl_enter();
+	__shared__ uint32_t hist[256], wt[64], sh[2], cnt[FW_TOPK_MAX_PARTS];
+	uint32_t r = blockIdx.x, total = 0;
+	size_t at = (size_t)r * parts;
+
+	for (uint32_t i = threadIdx.x; i < parts; i += blockDim.x)
+		cnt[i] = pn[at + i];
+	__syncthreads();
+	for (uint32_t i = 0; i < parts; i++)
+		total += cnt[i];
+	struct topk_picks src = { pkey + at * k, pidx + at * k, cnt, k };
+	int32_t *out = sel + (size_t)r * k;
+
+	if (total <= k) {
+		topk_emit(src, parts * k, 0, 0, true, wt, out, NULL);
+		if (!threadIdx.x)
+			nsel[r] = total;
+		return;
+	}
+	topk_threshold(src, parts * k, k, hist, wt, sh);
+	topk_emit(src, parts * k, sh[0], sh[1], false, wt, out, NULL);
+	if (!threadIdx.x)
+		nsel[r] = k;
+}

@@ -18,6 +18,7 @@
 # 3. streamed experts vs resident, the CSA entries spilled to mapped host
 #    memory vs in GPU memory, decode from a CUDA graph vs launched kernel by
 #    kernel, decode graphs with programmatic dependent launch vs without,
+#    the indexer's top-k in parts vs one block (34000 tokens),
 #    the attention's Sinkhorn on its own stream vs the side stream, the
 #    ring store beside the attention vs after it, decode's mHC steps
 #    fused vs apart: identical logits; wq_a and wkv as one GEMV vs
@@ -153,6 +154,17 @@ DSV4_GPU_L2PF_WOA=100 DSV4_GPU_L2PF_WQB=100 DSV4_GPU_L2PF_SHARED=100 DSV4_GPU_L2
 	"$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/l2pf" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 	"flash-shaped reference: decode with the L2 prefetch vs without"
+tap $?
+# the indexer's top-k past 8192 entries (34000 tokens) in parts
+# (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:
+# the same picks, so the same logits, in chunked prefill and in decode
+# (tiny-a: 16 index heads, so unsliced scores, the top 8)
+long=(--model "$tmp/tiny-a" --random-prompt 34000 --chunk 4096 --seed 9 --n-predict 4
+	--backend cuda)
+DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" >/dev/null &&
+"$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/parts" "$tmp/oneblock" 0 \
+	"tiny-a, 34000 tokens: the indexer's top-k in parts vs one block"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not

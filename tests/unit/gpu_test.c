@@ -443,6 +443,145 @@ static int load_fortune(enum dsv4_backend be, int *on_gpu, char *text, size_t le
 	return ret;
 }
 
+/* the kernel's order: -0 as 0, then the float's bits made to sort as
+ * unsigned */
+static uint32_t topk_key(float f)
+{
+	uint32_t u;
+
+	if (f == 0.f)
+		f = 0.f;
+	memcpy(&u, &f, sizeof(u));
+	return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static const uint32_t *topk_keys;
+
+/* by key, highest first, then by index */
+static int topk_cmp(const void *a, const void *b)
+{
+	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+
+	if (topk_keys[i] != topk_keys[j])
+		return topk_keys[i] > topk_keys[j] ? -1 : 1;
+	return i < j ? -1 : i > j;
+}
+
+/* @n scores of kind @kind into slice z of @s ([nz, n]) */
+static void topk_fill(float *s, uint32_t n, uint32_t nz, int kind, unsigned *seed)
+{
+	for (size_t i = 0; i < (size_t)nz * n; i++) {
+		*seed = *seed * 1103515245u + 12345u;
+		uint32_t u = *seed >> 8;
+
+		switch (kind) {
+		case 0:	/* both signs, several magnitudes */
+			s[i] = ((float)(u % 200001) - 60000.f) * 1e-4f * (float)(1 + u % 7);
+			break;
+		case 1:	/* one sign and magnitude: the top bits shared */
+			s[i] = 10.f + (float)(u % 100000) * 1e-6f;
+			break;
+		case 2:	/* seven values, 0 and -0 among them: ties at the threshold */
+			s[i] = u % 7 == 3 ? (u & 1 ? -0.f : 0.f) : (float)(u % 7) - 3.f;
+			break;
+		case 3:	/* all equal */
+			s[i] = 1.5f;
+			break;
+		default: {	/* keys that differ in their low six bits only */
+			float f = 1.f;
+			uint32_t b;
+
+			memcpy(&b, &f, sizeof(b));
+			b += u % 64;
+			memcpy(&s[i], &b, sizeof(b));
+		}
+		}
+	}
+}
+
+/*
+ * The indexer's top-k against a sort on the CPU: the same entries in
+ * index order (ties at the threshold to the lower index), for the
+ * context sizes decode meets (1K sliced sums at 4K, 32768 at 128K, 262144
+ * at 1M), key distributions of one sign and magnitude, of both, with ties
+ * at the threshold and all equal, slices summed in shared memory or in
+ * slice 0; in one block, and with $DSV4_GPU_TOPK_PARTS=1 from 8192
+ * entries in parts (dsv4_topk_part, some with fewer entries than k, and
+ * dsv4_topk_merge).
+ */
+TEST(topk_matches_the_cpu)
+{
+	static const struct {
+		uint32_t n, nz, k;
+		int kind;
+	} cases[] = {
+		{ 32768, 1, 512, 0 }, { 32768, 1, 512, 1 }, { 32768, 1, 512, 2 },
+		{ 32768, 1, 512, 3 }, { 32768, 1, 512, 4 }, { 1024, 8, 512, 0 },
+		{ 1024, 8, 512, 2 },  { 600, 3, 512, 0 },   { 5000, 2, 512, 0 },
+		{ 262144, 1, 512, 0 }, { 300, 1, 512, 0 },  { 2048, 1, 1024, 1 },
+		{ 4096, 1, 1, 0 },    { 4096, 1, 1, 2 },   { 70000, 1, 1024, 4 },
+		{ 8292, 1, 512, 0 },  { 12288, 1, 512, 2 }, { 32768, 1, 4096, 0 },
+	};
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 11;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t c = 0; c < 2 * sizeof(cases) / sizeof(cases[0]); c++) {
+		uint32_t half = sizeof(cases) / sizeof(cases[0]), one = c >= half;
+		uint32_t n = cases[c % half].n, nz = cases[c % half].nz, k = cases[c % half].k;
+		uint32_t want = n < k ? n : k;
+		int kind = cases[c % half].kind;
+		float *s = malloc((size_t)nz * n * sizeof(float));
+		uint32_t *keys = malloc(n * sizeof(uint32_t)), *idx = malloc(n * sizeof(uint32_t));
+		int32_t *sel = malloc(k * sizeof(int32_t));
+		unsigned char *taken = calloc(n, 1);
+		uint32_t nsel = 0, mism = 0;
+
+		ASSERT_TRUE(s && keys && idx && sel && taken);
+		topk_fill(s, n, nz, kind, &seed);
+		for (uint32_t i = 0; i < n; i++) {
+			float sum = 0.f;
+
+			for (uint32_t z = 0; z < nz; z++)
+				sum += s[(size_t)z * n + i];
+			keys[i] = topk_key(sum);
+			idx[i] = i;
+		}
+		topk_keys = keys;
+		qsort(idx, n, sizeof(idx[0]), topk_cmp);
+		for (uint32_t i = 0; i < want; i++)
+			taken[idx[i]] = 1;
+		if (one)
+			unsetenv("DSV4_GPU_TOPK_PARTS");
+		else
+			setenv("DSV4_GPU_TOPK_PARTS", "1", 1);
+		ASSERT_EQ(0, dsv4_gpu_topk(g, s, n, nz, k, sel, &nsel, err, sizeof(err)))
+			TH_LOG("%s", err);
+		ASSERT_EQ(want, nsel) TH_LOG("case %zu", c);
+		/* the taken entries in index order */
+		for (uint32_t i = 0, j = 0; i < n && j < want; i++) {
+			if (!taken[i])
+				continue;
+			mism += sel[j] != (int32_t)i;
+			j++;
+		}
+		EXPECT_EQ(0, mism) TH_LOG("case %zu (n %u, nz %u, k %u, kind %d, %s): %u of %u "
+					  "differ", c % half, n, nz, k, kind,
+					  one ? "one block" : "in parts", mism, want);
+		free(s);
+		free(keys);
+		free(idx);
+		free(sel);
+		free(taken);
+	}
+	unsetenv("DSV4_GPU_TOPK_PARTS");
+	EXPECT_EQ(-EINVAL, dsv4_gpu_topk(g, NULL, 0, 1, 512, NULL, &(uint32_t){ 0 }, err,
+					 sizeof(err)));
+	dsv4_gpu_close(g);
+}
+
 /*
  * AUTO takes the GPU when it can and otherwise runs on the CPU, saying why;
  * CUDA demanded without a usable GPU is an error naming what is missing;

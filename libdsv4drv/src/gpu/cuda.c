@@ -331,6 +331,48 @@ int dsv4_gpu_experts_fp4(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA experts_fp4: %s", gpu_err(g, r)) : 0;
 }
 
+int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t nz, uint32_t k,
+		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen)
+{
+	/* one row at position 4 n - 1: dsv4_topk takes (pos + 1) / 4 entries;
+	 * in parts as decode would take them ($DSV4_GPU_TOPK_PARTS=1) */
+	const char *env = getenv("DSV4_GPU_TOPK_PARTS");
+	uint32_t pos = 4 * n - 1, parts = nz == 1 && env && *env == '1' ? gpu_topk_parts(n) : 0;
+	CUdeviceptr ds = 0, dp = 0, dsel = 0, dn = 0, pk = 0, pi = 0, pn = 0;
+	void *args[] = { &ds, &n, &dp, &k, &dsel, &dn, &nz };
+	void *ap[] = { &ds, &n, &dp, &k, &pk, &pi, &pn };
+	void *am[] = { &pk, &pi, &pn, &parts, &k, &dsel, &dn };
+	CUresult r;
+
+	*nsel = 0;
+	if (!n || n > UINT32_MAX / 4 || !k || !nz || nz > 8)
+		return dsv4_errf(err, errlen, -EINVAL, "topk: %u entries in %u slices, k %u "
+				 "(1..2^30 entries, 1..8 slices)", n, nz, k);
+	r = dev_put(g, 0, &ds, scores, (size_t)nz * n * sizeof(float));
+	r = dev_put(g, r, &dp, &pos, sizeof(pos));
+	r = dev_put(g, r, &dsel, NULL, (size_t)k * sizeof(int32_t));
+	r = dev_put(g, r, &dn, NULL, sizeof(uint32_t));
+	if (parts) {
+		r = dev_put(g, r, &pk, NULL, (size_t)parts * k * sizeof(uint32_t));
+		r = dev_put(g, r, &pi, NULL, (size_t)parts * k * sizeof(int32_t));
+		r = dev_put(g, r, &pn, NULL, (size_t)parts * sizeof(uint32_t));
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_TOPK_PART], 1, parts, 1, 1024, 1, 1, 0, NULL,
+					       ap, NULL);
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_TOPK_MERGE], 1, 1, 1, 1024, 1, 1, 0, NULL, am,
+					       NULL);
+	} else if (!r) {
+		r = g->cu.LaunchKernel(g->fn[K_TOPK], 1, 1, 1, 1024, 1, 1, 0, NULL, args, NULL);
+	}
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	r = dev_get(g, r, nsel, dn, sizeof(uint32_t));
+	r = dev_get(g, r, sel, dsel, (size_t)(*nsel < k ? *nsel : k) * sizeof(int32_t));
+	dev_free(g, (CUdeviceptr[]){ ds, dp, dsel, dn, pk, pi, pn }, 7);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA topk: %s", gpu_err(g, r)) : 0;
+}
+
 int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
 			float *y_cores, char *err, size_t errlen)

@@ -118,7 +118,8 @@ struct cu_driver {
 	X(LINEAR1_F32, dsv4_linear1_f32) X(LINEAR1_BF16, dsv4_linear1_bf16) \
 	X(LINEAR1_FP8, dsv4_linear1_fp8) X(LINEAR1_FP4, dsv4_linear1_fp4) \
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
-	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch)
+	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
+	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };
@@ -143,6 +144,16 @@ struct dsv4_gpu {
 const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
 /* a kernel's name in the fatbin (enum gpu_kernel), "?" out of range */
 const char *gpu_kernel_name(unsigned int k);
+
+/* the indexer top-k's parts a row for @entries entries (the scores'
+ * width), or 0 for the one-block dsv4_topk: from 8192 entries (32K
+ * tokens), where one block's passes grow long */
+static inline uint32_t gpu_topk_parts(uint32_t entries)
+{
+	uint32_t parts = (entries + FW_TOPK_PART - 1) / FW_TOPK_PART;
+
+	return entries > 2 * FW_TOPK_PART && parts <= FW_TOPK_MAX_PARTS ? parts : 0;
+}
 
 /* the context current on the calling thread: a server evaluates on its
  * scheduler thread, not the one that loaded the model */

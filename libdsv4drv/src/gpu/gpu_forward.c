@@ -24,6 +24,7 @@
 /* device scratch of one call: offsets into gm->scratch */
 struct bufs {
 	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
+	CUdeviceptr pkey, pidx, pn;
 	CUdeviceptr cside;	/* one row: the outputs of a layer's wside, back to back */
 	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
 	CUdeviceptr pos, cstart, clast, tok, rowtab, chunks;
@@ -111,6 +112,13 @@ static uint32_t index_slices(const struct fwd *w)
 	return w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
 }
 
+/* the top-k's parts a row (gpu_topk_parts()), where the scores are not
+ * sliced (sliced means few entries) */
+static uint32_t topk_parts(const struct fwd *w)
+{
+	return w->gm->topk_parts && index_slices(w) == 1 ? gpu_topk_parts(w->maxe) : 0;
+}
+
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
 {
 	size_t at = (w->used + 255) & ~(size_t)255;
@@ -157,6 +165,9 @@ static void layout(struct fwd *w)
 	b->scores = carve(w, index_slices(w) * R * w->maxe * F);
 	b->sel = carve(w, R * c->index_topk * 4);
 	b->nsel = carve(w, R * 4);
+	b->pkey = carve(w, R * topk_parts(w) * c->index_topk * 4);
+	b->pidx = carve(w, R * topk_parts(w) * c->index_topk * 4);
+	b->pn = carve(w, R * topk_parts(w) * 4);
 	b->logits = carve(w, R * c->n_routed_experts * F);
 	b->idx = carve(w, RK * 4);
 	b->idxg = carve(w, RK * 4);
@@ -428,18 +439,22 @@ static void mhc_join(struct fwd *w)
  */
 static void l2_prefetch(struct fwd *w, const struct fw_mat *W, uint32_t pct)
 {
-	static const uint32_t chunk = 64 * 1024;
 	uint64_t row = W->fmt == FW_F32 ? 4ull * W->cols : W->fmt == FW_BF16 ? 2ull * W->cols :
 		       W->fmt == FW_FP8 ? W->cols : W->cols / 2;
 	uint64_t bytes = row * W->rows * pct / 100 / 16 * 16;
 	CUdeviceptr at = W->data + row * W->row0;
-	void *a[] = { &at, &bytes, (void *)&chunk, &w->gm->l2pf_last };
+	uint32_t nb = w->gm->l2pf_blocks, threads = nb ? 32 : 128, chunk = 64 * 1024;
+	void *a[] = { &at, &bytes, &chunk, &w->gm->l2pf_last };
 
 	if (!pct || !bytes || !w->split || w->R != 1 || !W->data || at % 16 || w->r)
 		return;
+	/* $DSV4_GPU_L2PF_BLOCKS: the bytes over about that many blocks of
+	 * 32 (a TMA unit a block's SM): each SM's requests run one after another */
+	if (nb)
+		chunk = (uint32_t)((bytes + 32ull * nb - 1) / (32ull * nb) + 15) / 16 * 16;
 	fork_to(w, w->gm->pf, w->gm->pf_fork);
-	launch(w, K_L2_PREFETCH, (unsigned)((bytes + 128ull * chunk - 1) / (128ull * chunk)), 1, 1,
-	       128, 0, a);
+	launch(w, K_L2_PREFETCH, (unsigned)((bytes + (uint64_t)threads * chunk - 1) /
+					    ((uint64_t)threads * chunk)), 1, 1, threads, 0, a);
 	fork_end(w, w->gm->pf, w->gm->pf_join, &w->pf_open);
 }
 
@@ -778,6 +793,9 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 		       &w->maxe, &ept };
 	uint32_t nz = 1;
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
+	uint32_t parts = topk_parts(w);
+	void *ap[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->pkey, &b->pidx, &b->pn };
+	void *am[] = { &b->pkey, &b->pidx, &b->pn, &parts, &topk, &b->sel, &b->nsel };
 
 	/* the compressors and the weights ran on the side (attention()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
@@ -793,7 +811,12 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	} else {
 		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	}
-	launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
+	if (parts) {
+		launch(w, K_TOPK_PART, w->R, parts, 1, 1024, 0, ap);
+		launch(w, K_TOPK_MERGE, w->R, 1, 1, 1024, 0, am);
+	} else {
+		launch(w, K_TOPK, w->R, 1, 1, 1024, 0, at);
+	}
 	if (w->m->opt.hooks && w->m->opt.hooks->topk)
 		call_topk_hook(w, L, pos);
 }

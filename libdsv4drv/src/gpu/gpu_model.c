@@ -525,10 +525,16 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
+	gm->topk_parts = env_on("DSV4_GPU_TOPK_PARTS");
 	gm->l2pf_woa = env_percent("DSV4_GPU_L2PF_WOA");
 	gm->l2pf_wqb = env_percent("DSV4_GPU_L2PF_WQB");
 	gm->l2pf_shared = env_percent("DSV4_GPU_L2PF_SHARED");
 	gm->l2pf_last = (uint32_t)env_on("DSV4_GPU_L2PF_LAST");
+	if (getenv("DSV4_GPU_L2PF_BLOCKS")) {
+		long nb = strtol(getenv("DSV4_GPU_L2PF_BLOCKS"), NULL, 10);
+
+		gm->l2pf_blocks = nb <= 0 ? 0 : nb > 1024 ? 1024 : (uint32_t)nb;
+	}
 	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
 	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;

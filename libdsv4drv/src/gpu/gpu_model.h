@@ -76,10 +76,16 @@ struct gpu_model {
 	 * runs ($DSV4_GPU_L2PF_WOA), of wq_b's while wq_a and wkv run
 	 * ($DSV4_GPU_L2PF_WQB), of the shared expert's w1/w3 while the gate
 	 * and the Sinkhorn run ($DSV4_GPU_L2PF_SHARED); 0: none; at L2's
-	 * evict_last priority with $DSV4_GPU_L2PF_LAST=1 */
+	 * evict_last priority with $DSV4_GPU_L2PF_LAST=1; over about
+	 * $DSV4_GPU_L2PF_BLOCKS blocks of 32 threads (0: 64 KB a thread in
+	 * blocks of 128) */
 	CUstream pf;
 	CUevent pf_fork, pf_join;
-	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last;
+	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
+	/* the indexer's top-k in parts where a row has many entries
+	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=1: on, an
+	 * experiment not yet run on a GPU) */
+	int topk_parts;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
