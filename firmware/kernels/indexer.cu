@@ -360,8 +360,8 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
  * top k of the parts' picks.  An entry of the row's top k is in its
  * part's top k (fewer than k entries outrank it there), and the parts'
  * picks lie in index order, so the choice and its order are the one
- * block's.  Decode takes this path with $DSV4_GPU_TOPK_PARTS=1 (not yet
- * run on a GPU when written).
+ * block's.  Decode (up to 8 rows) takes this path with
+ * $DSV4_GPU_TOPK_PARTS=1 (not yet run on a GPU when written).
  */
 
 /* a row's scores as keys */
@@ -511,6 +511,8 @@ dsv4_topk_merge(const uint32_t *__restrict__ pkey, const int32_t *__restrict__ p
 	uint32_t r = blockIdx.x, total = 0;
 	size_t at = (size_t)r * parts;
 
+	if (parts > FW_TOPK_MAX_PARTS)	/* the host's gpu_topk_parts() keeps it */
+		__trap();
 	for (uint32_t i = threadIdx.x; i < parts; i += blockDim.x)
 		cnt[i] = pn[at + i];
 	__syncthreads();

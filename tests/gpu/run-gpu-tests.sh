@@ -157,8 +157,8 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 tap $?
 # the indexer's top-k past 8192 entries (34000 tokens) in parts
 # (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:
-# the same picks, so the same logits, in chunked prefill and in decode
-# (tiny-a: 16 index heads, so unsliced scores, the top 8)
+# the same picks, so the same logits (decode takes the parts; tiny-a: 16
+# index heads, so unsliced scores, the top 8)
 long=(--model "$tmp/tiny-a" --random-prompt 34000 --chunk 4096 --seed 9 --n-predict 4
 	--backend cuda)
 DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" >/dev/null &&

@@ -507,7 +507,7 @@ static void topk_fill(float *s, uint32_t n, uint32_t nz, int kind, unsigned *see
  * at the threshold and all equal, slices summed in shared memory or in
  * slice 0; in one block, and with $DSV4_GPU_TOPK_PARTS=1 from 8192
  * entries in parts (dsv4_topk_part, some with fewer entries than k, and
- * dsv4_topk_merge).
+ * dsv4_topk_merge, also where the parts' picks are k or fewer).
  */
 TEST(topk_matches_the_cpu)
 {
@@ -521,6 +521,7 @@ TEST(topk_matches_the_cpu)
 		{ 262144, 1, 512, 0 }, { 300, 1, 512, 0 },  { 2048, 1, 1024, 1 },
 		{ 4096, 1, 1, 0 },    { 4096, 1, 1, 2 },   { 70000, 1, 1024, 4 },
 		{ 8292, 1, 512, 0 },  { 12288, 1, 512, 2 }, { 32768, 1, 4096, 0 },
+		{ 9000, 1, 10000, 0 },
 	};
 	char err[512] = "";
 	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));

@@ -112,11 +112,13 @@ static uint32_t index_slices(const struct fwd *w)
 	return w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
 }
 
-/* the top-k's parts a row (gpu_topk_parts()), where the scores are not
- * sliced (sliced means few entries) */
+/* the top-k's parts a row (gpu_topk_parts()) for up to 8 rows (decode:
+ * more rows' one-block launches fill the SMs already), where the scores
+ * are not sliced (sliced means few entries) */
 static uint32_t topk_parts(const struct fwd *w)
 {
-	return w->gm->topk_parts && index_slices(w) == 1 ? gpu_topk_parts(w->maxe) : 0;
+	return w->gm->topk_parts && w->R <= 8 && index_slices(w) == 1 ?
+		       gpu_topk_parts(w->maxe) : 0;
 }
 
 static CUdeviceptr carve(struct fwd *w, size_t bytes)
