@@ -75,21 +75,6 @@ enum MHD_Result http_json(struct http_req *hr, unsigned status, json_t *body)
 	return queue(hr, 500, resp);
 }
 
-/* The last character of @s when vsnprintf cut it in two: jansson refuses
- * the invalid UTF-8, and the answer would not go out at all. */
-static void drop_cut_char(char *s)
-{
-	size_t n = strlen(s), k = n;
-	unsigned char lead;
-
-	while (k > 0 && n - k < 3 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
-		k--;
-	if (!k || (lead = (unsigned char)s[k - 1]) < 0xc0)
-		return;
-	if (n - k < (lead >= 0xf0 ? 3u : lead >= 0xe0 ? 2u : 1u))
-		s[k - 1] = 0;
-}
-
 static json_t *error_body(const struct http_req *hr, const char *type, const char *code,
 			  const char *msg)
 {
@@ -111,10 +96,12 @@ enum MHD_Result http_error(struct http_req *hr, unsigned status, const char *typ
 	va_start(ap, fmt);
 	len = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* a character that the cut left incomplete goes: jansson refuses
+	 * invalid UTF-8, and the answer would not go out at all */
 	if (len < 0)
 		msg[0] = 0;
 	else if ((size_t)len >= sizeof(msg))
-		drop_cut_char(msg);
+		msg[dsv4_utf8_complete_prefix(msg, strlen(msg))] = 0;
 	body = error_body(hr, type, code, msg);
 	if (!body)	/* a message that is not UTF-8 still gets its status */
 		body = error_body(hr, type, code, "(the error message is not valid UTF-8)");
