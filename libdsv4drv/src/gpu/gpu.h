@@ -145,6 +145,12 @@ const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
 /* a kernel's name in the fatbin (enum gpu_kernel), "?" out of range */
 const char *gpu_kernel_name(unsigned int k);
 
+/* bytes of the codes of @n weights stored as @fmt (FW_F32 .. FW_FP4) */
+static inline size_t fw_code_bytes(uint32_t fmt, size_t n)
+{
+	return fmt == FW_F32 ? 4 * n : fmt == FW_BF16 ? 2 * n : fmt == FW_FP8 ? n : n / 2;
+}
+
 /* the indexer top-k's parts a row for @entries entries (the scores'
  * width), or 0 for the one-block dsv4_topk: from 8192 entries (32K
  * tokens), where one block's passes grow long */

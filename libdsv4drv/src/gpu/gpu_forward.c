@@ -441,8 +441,7 @@ static void mhc_join(struct fwd *w)
  */
 static void l2_prefetch(struct fwd *w, const struct fw_mat *W, uint32_t pct)
 {
-	uint64_t row = W->fmt == FW_F32 ? 4ull * W->cols : W->fmt == FW_BF16 ? 2ull * W->cols :
-		       W->fmt == FW_FP8 ? W->cols : W->cols / 2;
+	uint64_t row = fw_code_bytes(W->fmt, W->cols);
 	uint64_t bytes = row * W->rows * pct / 100 / 16 * 16;
 	CUdeviceptr at = W->data + row * W->row0;
 	uint32_t nb = w->gm->l2pf_blocks, threads = nb ? 32 : 128, chunk = 64 * 1024;

@@ -40,13 +40,13 @@ static int env_on(const char *var)
 	return v && *v == '1';
 }
 
-/* a percentage from 0 (unset, negative or not a number) to 100 */
-static uint32_t env_percent(const char *var)
+/* a number from 0 (unset, negative or not a number) to @max */
+static uint32_t env_upto(const char *var, uint32_t max)
 {
 	const char *v = getenv(var);
 	long p = v ? strtol(v, NULL, 10) : 0;
 
-	return p <= 0 ? 0 : p > 100 ? 100 : (uint32_t)p;
+	return p <= 0 ? 0 : p > (long)max ? max : (uint32_t)p;
 }
 
 /* $DSV4_GPU_PDL_SKIP's kernel names (comma-separated) as bits */
@@ -88,9 +88,10 @@ static CUdeviceptr put(struct uploader *u, const void *src, size_t bytes)
 /* @m's bytes of codes and of scales */
 static void mat_parts(const struct mat *m, size_t *db, size_t *sb)
 {
-	size_t n = (size_t)m->rows * m->cols;
-
-	*db = m->fmt == MAT_F32 ? 4 * n : m->fmt == MAT_BF16 ? 2 * n : m->fmt == MAT_FP8 ? n : n / 2;
+	_Static_assert((int)MAT_F32 == FW_F32 && (int)MAT_BF16 == FW_BF16 &&
+		       (int)MAT_FP8 == FW_FP8 && (int)MAT_FP4 == FW_FP4,
+		       "fw_mat_of() passes the format on as it is");
+	*db = fw_code_bytes((uint32_t)m->fmt, (size_t)m->rows * m->cols);
 	*sb = m->data ? mat_bytes(m) - *db : 0;
 }
 
@@ -526,15 +527,11 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->topk_parts = env_on("DSV4_GPU_TOPK_PARTS");
-	gm->l2pf_woa = env_percent("DSV4_GPU_L2PF_WOA");
-	gm->l2pf_wqb = env_percent("DSV4_GPU_L2PF_WQB");
-	gm->l2pf_shared = env_percent("DSV4_GPU_L2PF_SHARED");
+	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
+	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);
+	gm->l2pf_shared = env_upto("DSV4_GPU_L2PF_SHARED", 100);
 	gm->l2pf_last = (uint32_t)env_on("DSV4_GPU_L2PF_LAST");
-	if (getenv("DSV4_GPU_L2PF_BLOCKS")) {
-		long nb = strtol(getenv("DSV4_GPU_L2PF_BLOCKS"), NULL, 10);
-
-		gm->l2pf_blocks = nb <= 0 ? 0 : nb > 1024 ? 1024 : (uint32_t)nb;
-	}
+	gm->l2pf_blocks = env_upto("DSV4_GPU_L2PF_BLOCKS", 1024);
 	gm->pdl = !env_off("DSV4_GPU_PDL") && gm->g->cu.LaunchKernelEx && gm->g->cc_major >= 9;
 	gm->pdl_skip = pdl_skip_mask(getenv("DSV4_GPU_PDL_SKIP"));
 	gm->logit_pieces = 3;
