@@ -7,18 +7,62 @@
  */
 #include "common.cuh"
 
-/* grid (R, heads): q head <- FP4(Hadamard(RoPE(q))) */
+/*
+ * A block of 32 values on the FP4 grid (e2m1 times a power of two 2^E,
+ * so multiples of 2^(E-1), at most 6 2^E) as int8 codes v / 2^e: with e
+ * = floor(log2 amax) - 3 <= E - 1 (amax < 2^(E+3)) every code is a whole
+ * number below 16, found without knowing E.  Returns e (0 for a block of
+ * zeros).
+ */
+static __device__ __forceinline__ int grid_step_exp(float amax)
+{
+	return amax > 0.f ? ilogbf(amax) - 3 : 0;
+}
+
+static __device__ __forceinline__ uint32_t grid_codes4(float4 v, int e)
+{
+	return (uint32_t)(__float2int_rn(scalbnf(v.x, -e)) & 0xff) |
+	       (uint32_t)(__float2int_rn(scalbnf(v.y, -e)) & 0xff) << 8 |
+	       (uint32_t)(__float2int_rn(scalbnf(v.z, -e)) & 0xff) << 16 |
+	       (uint32_t)(__float2int_rn(scalbnf(v.w, -e)) & 0xff) << 24;
+}
+
+/*
+ * grid (R, heads), 128 threads, ihd <= 1024: q head <- FP4(Hadamard(RoPE(
+ * q))), worked on in shared memory (its seven Hadamard passes through
+ * global memory took about 5 us); with @q8 (reference numerics, ihd % 32
+ * == 0) also the head as int8 codes [R, heads, ihd] and their steps 2^e
+ * [R, heads, ihd / 32] (grid_step_exp()) for dsv4_index_scores_mma
+ */
 FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
 			    const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
-			    uint32_t reference)
+			    uint32_t reference, int8_t *__restrict__ q8, float *__restrict__ qstep)
 {
 	fw_pdl_enter();
-	float *q = qi + ((size_t)blockIdx.x * gridDim.y + blockIdx.y) * ihd;
+	__shared__ float x[1024];
+	size_t head = (size_t)blockIdx.x * gridDim.y + blockIdx.y;
+	float *q = qi + head * ihd;
+	uint32_t lane = threadIdx.x % 32;
 
-	block_rope(q + ihd - rd, freqs, rd, pos[blockIdx.x], 0);
-	block_hadamard(q, ihd);
+	for (uint32_t d = threadIdx.x; d < ihd; d += blockDim.x)
+		x[d] = q[d];
+	__syncthreads();
+	block_rope(x + ihd - rd, freqs, rd, pos[blockIdx.x], 0);
+	block_hadamard(x, ihd);
 	if (reference)
-		block_fakequant_fp4(q, ihd);
+		block_fakequant_fp4(x, ihd);
+	for (uint32_t d = threadIdx.x; d < ihd; d += blockDim.x)
+		q[d] = x[d];
+	if (!reference || !q8)
+		return;
+	for (uint32_t b = threadIdx.x / 32; b < ihd / 32; b += blockDim.x / 32) {
+		float v = x[b * 32 + lane];
+		int e = grid_step_exp(warp_max(fabsf(v)));
+
+		q8[head * ihd + b * 32 + lane] = (int8_t)__float2int_rn(scalbnf(v, -e));
+		if (!lane)
+			qstep[head * (ihd / 32) + b] = scalbnf(1.f, e);
+	}
 }
 
 /* grid (R, ceil(max_entries / 8)), 256 threads: a warp per entry */
@@ -187,6 +231,176 @@ dsv4_index_scores_tiled(const float *__restrict__ qi, const float *__restrict__ 
 		index_tile<2>(qs, ws, ks, part, kbase, n0, n, ihd, hpg, out);
 	else
 		index_tile<1>(qs, ws, ks, part, kbase, n0, n, ihd, hpg, out);
+}
+
+/* d = A (16x32 s8) . B (32x8 s8), exact in s32 */
+static __device__ __forceinline__ void mma_s8(int *d, const uint32_t *a, uint32_t b0, uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+		     : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
+}
+
+/*
+ * dsv4_index_scores_tiled's scores on the tensor cores, where queries and
+ * keys lie on the FP4 grid (reference numerics): grid (R, ceil(max_entries
+ * / (16 W))), 32 W threads (W <= 8 warps), ih % 8 == 0, ih <= 64, ihd % 32
+ * == 0, ihd <= 128 (the host checks).  Warp w takes entries n0 + 16 w ..
+ * + 16: their F32 keys become int8 codes a 32-value block (grid_codes4(),
+ * the queries' came from dsv4_index_q), each block's dot products are
+ * integer mma sums (exact), scaled by the two steps (powers of two) and
+ * added over the blocks in order.  Products of FP4 values are exact in
+ * F32, so the tiled form's F32 dot products are exact too wherever their
+ * partial sums fit 24 bits (the blocks' steps within about 2^9 of each
+ * other) -- then the two agree to the bit.  The heads' terms are added as
+ * dsv4_index_tiled adds them: in order within each of 8 head groups (a
+ * fused multiply-add each), the groups' sums in order; a quad's four
+ * lanes hold two heads each of a tile of 8, so the running sums pass
+ * from lane to lane.
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+		      const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+		      const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+		      float *__restrict__ scores, uint32_t max_entries)
+{
+	fw_pdl_enter();
+	/* the row's query codes, a head a row of ihd + 16 bytes: a quad's
+	 * lanes read 4 bytes of 8 heads, in 32 distinct banks */
+	__shared__ __align__(16) uint32_t qs[64 * (128 + 16) / 4];
+	__shared__ float ss[64 * 4], ws[64];
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, nw = blockDim.x / 32;
+	uint32_t n0 = blockIdx.y * 16 * nw, nb = ihd / 32, stride = ihd / 4 + 4;
+	uint32_t lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, hpg = ih / 8;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (n0 >= n)
+		return;
+	/* the codes 16 bytes a load, eight loads out at once (one warp: 512
+	 * pieces; a loop of 4-byte round trips took most of the kernel) */
+	const uint4 *src = (const uint4 *)(q8 + (size_t)r * ih * ihd);
+	uint32_t np = ih * ihd / 16, pr = ihd / 16;
+
+	for (uint32_t i0 = threadIdx.x; i0 < np; i0 += 8 * blockDim.x) {
+		uint4 v[8];
+
+#pragma unroll
+		for (uint32_t j = 0; j < 8; j++)
+			if (i0 + j * blockDim.x < np)
+				v[j] = src[i0 + j * blockDim.x];
+#pragma unroll
+		for (uint32_t j = 0; j < 8; j++) {
+			uint32_t i = i0 + j * blockDim.x;
+
+			if (i < np)
+				*(uint4 *)&qs[i / pr * stride + i % pr * 4] = v[j];
+		}
+	}
+	for (uint32_t i = threadIdx.x; i < ih * nb; i += blockDim.x)
+		ss[i] = qstep[(size_t)r * ih * nb + i];
+	for (uint32_t h = threadIdx.x; h < ih; h += blockDim.x)
+		ws[h] = wi[(size_t)r * ih + h] * wscale;
+	__syncthreads();
+	uint32_t ea = n0 + 16 * (threadIdx.x / 32) + g, eb = ea + 8;
+
+	if (ea - g >= n)
+		return;
+	const float4 *ka = (const float4 *)((const float *)sl->icmp_ent + (size_t)ea * ihd);
+	const float4 *kb = (const float4 *)((const float *)sl->icmp_ent + (size_t)eb * ihd);
+	const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+	float4 x[4][4];
+	uint32_t a[4][4];
+	float ska[4], skb[4];
+
+	/* all loads first: rows ea and eb, columns 4t.. and 16 + 4t.. of
+	 * each block (the mma's A fragment) */
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b < nb) {
+			x[b][0] = ea < n ? ka[8 * b + t] : zero;
+			x[b][1] = eb < n ? kb[8 * b + t] : zero;
+			x[b][2] = ea < n ? ka[8 * b + 4 + t] : zero;
+			x[b][3] = eb < n ? kb[8 * b + 4 + t] : zero;
+		}
+	}
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		float ma = fmaxf(fmaxf(fmaxf(fabsf(x[b][0].x), fabsf(x[b][0].y)),
+				       fmaxf(fabsf(x[b][0].z), fabsf(x[b][0].w))),
+				 fmaxf(fmaxf(fabsf(x[b][2].x), fabsf(x[b][2].y)),
+				       fmaxf(fabsf(x[b][2].z), fabsf(x[b][2].w))));
+		float mb = fmaxf(fmaxf(fmaxf(fabsf(x[b][1].x), fabsf(x[b][1].y)),
+				       fmaxf(fabsf(x[b][1].z), fabsf(x[b][1].w))),
+				 fmaxf(fmaxf(fabsf(x[b][3].x), fabsf(x[b][3].y)),
+				       fmaxf(fabsf(x[b][3].z), fabsf(x[b][3].w))));
+
+		ma = fmaxf(ma, __shfl_xor_sync(0xffffffffu, ma, 1));
+		ma = fmaxf(ma, __shfl_xor_sync(0xffffffffu, ma, 2));
+		mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 1));
+		mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
+		int xa = grid_step_exp(ma), xb = grid_step_exp(mb);
+
+		ska[b] = scalbnf(1.f, xa);
+		skb[b] = scalbnf(1.f, xb);
+		a[b][0] = grid_codes4(x[b][0], xa);
+		a[b][1] = grid_codes4(x[b][1], xb);
+		a[b][2] = grid_codes4(x[b][2], xa);
+		a[b][3] = grid_codes4(x[b][3], xb);
+	}
+	/* running sums: the group's (sa, sb) and the groups' (ta, tb) */
+	float sa = 0.f, sb = 0.f, ta = 0.f, tb = 0.f;
+
+	for (uint32_t h0 = 0; h0 < ih; h0 += 8) {
+		uint32_t hq = h0 + g, hc = h0 + 2 * t;
+		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+
+#pragma unroll
+		for (uint32_t b = 0; b < 4; b++) {
+			if (b >= nb)
+				continue;
+			int c[4];
+
+			mma_s8(c, a[b], qs[hq * stride + 8 * b + t], qs[hq * stride + 8 * b + 4 + t]);
+			float q0 = ss[hc * nb + b], q1 = ss[(hc + 1) * nb + b];
+
+			d[0] = __fadd_rn(d[0], __fmul_rn((float)c[0], __fmul_rn(ska[b], q0)));
+			d[1] = __fadd_rn(d[1], __fmul_rn((float)c[1], __fmul_rn(ska[b], q1)));
+			d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb[b], q0)));
+			d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb[b], q1)));
+		}
+#pragma unroll
+		for (uint32_t k = 0; k < 4; k++) {
+			if (t == k) {
+#pragma unroll
+				for (uint32_t j = 0; j < 2; j++) {
+					float w = ws[hc + j];
+
+					sa = __fmaf_rn(w, d[j] > 0 ? d[j] : 0.f, sa);
+					sb = __fmaf_rn(w, d[2 + j] > 0 ? d[2 + j] : 0.f, sb);
+					if ((hc + j + 1) % hpg == 0) {
+						ta = __fadd_rn(ta, sa);
+						tb = __fadd_rn(tb, sb);
+						sa = sb = 0.f;
+					}
+				}
+			}
+			uint32_t from = (lane & ~3u) | k;
+
+			sa = __shfl_sync(0xffffffffu, sa, from);
+			sb = __shfl_sync(0xffffffffu, sb, from);
+			ta = __shfl_sync(0xffffffffu, ta, from);
+			tb = __shfl_sync(0xffffffffu, tb, from);
+		}
+	}
+	float *out = scores + (size_t)r * max_entries;
+
+	if (t == 0 && ea < n)
+		out[ea] = ta;
+	if (t == 0 && eb < n)
+		out[eb] = tb;
 }
 
 static __device__ __forceinline__ uint32_t order_key(float f)
@@ -374,6 +588,28 @@ struct topk_scores {
 	__device__ int32_t index(uint32_t i) const { return (int32_t)(base + i); }
 };
 
+/* a part's keys staged in shared memory (the six passes over them each
+ * waited on global loads: 8.6 us a part at 128K) */
+struct topk_staged {
+	const uint32_t *keys;
+	uint32_t base;
+
+	__device__ bool valid(uint32_t) const { return true; }
+	__device__ uint32_t key(uint32_t i) const { return keys[i]; }
+	__device__ int32_t index(uint32_t i) const { return (int32_t)(base + i); }
+};
+
+/* the parts' picks, keys staged in shared memory, 0 in a slot no pick
+ * fills (order_key() gives 0 only for a NaN no score is) */
+struct topk_picks_staged {
+	const uint32_t *keys;
+	const int32_t *idx;
+
+	__device__ bool valid(uint32_t i) const { return keys[i] != 0; }
+	__device__ uint32_t key(uint32_t i) const { return keys[i]; }
+	__device__ int32_t index(uint32_t i) const { return idx[i]; }
+};
+
 /* a row's parts' picks: slot i is pick i % k of part i / k */
 struct topk_picks {
 	const uint32_t *keys;
@@ -478,11 +714,12 @@ dsv4_topk_part(const float *__restrict__ scores, uint32_t max_entries,
 	       int32_t *__restrict__ pidx, uint32_t *__restrict__ pn)
 {
 	fw_pdl_enter();
-	__shared__ uint32_t hist[256], wt[64], sh[2];
+	__shared__ uint32_t hist[256], wt[64], sh[2], ks[FW_TOPK_PART];
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, b0 = blockIdx.y * FW_TOPK_PART;
 	uint32_t m = n > b0 ? (n - b0 < FW_TOPK_PART ? n - b0 : FW_TOPK_PART) : 0;
 	size_t part = (size_t)r * gridDim.y + blockIdx.y;
 	struct topk_scores src = { scores + (size_t)r * max_entries + b0, b0 };
+	struct topk_staged st = { ks, b0 };
 
 	if (m <= k) {
 		for (uint32_t i = threadIdx.x; i < m; i += blockDim.x) {
@@ -493,8 +730,12 @@ dsv4_topk_part(const float *__restrict__ scores, uint32_t max_entries,
 			pn[part] = m;
 		return;
 	}
-	topk_threshold(src, m, k, hist, wt, sh);
-	topk_emit(src, m, sh[0], sh[1], false, wt, pidx + part * k, pkey + part * k);
+#pragma unroll 4
+	for (uint32_t i = threadIdx.x; i < m; i += blockDim.x)
+		ks[i] = src.key(i);
+	__syncthreads();
+	topk_threshold(st, m, k, hist, wt, sh);
+	topk_emit(st, m, sh[0], sh[1], false, wt, pidx + part * k, pkey + part * k);
 	if (!threadIdx.x)
 		pn[part] = k;
 }
@@ -508,6 +749,7 @@ dsv4_topk_merge(const uint32_t *__restrict__ pkey, const int32_t *__restrict__ p
 {
 	fw_pdl_enter();
 	__shared__ uint32_t hist[256], wt[64], sh[2], cnt[FW_TOPK_MAX_PARTS];
+	__shared__ uint32_t ks[2 * FW_TOPK_PART];
 	uint32_t r = blockIdx.x, total = 0;
 	size_t at = (size_t)r * parts;
 
@@ -527,8 +769,19 @@ dsv4_topk_merge(const uint32_t *__restrict__ pkey, const int32_t *__restrict__ p
 			nsel[r] = total;
 		return;
 	}
-	topk_threshold(src, parts * k, k, hist, wt, sh);
-	topk_emit(src, parts * k, sh[0], sh[1], false, wt, out, NULL);
+	if (parts * k <= 2 * FW_TOPK_PART) {	/* the picks' keys in shared memory */
+		struct topk_picks_staged st = { ks, pidx + at * k };
+
+#pragma unroll 4
+		for (uint32_t i = threadIdx.x; i < parts * k; i += blockDim.x)
+			ks[i] = src.valid(i) ? src.key(i) : 0;
+		__syncthreads();
+		topk_threshold(st, parts * k, k, hist, wt, sh);
+		topk_emit(st, parts * k, sh[0], sh[1], false, wt, out, NULL);
+	} else {
+		topk_threshold(src, parts * k, k, hist, wt, sh);
+		topk_emit(src, parts * k, sh[0], sh[1], false, wt, out, NULL);
+	}
 	if (!threadIdx.x)
 		nsel[r] = k;
 }

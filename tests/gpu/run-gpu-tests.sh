@@ -155,16 +155,46 @@ DSV4_GPU_L2PF_WOA=100 DSV4_GPU_L2PF_WQB=100 DSV4_GPU_L2PF_SHARED=100 DSV4_GPU_L2
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 	"flash-shaped reference: decode with the L2 prefetch vs without"
 tap $?
+# the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
+# numerics: exact integer sums of the FP4-grid codes) vs the CUDA cores'
+# F32 sums (exact too, as FP4 products are), and decode's indexer on a
+# stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE) vs in line: the same
+# scores and picks, so the same logits.  tiny-a/b/c have 16, 16 and 32
+# index heads (head groups of 2 and 4), the Flash shape 64 of 128 dims.
+for p in tiny-a tiny-b tiny-c flash; do
+	if [ $p = flash ]; then dir=$flash; n=600; else dir=$tmp/$p; n=300; fi
+	ix=(--model "$dir" --random-prompt $n --seed 5 --n-predict 16 --chunk 37 --backend cuda)
+	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
+		--dump-logits "$tmp/ixoff" >/dev/null &&
+	DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
+		--dump-logits "$tmp/ixmma" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
+		"$p reference: the index scores on the tensor cores vs the CUDA cores"
+	tap $?
+	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${ix[@]}" \
+		--dump-logits "$tmp/ixaside" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixaside" 0 \
+		"$p reference: decode's indexer on its own stream vs in line"
+	tap $?
+done
 # the indexer's top-k past 8192 entries (34000 tokens) in parts
 # (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:
 # the same picks, so the same logits (decode takes the parts; tiny-a: 16
-# index heads, so unsliced scores, the top 8)
+# index heads, so unsliced scores, the top 8); then all three indexer
+# settings on vs all off
 long=(--model "$tmp/tiny-a" --random-prompt 34000 --chunk 4096 --seed 9 --n-predict 4
 	--backend cuda)
-DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" >/dev/null &&
-"$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null &&
+off=(DSV4_GPU_TOPK_PARTS=0 DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0)
+env "${off[@]}" DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" \
+	>/dev/null &&
+env "${off[@]}" "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/parts" "$tmp/oneblock" 0 \
 	"tiny-a, 34000 tokens: the indexer's top-k in parts vs one block"
+tap $?
+DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${long[@]}" \
+	--dump-logits "$tmp/ixall" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
+	"tiny-a, 34000 tokens: top-k in parts, scores on the tensor cores, indexer aside vs none"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
@@ -173,13 +203,13 @@ tap $?
 # with the L2 prefetch's stream forked and joined in every layer
 for pf in 0 100; do
 	if DSV4_GPU_L2PF_WOA=$pf DSV4_GPU_L2PF_WQB=$pf DSV4_GPU_L2PF_SHARED=$pf \
-		"$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 --prefill 16 \
+		DSV4_GPU_INDEX_ASIDE=$((pf / 100)) "$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 --prefill 16 \
 		>"$tmp/gb" 2>&1 &&
 		grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
-		echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %)"
+		echo "ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %, indexer aside $((pf / 100)))"
 		tap 0
 	else
-		echo "not ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %)"
+		echo "not ok flash-shaped: decode graphs at 4K, then recaptured at 128K (L2 prefetch $pf %, indexer aside $((pf / 100)))"
 		cat "$tmp/gb"
 		tap 1
 	fi

@@ -23,7 +23,7 @@
 
 /* device scratch of one call: offsets into gm->scratch */
 struct bufs {
-	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, wi, scores, sel, nsel;
+	CUdeviceptr X, mix, xn, f, post, comb, xq, qr, q, kv, o, z, ca, cz, qi, qi8, qstep, wi, scores, sel, nsel;
 	CUdeviceptr pkey, pidx, pn;
 	CUdeviceptr cside;	/* one row: the outputs of a layer's wside, back to back */
 	CUdeviceptr logits, idx, idxg, wts, g, u, h, ye, sg, su, sh, sy, hX, hmix, hy, hlog, meta;
@@ -48,14 +48,19 @@ struct fwd {
 	int side_open;		/* side work since the last side_join() */
 	int mhc_open;		/* a Sinkhorn on gm->mhc since the last mhc_join() */
 	int pf_open;		/* an L2 prefetch on gm->pf since the last pf_join() */
+	int ix_open;		/* the indexer on gm->ixs since the last fork_join() */
+	/* side_inputs() left the indexer's compressor push to gm->ixs: its
+	 * inputs at icmp_in, ready at gm->ix_inputs */
+	int icmp_deferred;
+	CUdeviceptr icmp_in;
 	int capturing;		/* into a graph (forward_graph()) */
-	/* the last thing put on main [0], side [1], mhc [2] and pf [3] was a
-	 * kernel (with $DSV4_GPU_PDL the next may start while it ends:
-	 * launch_as()) */
-	int after_kernel[4];
+	/* the last thing put on main [0], side [1], mhc [2], pf [3] and ixs
+	 * [4] was a kernel (with $DSV4_GPU_PDL the next may start while it
+	 * ends: launch_as()) */
+	int after_kernel[5];
 	float *hlog_host;	/* the logits' place in hstage (NULL: not staged) */
 	CUstream main;		/* gm->main */
-	CUstream cur;		/* where launches go: main, gm->side, gm->mhc or gm->pf */
+	CUstream cur;		/* where launches go: main, gm->side, gm->mhc, gm->pf or gm->ixs */
 	struct bufs b;
 	size_t used;		/* carving: bytes so far */
 	/* $DSV4_GPU_PROFILE=graph: launches counted, the one numbered skip
@@ -100,16 +105,38 @@ static uint32_t combine_slices(uint32_t hd, uint32_t rd)
 	return z;
 }
 
+/* the indexer's scores by dsv4_index_scores_mma: queries and keys on the
+ * FP4 grid (reference numerics), shapes its shared memory holds */
+static int index_mma(const struct fwd *w)
+{
+	uint32_t ih = w->c->index_n_heads, ihd = w->c->index_head_dim;
+
+	return w->gm->index_mma && w->reference && ih % 8 == 0 && ih <= 64 && ihd % 32 == 0 &&
+	       ihd <= 128;
+}
+
 /*
  * dsv4_index_scores_tiled's head slices (the grid's z): 8 where the rows'
  * entry tiles alone would leave most SMs idle (a row's 32 blocks at 4K
- * took ~19 us), with 64 heads, a warp each; else 1
+ * took ~19 us), with 64 heads, a warp each; else 1 (and with
+ * dsv4_index_scores_mma)
  */
 static uint32_t index_slices(const struct fwd *w)
 {
 	uint64_t tiles = (uint64_t)w->R * ((w->maxe + 31) / 32);
 
-	return w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
+	return !index_mma(w) && w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
+}
+
+/* dsv4_index_scores_mma's warps a block (16 entries each): the most, up
+ * to 8, that still give two blocks an SM (132 SMs) */
+static uint32_t index_mma_warps(const struct fwd *w)
+{
+	uint32_t nw = 8;
+
+	while (nw > 1 && (uint64_t)w->R * ((w->maxe + 16 * nw - 1) / (16 * nw)) < 264)
+		nw /= 2;
+	return nw;
 }
 
 /* the top-k's parts a row (gpu_topk_parts()) for up to 8 rows (decode:
@@ -161,6 +188,8 @@ static void layout(struct fwd *w)
 	b->ca = carve(w, R * cw * F);
 	b->cz = carve(w, R * cw * F);
 	b->qi = carve(w, R * c->index_n_heads * c->index_head_dim * F);
+	b->qi8 = index_mma(w) ? carve(w, R * c->index_n_heads * c->index_head_dim) : 0;
+	b->qstep = index_mma(w) ? carve(w, R * c->index_n_heads * c->index_head_dim / 32 * F) : 0;
 	b->wi = carve(w, R * c->index_n_heads * F);
 	/* one row: what the layer's wside GEMV writes (side_inputs()) */
 	b->cside = R == 1 ? carve(w, (2 * cw + 2 * 2 * c->index_head_dim + c->index_n_heads) * F) : 0;
@@ -246,7 +275,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_RMSNORM: case K_HEAD_PREP: case K_QKV_PREP: case K_ACT_QUANT: case K_ROUTER:
 	case K_SWIGLU: case K_MOE_COMBINE: case K_RING_STORE: case K_ATTN_SCORES:
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
-	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_LINEAR1_F32:
+	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
@@ -257,7 +286,7 @@ static int pdl_ready(enum gpu_kernel k)
 
 static int stream_slot(const struct fwd *w, CUstream s)
 {
-	return s == w->main ? 0 : s == w->gm->side ? 1 : s == w->gm->mhc ? 2 : 3;
+	return s == w->main ? 0 : s == w->gm->side ? 1 : s == w->gm->mhc ? 2 : s == w->gm->pf ? 3 : 4;
 }
 
 /* a copy, memset or event wait went onto @s: a kernel after it depends on
@@ -464,6 +493,36 @@ static void pf_join(struct fwd *w)
 	fork_join(w, w->gm->pf_join, &w->pf_open);
 }
 
+/* the split-K scratch of the stream launches go to (one each: a counter
+ * shared by two streams' GEMVs at once would mix their slices) */
+static int splitk_slot(const struct fwd *w)
+{
+	return w->cur == w->gm->side ? 1 : w->cur == w->gm->ixs ? 2 : 0;
+}
+
+/*
+ * Decode's indexer on gm->ixs (indexer_begin() after qr, beside wq_b and
+ * the query's prep; the main stream joins it before the attention), when
+ * asked for ($DSV4_GPU_INDEX_ASIDE=1) and no top-k hook reads the picks
+ * in between
+ */
+static int index_aside(const struct fwd *w)
+{
+	return w->split && w->gm->index_aside && !(w->m->opt.hooks && w->m->opt.hooks->topk);
+}
+
+/* @s waits for the side stream's branch (side_join() where @s is main) */
+static void side_join_on(struct fwd *w, CUstream s)
+{
+	if (s == w->main) {
+		side_join(w);
+		return;
+	}
+	if (w->split && w->side_open && !w->r)
+		w->r = w->cu->StreamWaitEvent(s, w->gm->join, 0);
+	pdl_cut(w, s);
+}
+
 static int quantized(const struct fw_mat *W)
 {
 	return W->fmt == FW_FP8 || W->fmt == FW_FP4;
@@ -604,8 +663,8 @@ static void lin1(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr 
 	struct fw_mat wm = *W;
 	struct fw_hc_post none = { 0 }, p = hp ? *hp : none;
 	uint32_t ks = splitk_slices(W, G, x), mks = mma_slices(w, W, G, x, xgs, aq);
-	int on_side = w->cur == w->gm->side;
-	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on_side], &w->gm->splitk_count[on_side],
+	int on = splitk_slot(w);
+	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on], &w->gm->splitk_count[on],
 		      &aq, &xgs, &ygs, &p };
 
 	if (mks) {
@@ -752,10 +811,17 @@ static void side_inputs(struct fwd *w, uint32_t L)
 		return;
 	}
 	lin(w, &gl->wside, w->b.xn, c->dim, 1, at, gl->wside.rows, 0);
+	/* the indexer's push on its own stream (index_aside()): from here */
+	w->icmp_deferred = ratio == 4 && index_aside(w) && !w->r;
+	if (w->icmp_deferred) {
+		w->r = w->cu->EventRecord(w->gm->ix_inputs, w->cur);
+		w->icmp_in = at + 2 * width * 4;
+	}
 	cmp_push(w, L, &gl->cmp, 0, at, at + width * 4);
 	if (ratio == 4) {
 		at += 2 * width * 4;
-		cmp_push(w, L, &gl->icmp, 1, at, at + iwidth * 4);
+		if (!w->icmp_deferred)
+			cmp_push(w, L, &gl->icmp, 1, at, at + iwidth * 4);
 		w->wi = at + 2 * iwidth * 4;
 	}
 }
@@ -788,21 +854,39 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t ih = c->index_n_heads, ihd = c->index_head_dim, rd = c->rope_head_dim;
 	uint32_t ref = (uint32_t)w->reference, topk = c->index_topk;
 	float wscale = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
-	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref };
+	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref, &b->qi8, &b->qstep };
 	uint32_t ept = 1;
 	void *as[] = { &b->qi, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
 		       &w->maxe, &ept };
+	void *am8[] = { &b->qi8, &b->qstep, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale,
+			&b->scores, &w->maxe };
 	uint32_t nz = 1;
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
 	uint32_t parts = topk_parts(w);
 	void *ap[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->pkey, &b->pidx, &b->pn };
 	void *am[] = { &b->pkey, &b->pidx, &b->pn, &parts, &topk, &b->sel, &b->nsel };
 
-	/* the compressors and the weights ran on the side (attention()) */
+	/* the compressors and the weights ran on the side (attention()), or
+	 * the indexer's push is this stream's (side_inputs()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
-	side_join(w);
-	if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0) {
+	if (w->icmp_deferred) {
+		uint32_t iw = cmp_width(c, L, 1);
+
+		if (!w->r)
+			w->r = w->cu->StreamWaitEvent(w->cur, w->gm->ix_inputs, 0);
+		pdl_cut(w, w->cur);
+		cmp_push(w, L, &gl->icmp, 1, w->icmp_in, w->icmp_in + iw * 4);
+		w->icmp_deferred = 0;
+	} else {
+		side_join_on(w, w->cur);
+	}
+	if (index_mma(w)) {
+		uint32_t nw = index_mma_warps(w);
+
+		launch(w, K_INDEX_SCORES_MMA, w->R, (w->maxe + 16 * nw - 1) / (16 * nw), 1, 32 * nw,
+		       0, am8);
+	} else if (ih % 8 == 0 && ih <= 64 && ih * ihd <= 8192 && ihd % 4 == 0) {
 		nz = index_slices(w);
 		/* two entries a thread once the 32-entry tiles fill two waves
 		 * (each query piece then read once for both) */
@@ -863,6 +947,14 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		lin(w, &gl->wq_a, b->xn, D, R, b->qr, qlr, 1);
 		launch(w, K_RMSNORM, R, 1, 1, 256, 0, a);
 	}
+	/* decode's indexer beside wq_b (index_aside()) */
+	int ix_aside = ratio == 4 && index_aside(w);
+
+	if (ix_aside) {
+		fork_to(w, w->gm->ixs, w->gm->ix_fork);
+		indexer(w, L, pos);
+		fork_end(w, w->gm->ixs, w->gm->ix_join, &w->ix_open);
+	}
 	lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
 	l2_prefetch(w, &gl->wo_a, w->gm->l2pf_woa);
 	if (!qkv || !split) {	/* (with both, dsv4_attn_scores preps q) */
@@ -876,9 +968,10 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		lin(w, &gl->wkv, b->xn, D, R, b->kv, hd, 1);
 		launch(w, K_HEAD_PREP, R, 1, 1, 128, 0, a);
 	}
-	if (ratio == 4)
+	if (ratio == 4 && !ix_aside)
 		indexer(w, L, pos);
 	side_join(w);
+	fork_join(w, w->gm->ix_join, &w->ix_open);
 	mhc_join(w);	/* post and comb, for wo_b's post step */
 	{
 		uint32_t r0 = 0, step = R, qprep = (uint32_t)qkv;
@@ -939,9 +1032,9 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	/* grouped low-rank output: wo_a per group, all groups in one launch
 	 * (no act quant; one row: on the tensor cores, o in parts), then wo_b */
 	if (mmx) {
-		uint32_t xgs = (H / G) * hd, on_side = w->cur == w->gm->side;
-		void *a[] = { &woa, &b->op, &b->ops, &b->z, &w->gm->splitk_part[on_side],
-			      &w->gm->splitk_count[on_side], &xgs, &olr };
+		uint32_t xgs = (H / G) * hd, on = splitk_slot(w);
+		void *a[] = { &woa, &b->op, &b->ops, &b->z, &w->gm->splitk_part[on],
+			      &w->gm->splitk_count[on], &xgs, &olr };
 
 		launch_as(w, K_LINEAR1_FP8_MMX, prof_linear(w->gm, &woa, 1, mmx),
 			  (olr + 63) / 64, mmx, G, 128, 0, a);

@@ -463,7 +463,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	}
 	/* split-K: at most 32 slices of matrices up to 8192 rows, per stream */
 	r = 0;
-	for (int i = 0; i < 2 && !r; i++) {
+	for (int i = 0; i < 3 && !r; i++) {
 		r = gm->g->cu.MemAlloc(&gm->splitk_part[i], (size_t)32 * 8192 * sizeof(float));
 		if (!r)
 			r = gm->g->cu.MemAlloc(&gm->splitk_count[i], 256 * sizeof(uint32_t));
@@ -490,6 +490,14 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		r = gm->g->cu.EventCreate(&gm->pf_fork, 2);
 	if (!r)
 		r = gm->g->cu.EventCreate(&gm->pf_join, 2);
+	if (!r)
+		r = gm->g->cu.StreamCreate(&gm->ixs, 1);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->ix_fork, 2);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->ix_join, 2);
+	if (!r)
+		r = gm->g->cu.EventCreate(&gm->ix_inputs, 2);
 	for (int i = 0; i < GPU_LOGIT_PIECES_MAX && !r; i++)
 		r = gm->g->cu.EventCreate(&gm->logit_ev[i], 2);
 	if (r) {
@@ -527,6 +535,8 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->topk_parts = env_on("DSV4_GPU_TOPK_PARTS");
+	gm->index_mma = env_on("DSV4_GPU_INDEX_MMA");
+	gm->index_aside = env_on("DSV4_GPU_INDEX_ASIDE");
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);
 	gm->l2pf_shared = env_upto("DSV4_GPU_L2PF_SHARED", 100);
@@ -649,7 +659,7 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->gcache);
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);
-		for (int i = 0; i < 2; i++) {
+		for (int i = 0; i < 3; i++) {
 			if (gm->splitk_part[i])
 				gm->g->cu.MemFree(gm->splitk_part[i]);
 			if (gm->splitk_count[i])
@@ -671,6 +681,14 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.EventDestroy(gm->pf_join);
 		if (gm->pf)
 			gm->g->cu.StreamDestroy(gm->pf);
+		if (gm->ix_fork)
+			gm->g->cu.EventDestroy(gm->ix_fork);
+		if (gm->ix_join)
+			gm->g->cu.EventDestroy(gm->ix_join);
+		if (gm->ix_inputs)
+			gm->g->cu.EventDestroy(gm->ix_inputs);
+		if (gm->ixs)
+			gm->g->cu.StreamDestroy(gm->ixs);
 		for (int i = 0; i < GPU_LOGIT_PIECES_MAX; i++)
 			if (gm->logit_ev[i])
 				gm->g->cu.EventDestroy(gm->logit_ev[i]);

@@ -81,6 +81,13 @@ struct gpu_model {
 	 * blocks of 128) */
 	CUstream pf;
 	CUevent pf_fork, pf_join;
+	/* decode's indexer (CSA layers) on a stream of its own from qr on,
+	 * beside wq_b, and the indexer's compressor push there too once the
+	 * side stream's GEMV has its inputs (ix_inputs); $DSV4_GPU_INDEX_ASIDE
+	 * =1: on, an experiment not yet run on a GPU */
+	CUstream ixs;
+	CUevent ix_fork, ix_join, ix_inputs;
+	int index_aside;
 	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
 	/* the indexer's top-k in parts where a row has many entries
 	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=1: on, an
@@ -89,8 +96,9 @@ struct gpu_model {
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
-	/* dsv4_linear's split-K scratch, one per stream: [0] main, [1] side */
-	CUdeviceptr splitk_part[2], splitk_count[2];
+	/* dsv4_linear's split-K scratch, one per stream: [0] main, [1] side,
+	 * [2] ixs */
+	CUdeviceptr splitk_part[3], splitk_count[3];
 	/* one-token decode, captured as a CUDA graph and replayed while what
 	 * its launches bake in (key) stays the same; $DSV4_GPU_GRAPHS=0: off */
 	int graphs;
@@ -136,6 +144,10 @@ struct gpu_model {
 	/* entries a thread of dsv4_index_scores_tiled at long contexts (2;
 	 * $DSV4_GPU_INDEX_EPT=1: one, for measuring) */
 	uint32_t index_ept;
+	/* reference numerics: the indexer's scores on the tensor cores, exact
+	 * integer sums of FP4-grid codes (dsv4_index_scores_mma;
+	 * $DSV4_GPU_INDEX_MMA=1: on, an experiment not yet run on a GPU) */
+	int index_mma;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
