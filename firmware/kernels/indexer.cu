@@ -254,10 +254,12 @@ static __device__ __forceinline__ void mma_s8(int *d, const uint32_t *a, uint32_
  * F32, so the tiled form's F32 dot products are exact too wherever their
  * partial sums fit 24 bits (the blocks' steps within about 2^9 of each
  * other) -- then the two agree to the bit.  The heads' terms are added as
- * dsv4_index_tiled adds them: in order within each of 8 head groups (a
- * fused multiply-add each), the groups' sums in order; a quad's four
- * lanes hold two heads each of a tile of 8, so the running sums pass
- * from lane to lane.
+ * index_tile() adds them: in order within each of 8 head groups (a fused
+ * multiply-add each), the groups' sums in order; a quad's four lanes hold
+ * two heads each of a tile of 8, so the running sums pass from lane to
+ * lane.  At 128K 20.8 us a CSA layer against the tiled form's 35.5; at 4K
+ * 14.8 against its eight head slices' 9.1, so the host keeps it to many
+ * tiles.
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
@@ -574,8 +576,8 @@ dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
  * top k of the parts' picks.  An entry of the row's top k is in its
  * part's top k (fewer than k entries outrank it there), and the parts'
  * picks lie in index order, so the choice and its order are the one
- * block's.  Decode (up to 8 rows) takes this path with
- * $DSV4_GPU_TOPK_PARTS=1 (not yet run on a GPU when written).
+ * block's.  Decode (up to 8 rows) takes this path (unless
+ * $DSV4_GPU_TOPK_PARTS=0): 8.3 + 8.9 us a CSA layer at 128K against 54.6.
  */
 
 /* a row's scores as keys */

@@ -505,7 +505,7 @@ static void topk_fill(float *s, uint32_t n, uint32_t nz, int kind, unsigned *see
  * context sizes decode meets (1K sliced sums at 4K, 32768 at 128K, 262144
  * at 1M), key distributions of one sign and magnitude, of both, with ties
  * at the threshold and all equal, slices summed in shared memory or in
- * slice 0; in one block, and with $DSV4_GPU_TOPK_PARTS=1 from 8192
+ * slice 0; in one block ($DSV4_GPU_TOPK_PARTS=0), and from 8192
  * entries in parts (dsv4_topk_part, some with fewer entries than k, and
  * dsv4_topk_merge, also where the parts' picks are k or fewer).
  */
@@ -554,10 +554,7 @@ TEST(topk_matches_the_cpu)
 		qsort(idx, n, sizeof(idx[0]), topk_cmp);
 		for (uint32_t i = 0; i < want; i++)
 			taken[idx[i]] = 1;
-		if (one)
-			unsetenv("DSV4_GPU_TOPK_PARTS");
-		else
-			setenv("DSV4_GPU_TOPK_PARTS", "1", 1);
+		setenv("DSV4_GPU_TOPK_PARTS", one ? "0" : "1", 1);
 		ASSERT_EQ(0, dsv4_gpu_topk(g, s, n, nz, k, sel, &nsel, err, sizeof(err)))
 			TH_LOG("%s", err);
 		ASSERT_EQ(want, nsel) TH_LOG("case %zu", c);

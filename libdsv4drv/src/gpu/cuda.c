@@ -335,9 +335,9 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen)
 {
 	/* one row at position 4 n - 1: dsv4_topk takes (pos + 1) / 4 entries;
-	 * in parts as decode would take them ($DSV4_GPU_TOPK_PARTS=1) */
+	 * in parts as decode takes them (unless $DSV4_GPU_TOPK_PARTS=0) */
 	const char *env = getenv("DSV4_GPU_TOPK_PARTS");
-	uint32_t pos = 4 * n - 1, parts = nz == 1 && env && *env == '1' ? gpu_topk_parts(n) : 0;
+	uint32_t pos = 4 * n - 1, parts = nz == 1 && !(env && *env == '0') ? gpu_topk_parts(n) : 0;
 	CUdeviceptr ds = 0, dp = 0, dsel = 0, dn = 0, pk = 0, pi = 0, pn = 0;
 	void *args[] = { &ds, &n, &dp, &k, &dsel, &dn, &nz };
 	void *ap[] = { &ds, &n, &dp, &k, &pk, &pi, &pn };

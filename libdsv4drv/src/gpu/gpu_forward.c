@@ -105,27 +105,36 @@ static uint32_t combine_slices(uint32_t hd, uint32_t rd)
 	return z;
 }
 
-/* the indexer's scores by dsv4_index_scores_mma: queries and keys on the
- * FP4 grid (reference numerics), shapes its shared memory holds */
+/* few entry tiles of dsv4_index_scores_tiled: a row's 32 blocks at 4K left
+ * most SMs idle (~19 us), so with 64 heads it slices them (below) */
+static int index_few_tiles(const struct fwd *w)
+{
+	uint64_t tiles = (uint64_t)w->R * ((w->maxe + 31) / 32);
+
+	return w->c->index_n_heads == 64 && tiles < 132;
+}
+
+/*
+ * the indexer's scores by dsv4_index_scores_mma: queries and keys on the
+ * FP4 grid (reference numerics), shapes its shared memory holds; by
+ * default where the tiled form has many tiles (at 4K its sliced form took
+ * 9.1 us a CSA layer, this one 14.8; at 128K 35.5 against 20.8)
+ */
 static int index_mma(const struct fwd *w)
 {
 	uint32_t ih = w->c->index_n_heads, ihd = w->c->index_head_dim;
 
 	return w->gm->index_mma && w->reference && ih % 8 == 0 && ih <= 64 && ihd % 32 == 0 &&
-	       ihd <= 128;
+	       ihd <= 128 && (w->gm->index_mma == 2 || !index_few_tiles(w));
 }
 
 /*
- * dsv4_index_scores_tiled's head slices (the grid's z): 8 where the rows'
- * entry tiles alone would leave most SMs idle (a row's 32 blocks at 4K
- * took ~19 us), with 64 heads, a warp each; else 1 (and with
- * dsv4_index_scores_mma)
+ * dsv4_index_scores_tiled's head slices (the grid's z): 8 with few tiles
+ * (64 heads, a warp each); else 1 (and with dsv4_index_scores_mma)
  */
 static uint32_t index_slices(const struct fwd *w)
 {
-	uint64_t tiles = (uint64_t)w->R * ((w->maxe + 31) / 32);
-
-	return !index_mma(w) && w->c->index_n_heads == 64 && tiles < 132 ? 8 : 1;
+	return !index_mma(w) && index_few_tiles(w) ? 8 : 1;
 }
 
 /* dsv4_index_scores_mma's warps a block (16 entries each): the most, up
@@ -501,10 +510,9 @@ static int splitk_slot(const struct fwd *w)
 }
 
 /*
- * Decode's indexer on gm->ixs (indexer_begin() after qr, beside wq_b and
- * the query's prep; the main stream joins it before the attention), when
- * asked for ($DSV4_GPU_INDEX_ASIDE=1) and no top-k hook reads the picks
- * in between
+ * Decode's indexer on gm->ixs (forked after qr, beside wq_b and the
+ * query's prep; the main stream joins it before the attention), unless
+ * $DSV4_GPU_INDEX_ASIDE=0 or a top-k hook reads the picks in between
  */
 static int index_aside(const struct fwd *w)
 {

@@ -534,9 +534,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
-	gm->topk_parts = env_on("DSV4_GPU_TOPK_PARTS");
-	gm->index_mma = env_on("DSV4_GPU_INDEX_MMA");
-	gm->index_aside = env_on("DSV4_GPU_INDEX_ASIDE");
+	gm->topk_parts = !env_off("DSV4_GPU_TOPK_PARTS");
+	gm->index_mma = env_off("DSV4_GPU_INDEX_MMA") ? 0 : env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
+	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);
 	gm->l2pf_shared = env_upto("DSV4_GPU_L2PF_SHARED", 100);

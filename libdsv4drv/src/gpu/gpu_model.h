@@ -84,14 +84,14 @@ struct gpu_model {
 	/* decode's indexer (CSA layers) on a stream of its own from qr on,
 	 * beside wq_b, and the indexer's compressor push there too once the
 	 * side stream's GEMV has its inputs (ix_inputs); $DSV4_GPU_INDEX_ASIDE
-	 * =1: on, an experiment not yet run on a GPU */
+	 * =0: in line on the main stream */
 	CUstream ixs;
 	CUevent ix_fork, ix_join, ix_inputs;
 	int index_aside;
 	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
 	/* the indexer's top-k in parts where a row has many entries
-	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=1: on, an
-	 * experiment not yet run on a GPU) */
+	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=0: one
+	 * block always) */
 	int topk_parts;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
@@ -145,8 +145,10 @@ struct gpu_model {
 	 * $DSV4_GPU_INDEX_EPT=1: one, for measuring) */
 	uint32_t index_ept;
 	/* reference numerics: the indexer's scores on the tensor cores, exact
-	 * integer sums of FP4-grid codes (dsv4_index_scores_mma;
-	 * $DSV4_GPU_INDEX_MMA=1: on, an experiment not yet run on a GPU) */
+	 * integer sums of FP4-grid codes (dsv4_index_scores_mma): 1 where the
+	 * tiled form would not slice its heads (past about 17K tokens; below,
+	 * its eight head slices are faster), 2 everywhere
+	 * ($DSV4_GPU_INDEX_MMA=1, for the tests), 0 never (=0) */
 	int index_mma;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
