@@ -105,13 +105,12 @@ static uint32_t combine_slices(uint32_t hd, uint32_t rd)
 	return z;
 }
 
-/* few entry tiles of dsv4_index_scores_tiled: a row's 32 blocks at 4K left
- * most SMs idle (~19 us), so with 64 heads it slices them (below) */
+/* few entry tiles of dsv4_index_scores_tiled (fewer than the SMs): a
+ * row's 32 blocks at 4K left most SMs idle (~19 us), so with 64 heads it
+ * slices them (below) */
 static int index_few_tiles(const struct fwd *w)
 {
-	uint64_t tiles = (uint64_t)w->R * ((w->maxe + 31) / 32);
-
-	return w->c->index_n_heads == 64 && tiles < 132;
+	return (uint64_t)w->R * ((w->maxe + 31) / 32) < 132;
 }
 
 /*
@@ -130,11 +129,11 @@ static int index_mma(const struct fwd *w)
 
 /*
  * dsv4_index_scores_tiled's head slices (the grid's z): 8 with few tiles
- * (64 heads, a warp each); else 1 (and with dsv4_index_scores_mma)
+ * and 64 heads (a warp each); else 1 (and with dsv4_index_scores_mma)
  */
 static uint32_t index_slices(const struct fwd *w)
 {
-	return !index_mma(w) && index_few_tiles(w) ? 8 : 1;
+	return !index_mma(w) && w->c->index_n_heads == 64 && index_few_tiles(w) ? 8 : 1;
 }
 
 /* dsv4_index_scores_mma's warps a block (16 entries each): the most, up
