@@ -19,18 +19,24 @@ static __device__ __forceinline__ int grid_step_exp(float amax)
 	return amax > 0.f ? ilogbf(amax) - 3 : 0;
 }
 
+/* v / 2^e, a whole number on the grid (scalbnf: exact) */
+static __device__ __forceinline__ int8_t grid_code(float v, int e)
+{
+	return (int8_t)__float2int_rn(scalbnf(v, -e));
+}
+
+/* four codes, the first in the low byte (an mma fragment register) */
 static __device__ __forceinline__ uint32_t grid_codes4(float4 v, int e)
 {
-	return (uint32_t)(__float2int_rn(scalbnf(v.x, -e)) & 0xff) |
-	       (uint32_t)(__float2int_rn(scalbnf(v.y, -e)) & 0xff) << 8 |
-	       (uint32_t)(__float2int_rn(scalbnf(v.z, -e)) & 0xff) << 16 |
-	       (uint32_t)(__float2int_rn(scalbnf(v.w, -e)) & 0xff) << 24;
+	return (uint32_t)(uint8_t)grid_code(v.x, e) | (uint32_t)(uint8_t)grid_code(v.y, e) << 8 |
+	       (uint32_t)(uint8_t)grid_code(v.z, e) << 16 |
+	       (uint32_t)(uint8_t)grid_code(v.w, e) << 24;
 }
 
 /*
  * grid (R, heads), 128 threads, ihd <= 1024: q head <- FP4(Hadamard(RoPE(
- * q))), worked on in shared memory (its seven Hadamard passes through
- * global memory took about 5 us); with @q8 (reference numerics, ihd % 32
+ * q))), worked on in shared memory (5-6 us as through global memory:
+ * the launch and its wait, not the passes); with @q8 (reference numerics, ihd % 32
  * == 0) also the head as int8 codes [R, heads, ihd] and their steps 2^e
  * [R, heads, ihd / 32] (grid_step_exp()) for dsv4_index_scores_mma
  */
@@ -59,7 +65,7 @@ FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
 		float v = x[b * 32 + lane];
 		int e = grid_step_exp(warp_max(fabsf(v)));
 
-		q8[head * ihd + b * 32 + lane] = (int8_t)__float2int_rn(scalbnf(v, -e));
+		q8[head * ihd + b * 32 + lane] = grid_code(v, e);
 		if (!lane)
 			qstep[head * (ihd / 32) + b] = scalbnf(1.f, e);
 	}

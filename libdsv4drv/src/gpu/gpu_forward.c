@@ -396,15 +396,23 @@ static void side_end(struct fwd *w)
 	w->side_open = 1;
 }
 
-/* only after a side_end() of this forward: join as last recorded by an
+/* @s waits for the side stream's branch (side_join(): the main stream);
+ * only after a side_end() of this forward: join as last recorded by an
  * earlier capture would be a wait across graphs, which fails the capture
  * (seen when a branch was moved so that a sublayer joined without one) */
-static void side_join(struct fwd *w)
+static void side_join_on(struct fwd *w, CUstream s)
 {
 	if (w->split && w->side_open && !w->r)
-		w->r = w->cu->StreamWaitEvent(w->main, w->gm->join, 0);
-	pdl_cut(w, w->main);
-	w->side_open = 0;
+		w->r = w->cu->StreamWaitEvent(s, w->gm->join, 0);
+	pdl_cut(w, s);
+	/* (another stream's wait leaves the main stream's join to come) */
+	if (s == w->main)
+		w->side_open = 0;
+}
+
+static void side_join(struct fwd *w)
+{
+	side_join_on(w, w->main);
 }
 
 /*
@@ -516,18 +524,6 @@ static int splitk_slot(const struct fwd *w)
 static int index_aside(const struct fwd *w)
 {
 	return w->split && w->gm->index_aside && !(w->m->opt.hooks && w->m->opt.hooks->topk);
-}
-
-/* @s waits for the side stream's branch (side_join() where @s is main) */
-static void side_join_on(struct fwd *w, CUstream s)
-{
-	if (s == w->main) {
-		side_join(w);
-		return;
-	}
-	if (w->split && w->side_open && !w->r)
-		w->r = w->cu->StreamWaitEvent(s, w->gm->join, 0);
-	pdl_cut(w, s);
 }
 
 static int quantized(const struct fw_mat *W)
