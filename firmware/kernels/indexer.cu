@@ -16,13 +16,26 @@
  */
 static __device__ __forceinline__ int grid_step_exp(float amax)
 {
-	return amax > 0.f ? ilogbf(amax) - 3 : 0;
+	int biased = __float_as_int(amax) >> 23;	/* amax >= 0 */
+
+	if (!(amax > 0.f))
+		return 0;
+	/* ilogbf() for a normal amax from its exponent bits (the call's
+	 * checks took much of the conversion) */
+	return (biased ? biased - 127 : ilogbf(amax)) - 3;
 }
 
-/* v / 2^e, a whole number on the grid (scalbnf: exact) */
+/* v 2^e: one multiply by the power of two where 2^e is a normal float
+ * (exact, as scalbnf is, unless the product falls below the normals) */
+static __device__ __forceinline__ float times_pow2(float v, int e)
+{
+	return e >= -126 && e <= 127 ? v * __int_as_float((e + 127) << 23) : scalbnf(v, e);
+}
+
+/* v / 2^e, a whole number on the grid */
 static __device__ __forceinline__ int8_t grid_code(float v, int e)
 {
-	return (int8_t)__float2int_rn(scalbnf(v, -e));
+	return (int8_t)__float2int_rn(times_pow2(v, -e));
 }
 
 /* four codes, the first in the low byte (an mma fragment register) */
@@ -263,8 +276,8 @@ static __device__ __forceinline__ void mma_s8(int *d, const uint32_t *a, uint32_
  * index_tile() adds them: in order within each of 8 head groups (a fused
  * multiply-add each, as nvcc's default contraction compiles index_tile()'s
  * s += w * relu), the groups' sums in order; a quad's four lanes hold
- * two heads each of a tile of 8, so the running sums pass from lane to
- * lane.  At 128K 20.8 us a CSA layer against the tiled form's 35.5; at 4K
+ * two heads each of a tile of 8, so each lane gathers the tile's eight
+ * from the quad and the four add them alike.  At 128K 20.8 us a CSA layer against the tiled form's 35.5; at 4K
  * 14.8 against its eight head slices' 9.1, so the host keeps it to many
  * tiles.
  */
@@ -352,8 +365,8 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
 		mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
 		int xa = grid_step_exp(ma), xb = grid_step_exp(mb);
 
-		ska[b] = scalbnf(1.f, xa);
-		skb[b] = scalbnf(1.f, xb);
+		ska[b] = times_pow2(1.f, xa);
+		skb[b] = times_pow2(1.f, xb);
 		a[b][0] = grid_codes4(x[b][0], xa);
 		a[b][1] = grid_codes4(x[b][1], xb);
 		a[b][2] = grid_codes4(x[b][2], xa);
@@ -380,28 +393,30 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
 			d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb[b], q0)));
 			d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb[b], q1)));
 		}
+		/* every lane of the quad gathers the tile's eight heads (the
+		 * shuffles do not wait on each other) and adds them in order */
+		float dq[4][4];
+
+#pragma unroll
+		for (uint32_t k = 0; k < 4; k++)
+#pragma unroll
+			for (uint32_t j = 0; j < 4; j++)
+				dq[k][j] = __shfl_sync(0xffffffffu, d[j], (lane & ~3u) | k);
 #pragma unroll
 		for (uint32_t k = 0; k < 4; k++) {
-			if (t == k) {
 #pragma unroll
-				for (uint32_t j = 0; j < 2; j++) {
-					float w = ws[hc + j];
+			for (uint32_t j = 0; j < 2; j++) {
+				uint32_t h = h0 + 2 * k + j;
+				float w = ws[h];
 
-					sa = __fmaf_rn(w, d[j] > 0 ? d[j] : 0.f, sa);
-					sb = __fmaf_rn(w, d[2 + j] > 0 ? d[2 + j] : 0.f, sb);
-					if ((hc + j + 1) % hpg == 0) {
-						ta = __fadd_rn(ta, sa);
-						tb = __fadd_rn(tb, sb);
-						sa = sb = 0.f;
-					}
+				sa = __fmaf_rn(w, dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
+				sb = __fmaf_rn(w, dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
+				if ((h + 1) % hpg == 0) {
+					ta = __fadd_rn(ta, sa);
+					tb = __fadd_rn(tb, sb);
+					sa = sb = 0.f;
 				}
 			}
-			uint32_t from = (lane & ~3u) | k;
-
-			sa = __shfl_sync(0xffffffffu, sa, from);
-			sb = __shfl_sync(0xffffffffu, sb, from);
-			ta = __shfl_sync(0xffffffffu, ta, from);
-			tb = __shfl_sync(0xffffffffu, tb, from);
 		}
 	}
 	float *out = scores + (size_t)r * max_entries;
