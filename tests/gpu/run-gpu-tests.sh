@@ -158,7 +158,8 @@ tap $?
 # the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
 # numerics: exact integer sums of the FP4-grid codes) vs the CUDA cores'
 # F32 sums (exact too, as FP4 products are), and decode's indexer on a
-# stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE) vs in line: the same
+# stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE; its compressor's
+# push on the side stream or, DSV4_GPU_ICMP_SIDE=0, its own) vs in line: the same
 # scores and picks, so the same logits.  tiny-a/b/c have 16, 16 and 32
 # index heads (head groups of 2 and 4), the Flash shape 64 of 128 dims.
 for p in tiny-a tiny-b tiny-c flash; do
@@ -171,11 +172,13 @@ for p in tiny-a tiny-b tiny-c flash; do
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
 		"$p reference: the index scores on the tensor cores vs the CUDA cores"
 	tap $?
-	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${ix[@]}" \
-		--dump-logits "$tmp/ixaside" >/dev/null &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixaside" 0 \
-		"$p reference: decode's indexer on its own stream vs in line"
-	tap $?
+	for push in 1 0; do
+		DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ICMP_SIDE=$push "$kit/dsv4-run" \
+			"${ix[@]}" --dump-logits "$tmp/ixaside" >/dev/null &&
+		python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixaside" 0 \
+			"$p reference: decode's indexer on its own stream (its push on the side stream: $push) vs in line"
+		tap $?
+	done
 done
 # the indexer's top-k past 8192 entries (34000 tokens) in parts
 # (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:

@@ -49,8 +49,8 @@ struct fwd {
 	int mhc_open;		/* a Sinkhorn on gm->mhc since the last mhc_join() */
 	int pf_open;		/* an L2 prefetch on gm->pf since the last pf_join() */
 	int ix_open;		/* the indexer on gm->ixs since the last fork_join() */
-	/* side_inputs() left the indexer's compressor push to gm->ixs: its
-	 * inputs at icmp_in, ready at gm->ix_inputs */
+	/* side_inputs() left the indexer's wait to gm->ixs: its push done
+	 * at gm->ix_inputs, or (icmp_in) its push too, from inputs at icmp_in */
 	int icmp_deferred;
 	CUdeviceptr icmp_in;
 	int capturing;		/* into a graph (forward_graph()) */
@@ -814,12 +814,18 @@ static void side_inputs(struct fwd *w, uint32_t L)
 		return;
 	}
 	lin(w, &gl->wside, w->b.xn, c->dim, 1, at, gl->wside.rows, 0);
-	/* the indexer's push on its own stream (index_aside()): from here */
+	/* with the indexer on its own stream (index_aside()) it waits for
+	 * its compressor's push only (ix_inputs), not for the side's branch:
+	 * the push goes first here ($DSV4_GPU_ICMP_SIDE=0: on that stream,
+	 * between the query's prep and the scores) */
 	w->icmp_deferred = ratio == 4 && index_aside(w) && !w->r;
-	if (w->icmp_deferred) {
-		w->r = w->cu->EventRecord(w->gm->ix_inputs, w->cur);
+	w->icmp_in = 0;
+	if (w->icmp_deferred && w->gm->icmp_side)
+		cmp_push(w, L, &gl->icmp, 1, at + 2 * width * 4, at + (2 * width + iwidth) * 4);
+	else if (w->icmp_deferred)
 		w->icmp_in = at + 2 * width * 4;
-	}
+	if (w->icmp_deferred && !w->r)
+		w->r = w->cu->EventRecord(w->gm->ix_inputs, w->cur);
 	cmp_push(w, L, &gl->cmp, 0, at, at + width * 4);
 	if (ratio == 4) {
 		at += 2 * width * 4;
@@ -870,7 +876,8 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	void *am[] = { &b->pkey, &b->pidx, &b->pn, &parts, &topk, &b->sel, &b->nsel };
 
 	/* the compressors and the weights ran on the side (attention()), or
-	 * the indexer's push is this stream's (side_inputs()) */
+	 * the indexer's push is this stream's or came first there
+	 * (side_inputs()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
 	if (w->icmp_deferred) {
@@ -879,7 +886,8 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 		if (!w->r)
 			w->r = w->cu->StreamWaitEvent(w->cur, w->gm->ix_inputs, 0);
 		pdl_cut(w, w->cur);
-		cmp_push(w, L, &gl->icmp, 1, w->icmp_in, w->icmp_in + iw * 4);
+		if (w->icmp_in)
+			cmp_push(w, L, &gl->icmp, 1, w->icmp_in, w->icmp_in + iw * 4);
 		w->icmp_deferred = 0;
 	} else {
 		side_join_on(w, w->cur);

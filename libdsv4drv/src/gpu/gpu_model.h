@@ -82,12 +82,13 @@ struct gpu_model {
 	CUstream pf;
 	CUevent pf_fork, pf_join;
 	/* decode's indexer (CSA layers) on a stream of its own from qr on,
-	 * beside wq_b, and the indexer's compressor push there too once the
-	 * side stream's GEMV has its inputs (ix_inputs); $DSV4_GPU_INDEX_ASIDE
-	 * =0: in line on the main stream */
+	 * beside wq_b; the indexer's compressor push first on the side stream
+	 * after its GEMV, the scores waiting for it (ix_inputs)
+	 * ($DSV4_GPU_ICMP_SIDE=0: the push on ixs once the GEMV is done);
+	 * $DSV4_GPU_INDEX_ASIDE=0: in line on the main stream */
 	CUstream ixs;
 	CUevent ix_fork, ix_join, ix_inputs;
-	int index_aside;
+	int index_aside, icmp_side;
 	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
 	/* the indexer's top-k in parts where a row has many entries
 	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=0: one
