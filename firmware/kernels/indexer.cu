@@ -427,6 +427,144 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
 		out[eb] = tb;
 }
 
+/*
+ * dsv4_index_scores_mma's numbers with the work spread over more warps
+ * (that kernel: 16 entries and all heads a warp, every block loading its
+ * keys then computing at once; ncu at 128K: 3.5 warps a scheduler, one
+ * instruction every 9 cycles, DRAM at 23 %).  grid (R, ceil(max_entries /
+ * (16 G))), 256 threads, G = 64 / ih entry groups of 16 a block, ih in {8,
+ * 16, 32, 64}, ihd % 32 == 0, ihd <= 128 (the host checks).  The block's
+ * F32 keys become codes once, into shared memory (a quad of lanes a
+ * 32-value block, as dsv4_index_scores_mma forms them); then warp w takes
+ * entry group w / T and head tile w % T (T = ih / 8): the tile's query
+ * codes straight from global memory (L2), four mmas, the steps and the
+ * heads' terms in the same order as dsv4_index_scores_mma (so the same
+ * bits), each head group's sum into shared memory (a tile holds whole
+ * groups: ih / 8 heads a group divides 8); then a thread an entry adds
+ * the eight groups' sums in order.
+ */
+#define IMMA8_CODE_STRIDE (128 + 16)	/* a row's codes, 16 bytes apart in banks */
+
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+		       const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+		       const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+		       float *__restrict__ scores, uint32_t max_entries)
+{
+	fw_pdl_enter();
+	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
+	__shared__ float ks[128 * 4], gs[128 * 8];
+	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, n0 = blockIdx.y * E;
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (n0 >= n)
+		return;
+	/* keys [n0, n0 + E) are contiguous: thread i takes values [8 i, 8 i +
+	 * 8) of each 2048, a quad a 32-value block */
+	const float4 *kv = (const float4 *)((const float *)sl->icmp_ent + (size_t)n0 * ihd);
+	const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
+
+	for (uint32_t v0 = 8 * threadIdx.x; v0 < E * ihd; v0 += 8 * blockDim.x) {
+		uint32_t e = v0 / ihd, c = v0 % ihd;
+		int in = n0 + e < n;
+		float4 x0 = in ? kv[v0 / 4] : zero, x1 = in ? kv[v0 / 4 + 1] : zero;
+		float m = fmaxf(fmaxf(fmaxf(fabsf(x0.x), fabsf(x0.y)), fmaxf(fabsf(x0.z), fabsf(x0.w))),
+				fmaxf(fmaxf(fabsf(x1.x), fabsf(x1.y)), fmaxf(fabsf(x1.z), fabsf(x1.w))));
+
+		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+		int xe = grid_step_exp(m);
+
+		*(uint2 *)&kc[e * IMMA8_CODE_STRIDE + c] =
+			make_uint2(grid_codes4(x0, xe), grid_codes4(x1, xe));
+		if (c % 32 == 0)
+			ks[e * 4 + c / 32] = times_pow2(1.f, xe);
+	}
+	__syncthreads();
+	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
+	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
+	const float *qsr = qstep + (size_t)r * ih * nb;
+	uint32_t a[4][4], bq[4][2];
+	float q0[4], q1[4], ska[4], skb[4], wv[8];
+
+	/* the tile's query codes, steps and weights first (L2), then the
+	 * block's key codes (shared memory) */
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		bq[b][0] = qw[8 * b + t];
+		bq[b][1] = qw[8 * b + 4 + t];
+		q0[b] = qsr[hc * nb + b];
+		q1[b] = qsr[(hc + 1) * nb + b];
+	}
+#pragma unroll
+	for (uint32_t j = 0; j < 8; j++)
+		wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
+	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
+
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
+		a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
+		a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
+		a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
+		ska[b] = ks[(e0 + g) * 4 + b];
+		skb[b] = ks[(e0 + g + 8) * 4 + b];
+	}
+	float d[4] = { 0.f, 0.f, 0.f, 0.f };
+
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		int c[4];
+
+		mma_s8(c, a[b], bq[b][0], bq[b][1]);
+		d[0] = __fadd_rn(d[0], __fmul_rn((float)c[0], __fmul_rn(ska[b], q0[b])));
+		d[1] = __fadd_rn(d[1], __fmul_rn((float)c[1], __fmul_rn(ska[b], q1[b])));
+		d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb[b], q0[b])));
+		d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb[b], q1[b])));
+	}
+	float dq[4][4], sa = 0.f, sb = 0.f;
+
+#pragma unroll
+	for (uint32_t k = 0; k < 4; k++)
+#pragma unroll
+		for (uint32_t j = 0; j < 4; j++)
+			dq[k][j] = __shfl_sync(0xffffffffu, d[j], (lane & ~3u) | k);
+#pragma unroll
+	for (uint32_t k = 0; k < 4; k++) {
+#pragma unroll
+		for (uint32_t j = 0; j < 2; j++) {
+			uint32_t h = h0 + 2 * k + j;
+
+			sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
+			sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
+			if ((h + 1) % hpg == 0) {
+				if (t == 0) {
+					gs[(e0 + g) * 8 + h / hpg] = sa;
+					gs[(e0 + g + 8) * 8 + h / hpg] = sb;
+				}
+				sa = sb = 0.f;
+			}
+		}
+	}
+	__syncthreads();
+	if (threadIdx.x < E && n0 + threadIdx.x < n) {
+		float ta = 0.f;
+
+#pragma unroll
+		for (uint32_t q = 0; q < 8; q++)
+			ta = __fadd_rn(ta, gs[threadIdx.x * 8 + q]);
+		scores[(size_t)r * max_entries + n0 + threadIdx.x] = ta;
+	}
+}
+
 static __device__ __forceinline__ uint32_t order_key(float f)
 {
 	uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);

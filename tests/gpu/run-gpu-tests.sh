@@ -156,7 +156,8 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 	"flash-shaped reference: decode with the L2 prefetch vs without"
 tap $?
 # the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
-# numerics: exact integer sums of the FP4-grid codes) vs the CUDA cores'
+# numerics: exact integer sums of the FP4-grid codes; a warp a head tile,
+# or DSV4_GPU_INDEX_MMA8=0 a warp all heads) vs the CUDA cores'
 # F32 sums (exact too, as FP4 products are), and decode's indexer on a
 # stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE; its compressor's
 # push on the side stream or, DSV4_GPU_ICMP_SIDE=0, its own) vs in line: the same
@@ -167,11 +168,13 @@ for p in tiny-a tiny-b tiny-c flash; do
 	ix=(--model "$dir" --random-prompt $n --seed 5 --n-predict 16 --chunk 37 --backend cuda)
 	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
 		--dump-logits "$tmp/ixoff" >/dev/null &&
-	DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
-		--dump-logits "$tmp/ixmma" >/dev/null &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
-		"$p reference: the index scores on the tensor cores vs the CUDA cores"
-	tap $?
+	for m8 in 1 0; do
+		DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" \
+			"${ix[@]}" --dump-logits "$tmp/ixmma" >/dev/null &&
+		python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
+			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8) vs the CUDA cores"
+		tap $?
+	done
 	for push in 1 0; do
 		DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ICMP_SIDE=$push "$kit/dsv4-run" \
 			"${ix[@]}" --dump-logits "$tmp/ixaside" >/dev/null &&

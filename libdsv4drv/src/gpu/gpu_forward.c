@@ -136,6 +136,15 @@ static uint32_t index_slices(const struct fwd *w)
 	return !index_mma(w) && w->c->index_n_heads == 64 && index_few_tiles(w) ? 8 : 1;
 }
 
+/* dsv4_index_scores_mma8 (a warp a head tile of 16 entries) for what it
+ * takes: 8, 16, 32 or 64 index heads ($DSV4_GPU_INDEX_MMA8=0: never) */
+static int index_mma8(const struct fwd *w)
+{
+	uint32_t ih = w->c->index_n_heads;
+
+	return w->gm->index_mma8 && (ih == 8 || ih == 16 || ih == 32 || ih == 64);
+}
+
 /* dsv4_index_scores_mma's warps a block (16 entries each): the most, up
  * to 8, that still give two blocks an SM (132 SMs) */
 static uint32_t index_mma_warps(const struct fwd *w)
@@ -283,7 +292,8 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_RMSNORM: case K_HEAD_PREP: case K_QKV_PREP: case K_ACT_QUANT: case K_ROUTER:
 	case K_SWIGLU: case K_MOE_COMBINE: case K_RING_STORE: case K_ATTN_SCORES:
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
-	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA: case K_LINEAR1_F32:
+	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA:
+	case K_INDEX_SCORES_MMA8: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
@@ -892,7 +902,11 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	} else {
 		side_join_on(w, w->cur);
 	}
-	if (index_mma(w)) {
+	if (index_mma(w) && index_mma8(w)) {
+		uint32_t E = 16 * (64 / ih);
+
+		launch(w, K_INDEX_SCORES_MMA8, w->R, (w->maxe + E - 1) / E, 1, 256, 0, am8);
+	} else if (index_mma(w)) {
 		uint32_t nw = index_mma_warps(w);
 
 		launch(w, K_INDEX_SCORES_MMA, w->R, (w->maxe + 16 * nw - 1) / (16 * nw), 1, 32 * nw,

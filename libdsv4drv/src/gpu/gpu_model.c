@@ -537,6 +537,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->topk_parts = !env_off("DSV4_GPU_TOPK_PARTS");
 	gm->index_mma = env_off("DSV4_GPU_INDEX_MMA") ? 0 : env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
+	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");
 	gm->icmp_side = !env_off("DSV4_GPU_ICMP_SIDE");
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);

@@ -151,6 +151,9 @@ struct gpu_model {
 	 * its eight head slices are faster), 2 everywhere
 	 * ($DSV4_GPU_INDEX_MMA=1, for the tests), 0 never (=0) */
 	int index_mma;
+	/* ... and there by dsv4_index_scores_mma8, a warp a head tile
+	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads) */
+	int index_mma8;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
