@@ -113,18 +113,29 @@ static int index_few_tiles(const struct fwd *w)
 	return (uint64_t)w->R * ((w->maxe + 31) / 32) < 132;
 }
 
+/* dsv4_index_scores_mma8 (a warp a head tile of 16 entries) for what it
+ * takes: 8, 16, 32 or 64 index heads ($DSV4_GPU_INDEX_MMA8=0: never) */
+static int index_mma8(const struct fwd *w)
+{
+	uint32_t ih = w->c->index_n_heads;
+
+	return w->gm->index_mma8 && (ih == 8 || ih == 16 || ih == 32 || ih == 64);
+}
+
 /*
- * the indexer's scores by dsv4_index_scores_mma: queries and keys on the
- * FP4 grid (reference numerics), shapes its shared memory holds; by
- * default where the tiled form has many tiles (at 4K its sliced form took
- * 9.1 us a CSA layer, this one 14.8; at 128K 35.5 against 20.8)
+ * the indexer's scores on the tensor cores (dsv4_index_scores_mma8 or
+ * _mma): queries and keys on the FP4 grid (reference numerics), shapes
+ * their shared memory holds; by default at every length where _mma8
+ * serves the head count (4.2 us a CSA layer at 4K against the tiled
+ * form's sliced 9.9-11.3), else where the tiled form has many tiles (at
+ * 4K its sliced form took 9.1 us, _mma 14.8; at 128K 35.5 against 20.8)
  */
 static int index_mma(const struct fwd *w)
 {
 	uint32_t ih = w->c->index_n_heads, ihd = w->c->index_head_dim;
 
 	return w->gm->index_mma && w->reference && ih % 8 == 0 && ih <= 64 && ihd % 32 == 0 &&
-	       ihd <= 128 && (w->gm->index_mma == 2 || !index_few_tiles(w));
+	       ihd <= 128 && (w->gm->index_mma == 2 || index_mma8(w) || !index_few_tiles(w));
 }
 
 /*
@@ -134,15 +145,6 @@ static int index_mma(const struct fwd *w)
 static uint32_t index_slices(const struct fwd *w)
 {
 	return !index_mma(w) && w->c->index_n_heads == 64 && index_few_tiles(w) ? 8 : 1;
-}
-
-/* dsv4_index_scores_mma8 (a warp a head tile of 16 entries) for what it
- * takes: 8, 16, 32 or 64 index heads ($DSV4_GPU_INDEX_MMA8=0: never) */
-static int index_mma8(const struct fwd *w)
-{
-	uint32_t ih = w->c->index_n_heads;
-
-	return w->gm->index_mma8 && (ih == 8 || ih == 16 || ih == 32 || ih == 64);
 }
 
 /* dsv4_index_scores_mma's warps a block (16 entries each): the most, up

@@ -146,9 +146,10 @@ struct gpu_model {
 	 * $DSV4_GPU_INDEX_EPT=1: one, for measuring) */
 	uint32_t index_ept;
 	/* reference numerics: the indexer's scores on the tensor cores, exact
-	 * integer sums of FP4-grid codes (dsv4_index_scores_mma): 1 where the
-	 * tiled form would not slice its heads (past about 17K tokens; below,
-	 * its eight head slices are faster), 2 everywhere
+	 * integer sums of FP4-grid codes (dsv4_index_scores_mma8/_mma): 1 by
+	 * default, everywhere with _mma8, with _mma only where the tiled form
+	 * would not slice its heads (past about 17K tokens; below, its eight
+	 * head slices are faster than _mma), 2 everywhere
 	 * ($DSV4_GPU_INDEX_MMA=1, for the tests), 0 never (=0) */
 	int index_mma;
 	/* ... and there by dsv4_index_scores_mma8, a warp a head tile
