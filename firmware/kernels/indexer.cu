@@ -21,8 +21,9 @@ static __device__ __forceinline__ int grid_step_exp(float amax)
 	if (!(amax > 0.f))
 		return 0;
 	/* ilogbf() for a normal amax from its exponent bits (the call's
-	 * checks took much of the conversion) */
-	return (biased ? biased - 127 : ilogbf(amax)) - 3;
+	 * checks took much of the conversion); a subnormal or inf amax still
+	 * through the call, as before */
+	return (biased && biased < 255 ? biased - 127 : ilogbf(amax)) - 3;
 }
 
 /* v 2^e: one multiply by the power of two where 2^e is a normal float
@@ -51,7 +52,8 @@ static __device__ __forceinline__ uint32_t grid_codes4(float4 v, int e)
  * q))), worked on in shared memory (5-6 us as through global memory:
  * the launch and its wait, not the passes); with @q8 (reference numerics, ihd % 32
  * == 0) also the head as int8 codes [R, heads, ihd] and their steps 2^e
- * [R, heads, ihd / 32] (grid_step_exp()) for dsv4_index_scores_mma
+ * [R, heads, ihd / 32] (grid_step_exp()) for dsv4_index_scores_mma8
+ * and dsv4_index_scores_mma
  */
 FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
 			    const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
@@ -277,9 +279,10 @@ static __device__ __forceinline__ void mma_s8(int *d, const uint32_t *a, uint32_
  * multiply-add each, as nvcc's default contraction compiles index_tile()'s
  * s += w * relu), the groups' sums in order; a quad's four lanes hold
  * two heads each of a tile of 8, so each lane gathers the tile's eight
- * from the quad and the four add them alike.  At 128K 20.8 us a CSA layer against the tiled form's 35.5; at 4K
- * 14.8 against its eight head slices' 9.1, so the host keeps it to many
- * tiles.
+ * from the quad and the four add them alike.  At 128K 20.8 us a CSA
+ * layer against the tiled form's 35.5; at 4K 14.8 against its eight head
+ * slices' 9.1, so the host keeps it to many tiles (dsv4_index_scores_mma8,
+ * below, serves the usual head counts at every length).
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
@@ -437,7 +440,7 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
  * F32 keys become codes once, into shared memory (a quad of lanes a
  * 32-value block, as dsv4_index_scores_mma forms them); then warp w takes
  * entry group w / T and head tile w % T (T = ih / 8): the tile's query
- * codes straight from global memory (L2), four mmas, the steps and the
+ * codes straight from global memory (L2), an mma a 32-value block, the steps and the
  * heads' terms in the same order as dsv4_index_scores_mma (so the same
  * bits), each head group's sum into shared memory (a tile holds whole
  * groups: ih / 8 heads a group divides 8); then a thread an entry adds

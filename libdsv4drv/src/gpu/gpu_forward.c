@@ -832,6 +832,9 @@ static void side_inputs(struct fwd *w, uint32_t L)
 	 * between the query's prep and the scores) */
 	w->icmp_deferred = ratio == 4 && index_aside(w) && !w->r;
 	w->icmp_in = 0;
+	/* (ix_inputs then also stands for the GEMV, which the indexer's
+	 * weights in cside come from: the push, launched after it, waits
+	 * for it to end in fw_pdl_enter() before anything else) */
 	if (w->icmp_deferred && w->gm->icmp_side)
 		cmp_push(w, L, &gl->icmp, 1, at + 2 * width * 4, at + (2 * width + iwidth) * 4);
 	else if (w->icmp_deferred)

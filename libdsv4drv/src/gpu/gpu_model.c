@@ -1063,7 +1063,7 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 		keys[i] = (float)((double)(v >> 40) / (double)(1ull << 24) - 0.5) * 0.1f;
 	}
 	/* on the FP4 grid, as the indexer's compressor leaves real keys with
-	 * reference numerics (dsv4_index_scores_mma reads them as codes) */
+	 * reference numerics (the tensor-core scores read them as codes) */
 	if (s->m->opt.numerics == DSV4_NUMERICS_REFERENCE && c->index_head_dim % 32 == 0)
 		dsv4_act_fakequant_fp4(keys, most, keys);
 	/* small finite filler (0.01f) in the rings and the attention's
