@@ -263,6 +263,29 @@ static __device__ __forceinline__ void mma_s8(int *d, const uint32_t *a, uint32_
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
 }
 
+/* one 32-value block's mma sums @c (entries g, g + 8 by heads hc, hc + 1)
+ * into the running dot products @d, scaled by the keys' steps @ska, @skb
+ * and the queries' @q0, @q1 (powers of two) */
+static __device__ __forceinline__ void add_block_terms(float *d, const int *c, float ska, float skb,
+						       float q0, float q1)
+{
+	d[0] = __fadd_rn(d[0], __fmul_rn((float)c[0], __fmul_rn(ska, q0)));
+	d[1] = __fadd_rn(d[1], __fmul_rn((float)c[1], __fmul_rn(ska, q1)));
+	d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb, q0)));
+	d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb, q1)));
+}
+
+/* every lane of a quad gets the quad's dot products of the tile's eight
+ * heads, dq[k] from lane k (the shuffles do not wait on each other) */
+static __device__ __forceinline__ void quad_gather(const float *d, float (*dq)[4], uint32_t lane)
+{
+#pragma unroll
+	for (uint32_t k = 0; k < 4; k++)
+#pragma unroll
+		for (uint32_t j = 0; j < 4; j++)
+			dq[k][j] = __shfl_sync(0xffffffffu, d[j], (lane & ~3u) | k);
+}
+
 /*
  * dsv4_index_scores_tiled's scores on the tensor cores, where queries and
  * keys lie on the FP4 grid (reference numerics): grid (R, ceil(max_entries
@@ -389,22 +412,13 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
 			int c[4];
 
 			mma_s8(c, a[b], qs[hq * stride + 8 * b + t], qs[hq * stride + 8 * b + 4 + t]);
-			float q0 = ss[hc * nb + b], q1 = ss[(hc + 1) * nb + b];
-
-			d[0] = __fadd_rn(d[0], __fmul_rn((float)c[0], __fmul_rn(ska[b], q0)));
-			d[1] = __fadd_rn(d[1], __fmul_rn((float)c[1], __fmul_rn(ska[b], q1)));
-			d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb[b], q0)));
-			d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb[b], q1)));
+			add_block_terms(d, c, ska[b], skb[b], ss[hc * nb + b], ss[(hc + 1) * nb + b]);
 		}
-		/* every lane of the quad gathers the tile's eight heads (the
-		 * shuffles do not wait on each other) and adds them in order */
+		/* every lane of the quad gathers the tile's eight heads and adds
+		 * them in order */
 		float dq[4][4];
 
-#pragma unroll
-		for (uint32_t k = 0; k < 4; k++)
-#pragma unroll
-			for (uint32_t j = 0; j < 4; j++)
-				dq[k][j] = __shfl_sync(0xffffffffu, d[j], (lane & ~3u) | k);
+		quad_gather(d, dq, lane);
 #pragma unroll
 		for (uint32_t k = 0; k < 4; k++) {
 #pragma unroll
@@ -528,18 +542,11 @@ dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ 
 		int c[4];
 
 		mma_s8(c, a[b], bq[b][0], bq[b][1]);
-		d[0] = __fadd_rn(d[0], __fmul_rn((float)c[0], __fmul_rn(ska[b], q0[b])));
-		d[1] = __fadd_rn(d[1], __fmul_rn((float)c[1], __fmul_rn(ska[b], q1[b])));
-		d[2] = __fadd_rn(d[2], __fmul_rn((float)c[2], __fmul_rn(skb[b], q0[b])));
-		d[3] = __fadd_rn(d[3], __fmul_rn((float)c[3], __fmul_rn(skb[b], q1[b])));
+		add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
 	}
 	float dq[4][4], sa = 0.f, sb = 0.f;
 
-#pragma unroll
-	for (uint32_t k = 0; k < 4; k++)
-#pragma unroll
-		for (uint32_t j = 0; j < 4; j++)
-			dq[k][j] = __shfl_sync(0xffffffffu, d[j], (lane & ~3u) | k);
+	quad_gather(d, dq, lane);
 #pragma unroll
 	for (uint32_t k = 0; k < 4; k++) {
 #pragma unroll
