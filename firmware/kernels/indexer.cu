@@ -39,6 +39,18 @@ static __device__ __forceinline__ int8_t grid_code(float v, int e)
 	return (int8_t)__float2int_rn(times_pow2(v, -e));
 }
 
+/* the step exponent of a 32-value block a quad of lanes holds, eight
+ * values a lane (@p, @q): grid_step_exp() of the quad's amax */
+static __device__ __forceinline__ int quad_step_exp(float4 p, float4 q)
+{
+	float m = fmaxf(fmaxf(fmaxf(fabsf(p.x), fabsf(p.y)), fmaxf(fabsf(p.z), fabsf(p.w))),
+			fmaxf(fmaxf(fabsf(q.x), fabsf(q.y)), fmaxf(fabsf(q.z), fabsf(q.w))));
+
+	m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+	m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+	return grid_step_exp(m);
+}
+
 /* four codes, the first in the low byte (an mma fragment register) */
 static __device__ __forceinline__ uint32_t grid_codes4(float4 v, int e)
 {
@@ -376,20 +388,7 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
 	for (uint32_t b = 0; b < 4; b++) {
 		if (b >= nb)
 			continue;
-		float ma = fmaxf(fmaxf(fmaxf(fabsf(x[b][0].x), fabsf(x[b][0].y)),
-				       fmaxf(fabsf(x[b][0].z), fabsf(x[b][0].w))),
-				 fmaxf(fmaxf(fabsf(x[b][2].x), fabsf(x[b][2].y)),
-				       fmaxf(fabsf(x[b][2].z), fabsf(x[b][2].w))));
-		float mb = fmaxf(fmaxf(fmaxf(fabsf(x[b][1].x), fabsf(x[b][1].y)),
-				       fmaxf(fabsf(x[b][1].z), fabsf(x[b][1].w))),
-				 fmaxf(fmaxf(fabsf(x[b][3].x), fabsf(x[b][3].y)),
-				       fmaxf(fabsf(x[b][3].z), fabsf(x[b][3].w))));
-
-		ma = fmaxf(ma, __shfl_xor_sync(0xffffffffu, ma, 1));
-		ma = fmaxf(ma, __shfl_xor_sync(0xffffffffu, ma, 2));
-		mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 1));
-		mb = fmaxf(mb, __shfl_xor_sync(0xffffffffu, mb, 2));
-		int xa = grid_step_exp(ma), xb = grid_step_exp(mb);
+		int xa = quad_step_exp(x[b][0], x[b][2]), xb = quad_step_exp(x[b][1], x[b][3]);
 
 		ska[b] = times_pow2(1.f, xa);
 		skb[b] = times_pow2(1.f, xb);
@@ -487,12 +486,7 @@ dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ 
 		uint32_t e = v0 / ihd, c = v0 % ihd;
 		int in = n0 + e < n;
 		float4 x0 = in ? kv[v0 / 4] : zero, x1 = in ? kv[v0 / 4 + 1] : zero;
-		float m = fmaxf(fmaxf(fmaxf(fabsf(x0.x), fabsf(x0.y)), fmaxf(fabsf(x0.z), fabsf(x0.w))),
-				fmaxf(fmaxf(fabsf(x1.x), fabsf(x1.y)), fmaxf(fabsf(x1.z), fabsf(x1.w))));
-
-		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 1));
-		m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 2));
-		int xe = grid_step_exp(m);
+		int xe = quad_step_exp(x0, x1);
 
 		*(uint2 *)&kc[e * IMMA8_CODE_STRIDE + c] =
 			make_uint2(grid_codes4(x0, xe), grid_codes4(x1, xe));
