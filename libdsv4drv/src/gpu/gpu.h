@@ -112,8 +112,8 @@ struct cu_driver {
 	X(RING_STORE, dsv4_ring_store) X(CMP_PUSH, dsv4_cmp_push) X(INDEX_Q, dsv4_index_q) \
 	X(INDEX_SCORES, dsv4_index_scores) X(TOPK, dsv4_topk) X(GEMM, dsv4_gemm) \
 	X(EXPERT_TILES, dsv4_expert_tiles) X(GEMM_EXPERTS, dsv4_gemm_experts) \
-	X(GATHER_ENTRIES, dsv4_gather_entries) X(INDEX_SCORES_TILED, dsv4_index_scores_tiled) X(INDEX_SCORES_MMA, dsv4_index_scores_mma) \
-	X(INDEX_SCORES_MMA8, dsv4_index_scores_mma8) \
+	X(GATHER_ENTRIES, dsv4_gather_entries) X(INDEX_SCORES_TILED, dsv4_index_scores_tiled) \
+	X(INDEX_SCORES_MMA, dsv4_index_scores_mma) X(INDEX_SCORES_MMA8, dsv4_index_scores_mma8) \
 	X(ATTN_SCORES, dsv4_attn_scores) X(ATTN_PV, dsv4_attn_pv) X(ATTN_COMBINE, dsv4_attn_combine) \
 	X(EXPERTS_MMA, dsv4_experts_mma) X(HC_MIX, dsv4_hc_mix) X(QKV_PREP, dsv4_qkv_prep) \
 	X(LINEAR1_F32, dsv4_linear1_f32) X(LINEAR1_BF16, dsv4_linear1_bf16) \

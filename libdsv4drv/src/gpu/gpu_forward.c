@@ -791,6 +791,13 @@ static void cmp_push(struct fwd *w, uint32_t L, const struct gcmp *gc, int index
 	launch(w, K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
 }
 
+/* the indexer's compressor push from a = wkv x at @at, z = wgate x right
+ * after it (the one-row side GEMV's layout) */
+static void index_push(struct fwd *w, uint32_t L, CUdeviceptr at)
+{
+	cmp_push(w, L, &w->gm->layers[L].icmp, 1, at, at + cmp_width(w->c, L, 1) * 4);
+}
+
 /* a = wkv x, z = wgate x, then every chunk's rows through its compressor */
 static void compress(struct fwd *w, uint32_t L, const struct gcmp *gc, int indexer)
 {
@@ -814,7 +821,7 @@ static void side_inputs(struct fwd *w, uint32_t L)
 	const struct glayer *gl = &w->gm->layers[L];
 	uint32_t ratio = c->compress_ratios[L], width = cmp_width(c, L, 0);
 	uint32_t iwidth = cmp_width(c, L, 1);
-	CUdeviceptr at = w->b.cside;
+	CUdeviceptr at = w->b.cside, iat = at + 2 * width * 4;	/* the indexer's part */
 
 	w->wi = w->b.wi;
 	if (!w->gm->fuse_qkv || !w->b.cside || !gl->wside.data) {
@@ -831,22 +838,19 @@ static void side_inputs(struct fwd *w, uint32_t L)
 	 * the push goes first here ($DSV4_GPU_ICMP_SIDE=0: on that stream,
 	 * between the query's prep and the scores) */
 	w->icmp_deferred = ratio == 4 && index_aside(w) && !w->r;
-	w->icmp_in = 0;
+	w->icmp_in = w->icmp_deferred && !w->gm->icmp_side ? iat : 0;
 	/* (ix_inputs then also stands for the GEMV, which the indexer's
 	 * weights in cside come from: the push, launched after it, waits
 	 * for it to end in fw_pdl_enter() before anything else) */
 	if (w->icmp_deferred && w->gm->icmp_side)
-		cmp_push(w, L, &gl->icmp, 1, at + 2 * width * 4, at + (2 * width + iwidth) * 4);
-	else if (w->icmp_deferred)
-		w->icmp_in = at + 2 * width * 4;
+		index_push(w, L, iat);
 	if (w->icmp_deferred && !w->r)
 		w->r = w->cu->EventRecord(w->gm->ix_inputs, w->cur);
 	cmp_push(w, L, &gl->cmp, 0, at, at + width * 4);
 	if (ratio == 4) {
-		at += 2 * width * 4;
 		if (!w->icmp_deferred)
-			cmp_push(w, L, &gl->icmp, 1, at, at + iwidth * 4);
-		w->wi = at + 2 * iwidth * 4;
+			index_push(w, L, iat);
+		w->wi = iat + 2 * iwidth * 4;
 	}
 }
 
@@ -896,13 +900,11 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
 	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
 	if (w->icmp_deferred) {
-		uint32_t iw = cmp_width(c, L, 1);
-
 		if (!w->r)
 			w->r = w->cu->StreamWaitEvent(w->cur, w->gm->ix_inputs, 0);
 		pdl_cut(w, w->cur);
 		if (w->icmp_in)
-			cmp_push(w, L, &gl->icmp, 1, w->icmp_in, w->icmp_in + iw * 4);
+			index_push(w, L, w->icmp_in);
 		w->icmp_deferred = 0;
 	} else {
 		side_join_on(w, w->cur);
