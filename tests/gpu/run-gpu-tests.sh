@@ -157,7 +157,9 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 tap $?
 # the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
 # numerics: exact integer sums of the FP4-grid codes; a warp a head tile,
-# or DSV4_GPU_INDEX_MMA8=0 a warp all heads) vs the CUDA cores'
+# also taking up to 8 groups of entries in turn (DSV4_GPU_INDEX_MMA8_PASSES,
+# capped at the head tiles), or DSV4_GPU_INDEX_MMA8=0 a warp all heads;
+# the queries' codes a warp a head, or DSV4_GPU_INDEX_Q_WARP=0 a block) vs the CUDA cores'
 # F32 sums (exact too, as FP4 products are), and decode's indexer on a
 # stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE; its compressor's
 # push on the side stream or, DSV4_GPU_ICMP_SIDE=0, its own) vs in line: the same
@@ -170,11 +172,13 @@ for p in tiny-a tiny-b tiny-c flash; do
 	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
 		--dump-logits "$tmp/ixoff" >/dev/null
 	base=$?		# (a failed baseline fails each check below)
-	for m8 in 1 0; do
-		[ $base = 0 ] && DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" \
-			"${ix[@]}" --dump-logits "$tmp/ixmma" >/dev/null &&
+	for v in 1:1:1 1:8:1 1:1:0 0:1:1; do
+		IFS=: read -r m8 passes qw <<<"$v"
+		[ $base = 0 ] && DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_MMA8_PASSES=$passes \
+			DSV4_GPU_INDEX_Q_WARP=$qw DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
+			--dump-logits "$tmp/ixmma" >/dev/null &&
 		python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
-			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8) vs the CUDA cores"
+			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8, passes $passes; queries a warp a head: $qw) vs the CUDA cores"
 		tap $?
 	done
 	for push in 1 0; do
@@ -186,24 +190,31 @@ for p in tiny-a tiny-b tiny-c flash; do
 	done
 done
 # the indexer's top-k past 8192 entries (34000 tokens) in parts
-# (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:
-# the same picks, so the same logits (decode takes the parts; tiny-a: 16
-# index heads, so unsliced scores, the top 8); then all three indexer
-# settings on vs all off
+# (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) and from
+# staged keys (DSV4_GPU_TOPK_BINS=1: dsv4_topk_bins, which takes them
+# first where they fit) vs one block: the same picks, so the same logits
+# (tiny-a: 16 index heads, so unsliced scores, the top 8); then all the
+# indexer settings on vs all off
 long=(--model "$tmp/tiny-a" --random-prompt 34000 --chunk 4096 --seed 9 --n-predict 4
 	--backend cuda)
-off=(DSV4_GPU_TOPK_PARTS=0 DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0)
-env "${off[@]}" DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" \
-	>/dev/null &&
-env "${off[@]}" "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null &&
-python3 "$top/tests/gpu/compare_logits.py" "$tmp/parts" "$tmp/oneblock" 0 \
-	"tiny-a, 34000 tokens: the indexer's top-k in parts vs one block"
-tap $?
-DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${long[@]}" \
-	--dump-logits "$tmp/ixall" >/dev/null &&
-python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
-	"tiny-a, 34000 tokens: top-k in parts, scores on the tensor cores, indexer aside vs none"
-tap $?
+off=(DSV4_GPU_TOPK_BINS=0 DSV4_GPU_TOPK_PARTS=0 DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0)
+env "${off[@]}" "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null
+base=$?
+for how in PARTS BINS; do
+	[ $base = 0 ] && env "${off[@]}" DSV4_GPU_TOPK_$how=1 "$kit/dsv4-run" "${long[@]}" \
+		--dump-logits "$tmp/topk-$how" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/topk-$how" "$tmp/oneblock" 0 \
+		"tiny-a, 34000 tokens: the indexer's top-k with DSV4_GPU_TOPK_$how=1 vs one block"
+	tap $?
+done
+for bins in 1 0; do
+	[ $base = 0 ] && DSV4_GPU_TOPK_BINS=$bins DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 \
+		DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/ixall" \
+		>/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
+		"tiny-a, 34000 tokens: top-k from staged keys ($bins) or in parts, scores on the tensor cores, indexer aside vs none"
+	tap $?
+done
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
 # lean on anything recorded by the first (a wait on an event of the first

@@ -505,9 +505,11 @@ static void topk_fill(float *s, uint32_t n, uint32_t nz, int kind, unsigned *see
  * context sizes decode meets (1K sliced sums at 4K, 32768 at 128K, 262144
  * at 1M), key distributions of one sign and magnitude, of both, with ties
  * at the threshold and all equal, slices summed in shared memory or in
- * slice 0; in one block ($DSV4_GPU_TOPK_PARTS=0), and from 8192
- * entries in parts (dsv4_topk_part, some with fewer entries than k, and
- * dsv4_topk_merge, also where the parts' picks are k or fewer).
+ * slice 0; in one block ($DSV4_GPU_TOPK_PARTS=0), from 8192 entries in
+ * parts (dsv4_topk_part, some with fewer entries than k, and
+ * dsv4_topk_merge, also where the parts' picks are k or fewer), and
+ * unsliced from staged keys (dsv4_topk_bins: its three passes' bins, a
+ * warp's equal keys counted at once, all keys in one bin).
  */
 TEST(topk_matches_the_cpu)
 {
@@ -521,19 +523,22 @@ TEST(topk_matches_the_cpu)
 		{ 262144, 1, 512, 0 }, { 300, 1, 512, 0 },  { 2048, 1, 1024, 1 },
 		{ 4096, 1, 1, 0 },    { 4096, 1, 1, 2 },   { 70000, 1, 1024, 4 },
 		{ 8292, 1, 512, 0 },  { 12288, 1, 512, 2 }, { 32768, 1, 4096, 0 },
-		{ 9000, 1, 10000, 0 },
+		{ 9000, 1, 10000, 0 }, { 1024, 1, 512, 0 }, { 1024, 1, 512, 1 },
+		{ 1024, 1, 512, 3 },  { 1025, 1, 512, 2 }, { 40000, 1, 512, 0 },
+		{ 40000, 1, 2048, 4 }, { 33, 1, 32, 0 },   { 2000, 1, 1999, 1 },
 	};
+	static const char *const modes[] = { "from staged keys", "in parts", "one block" };
 	char err[512] = "";
 	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
 	unsigned seed = 11;
 
 	if (!g)
 		SKIP(return, "no GPU here: %s", err);
-	for (size_t c = 0; c < 2 * sizeof(cases) / sizeof(cases[0]); c++) {
-		uint32_t half = sizeof(cases) / sizeof(cases[0]), one = c >= half;
-		uint32_t n = cases[c % half].n, nz = cases[c % half].nz, k = cases[c % half].k;
+	for (size_t c = 0; c < 3 * sizeof(cases) / sizeof(cases[0]); c++) {
+		uint32_t nc = sizeof(cases) / sizeof(cases[0]), mode = (uint32_t)(c / nc);
+		uint32_t n = cases[c % nc].n, nz = cases[c % nc].nz, k = cases[c % nc].k;
 		uint32_t want = n < k ? n : k;
-		int kind = cases[c % half].kind;
+		int kind = cases[c % nc].kind;
 		float *s = malloc((size_t)nz * n * sizeof(float));
 		uint32_t *keys = malloc(n * sizeof(uint32_t)), *idx = malloc(n * sizeof(uint32_t));
 		int32_t *sel = malloc(k * sizeof(int32_t));
@@ -554,7 +559,8 @@ TEST(topk_matches_the_cpu)
 		qsort(idx, n, sizeof(idx[0]), topk_cmp);
 		for (uint32_t i = 0; i < want; i++)
 			taken[idx[i]] = 1;
-		setenv("DSV4_GPU_TOPK_PARTS", one ? "0" : "1", 1);
+		setenv("DSV4_GPU_TOPK_BINS", mode == 0 ? "1" : "0", 1);
+		setenv("DSV4_GPU_TOPK_PARTS", mode == 2 ? "0" : "1", 1);
 		ASSERT_EQ(0, dsv4_gpu_topk(g, s, n, nz, k, sel, &nsel, err, sizeof(err)))
 			TH_LOG("%s", err);
 		ASSERT_EQ(want, nsel) TH_LOG("case %zu", c);
@@ -566,8 +572,8 @@ TEST(topk_matches_the_cpu)
 			j++;
 		}
 		EXPECT_EQ(0, mism) TH_LOG("case %zu (n %u, nz %u, k %u, kind %d, %s): %u of %u "
-					  "differ", c % half, n, nz, k, kind,
-					  one ? "one block" : "in parts", mism, want);
+					  "differ", c % nc, n, nz, k, kind,
+					  modes[mode], mism, want);
 		free(s);
 		free(keys);
 		free(idx);
@@ -575,8 +581,72 @@ TEST(topk_matches_the_cpu)
 		free(taken);
 	}
 	unsetenv("DSV4_GPU_TOPK_PARTS");
+	unsetenv("DSV4_GPU_TOPK_BINS");
 	EXPECT_EQ(-EINVAL, dsv4_gpu_topk(g, NULL, 0, 1, 512, NULL, &(uint32_t){ 0 }, err,
 					 sizeof(err)));
+	dsv4_gpu_close(g);
+}
+
+/*
+ * The indexer's queries a warp a head (dsv4_index_q_warp) against a block a
+ * head (dsv4_index_q): the same steps in the same order, so the same bits
+ * of the roped, rotated, FP4-rounded queries, their codes and steps; head
+ * counts not a multiple of 8 (a block's last warps idle), head sizes 32 to
+ * 128, no RoPE to all of it, positions past 2^17, values from zero blocks
+ * to large ones.
+ */
+TEST(index_q_warp_matches_the_block_form)
+{
+	static const struct {
+		uint32_t rows, heads, ihd, rd;
+	} cases[] = {
+		{ 1, 64, 128, 64 }, { 3, 16, 128, 64 }, { 2, 12, 64, 64 },
+		{ 1, 8, 32, 16 },   { 2, 5, 96, 0 },    { 1, 64, 128, 128 },
+	};
+	static const uint32_t pos[3] = { 7, 4095, 131077 };
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	unsigned seed = 3;
+
+	if (!g)
+		SKIP(return, "no GPU here: %s", err);
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		uint32_t R = cases[c].rows, H = cases[c].heads, D = cases[c].ihd, rd = cases[c].rd;
+		size_t n = (size_t)R * H * D;
+		float *q = malloc(n * sizeof(float)), *freqs = malloc(64 * sizeof(float));
+		float *qb = malloc(n * sizeof(float)), *qw = malloc(n * sizeof(float));
+		float *sb = malloc(n / 32 * sizeof(float)), *sw = malloc(n / 32 * sizeof(float));
+		int8_t *cb = malloc(n), *cw = malloc(n);
+
+		ASSERT_TRUE(q && freqs && qb && qw && sb && sw && cb && cw);
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			float u = (float)(seed >> 8 & 0xffff) / 32768.f - 1.f;
+
+			/* every fifth 32-value block zero, others at several scales */
+			q[i] = (i / 32) % 5 == 4 ? 0.f : u * (float)(1u << (seed >> 28)) * 0.01f;
+		}
+		for (uint32_t i = 0; i < 64; i++)
+			freqs[i] = powf(10000.f, -(float)i / 32.f);
+		ASSERT_EQ(0, dsv4_gpu_index_q(g, q, R, H, D, rd, pos, freqs, qb, cb, sb, qw, cw, sw,
+					      err, sizeof(err)))
+			TH_LOG("%s", err);
+		EXPECT_EQ(0, memcmp(qb, qw, n * sizeof(float))) TH_LOG("case %zu: queries", c);
+		EXPECT_EQ(0, memcmp(cb, cw, n)) TH_LOG("case %zu: codes", c);
+		EXPECT_EQ(0, memcmp(sb, sw, n / 32 * sizeof(float))) TH_LOG("case %zu: steps", c);
+		free(q);
+		free(freqs);
+		free(qb);
+		free(qw);
+		free(sb);
+		free(sw);
+		free(cb);
+		free(cw);
+	}
+	EXPECT_EQ(-EINVAL, dsv4_gpu_index_q(g, NULL, 1, 8, 48, 16, pos, NULL, NULL, NULL, NULL,
+					    NULL, NULL, NULL, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_gpu_index_q(g, NULL, 1, 8, 64, 66, pos, NULL, NULL, NULL, NULL,
+					    NULL, NULL, NULL, err, sizeof(err)));
 	dsv4_gpu_close(g);
 }
 

@@ -218,6 +218,18 @@ int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char
 			goto fail;
 		}
 	}
+	{
+		/* dsv4_topk_bins stages a row's keys: what the opt-in leaves
+		 * beside its static shared memory */
+		int stat = 0;
+
+		g->cu.FuncGetAttribute(&stat, 1 /* SHARED_SIZE_BYTES */, g->fn[K_TOPK_BINS]);
+		g->topk_bins_smem = 48 * 1024 - (size_t)stat;
+		if (g->smem_optin > 48 * 1024 &&
+		    !g->cu.FuncSetAttribute(g->fn[K_TOPK_BINS], 8 /* MAX_DYNAMIC_SHARED */,
+					    g->smem_optin - stat))
+			g->topk_bins_smem = (size_t)(g->smem_optin - stat);
+	}
 	*out = g;
 	return 0;
 fail:
@@ -335,11 +347,16 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen)
 {
 	/* one row at position 4 n - 1: dsv4_topk takes (pos + 1) / 4 entries;
-	 * in parts as decode takes them (unless $DSV4_GPU_TOPK_PARTS=0) */
-	const char *env = getenv("DSV4_GPU_TOPK_PARTS");
-	uint32_t pos = 4 * n - 1, parts = nz == 1 && !(env && *env == '0') ? gpu_topk_parts(n) : 0;
+	 * as decode takes them: from staged keys where they fit (unless
+	 * $DSV4_GPU_TOPK_BINS=0), else in parts (unless $DSV4_GPU_TOPK_PARTS=0) */
+	const char *env = getenv("DSV4_GPU_TOPK_PARTS"), *benv = getenv("DSV4_GPU_TOPK_BINS");
+	size_t bins = nz == 1 && n <= UINT32_MAX / 4 && !(benv && *benv == '0') ?
+			      gpu_topk_bins_smem(g, n) : 0;
+	uint32_t pos = 4 * n - 1;
+	uint32_t parts = !bins && nz == 1 && !(env && *env == '0') ? gpu_topk_parts(n) : 0;
 	CUdeviceptr ds = 0, dp = 0, dsel = 0, dn = 0, pk = 0, pi = 0, pn = 0;
 	void *args[] = { &ds, &n, &dp, &k, &dsel, &dn, &nz };
+	void *ab[] = { &ds, &n, &dp, &k, &dsel, &dn };
 	void *ap[] = { &ds, &n, &dp, &k, &pk, &pi, &pn };
 	void *am[] = { &pk, &pi, &pn, &parts, &k, &dsel, &dn };
 	CUresult r;
@@ -352,7 +369,11 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 	r = dev_put(g, r, &dp, &pos, sizeof(pos));
 	r = dev_put(g, r, &dsel, NULL, (size_t)k * sizeof(int32_t));
 	r = dev_put(g, r, &dn, NULL, sizeof(uint32_t));
-	if (parts) {
+	if (bins) {
+		if (!r)
+			r = g->cu.LaunchKernel(g->fn[K_TOPK_BINS], 1, 1, 1, 1024, 1, 1,
+					       (unsigned int)bins, NULL, ab, NULL);
+	} else if (parts) {
 		r = dev_put(g, r, &pk, NULL, (size_t)parts * k * sizeof(uint32_t));
 		r = dev_put(g, r, &pi, NULL, (size_t)parts * k * sizeof(int32_t));
 		r = dev_put(g, r, &pn, NULL, (size_t)parts * sizeof(uint32_t));
@@ -371,6 +392,49 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 	r = dev_get(g, r, sel, dsel, (size_t)(*nsel < k ? *nsel : k) * sizeof(int32_t));
 	dev_free(g, (CUdeviceptr[]){ ds, dp, dsel, dn, pk, pi, pn }, 7);
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA topk: %s", gpu_err(g, r)) : 0;
+}
+
+int dsv4_gpu_index_q(struct dsv4_gpu *g, const float *q, uint32_t rows, uint32_t heads,
+		     uint32_t ihd, uint32_t rd, const uint32_t *pos, const float *freqs,
+		     float *q_block, int8_t *codes_block, float *steps_block, float *q_warp,
+		     int8_t *codes_warp, float *steps_warp, char *err, size_t errlen)
+{
+	size_t n = (size_t)rows * heads * ihd, ns = n / 32;
+	uint32_t ref = 1;
+	CUdeviceptr dq = 0, dw = 0, dc = 0, ds = 0, dcw = 0, dsw = 0, dp = 0, df = 0;
+	void *ab[] = { &dq, &ihd, &rd, &dp, &df, &ref, &dc, &ds };
+	void *aw[] = { &dw, &heads, &ihd, &rd, &dp, &df, &dcw, &dsw };
+	CUresult r;
+
+	if (!rows || !heads || heads > 65535 || rows > 65535 || !ihd || ihd % 32 || ihd > 128 ||
+	    rd % 2 || rd > ihd)
+		return dsv4_errf(err, errlen, -EINVAL, "index_q: %u rows of %u heads of %u, rope "
+				 "%u (heads of 32..128 in 32s, rope even and within)", rows, heads,
+				 ihd, rd);
+	r = dev_put(g, 0, &dq, q, n * sizeof(float));
+	r = dev_put(g, r, &dw, q, n * sizeof(float));
+	r = dev_put(g, r, &dc, NULL, n);
+	r = dev_put(g, r, &ds, NULL, ns * sizeof(float));
+	r = dev_put(g, r, &dcw, NULL, n);
+	r = dev_put(g, r, &dsw, NULL, ns * sizeof(float));
+	r = dev_put(g, r, &dp, pos, rows * sizeof(uint32_t));
+	r = dev_put(g, r, &df, freqs, (rd / 2 ? rd / 2 : 1) * sizeof(float));
+	if (!r)
+		r = g->cu.LaunchKernel(g->fn[K_INDEX_Q], rows, heads, 1, 128, 1, 1, 0, NULL, ab,
+				       NULL);
+	if (!r)
+		r = g->cu.LaunchKernel(g->fn[K_INDEX_Q_WARP], rows, (heads + 7) / 8, 1, 256, 1, 1,
+				       0, NULL, aw, NULL);
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	r = dev_get(g, r, q_block, dq, n * sizeof(float));
+	r = dev_get(g, r, codes_block, dc, n);
+	r = dev_get(g, r, steps_block, ds, ns * sizeof(float));
+	r = dev_get(g, r, q_warp, dw, n * sizeof(float));
+	r = dev_get(g, r, codes_warp, dcw, n);
+	r = dev_get(g, r, steps_warp, dsw, ns * sizeof(float));
+	dev_free(g, (CUdeviceptr[]){ dq, dw, dc, ds, dcw, dsw, dp, df }, 8);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA index_q: %s", gpu_err(g, r)) : 0;
 }
 
 int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,

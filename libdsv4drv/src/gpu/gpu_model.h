@@ -92,8 +92,9 @@ struct gpu_model {
 	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
 	/* the indexer's top-k in parts where a row has many entries
 	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=0: one
-	 * block always) */
-	int topk_parts;
+	 * block always); before both, where a row's keys fit in shared
+	 * memory, dsv4_topk_bins ($DSV4_GPU_TOPK_BINS=0: not) */
+	int topk_parts, topk_bins;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
@@ -153,8 +154,14 @@ struct gpu_model {
 	 * ($DSV4_GPU_INDEX_MMA=1, for the tests), 0 never (=0) */
 	int index_mma;
 	/* ... and there by dsv4_index_scores_mma8, a warp a head tile
-	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads) */
+	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads),
+	 * each warp taking index_mma8_passes groups of 16 entries in turn
+	 * ($DSV4_GPU_INDEX_MMA8_PASSES, 1 to 8; 0 or unset: by the length) */
 	int index_mma8;
+	uint32_t index_mma8_passes;
+	/* ... with the queries' codes from dsv4_index_q_warp, a warp a head
+	 * ($DSV4_GPU_INDEX_Q_WARP=0: dsv4_index_q, a block a head) */
+	int index_q_warp;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
