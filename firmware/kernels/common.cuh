@@ -396,40 +396,6 @@ static __device__ void block_hadamard(float *x, uint32_t n)
 	__syncthreads();
 }
 
-/* block_fakequant_fp4() and block_hadamard() by one warp on its own x: the
- * same steps in the same order (so the same bits), warp-wide barriers */
-static __device__ void warp_fakequant_fp4(float *x, uint32_t n)
-{
-	int lane = threadIdx.x % 32;
-
-	for (uint32_t b = 0; b < n; b += 32) {
-		float v = x[b + lane], amax = warp_max(fabsf(v));
-		float s = e8m0_ceil(amax, 1.0f / 6.0f, 6.0f * 0x1p-126f);
-
-		x[b + lane] = fp4_round(v, __fdiv_rn(1.0f, s), s);
-	}
-	__syncwarp();
-}
-
-static __device__ void warp_hadamard(float *x, uint32_t n)
-{
-	for (uint32_t h = 1; h < n; h *= 2) {
-		for (uint32_t t = threadIdx.x % 32; t < n / 2; t += 32) {
-			uint32_t j = (t / h) * 2 * h + t % h;
-			float a = x[j], b = x[j + h];
-
-			x[j] = a + b;
-			x[j + h] = a - b;
-		}
-		__syncwarp();
-	}
-	float s = 1.0f / sqrtf((float)n);
-
-	for (uint32_t i = threadIdx.x % 32; i < n; i += 32)
-		x[i] *= s;
-	__syncwarp();
-}
-
 /* pair i of x (values 2i, 2i + 1) rotated by the angle pos freq (RoPE;
  * @inverse: by its negative), the angle rounded as the CPU's rope_cs
  * (FP32 product, then cos/sin) */

@@ -98,47 +98,6 @@ FW_KERNEL void dsv4_index_q(float *__restrict__ qi, uint32_t ihd, uint32_t rd,
 	}
 }
 
-/*
- * dsv4_index_q's work (reference numerics, with the codes) a warp a head:
- * grid (R, ceil(ih / 8)), 256 threads, ihd % 32 == 0, ihd <= 128, rd even
- * and <= ihd (the host checks).  The same steps in the same order as the
- * block form (so the same bits), with warp-wide barriers instead of the
- * block's dozen for 128 values.
- */
-FW_KERNEL void __launch_bounds__(256)
-dsv4_index_q_warp(float *__restrict__ qi, uint32_t ih, uint32_t ihd, uint32_t rd,
-		  const uint32_t *__restrict__ pos, const float *__restrict__ freqs,
-		  int8_t *__restrict__ q8, float *__restrict__ qstep)
-{
-	fw_pdl_enter();
-	__shared__ float xs[8][128];
-	uint32_t lane = threadIdx.x % 32, hr = blockIdx.y * 8 + threadIdx.x / 32;
-
-	if (hr >= ih)
-		return;
-	size_t head = (size_t)blockIdx.x * ih + hr;
-	float *q = qi + head * ihd, *x = xs[threadIdx.x / 32];
-
-	for (uint32_t d = lane; d < ihd; d += 32)
-		x[d] = q[d];
-	__syncwarp();
-	for (uint32_t i = lane; i < rd / 2; i += 32)
-		rope_pair(x + ihd - rd, i, pos[blockIdx.x], freqs[i], 0);
-	__syncwarp();
-	warp_hadamard(x, ihd);
-	warp_fakequant_fp4(x, ihd);
-	for (uint32_t d = lane; d < ihd; d += 32)
-		q[d] = x[d];
-	for (uint32_t b = 0; b < ihd / 32; b++) {
-		float v = x[b * 32 + lane];
-		int e = grid_step_exp(warp_max(fabsf(v)));
-
-		q8[head * ihd + b * 32 + lane] = grid_code(v, e);
-		if (!lane)
-			qstep[head * (ihd / 32) + b] = scalbnf(1.f, e);
-	}
-}
-
 /* grid (R, ceil(max_entries / 8)), 256 threads: a warp per entry */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_index_scores(const float *__restrict__ qi, const float *__restrict__ wi,
@@ -498,22 +457,20 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
  * heads' terms in the same order as dsv4_index_scores_mma (so the same
  * bits), each head group's sum into shared memory (a tile holds whole
  * groups: ih / 8 heads a group divides 8); then a thread an entry adds
- * the eight groups' sums in order.  dsv4_index_scores_mma8p: the same
- * with @passes (2 to T) groups of 16 entries a warp in turn, 16 G passes
- * entries a block: fewer blocks, each loading its tiles' query codes once
- * for more keys.
+ * the eight groups' sums in order.
  */
 #define IMMA8_CODE_STRIDE (128 + 16)	/* a row's codes, 16 bytes apart in banks */
 
-static __device__ __forceinline__ void
-index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
-		  const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
-		  const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
-		  float *__restrict__ scores, uint32_t max_entries, uint32_t passes)
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+		       const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+		       const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+		       float *__restrict__ scores, uint32_t max_entries)
 {
+	fw_pdl_enter();
 	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
 	__shared__ float ks[128 * 4], gs[128 * 8];
-	uint32_t T = ih / 8, G = 8 / T, E = 16 * G * passes, nb = ihd / 32, hpg = ih / 8;
+	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, n0 = blockIdx.y * E;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
@@ -525,35 +482,19 @@ index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep
 	const float4 *kv = (const float4 *)((const float *)sl->icmp_ent + (size_t)n0 * ihd);
 	const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
 
-	for (uint32_t v00 = 8 * threadIdx.x; v00 < E * ihd; v00 += 4 * 8 * blockDim.x) {
-		float4 x[4][2];
+	for (uint32_t v0 = 8 * threadIdx.x; v0 < E * ihd; v0 += 8 * blockDim.x) {
+		uint32_t e = v0 / ihd, c = v0 % ihd;
+		int in = n0 + e < n;
+		float4 x0 = in ? kv[v0 / 4] : zero, x1 = in ? kv[v0 / 4 + 1] : zero;
+		int xe = quad_step_exp(x0, x1);
 
-		/* four rounds' loads out before their conversions (the shuffles
-		 * would wait on each round's loads in turn) */
-#pragma unroll
-		for (uint32_t j = 0; j < 4; j++) {
-			uint32_t v0 = v00 + j * 8 * blockDim.x;
-			int in = v0 < E * ihd && n0 + v0 / ihd < n;
-
-			x[j][0] = in ? kv[v0 / 4] : zero;
-			x[j][1] = in ? kv[v0 / 4 + 1] : zero;
-		}
-#pragma unroll
-		for (uint32_t j = 0; j < 4; j++) {
-			uint32_t v0 = v00 + j * 8 * blockDim.x, e = v0 / ihd, c = v0 % ihd;
-
-			if (v0 >= E * ihd)
-				break;	/* warp-uniform: E ihd is a multiple of 256 */
-			int xe = quad_step_exp(x[j][0], x[j][1]);
-
-			*(uint2 *)&kc[e * IMMA8_CODE_STRIDE + c] =
-				make_uint2(grid_codes4(x[j][0], xe), grid_codes4(x[j][1], xe));
-			if (c % 32 == 0)
-				ks[e * 4 + c / 32] = times_pow2(1.f, xe);
-		}
+		*(uint2 *)&kc[e * IMMA8_CODE_STRIDE + c] =
+			make_uint2(grid_codes4(x0, xe), grid_codes4(x1, xe));
+		if (c % 32 == 0)
+			ks[e * 4 + c / 32] = times_pow2(1.f, xe);
 	}
 	__syncthreads();
-	uint32_t h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
+	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
 	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
 	const float *qsr = qstep + (size_t)r * ih * nb;
 	uint32_t a[4][4], bq[4][2];
@@ -573,53 +514,47 @@ index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep
 #pragma unroll
 	for (uint32_t j = 0; j < 8; j++)
 		wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
-	for (uint32_t p = 0; p < passes; p++) {
-		uint32_t e0 = 16 * (wid / T + G * p);
-
-		if (n0 + e0 >= n)
-			break;	/* warp-uniform */
-		const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
+	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
 
 #pragma unroll
-		for (uint32_t b = 0; b < 4; b++) {
-			if (b >= nb)
-				continue;
-			a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
-			a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
-			a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
-			a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
-			ska[b] = ks[(e0 + g) * 4 + b];
-			skb[b] = ks[(e0 + g + 8) * 4 + b];
-		}
-		float d[4] = { 0.f, 0.f, 0.f, 0.f };
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
+		a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
+		a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
+		a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
+		ska[b] = ks[(e0 + g) * 4 + b];
+		skb[b] = ks[(e0 + g + 8) * 4 + b];
+	}
+	float d[4] = { 0.f, 0.f, 0.f, 0.f };
 
 #pragma unroll
-		for (uint32_t b = 0; b < 4; b++) {
-			if (b >= nb)
-				continue;
-			int c[4];
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		int c[4];
 
-			mma_s8(c, a[b], bq[b][0], bq[b][1]);
-			add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
-		}
-		float dq[4][4], sa = 0.f, sb = 0.f;
+		mma_s8(c, a[b], bq[b][0], bq[b][1]);
+		add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
+	}
+	float dq[4][4], sa = 0.f, sb = 0.f;
 
-		quad_gather(d, dq, lane);
+	quad_gather(d, dq, lane);
 #pragma unroll
-		for (uint32_t k = 0; k < 4; k++) {
+	for (uint32_t k = 0; k < 4; k++) {
 #pragma unroll
-			for (uint32_t j = 0; j < 2; j++) {
-				uint32_t h = h0 + 2 * k + j;
+		for (uint32_t j = 0; j < 2; j++) {
+			uint32_t h = h0 + 2 * k + j;
 
-				sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
-				sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
-				if ((h + 1) % hpg == 0) {
-					if (t == 0) {
-						gs[(e0 + g) * 8 + h / hpg] = sa;
-						gs[(e0 + g + 8) * 8 + h / hpg] = sb;
-					}
-					sa = sb = 0.f;
+			sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
+			sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
+			if ((h + 1) % hpg == 0) {
+				if (t == 0) {
+					gs[(e0 + g) * 8 + h / hpg] = sa;
+					gs[(e0 + g + 8) * 8 + h / hpg] = sb;
 				}
+				sa = sb = 0.f;
 			}
 		}
 	}
@@ -632,30 +567,6 @@ index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep
 			ta = __fadd_rn(ta, gs[threadIdx.x * 8 + q]);
 		scores[(size_t)r * max_entries + n0 + threadIdx.x] = ta;
 	}
-}
-
-FW_KERNEL void __launch_bounds__(256)
-dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
-		       const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
-		       const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
-		       float *__restrict__ scores, uint32_t max_entries)
-{
-	fw_pdl_enter();
-	index_scores_mma8(q8, qstep, wi, rowtab, L, pos, ih, ihd, wscale, scores, max_entries, 1);
-}
-
-FW_KERNEL void __launch_bounds__(256)
-dsv4_index_scores_mma8p(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
-			const float *__restrict__ wi, const uint64_t *__restrict__ rowtab,
-			uint32_t L, const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd,
-			float wscale, float *__restrict__ scores, uint32_t max_entries,
-			uint32_t passes)
-{
-	fw_pdl_enter();
-	if (passes < 1 || passes > ih / 8)	/* the host's index_mma8_passes() keeps it */
-		__trap();
-	index_scores_mma8(q8, qstep, wi, rowtab, L, pos, ih, ihd, wscale, scores, max_entries,
-			  passes);
 }
 
 static __device__ __forceinline__ uint32_t order_key(float f)
@@ -1046,10 +957,10 @@ dsv4_topk_merge(const uint32_t *__restrict__ pkey, const int32_t *__restrict__ p
  * shared memory (decode up to about 200K tokens): dsv4_topk's passes each
  * re-read the scores and took four of them (8 bits each), and its parts
  * and merge at 128K took 8.3 + 8.9 us.  Here the keys are staged once
- * (with the first pass's histogram: the top 12 bits, a warp's equal bins
- * added at once), then two passes of 10 bits over shared memory find the
- * threshold, and topk_emit() writes the choice in index order, so the
- * same entries in the same order as dsv4_topk.
+ * (with the first pass's histogram of their top 12 bits), then two
+ * passes of 10 bits over shared memory find the threshold, and
+ * topk_emit() writes the choice in index order: the same entries in the
+ * same order as dsv4_topk.
  */
 #define TOPK_BINS 4096	/* the first pass's bins: a key's top 12 bits */
 
@@ -1067,20 +978,6 @@ struct topk_skewed {
 	__device__ uint32_t key(uint32_t i) const { return keys[topk_skew(i)]; }
 	__device__ int32_t index(uint32_t i) const { return (int32_t)i; }
 };
-
-/* @ok lanes add one to hist[@bin], lanes of equal bins as one atomic
- * (a warp-uniform call: all 32 lanes) */
-static __device__ __forceinline__ void topk_bin_add(uint32_t *hist, uint32_t bin, bool ok)
-{
-	uint32_t lane = threadIdx.x % 32;
-
-	if (!__ballot_sync(0xffffffffu, ok))
-		return;
-	uint32_t peers = __match_any_sync(0xffffffffu, ok ? bin : 0xffffffffu);
-
-	if (ok && lane == (uint32_t)__ffs(peers) - 1)
-		atomicAdd(&hist[bin], (uint32_t)__popc(peers));
-}
 
 /*
  * The bin of @hist (@nb bins, nb / 1024 a thread, 1024 threads) where
@@ -1117,12 +1014,13 @@ static __device__ void topk_find_bin(uint32_t *hist, uint32_t nb, uint32_t want,
 static __device__ void topk_refine(const uint32_t *staged, uint32_t n, uint32_t shift,
 				   uint32_t prefix, uint32_t *hist)
 {
-	uint32_t lane = threadIdx.x % 32, high = shift + 10;
+	uint32_t high = shift + 10;
 
-	for (uint32_t i0 = threadIdx.x - lane; i0 < n; i0 += blockDim.x) {
-		uint32_t i = i0 + lane, kk = i < n ? staged[topk_skew(i)] : 0;
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
+		uint32_t kk = staged[topk_skew(i)];
 
-		topk_bin_add(hist, (kk >> shift) & 1023, i < n && (kk >> high) == prefix >> high);
+		if (kk >> high == prefix >> high)
+			atomicAdd(&hist[(kk >> shift) & 1023], 1u);
 	}
 	__syncthreads();
 }
@@ -1138,7 +1036,7 @@ dsv4_topk_bins(const float *__restrict__ scores, uint32_t max_entries,
 	fw_pdl_enter();
 	extern __shared__ uint32_t staged[];
 	__shared__ uint32_t hist[TOPK_BINS], wt[64], sh[2];
-	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x, lane = t % 32;
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
 	const float *s = scores + (size_t)r * max_entries;
 	int32_t *out = sel + (size_t)r * k;
 	struct topk_skewed st = { staged };
@@ -1155,25 +1053,26 @@ dsv4_topk_bins(const float *__restrict__ scores, uint32_t max_entries,
 	for (uint32_t i = t; i < TOPK_BINS; i += blockDim.x)
 		hist[i] = 0;
 	__syncthreads();
-	/* stage the keys, eight loads out at once, and count the top 12 bits */
-	for (uint32_t i0 = t - lane; i0 < n; i0 += 8 * blockDim.x) {
+	/* stage the keys, eight loads out at once, and count the top 12 bits
+	 * (a first form that added a warp's equal bins as one atomic, with
+	 * __match_any_sync, took 46-50 us at 128K) */
+	for (uint32_t i0 = t; i0 < n; i0 += 8 * blockDim.x) {
 		float v[8];
 
 #pragma unroll
 		for (uint32_t j = 0; j < 8; j++) {
-			uint32_t i = i0 + j * blockDim.x + lane;
+			uint32_t i = i0 + j * blockDim.x;
 
 			v[j] = i < n ? s[i] : 0.f;
 		}
 #pragma unroll
 		for (uint32_t j = 0; j < 8; j++) {
-			uint32_t i = i0 + j * blockDim.x + lane, kk = order_key(v[j]);
+			uint32_t i = i0 + j * blockDim.x, kk = order_key(v[j]);
 
-			if (i0 + j * blockDim.x >= n)
-				break;	/* warp-uniform */
-			if (i < n)
+			if (i < n) {
 				staged[topk_skew(i)] = kk;
-			topk_bin_add(hist, kk >> 20, i < n);
+				atomicAdd(&hist[kk >> 20], 1u);
+			}
 		}
 	}
 	__syncthreads();

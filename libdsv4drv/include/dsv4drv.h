@@ -736,17 +736,6 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
  * $DSV4_GPU_TOPK_BINS=0. */
 int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t nz, uint32_t k,
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen);
-/* The indexer's queries with reference numerics, @rows x @heads heads of
- * @ihd values (q [rows, heads, ihd], RoPE on the last @rd at pos[row],
- * freqs [rd / 2]), as dsv4_index_q (a block a head) into q_block,
- * codes_block and steps_block, and as dsv4_index_q_warp (a warp a head)
- * into the _warp ones: q [rows, heads, ihd], int8 codes [rows, heads,
- * ihd] and steps [rows, heads, ihd / 32] (ihd % 32 == 0, ihd <= 128, rd
- * even and <= ihd). */
-int dsv4_gpu_index_q(struct dsv4_gpu *g, const float *q, uint32_t rows, uint32_t heads,
-		     uint32_t ihd, uint32_t rd, const uint32_t *pos, const float *freqs,
-		     float *q_block, int8_t *codes_block, float *steps_block, float *q_warp,
-		     int8_t *codes_warp, float *steps_warp, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

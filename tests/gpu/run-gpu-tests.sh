@@ -157,9 +157,7 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 tap $?
 # the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
 # numerics: exact integer sums of the FP4-grid codes; a warp a head tile,
-# also taking up to 8 groups of entries in turn (DSV4_GPU_INDEX_MMA8_PASSES,
-# capped at the head tiles), or DSV4_GPU_INDEX_MMA8=0 a warp all heads;
-# the queries' codes a warp a head, or DSV4_GPU_INDEX_Q_WARP=0 a block) vs the CUDA cores'
+# or DSV4_GPU_INDEX_MMA8=0 a warp all heads) vs the CUDA cores'
 # F32 sums (exact too, as FP4 products are), and decode's indexer on a
 # stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE; its compressor's
 # push on the side stream or, DSV4_GPU_ICMP_SIDE=0, its own) vs in line: the same
@@ -172,13 +170,11 @@ for p in tiny-a tiny-b tiny-c flash; do
 	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
 		--dump-logits "$tmp/ixoff" >/dev/null
 	base=$?		# (a failed baseline fails each check below)
-	for v in 1:1:1 1:8:1 1:1:0 0:1:1; do
-		IFS=: read -r m8 passes qw <<<"$v"
-		[ $base = 0 ] && DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_MMA8_PASSES=$passes \
-			DSV4_GPU_INDEX_Q_WARP=$qw DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
-			--dump-logits "$tmp/ixmma" >/dev/null &&
+	for m8 in 1 0; do
+		[ $base = 0 ] && DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" \
+			"${ix[@]}" --dump-logits "$tmp/ixmma" >/dev/null &&
 		python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
-			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8, passes $passes; queries a warp a head: $qw) vs the CUDA cores"
+			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8) vs the CUDA cores"
 		tap $?
 	done
 	for push in 1 0; do

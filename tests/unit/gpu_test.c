@@ -588,69 +588,6 @@ TEST(topk_matches_the_cpu)
 }
 
 /*
- * The indexer's queries a warp a head (dsv4_index_q_warp) against a block a
- * head (dsv4_index_q): the same steps in the same order, so the same bits
- * of the roped, rotated, FP4-rounded queries, their codes and steps; head
- * counts not a multiple of 8 (a block's last warps idle), head sizes 32 to
- * 128, no RoPE to all of it, positions past 2^17, values from zero blocks
- * to large ones.
- */
-TEST(index_q_warp_matches_the_block_form)
-{
-	static const struct {
-		uint32_t rows, heads, ihd, rd;
-	} cases[] = {
-		{ 1, 64, 128, 64 }, { 3, 16, 128, 64 }, { 2, 12, 64, 64 },
-		{ 1, 8, 32, 16 },   { 2, 5, 96, 0 },    { 1, 64, 128, 128 },
-	};
-	static const uint32_t pos[3] = { 7, 4095, 131077 };
-	char err[512] = "";
-	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
-	unsigned seed = 3;
-
-	if (!g)
-		SKIP(return, "no GPU here: %s", err);
-	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		uint32_t R = cases[c].rows, H = cases[c].heads, D = cases[c].ihd, rd = cases[c].rd;
-		size_t n = (size_t)R * H * D;
-		float *q = malloc(n * sizeof(float)), *freqs = malloc(64 * sizeof(float));
-		float *qb = malloc(n * sizeof(float)), *qw = malloc(n * sizeof(float));
-		float *sb = malloc(n / 32 * sizeof(float)), *sw = malloc(n / 32 * sizeof(float));
-		int8_t *cb = malloc(n), *cw = malloc(n);
-
-		ASSERT_TRUE(q && freqs && qb && qw && sb && sw && cb && cw);
-		for (size_t i = 0; i < n; i++) {
-			seed = seed * 1103515245u + 12345u;
-			float u = (float)(seed >> 8 & 0xffff) / 32768.f - 1.f;
-
-			/* every fifth 32-value block zero, others at several scales */
-			q[i] = (i / 32) % 5 == 4 ? 0.f : u * (float)(1u << (seed >> 28)) * 0.01f;
-		}
-		for (uint32_t i = 0; i < 64; i++)
-			freqs[i] = powf(10000.f, -(float)i / 32.f);
-		ASSERT_EQ(0, dsv4_gpu_index_q(g, q, R, H, D, rd, pos, freqs, qb, cb, sb, qw, cw, sw,
-					      err, sizeof(err)))
-			TH_LOG("%s", err);
-		EXPECT_EQ(0, memcmp(qb, qw, n * sizeof(float))) TH_LOG("case %zu: queries", c);
-		EXPECT_EQ(0, memcmp(cb, cw, n)) TH_LOG("case %zu: codes", c);
-		EXPECT_EQ(0, memcmp(sb, sw, n / 32 * sizeof(float))) TH_LOG("case %zu: steps", c);
-		free(q);
-		free(freqs);
-		free(qb);
-		free(qw);
-		free(sb);
-		free(sw);
-		free(cb);
-		free(cw);
-	}
-	EXPECT_EQ(-EINVAL, dsv4_gpu_index_q(g, NULL, 1, 8, 48, 16, pos, NULL, NULL, NULL, NULL,
-					    NULL, NULL, NULL, err, sizeof(err)));
-	EXPECT_EQ(-EINVAL, dsv4_gpu_index_q(g, NULL, 1, 8, 64, 66, pos, NULL, NULL, NULL, NULL,
-					    NULL, NULL, NULL, err, sizeof(err)));
-	dsv4_gpu_close(g);
-}
-
-/*
  * AUTO takes the GPU when it can and otherwise runs on the CPU, saying why;
  * CUDA demanded without a usable GPU is an error naming what is missing;
  * a firmware file that is not there counts as "cannot"; $DSV4_BACKEND

@@ -394,49 +394,6 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA topk: %s", gpu_err(g, r)) : 0;
 }
 
-int dsv4_gpu_index_q(struct dsv4_gpu *g, const float *q, uint32_t rows, uint32_t heads,
-		     uint32_t ihd, uint32_t rd, const uint32_t *pos, const float *freqs,
-		     float *q_block, int8_t *codes_block, float *steps_block, float *q_warp,
-		     int8_t *codes_warp, float *steps_warp, char *err, size_t errlen)
-{
-	size_t n = (size_t)rows * heads * ihd, ns = n / 32;
-	uint32_t ref = 1;
-	CUdeviceptr dq = 0, dw = 0, dc = 0, ds = 0, dcw = 0, dsw = 0, dp = 0, df = 0;
-	void *ab[] = { &dq, &ihd, &rd, &dp, &df, &ref, &dc, &ds };
-	void *aw[] = { &dw, &heads, &ihd, &rd, &dp, &df, &dcw, &dsw };
-	CUresult r;
-
-	if (!rows || !heads || heads > 65535 || rows > 65535 || !ihd || ihd % 32 || ihd > 128 ||
-	    rd % 2 || rd > ihd)
-		return dsv4_errf(err, errlen, -EINVAL, "index_q: %u rows of %u heads of %u, rope "
-				 "%u (heads of 32..128 in 32s, rope even and within)", rows, heads,
-				 ihd, rd);
-	r = dev_put(g, 0, &dq, q, n * sizeof(float));
-	r = dev_put(g, r, &dw, q, n * sizeof(float));
-	r = dev_put(g, r, &dc, NULL, n);
-	r = dev_put(g, r, &ds, NULL, ns * sizeof(float));
-	r = dev_put(g, r, &dcw, NULL, n);
-	r = dev_put(g, r, &dsw, NULL, ns * sizeof(float));
-	r = dev_put(g, r, &dp, pos, rows * sizeof(uint32_t));
-	r = dev_put(g, r, &df, freqs, (rd / 2 ? rd / 2 : 1) * sizeof(float));
-	if (!r)
-		r = g->cu.LaunchKernel(g->fn[K_INDEX_Q], rows, heads, 1, 128, 1, 1, 0, NULL, ab,
-				       NULL);
-	if (!r)
-		r = g->cu.LaunchKernel(g->fn[K_INDEX_Q_WARP], rows, (heads + 7) / 8, 1, 256, 1, 1,
-				       0, NULL, aw, NULL);
-	if (!r)
-		r = g->cu.CtxSynchronize();
-	r = dev_get(g, r, q_block, dq, n * sizeof(float));
-	r = dev_get(g, r, codes_block, dc, n);
-	r = dev_get(g, r, steps_block, ds, ns * sizeof(float));
-	r = dev_get(g, r, q_warp, dw, n * sizeof(float));
-	r = dev_get(g, r, codes_warp, dcw, n);
-	r = dev_get(g, r, steps_warp, dsw, ns * sizeof(float));
-	dev_free(g, (CUdeviceptr[]){ dq, dw, dc, ds, dcw, dsw, dp, df }, 8);
-	return r ? dsv4_errf(err, errlen, -EIO, "CUDA index_q: %s", gpu_err(g, r)) : 0;
-}
-
 int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
 			float *y_cores, char *err, size_t errlen)

@@ -121,8 +121,7 @@ struct cu_driver {
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
 	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
 	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge) \
-	X(TOPK_BINS, dsv4_topk_bins) X(INDEX_SCORES_MMA8P, dsv4_index_scores_mma8p) \
-	X(INDEX_Q_WARP, dsv4_index_q_warp)
+	X(TOPK_BINS, dsv4_topk_bins)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

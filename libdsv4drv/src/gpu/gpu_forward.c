@@ -122,16 +122,6 @@ static int index_mma8(const struct fwd *w)
 	return w->gm->index_mma8 && (ih == 8 || ih == 16 || ih == 32 || ih == 64);
 }
 
-/* dsv4_index_scores_mma8's passes (entry groups a warp takes in turn, at
- * most the head tiles ih / 8; above 1 by dsv4_index_scores_mma8p):
- * $DSV4_GPU_INDEX_MMA8_PASSES, else 1 */
-static uint32_t index_mma8_passes(const struct fwd *w)
-{
-	uint32_t tiles = w->c->index_n_heads / 8, p = w->gm->index_mma8_passes;
-
-	return !p ? 1 : p < tiles ? p : tiles;
-}
-
 /*
  * the indexer's scores on the tensor cores (dsv4_index_scores_mma8 or
  * _mma): queries and keys on the FP4 grid (reference numerics), shapes
@@ -312,8 +302,8 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_RMSNORM: case K_HEAD_PREP: case K_QKV_PREP: case K_ACT_QUANT: case K_ROUTER:
 	case K_SWIGLU: case K_MOE_COMBINE: case K_RING_STORE: case K_ATTN_SCORES:
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
-	case K_INDEX_Q: case K_INDEX_Q_WARP: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA:
-	case K_INDEX_SCORES_MMA8: case K_INDEX_SCORES_MMA8P: case K_LINEAR1_F32:
+	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA:
+	case K_INDEX_SCORES_MMA8: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
@@ -901,15 +891,11 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t ref = (uint32_t)w->reference, topk = c->index_topk;
 	float wscale = (float)(1.0 / sqrt((double)ihd) / sqrt((double)ih));
 	void *aq[] = { &b->qi, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &ref, &b->qi8, &b->qstep };
-	void *aqw[] = { &b->qi, &ih, &ihd, &rd, &b->pos, &w->gm->freqs_cmp, &b->qi8, &b->qstep };
 	uint32_t ept = 1;
 	void *as[] = { &b->qi, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale, &b->scores,
 		       &w->maxe, &ept };
 	void *am8[] = { &b->qi8, &b->qstep, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale,
 			&b->scores, &w->maxe };
-	uint32_t passes = index_mma8_passes(w);
-	void *a8[] = { &b->qi8, &b->qstep, &w->wi, &b->rowtab, &L, &b->pos, &ih, &ihd, &wscale,
-		       &b->scores, &w->maxe, &passes };
 	uint32_t nz = 1;
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
 	void *ab[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel };
@@ -921,10 +907,7 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	 * the indexer's push is this stream's or came first there
 	 * (side_inputs()) */
 	lin(w, &gl->iwq_b, b->qr, c->q_lora_rank, w->R, b->qi, ih * ihd, 1);
-	if (index_mma(w) && w->gm->index_q_warp && rd % 2 == 0 && rd <= ihd)
-		launch(w, K_INDEX_Q_WARP, w->R, (ih + 7) / 8, 1, 256, 0, aqw);
-	else
-		launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
+	launch(w, K_INDEX_Q, w->R, ih, 1, 128, 0, aq);
 	if (w->icmp_deferred) {
 		if (!w->r)
 			w->r = w->cu->StreamWaitEvent(w->cur, w->gm->ix_inputs, 0);
@@ -936,10 +919,9 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 		side_join_on(w, w->cur);
 	}
 	if (index_mma(w) && index_mma8(w)) {
-		uint32_t E = 16 * (64 / ih) * passes;
+		uint32_t E = 16 * (64 / ih);
 
-		launch(w, passes > 1 ? K_INDEX_SCORES_MMA8P : K_INDEX_SCORES_MMA8, w->R,
-		       (w->maxe + E - 1) / E, 1, 256, 0, passes > 1 ? a8 : am8);
+		launch(w, K_INDEX_SCORES_MMA8, w->R, (w->maxe + E - 1) / E, 1, 256, 0, am8);
 	} else if (index_mma(w)) {
 		uint32_t nw = index_mma_warps(w);
 

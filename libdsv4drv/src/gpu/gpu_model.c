@@ -539,8 +539,6 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->index_mma = env_off("DSV4_GPU_INDEX_MMA") ? 0 : env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");
-	gm->index_mma8_passes = env_upto("DSV4_GPU_INDEX_MMA8_PASSES", 8);
-	gm->index_q_warp = !env_off("DSV4_GPU_INDEX_Q_WARP");
 	gm->icmp_side = !env_off("DSV4_GPU_ICMP_SIDE");
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);

@@ -154,14 +154,8 @@ struct gpu_model {
 	 * ($DSV4_GPU_INDEX_MMA=1, for the tests), 0 never (=0) */
 	int index_mma;
 	/* ... and there by dsv4_index_scores_mma8, a warp a head tile
-	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads),
-	 * each warp taking index_mma8_passes groups of 16 entries in turn
-	 * ($DSV4_GPU_INDEX_MMA8_PASSES, 1 to 8; 0 or unset: by the length) */
+	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads) */
 	int index_mma8;
-	uint32_t index_mma8_passes;
-	/* ... with the queries' codes from dsv4_index_q_warp, a warp a head
-	 * ($DSV4_GPU_INDEX_Q_WARP=0: dsv4_index_q, a block a head) */
-	int index_q_warp;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
