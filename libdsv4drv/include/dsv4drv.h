@@ -731,9 +731,7 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
  * leaves them; nz 1..8): the k highest in index order, ties to the lower
  * index, into sel[0..*nsel) (all n when n <= k).  From 8192 entries (one
  * slice) in parts (dsv4_topk_part + dsv4_topk_merge), as decode runs it,
- * unless $DSV4_GPU_TOPK_PARTS=0; before both, one slice whose keys fit in
- * shared memory from staged keys (dsv4_topk_bins), unless
- * $DSV4_GPU_TOPK_BINS=0. */
+ * unless $DSV4_GPU_TOPK_PARTS=0. */
 int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t nz, uint32_t k,
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device

@@ -186,31 +186,24 @@ for p in tiny-a tiny-b tiny-c flash; do
 	done
 done
 # the indexer's top-k past 8192 entries (34000 tokens) in parts
-# (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) and from
-# staged keys (DSV4_GPU_TOPK_BINS=1: dsv4_topk_bins, which takes them
-# first where they fit) vs one block: the same picks, so the same logits
-# (tiny-a: 16 index heads, so unsliced scores, the top 8); then all the
-# indexer settings on vs all off
+# (DSV4_GPU_TOPK_PARTS=1: dsv4_topk_part + dsv4_topk_merge) vs one block:
+# the same picks, so the same logits (decode takes the parts; tiny-a: 16
+# index heads, so unsliced scores, the top 8); then all three indexer
+# settings on vs all off
 long=(--model "$tmp/tiny-a" --random-prompt 34000 --chunk 4096 --seed 9 --n-predict 4
 	--backend cuda)
-off=(DSV4_GPU_TOPK_BINS=0 DSV4_GPU_TOPK_PARTS=0 DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0)
-env "${off[@]}" "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null
-base=$?
-for how in PARTS BINS; do
-	[ $base = 0 ] && env "${off[@]}" DSV4_GPU_TOPK_$how=1 "$kit/dsv4-run" "${long[@]}" \
-		--dump-logits "$tmp/topk-$how" >/dev/null &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/topk-$how" "$tmp/oneblock" 0 \
-		"tiny-a, 34000 tokens: the indexer's top-k with DSV4_GPU_TOPK_$how=1 vs one block"
-	tap $?
-done
-for bins in 1 0; do
-	[ $base = 0 ] && DSV4_GPU_TOPK_BINS=$bins DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 \
-		DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/ixall" \
-		>/dev/null &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
-		"tiny-a, 34000 tokens: top-k from staged keys ($bins) or in parts, scores on the tensor cores, indexer aside vs none"
-	tap $?
-done
+off=(DSV4_GPU_TOPK_PARTS=0 DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0)
+env "${off[@]}" DSV4_GPU_TOPK_PARTS=1 "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/parts" \
+	>/dev/null &&
+env "${off[@]}" "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/oneblock" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/parts" "$tmp/oneblock" 0 \
+	"tiny-a, 34000 tokens: the indexer's top-k in parts vs one block"
+tap $?
+DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run" "${long[@]}" \
+	--dump-logits "$tmp/ixall" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
+	"tiny-a, 34000 tokens: top-k in parts, scores on the tensor cores, indexer aside vs none"
+tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
 # lean on anything recorded by the first (a wait on an event of the first

@@ -218,18 +218,6 @@ int dsv4_gpu_open(int ordinal, const char *firmware, struct dsv4_gpu **out, char
 			goto fail;
 		}
 	}
-	{
-		/* dsv4_topk_bins stages a row's keys: what the opt-in leaves
-		 * beside its static shared memory */
-		int stat = 0;
-
-		g->cu.FuncGetAttribute(&stat, 1 /* SHARED_SIZE_BYTES */, g->fn[K_TOPK_BINS]);
-		g->topk_bins_smem = 48 * 1024 - (size_t)stat;
-		if (g->smem_optin > 48 * 1024 &&
-		    !g->cu.FuncSetAttribute(g->fn[K_TOPK_BINS], 8 /* MAX_DYNAMIC_SHARED */,
-					    g->smem_optin - stat))
-			g->topk_bins_smem = (size_t)(g->smem_optin - stat);
-	}
 	*out = g;
 	return 0;
 fail:
@@ -347,16 +335,11 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen)
 {
 	/* one row at position 4 n - 1: dsv4_topk takes (pos + 1) / 4 entries;
-	 * as decode takes them: from staged keys where they fit (unless
-	 * $DSV4_GPU_TOPK_BINS=0), else in parts (unless $DSV4_GPU_TOPK_PARTS=0) */
-	const char *env = getenv("DSV4_GPU_TOPK_PARTS"), *benv = getenv("DSV4_GPU_TOPK_BINS");
-	size_t bins = nz == 1 && n <= UINT32_MAX / 4 && !(benv && *benv == '0') ?
-			      gpu_topk_bins_smem(g, n) : 0;
-	uint32_t pos = 4 * n - 1;
-	uint32_t parts = !bins && nz == 1 && !(env && *env == '0') ? gpu_topk_parts(n) : 0;
+	 * in parts as decode takes them (unless $DSV4_GPU_TOPK_PARTS=0) */
+	const char *env = getenv("DSV4_GPU_TOPK_PARTS");
+	uint32_t pos = 4 * n - 1, parts = nz == 1 && !(env && *env == '0') ? gpu_topk_parts(n) : 0;
 	CUdeviceptr ds = 0, dp = 0, dsel = 0, dn = 0, pk = 0, pi = 0, pn = 0;
 	void *args[] = { &ds, &n, &dp, &k, &dsel, &dn, &nz };
-	void *ab[] = { &ds, &n, &dp, &k, &dsel, &dn };
 	void *ap[] = { &ds, &n, &dp, &k, &pk, &pi, &pn };
 	void *am[] = { &pk, &pi, &pn, &parts, &k, &dsel, &dn };
 	CUresult r;
@@ -369,11 +352,7 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 	r = dev_put(g, r, &dp, &pos, sizeof(pos));
 	r = dev_put(g, r, &dsel, NULL, (size_t)k * sizeof(int32_t));
 	r = dev_put(g, r, &dn, NULL, sizeof(uint32_t));
-	if (bins) {
-		if (!r)
-			r = g->cu.LaunchKernel(g->fn[K_TOPK_BINS], 1, 1, 1, 1024, 1, 1,
-					       (unsigned int)bins, NULL, ab, NULL);
-	} else if (parts) {
+	if (parts) {
 		r = dev_put(g, r, &pk, NULL, (size_t)parts * k * sizeof(uint32_t));
 		r = dev_put(g, r, &pi, NULL, (size_t)parts * k * sizeof(int32_t));
 		r = dev_put(g, r, &pn, NULL, (size_t)parts * sizeof(uint32_t));

@@ -120,8 +120,7 @@ struct cu_driver {
 	X(LINEAR1_FP8, dsv4_linear1_fp8) X(LINEAR1_FP4, dsv4_linear1_fp4) \
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
 	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
-	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge) \
-	X(TOPK_BINS, dsv4_topk_bins)
+	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };
@@ -141,8 +140,6 @@ struct dsv4_gpu {
 	char name[128];
 	char firmware[512];
 	int cc_major, cc_minor, sms, driver_version, smem_optin;
-	/* the dynamic shared memory dsv4_topk_bins may take (set at open) */
-	size_t topk_bins_smem;
 };
 
 const char *gpu_err(const struct dsv4_gpu *g, CUresult r);
@@ -163,16 +160,6 @@ static inline uint32_t gpu_topk_parts(uint32_t entries)
 	uint32_t parts = (entries + FW_TOPK_PART - 1) / FW_TOPK_PART;
 
 	return entries > 2 * FW_TOPK_PART && parts <= FW_TOPK_MAX_PARTS ? parts : 0;
-}
-
-/* dsv4_topk_bins' dynamic shared memory for rows of @entries scores (its
- * staged keys, a word of padding every 32), 0 where that is more than
- * the kernel may take (then dsv4_topk or its parts) */
-static inline size_t gpu_topk_bins_smem(const struct dsv4_gpu *g, uint32_t entries)
-{
-	size_t bytes = ((size_t)entries + entries / 32 + 1) * 4;
-
-	return bytes <= g->topk_bins_smem ? bytes : 0;
 }
 
 /* the context current on the calling thread: a server evaluates on its

@@ -158,20 +158,12 @@ static uint32_t index_mma_warps(const struct fwd *w)
 	return nw;
 }
 
-/* dsv4_topk_bins' dynamic shared memory where it takes the top-k (the
- * scores not sliced, a row's keys fitting in shared memory), else 0 */
-static size_t topk_bins(const struct fwd *w)
-{
-	return w->gm->topk_bins && index_slices(w) == 1 ? gpu_topk_bins_smem(w->gm->g, w->maxe) : 0;
-}
-
 /* the top-k's parts a row (gpu_topk_parts()) for up to 8 rows (decode:
  * more rows' one-block launches fill the SMs already), where the scores
- * are not sliced (sliced means few entries) and dsv4_topk_bins does not
- * take them */
+ * are not sliced (sliced means few entries) */
 static uint32_t topk_parts(const struct fwd *w)
 {
-	return w->gm->topk_parts && w->R <= 8 && index_slices(w) == 1 && !topk_bins(w) ?
+	return w->gm->topk_parts && w->R <= 8 && index_slices(w) == 1 ?
 		       gpu_topk_parts(w->maxe) : 0;
 }
 
@@ -898,7 +890,6 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 			&b->scores, &w->maxe };
 	uint32_t nz = 1;
 	void *at[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel, &nz };
-	void *ab[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->sel, &b->nsel };
 	uint32_t parts = topk_parts(w);
 	void *ap[] = { &b->scores, &w->maxe, &b->pos, &topk, &b->pkey, &b->pidx, &b->pn };
 	void *am[] = { &b->pkey, &b->pidx, &b->pn, &parts, &topk, &b->sel, &b->nsel };
@@ -937,9 +928,7 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	} else {
 		launch(w, K_INDEX_SCORES, w->R, (w->maxe + 7) / 8, 1, 256, 0, as);
 	}
-	if (topk_bins(w)) {
-		launch(w, K_TOPK_BINS, w->R, 1, 1, 1024, (unsigned int)topk_bins(w), ab);
-	} else if (parts) {
+	if (parts) {
 		launch(w, K_TOPK_PART, w->R, parts, 1, 1024, 0, ap);
 		launch(w, K_TOPK_MERGE, w->R, 1, 1, 1024, 0, am);
 	} else {

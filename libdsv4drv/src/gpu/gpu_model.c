@@ -535,7 +535,6 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->topk_parts = !env_off("DSV4_GPU_TOPK_PARTS");
-	gm->topk_bins = !env_off("DSV4_GPU_TOPK_BINS");
 	gm->index_mma = env_off("DSV4_GPU_INDEX_MMA") ? 0 : env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");

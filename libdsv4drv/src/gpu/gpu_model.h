@@ -92,9 +92,8 @@ struct gpu_model {
 	uint32_t l2pf_woa, l2pf_wqb, l2pf_shared, l2pf_last, l2pf_blocks;
 	/* the indexer's top-k in parts where a row has many entries
 	 * (dsv4_topk_part + dsv4_topk_merge; $DSV4_GPU_TOPK_PARTS=0: one
-	 * block always); before both, where a row's keys fit in shared
-	 * memory, dsv4_topk_bins ($DSV4_GPU_TOPK_BINS=0: not) */
-	int topk_parts, topk_bins;
+	 * block always) */
+	int topk_parts;
 	/* FP4 experts with reference numerics on the tensor cores
 	 * (dsv4_experts_mma; $DSV4_GPU_MMA=0: the CUDA-core form) */
 	int experts_mma;
