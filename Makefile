@@ -101,6 +101,7 @@ gpu-kit: firmware $(LIB) $(SRV_LIB) $(KSFT_INC)/kselftest_harness.h $(BUILD)/bin
 	@mkdir -p $(KIT)/lib
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/engine_test tests/unit/engine_test.c $(SRV_LIB) $(LIB) $(SRV_LIBS) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/gpu_test tests/unit/gpu_test.c $(LIB) $(TOOL_LIBS)
+	$(CC) $(KIT_CFLAGS) -o $(KIT)/prefix_test tests/unit/prefix_test.c $(LIB) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/dsv4-run userspace/dsv4-run/dsv4-run.c $(LIB) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) -o $(KIT)/gpu_bench tests/bench/gpu_bench.c $(LIB) $(TOOL_LIBS)
 	$(CC) $(KIT_CFLAGS) $(MODEL_DIRS) -o $(KIT)/dsv4-server userspace/dsv4-server/main.c \

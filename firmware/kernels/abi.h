@@ -31,12 +31,24 @@ enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
 
 /* One layer of one sequence, in device memory (F32 throughout):
  * ring [window, head_dim]; compressor kv/score [coff*ratio, coff*dim];
- * entries [cap, dim].  Zero where the layer has no such part. */
+ * entries [cap, dim]; with reference numerics also the indexer's keys as
+ * FP4-grid codes, icmp_code [cap, FW_ICODE_BYTES(index_head_dim)], what
+ * decode's scores read.  Zero where the layer has no such part. */
 struct fw_seq_layer {
 	uint64_t ring;
 	uint64_t cmp_kv, cmp_score, cmp_ent;
 	uint64_t icmp_kv, icmp_score, icmp_ent;
+	uint64_t icmp_code;
 };
+
+/*
+ * An indexer key on the FP4 grid (ihd % 32 == 0) as codes: ihd int8
+ * values v / 2^e, then each 32-value block's step 2^e as an F32 (e from
+ * the block's amax, exact: every FP4-grid value is a whole multiple of
+ * its block's step below 16 of them).  144 bytes for 128 dims, against
+ * 512 as F32.
+ */
+#define FW_ICODE_BYTES(ihd) ((ihd) + (ihd) / 8)
 
 /* A weight matrix in device memory as the checkpoint stores it. */
 struct fw_mat {

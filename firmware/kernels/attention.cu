@@ -622,7 +622,8 @@ static __device__ __forceinline__ void cmp_shift(float *kv, float *score, uint32
  * the entry (softmax over slots per channel; with overlap the previous
  * window's slots give the first half of the channels) is normalized, roped
  * at the window's first position and rounded (indexer: Hadamard then FP4;
- * main: FP8 on the nope dims), and stored as entry pos / ratio.
+ * main: FP8 on the nope dims), and stored as entry pos / ratio (the
+ * indexer's also as codes where the layer has icmp_code).
  */
 FW_KERNEL void __launch_bounds__(256)
 dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
@@ -682,6 +683,9 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 			block_hadamard(e, hd);
 			if (reference)
 				block_fakequant_fp4(e, hd);
+			if (reference && sl->icmp_code)	/* hd % 32 == 0 (the host) */
+				block_grid_codes(e, hd, (uint8_t *)sl->icmp_code +
+					(size_t)w * FW_ICODE_BYTES(hd));
 		} else if (reference) {
 			block_fakequant_fp8(e, hd - rd, 64);
 		}

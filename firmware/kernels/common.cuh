@@ -376,6 +376,59 @@ static __device__ void block_fakequant_fp4(float *x, uint32_t n)
 	__syncthreads();
 }
 
+/*
+ * A block of 32 values on the FP4 grid (e2m1 times a power of two 2^E,
+ * so multiples of 2^(E-1), at most 6 2^E) as int8 codes v / 2^e: with e
+ * = floor(log2 amax) - 3 <= E - 1 (amax < 2^(E+3)) every code is a whole
+ * number below 16, found without knowing E.  Returns e (0 for a block of
+ * zeros).
+ */
+static __device__ __forceinline__ int grid_step_exp(float amax)
+{
+	int biased = __float_as_int(amax) >> 23;	/* amax >= 0 */
+
+	if (!(amax > 0.f))
+		return 0;
+	/* ilogbf() for a normal amax from its exponent bits (the call's
+	 * checks took much of the conversion); a subnormal or inf amax still
+	 * through the call, as before */
+	return (biased && biased < 255 ? biased - 127 : ilogbf(amax)) - 3;
+}
+
+/* v 2^e: one multiply by the power of two where 2^e is a normal float
+ * (exact, as scalbnf is, unless the product falls below the normals) */
+static __device__ __forceinline__ float times_pow2(float v, int e)
+{
+	return e >= -126 && e <= 127 ? v * __int_as_float((e + 127) << 23) : scalbnf(v, e);
+}
+
+/* v / 2^e, a whole number on the grid */
+static __device__ __forceinline__ int8_t grid_code(float v, int e)
+{
+	return (int8_t)__float2int_rn(times_pow2(v, -e));
+}
+
+/*
+ * x[0..n) (on the FP4 grid, n % 32 == 0) as the indexer's key codes at
+ * @dst, the FW_ICODE_BYTES layout: n int8 codes grid_code(v, e), then a
+ * 32-value block's step 2^e as an F32 each, e = grid_step_exp() of the
+ * block's amax (the codes dsv4_index_scores_mma8 multiplies); a warp a
+ * block, as block_fakequant_fp4() goes
+ */
+static __device__ void block_grid_codes(const float *x, uint32_t n, uint8_t *dst)
+{
+	int lane = threadIdx.x % 32, nw = blockDim.x / 32;
+
+	for (uint32_t b = (threadIdx.x / 32) * 32; b < n; b += nw * 32) {
+		float v = x[b + lane];
+		int e = grid_step_exp(warp_max(fabsf(v)));
+
+		dst[b + lane] = (uint8_t)grid_code(v, e);
+		if (!lane)
+			((float *)(dst + n))[b / 32] = times_pow2(1.f, e);
+	}
+}
+
 /* the orthonormal Sylvester Hadamard transform of x[0..n), n a power of two */
 static __device__ void block_hadamard(float *x, uint32_t n)
 {

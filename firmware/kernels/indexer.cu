@@ -7,38 +7,6 @@
  */
 #include "common.cuh"
 
-/*
- * A block of 32 values on the FP4 grid (e2m1 times a power of two 2^E,
- * so multiples of 2^(E-1), at most 6 2^E) as int8 codes v / 2^e: with e
- * = floor(log2 amax) - 3 <= E - 1 (amax < 2^(E+3)) every code is a whole
- * number below 16, found without knowing E.  Returns e (0 for a block of
- * zeros).
- */
-static __device__ __forceinline__ int grid_step_exp(float amax)
-{
-	int biased = __float_as_int(amax) >> 23;	/* amax >= 0 */
-
-	if (!(amax > 0.f))
-		return 0;
-	/* ilogbf() for a normal amax from its exponent bits (the call's
-	 * checks took much of the conversion); a subnormal or inf amax still
-	 * through the call, as before */
-	return (biased && biased < 255 ? biased - 127 : ilogbf(amax)) - 3;
-}
-
-/* v 2^e: one multiply by the power of two where 2^e is a normal float
- * (exact, as scalbnf is, unless the product falls below the normals) */
-static __device__ __forceinline__ float times_pow2(float v, int e)
-{
-	return e >= -126 && e <= 127 ? v * __int_as_float((e + 127) << 23) : scalbnf(v, e);
-}
-
-/* v / 2^e, a whole number on the grid */
-static __device__ __forceinline__ int8_t grid_code(float v, int e)
-{
-	return (int8_t)__float2int_rn(times_pow2(v, -e));
-}
-
 /* the step exponent of a 32-value block a quad of lanes holds, eight
  * values a lane (@p, @q): grid_step_exp() of the quad's amax */
 static __device__ __forceinline__ int quad_step_exp(float4 p, float4 q)
@@ -461,24 +429,13 @@ dsv4_index_scores_mma(const int8_t *__restrict__ q8, const float *__restrict__ q
  */
 #define IMMA8_CODE_STRIDE (128 + 16)	/* a row's codes, 16 bytes apart in banks */
 
-FW_KERNEL void __launch_bounds__(256)
-dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
-		       const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
-		       const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
-		       float *__restrict__ scores, uint32_t max_entries)
+/* keys [n0, n0 + E) (contiguous) made codes into @kc and steps into @ks:
+ * thread i takes values [8 i, 8 i + 8) of each 2048, a quad a 32-value
+ * block; entries from @n on as zeros */
+static __device__ __forceinline__ void mma8_keys_f32(const fw_seq_layer *sl, uint32_t n0,
+						     uint32_t n, uint32_t E, uint32_t ihd,
+						     uint8_t *kc, float *ks)
 {
-	fw_pdl_enter();
-	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
-	__shared__ float ks[128 * 4], gs[128 * 8];
-	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
-	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, n0 = blockIdx.y * E;
-	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
-
-	if (n0 >= n)
-		return;
-	/* keys [n0, n0 + E) are contiguous: thread i takes values [8 i, 8 i +
-	 * 8) of each 2048, a quad a 32-value block */
 	const float4 *kv = (const float4 *)((const float *)sl->icmp_ent + (size_t)n0 * ihd);
 	const float4 zero = make_float4(0.f, 0.f, 0.f, 0.f);
 
@@ -493,6 +450,51 @@ dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ 
 		if (c % 32 == 0)
 			ks[e * 4 + c / 32] = times_pow2(1.f, xe);
 	}
+}
+
+/* the same from the keys' stored codes (icmp_code, FW_ICODE_BYTES an
+ * entry, the codes and steps mma8_keys_f32() forms): a word a thread,
+ * 16 bytes apart in banks; entries from @n on as zero codes, step 1 */
+static __device__ __forceinline__ void mma8_keys_codes(const fw_seq_layer *sl, uint32_t n0,
+						       uint32_t n, uint32_t E, uint32_t ihd,
+						       uint8_t *kc, float *ks)
+{
+	uint32_t wpe = FW_ICODE_BYTES(ihd) / 4, cw = ihd / 4;
+	const uint32_t *kw = (const uint32_t *)((const uint8_t *)sl->icmp_code +
+						(size_t)n0 * FW_ICODE_BYTES(ihd));
+
+	for (uint32_t i = threadIdx.x; i < E * wpe; i += blockDim.x) {
+		uint32_t e = i / wpe, c = i % wpe, in = n0 + e < n;
+		uint32_t v = in ? kw[i] : 0u;
+
+		if (c < cw)
+			*(uint32_t *)&kc[e * IMMA8_CODE_STRIDE + 4 * c] = v;
+		else
+			ks[e * 4 + c - cw] = in ? __uint_as_float(v) : 1.f;
+	}
+}
+
+template <bool CODES>
+static __device__ __forceinline__ void
+index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+		  const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+		  const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+		  float *__restrict__ scores, uint32_t max_entries)
+{
+	fw_pdl_enter();
+	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
+	__shared__ float ks[128 * 4], gs[128 * 8];
+	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, n0 = blockIdx.y * E;
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (n0 >= n)
+		return;
+	if (CODES)
+		mma8_keys_codes(sl, n0, n, E, ihd, kc, ks);
+	else
+		mma8_keys_f32(sl, n0, n, E, ihd, kc, ks);
 	__syncthreads();
 	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
 	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
@@ -569,6 +571,40 @@ dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ 
 	}
 }
 
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+		       const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+		       const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+		       float *__restrict__ scores, uint32_t max_entries)
+{
+	index_scores_mma8<false>(q8, qstep, wi, rowtab, L, pos, ih, ihd, wscale, scores,
+				 max_entries);
+}
+
+/* dsv4_index_scores_mma8 on the keys' stored codes (every layer's
+ * icmp_code set) */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma8c(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+			const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+			float *__restrict__ scores, uint32_t max_entries)
+{
+	index_scores_mma8<true>(q8, qstep, wi, rowtab, L, pos, ih, ihd, wscale, scores,
+				max_entries);
+}
+
+/*
+ * grid (n), 128 threads, ihd % 32 == 0: the indexer's keys ent [n, ihd]
+ * (on the FP4 grid) as codes [n, FW_ICODE_BYTES(ihd)], as dsv4_cmp_push
+ * stores them; for keys that came from the host
+ */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_icmp_codes(const float *__restrict__ ent, uint8_t *__restrict__ code, uint32_t ihd)
+{
+	block_grid_codes(ent + (size_t)blockIdx.x * ihd, ihd,
+			 code + (size_t)blockIdx.x * FW_ICODE_BYTES(ihd));
+}
+
 static __device__ __forceinline__ uint32_t order_key(float f)
 {
 	uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);
@@ -617,123 +653,9 @@ static __device__ void block_scan2(uint32_t &a, uint32_t &b, uint32_t *wt)
 	__syncthreads();	/* wt may be used again */
 }
 
-/* entries whose summed slices dsv4_topk keeps in shared memory (17 KB;
- * the host slices the scores only below 132 tiles of 32) */
-#define TOPK_SHARED 4352
-
 /*
- * grid R, 1024 threads.  Radix select of the k-th largest key (8 bits per
- * pass), then the chosen entries written in index order: all above the
- * threshold and the lowest-indexed of those equal to it.  The bin choice
- * and the output offsets are block-wide scans (one thread walking 256
- * bins per pass and 1024 counts took most of the kernel's time).  With
- * nz > 1 the scores come in nz slices [nz, R, max_entries]
- * (dsv4_index_scores_tiled's Z), added in slice order first (into shared
- * memory, or where they do not fit into slice 0).
- */
-FW_KERNEL void __launch_bounds__(1024)
-dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
-	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
-	  uint32_t *__restrict__ nsel, uint32_t nz)
-{
-	fw_pdl_enter();
-	__shared__ uint32_t hist[256], wt[64];
-	__shared__ uint32_t prefix, want;
-	__shared__ float sum_sh[TOPK_SHARED];
-	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
-	float *s = scores + (size_t)r * max_entries;
-	int32_t *out = sel + (size_t)r * k;
-
-	if (n <= k) {
-		for (uint32_t i = t; i < n; i += blockDim.x)
-			out[i] = (int32_t)i;
-		if (!t)
-			nsel[r] = n;
-		return;
-	}
-	if (nz > 1) {
-		/* the sums stay in shared memory where they fit (few entries is
-		 * why there are slices): the passes below read them there */
-		size_t zs = (size_t)gridDim.x * max_entries;
-		float *to = n <= TOPK_SHARED ? sum_sh : s;
-
-		for (uint32_t i = t; i < n; i += blockDim.x) {
-			float v[8], sum = 0.f;
-
-#pragma unroll
-			for (uint32_t z = 0; z < 8; z++)
-				v[z] = z < nz ? s[z * zs + i] : 0.f;
-#pragma unroll
-			for (uint32_t z = 0; z < 8; z++)
-				if (z < nz)
-					sum += v[z];
-			to[i] = sum;
-		}
-		s = to;
-		__syncthreads();
-	}
-	if (!t) {
-		prefix = 0;
-		want = k;	/* how many still to take at or above the prefix */
-	}
-	for (int shift = 24; shift >= 0; shift -= 8) {
-		uint32_t mask = shift == 24 ? 0 : 0xffffffffu << (shift + 8);
-
-		for (uint32_t i = t; i < 256; i += blockDim.x)
-			hist[i] = 0;
-		__syncthreads();
-		for (uint32_t i = t; i < n; i += blockDim.x) {
-			uint32_t kk = order_key(s[i]);
-
-			if ((kk & mask) == prefix)
-				atomicAdd(&hist[(kk >> shift) & 255], 1u);
-		}
-		__syncthreads();
-		/* the highest bin b whose count from b up reaches want (else 0):
-		 * thread t holds bin 255 - t's suffix sum */
-		uint32_t b = 255 - t, h = t < 256 ? hist[b] : 0, suf = h, unused = 0;
-		uint32_t w = want;
-
-		block_scan2(suf, unused, wt);
-		if (t < 256 && suf - h < w && (suf >= w || b == 0)) {
-			want = w - (suf - h);
-			prefix |= b << shift;
-		}
-		__syncthreads();
-	}
-	/* prefix is the threshold; want of the equal ones are taken */
-	uint32_t per = (n + blockDim.x - 1) / blockDim.x, i0 = t * per;
-	uint32_t i1 = i0 + per < n ? i0 + per : n, gt = 0, eq = 0;
-
-	for (uint32_t i = i0; i < i1; i++) {
-		uint32_t kk = order_key(s[i]);
-
-		gt += kk > prefix;
-		eq += kk == prefix;
-	}
-	uint32_t g0 = gt, e0 = eq, need_eq = want;
-
-	block_scan2(gt, eq, wt);	/* inclusive sums, made exclusive */
-	gt -= g0;
-	eq -= e0;
-	if (!t)
-		nsel[r] = k;
-	for (uint32_t i = i0; i < i1; i++) {
-		uint32_t kk = order_key(s[i]);
-
-		if (kk > prefix) {
-			out[gt + (eq < need_eq ? eq : need_eq)] = (int32_t)i;
-			gt++;
-		} else if (kk == prefix && eq < need_eq) {
-			out[gt + eq] = (int32_t)i;
-			eq++;
-		}
-	}
-}
-
-/*
- * The same top-k in two steps where one row has many entries (the one
- * block above issues too little for 32768 at 128K: 55 us a CSA layer,
+ * The same top-k in two steps where one row has many entries (dsv4_topk's
+ * one block, below, issues too little for 32768 at 128K: 55 us a CSA layer,
  * ncu IPC 1.2 on its one SM).  dsv4_topk_part: grid (R, parts), each
  * block picks the top k of its FW_TOPK_PART entries (the same rule), keys
  * and indices in index order; dsv4_topk_merge: a block a row picks the
@@ -788,20 +710,53 @@ struct topk_picks {
 	__device__ int32_t index(uint32_t i) const { return idx[i]; }
 };
 
-/* radix select of the k-th largest key among @src's valid slots [0, n),
- * 1024 threads: sh[0] the key, sh[1] how many equal to it to take */
+/*
+ * radix select of the k-th largest key among @src's valid slots [0, n),
+ * 1024 threads: sh[0] the key, sh[1] how many equal to it to take.  The
+ * digits are of the key minus the smallest key, 8 bits a pass from the
+ * highest bit of the keys' range down: a row's scores share a few
+ * exponents, so digits of the key itself (the first its sign and top
+ * exponent bits) put every key of the first pass into two to four bins,
+ * and the shared-memory atomics on them ran one after another.
+ */
 template <class S>
 static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint32_t *hist,
 				      uint32_t *wt, uint32_t *sh)
 {
-	uint32_t t = threadIdx.x;
+	uint32_t t = threadIdx.x, lane = t % 32, nw = blockDim.x / 32, lo = 0xffffffffu, hi = 0;
 
+	for (uint32_t i = t; i < n; i += blockDim.x) {
+		if (!src.valid(i))
+			continue;
+		uint32_t kk = src.key(i);
+
+		lo = min(lo, kk);
+		hi = max(hi, kk);
+	}
+	lo = __reduce_min_sync(0xffffffffu, lo);
+	hi = __reduce_max_sync(0xffffffffu, hi);
+	if (!lane) {
+		wt[t / 32] = lo;
+		wt[32 + t / 32] = hi;
+	}
 	if (!t) {
 		sh[0] = 0;
 		sh[1] = k;
 	}
-	for (int shift = 24; shift >= 0; shift -= 8) {
-		uint32_t mask = shift == 24 ? 0 : 0xffffffffu << (shift + 8);
+	__syncthreads();
+	lo = __reduce_min_sync(0xffffffffu, lane < nw ? wt[lane] : 0xffffffffu);
+	hi = __reduce_max_sync(0xffffffffu, lane < nw ? wt[32 + lane] : 0u);
+	/* (wt is written again only after the first pass's barriers) */
+#ifdef FW_TOPK_ABS_DIGITS	/* for timing: the key's own digits, as before */
+	lo = 0;
+	int top = 32;
+#else
+	int top = hi > lo ? 32 - __clz(hi - lo) : 0;
+#endif
+
+	for (int hb = top, lb; hb > 0; hb = lb) {
+		lb = hb > 8 ? hb - 8 : 0;
+		uint32_t dmask = (1u << (hb - lb)) - 1;
 
 		for (uint32_t i = t; i < 256; i += blockDim.x)
 			hist[i] = 0;
@@ -811,10 +766,10 @@ static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint
 		for (uint32_t i = t; i < n; i += blockDim.x) {
 			if (!src.valid(i))
 				continue;
-			uint32_t kk = src.key(i);
+			uint32_t d = src.key(i) - lo;
 
-			if ((kk & mask) == prefix)
-				atomicAdd(&hist[(kk >> shift) & 255], 1u);
+			if (hb >= 32 || d >> hb == prefix >> hb)
+				atomicAdd(&hist[(d >> lb) & dmask], 1u);
 		}
 		__syncthreads();
 		uint32_t b = 255 - t, h = t < 256 ? hist[b] : 0, suf = h, unused = 0;
@@ -823,10 +778,13 @@ static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint
 		block_scan2(suf, unused, wt);
 		if (t < 256 && suf - h < w && (suf >= w || b == 0)) {
 			sh[1] = w - (suf - h);
-			sh[0] = prefix | b << shift;
+			sh[0] = prefix | b << lb;
 		}
 		__syncthreads();
 	}
+	if (!t)
+		sh[0] += lo;
+	__syncthreads();
 }
 
 /* @src's valid slots above @thr and the first @need_eq equal to it (every
@@ -869,6 +827,69 @@ static __device__ void topk_emit(const S &src, uint32_t n, uint32_t thr, uint32_
 		if (okey)
 			okey[at] = kk;
 	}
+}
+
+/* entries whose summed slices dsv4_topk keeps in shared memory (17 KB;
+ * the host slices the scores only below 132 tiles of 32) */
+#define TOPK_SHARED 4352
+
+/*
+ * grid R, 1024 threads.  Radix select of the k-th largest key
+ * (topk_threshold()), then the chosen entries written in index order
+ * (topk_emit()): all above the threshold and the lowest-indexed of those
+ * equal to it.  The bin choice and the output offsets are block-wide
+ * scans (one thread walking 256 bins per pass and 1024 counts took most
+ * of the kernel's time).  With
+ * nz > 1 the scores come in nz slices [nz, R, max_entries]
+ * (dsv4_index_scores_tiled's Z), added in slice order first (into shared
+ * memory, or where they do not fit into slice 0).
+ */
+FW_KERNEL void __launch_bounds__(1024)
+dsv4_topk(float *__restrict__ scores, uint32_t max_entries,
+	  const uint32_t *__restrict__ pos, uint32_t k, int32_t *__restrict__ sel,
+	  uint32_t *__restrict__ nsel, uint32_t nz)
+{
+	fw_pdl_enter();
+	__shared__ uint32_t hist[256], wt[64], sh[2];
+	__shared__ float sum_sh[TOPK_SHARED];
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, t = threadIdx.x;
+	float *s = scores + (size_t)r * max_entries;
+	int32_t *out = sel + (size_t)r * k;
+
+	if (n <= k) {
+		for (uint32_t i = t; i < n; i += blockDim.x)
+			out[i] = (int32_t)i;
+		if (!t)
+			nsel[r] = n;
+		return;
+	}
+	if (nz > 1) {
+		/* the sums stay in shared memory where they fit (few entries is
+		 * why there are slices): the passes below read them there */
+		size_t zs = (size_t)gridDim.x * max_entries;
+		float *to = n <= TOPK_SHARED ? sum_sh : s;
+
+		for (uint32_t i = t; i < n; i += blockDim.x) {
+			float v[8], sum = 0.f;
+
+#pragma unroll
+			for (uint32_t z = 0; z < 8; z++)
+				v[z] = z < nz ? s[z * zs + i] : 0.f;
+#pragma unroll
+			for (uint32_t z = 0; z < 8; z++)
+				if (z < nz)
+					sum += v[z];
+			to[i] = sum;
+		}
+		s = to;
+		__syncthreads();
+	}
+	struct topk_scores src = { s, 0 };
+
+	topk_threshold(src, n, k, hist, wt, sh);
+	topk_emit(src, n, sh[0], sh[1], false, wt, out, NULL);
+	if (!t)
+		nsel[r] = k;
 }
 
 /* grid (R, parts), 1024 threads: part b's top k of entries

@@ -509,7 +509,9 @@ int dsv4_model_gpu_graph_stats(const struct dsv4_model *m, uint64_t *captured,
 /* Bytes one decode token must read at context @ctx (for rooflines): the
  * weights (dense, head, the activated experts' share of the routed ones)
  * and the KV state attention reads (window, selected/visible entries,
- * indexer keys; F32 as the GPU keeps them). */
+ * indexer keys; F32 as the GPU keeps them, but the indexer's keys as the
+ * codes decode's scores read where the CUDA backend keeps those: 144
+ * bytes an entry of 128 dims). */
 void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *weight_bytes,
 			     double *kv_bytes);
 /* Benchmarks only: the sequence (CUDA backend) is made @ctx tokens long
@@ -734,6 +736,13 @@ int dsv4_gpu_linear_fp8_split(struct dsv4_gpu *g, const uint8_t *codes, const ui
  * unless $DSV4_GPU_TOPK_PARTS=0. */
 int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t nz, uint32_t k,
 		  int32_t *sel, uint32_t *nsel, char *err, size_t errlen);
+/* The indexer's keys [n, ihd] (on the FP4 grid, ihd % 32 == 0, at most
+ * 1024) as the codes decode's index scores read (dsv4_icmp_codes, what
+ * dsv4_cmp_push stores beside each key): per key ihd int8 codes v / 2^e,
+ * then each 32-value block's step 2^e as an F32 (e = floor(log2 amax) -
+ * 3; 0 for a block of zeros), ihd + ihd / 8 bytes, into @codes. */
+int dsv4_gpu_index_codes(struct dsv4_gpu *g, const float *keys, uint32_t n, uint32_t ihd,
+			 uint8_t *codes, char *err, size_t errlen);
 /* Bandwidths (bytes/s): device memory (read + write of a 1 GiB device
  * copy) and host to device from pinned memory (256 MiB copies). */
 int dsv4_gpu_bandwidth(struct dsv4_gpu *g, double *device, double *htod, char *err,

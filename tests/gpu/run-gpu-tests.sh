@@ -32,7 +32,8 @@
 # 5. compute-sanitizer memcheck on the tiny models, racecheck on tiny-a decode,
 #    both on a Flash-shaped reference decode;
 # 6. engine_test with the backend left on auto: the official fixtures
-#    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU.
+#    (prefill, decode, entries, top-k, teacher-forced layers) on the GPU;
+# 7. prefix_test on the GPU (the cache's state to the host and back).
 set -uo pipefail
 . tests/gpu/kit-env.sh
 fail=0
@@ -156,8 +157,9 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/l2pf" "$tmp/route" 0 \
 	"flash-shaped reference: decode with the L2 prefetch vs without"
 tap $?
 # the index scores on the tensor cores (DSV4_GPU_INDEX_MMA, reference
-# numerics: exact integer sums of the FP4-grid codes; a warp a head tile,
-# or DSV4_GPU_INDEX_MMA8=0 a warp all heads) vs the CUDA cores'
+# numerics: exact integer sums of the FP4-grid codes; a warp a head tile
+# on the codes dsv4_cmp_push stored beside the keys, or DSV4_GPU_INDEX_MMA8=0
+# a warp all heads on the F32 keys) vs the CUDA cores'
 # F32 sums (exact too, as FP4 products are), and decode's indexer on a
 # stream of its own beside wq_b (DSV4_GPU_INDEX_ASIDE; its compressor's
 # push on the side stream or, DSV4_GPU_ICMP_SIDE=0, its own) vs in line: the same
@@ -353,6 +355,12 @@ if [ -x "$san" ]; then
 else
 	echo "ok compute-sanitizer # SKIP not installed"
 fi
+
+# 7. prefix_test with the backend left on auto: the prefix cache's state
+# to and from the GPU (a resumed prompt with reference numerics as saved:
+# the restored indexer keys made codes again on the GPU)
+"$kit/prefix_test" 2>&1 | grep -E "^(ok|not ok|#.*(backend|worst|FAIL))|^# (PASSED|FAILED|Totals)"
+tap "${PIPESTATUS[0]}"
 
 if [ "${GPU_ENGINE_TEST:-1}" = 1 ]; then
 	"$kit/engine_test" 2>&1 | grep -E "^(ok|not ok|#.*(on cuda|worst|FAIL))|^# (PASSED|FAILED|Totals)" | head -80

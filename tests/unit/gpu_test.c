@@ -581,6 +581,71 @@ TEST(topk_matches_the_cpu)
 }
 
 /*
+ * The indexer's keys as stored codes (dsv4_icmp_codes, what
+ * dsv4_cmp_push writes and decode's index scores read): against codes
+ * formed here from each 32-value block's amax, and each code times its
+ * step gives the key back exactly.  Keys on the FP4 grid over a wide
+ * range of scales, with blocks of zeros and of one value.
+ */
+TEST(index_key_codes_match_the_cpu)
+{
+	const uint32_t n = 300, ihd = 128, nb = ihd / 32, bytes = ihd + ihd / 8;
+	char err[512] = "";
+	struct dsv4_gpu *g = open_or_skip(_metadata, err, sizeof(err));
+	float *keys = malloc((size_t)n * ihd * sizeof(float));
+	uint8_t *got = malloc((size_t)n * bytes);
+	unsigned seed = 21;
+	uint32_t bad = 0, inexact = 0;
+
+	ASSERT_TRUE(keys && got);
+	if (!g) {
+		free(keys);
+		free(got);
+		SKIP(return, "no GPU here: %s", err);
+	}
+	for (uint32_t i = 0; i < n * nb; i++) {
+		int sc = (int)(rand_r(&seed) % 121) - 60, kind = (int)(i % 7);
+
+		for (uint32_t j = 0; j < 32; j++) {
+			float v = ldexpf((float)rand_r(&seed) / (float)RAND_MAX - 0.5f, sc);
+
+			keys[32 * i + j] = kind == 3 ? 0.f : kind == 5 && j ? 0.f : v;
+		}
+	}
+	dsv4_act_fakequant_fp4(keys, (size_t)n * ihd, keys);
+	ASSERT_EQ(0, dsv4_gpu_index_codes(g, keys, n, ihd, got, err, sizeof(err))) TH_LOG("%s", err);
+	for (uint32_t k = 0; k < n; k++) {
+		const uint8_t *row = got + (size_t)k * bytes;
+
+		for (uint32_t b = 0; b < nb; b++) {
+			const float *x = keys + (size_t)k * ihd + 32 * b;
+			float amax = 0.f, step;
+			int e = 0;
+
+			for (uint32_t j = 0; j < 32; j++)
+				amax = fmaxf(amax, fabsf(x[j]));
+			if (amax > 0.f)
+				e = ilogbf(amax) - 3;
+			memcpy(&step, row + ihd + 4 * b, sizeof(step));
+			bad += step != ldexpf(1.f, e);
+			for (uint32_t j = 0; j < 32; j++) {
+				int8_t c = (int8_t)row[32 * b + j];
+
+				bad += c != (int8_t)lrintf(ldexpf(x[j], -e));
+				inexact += (float)c * step != x[j] || c > 15 || c < -15;
+			}
+		}
+	}
+	EXPECT_EQ(0, bad);
+	EXPECT_EQ(0, inexact);
+	EXPECT_EQ(-EINVAL, dsv4_gpu_index_codes(g, keys, n, 100, got, err, sizeof(err)));
+	EXPECT_EQ(-EINVAL, dsv4_gpu_index_codes(g, keys, 0, ihd, got, err, sizeof(err)));
+	free(keys);
+	free(got);
+	dsv4_gpu_close(g);
+}
+
+/*
  * AUTO takes the GPU when it can and otherwise runs on the CPU, saying why;
  * CUDA demanded without a usable GPU is an error naming what is missing;
  * a firmware file that is not there counts as "cannot"; $DSV4_BACKEND

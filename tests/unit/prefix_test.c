@@ -46,15 +46,20 @@ static void cleanup(void)
 		return;
 }
 
-static struct dsv4_model *load(const char *path)
+static struct dsv4_model *load_as(const char *path, enum dsv4_numerics num)
 {
-	struct dsv4_model_options o = { .threads = 2, .numerics = DSV4_NUMERICS_EXACT };
+	struct dsv4_model_options o = { .threads = 2, .numerics = num };
 	struct dsv4_model *m = NULL;
 	char err[256];
 
 	if (dsv4_model_load(path, &o, &m, err, sizeof(err)))
 		fprintf(stderr, "# %s\n", err);
 	return m;
+}
+
+static struct dsv4_model *load(const char *path)
+{
+	return load_as(path, DSV4_NUMERICS_EXACT);
 }
 
 static double rel(const float *a, const float *b, uint32_t n)
@@ -150,6 +155,37 @@ TEST(repeated_and_shared_prompts_resume)
 	EXPECT_EQ(-EINVAL, dsv4_prefix_prefill(pc, s, toks, N, DSV4_LOGITS_LAST, got, &cached, err,
 					       sizeof(err)));	/* not fresh */
 	dsv4_seq_free(s);
+	dsv4_prefix_close(pc);
+	dsv4_model_free(m);
+}
+
+/*
+ * With reference numerics a resumed prompt runs the same steps as the run
+ * that saved its block (the block, then the rest): the same logits.  On
+ * the CUDA backend the restored indexer keys are made codes again on the
+ * GPU (what decode's scores read there), so a wrong code would move a
+ * score, a top-k pick and the logits.
+ */
+TEST(reference_numerics_resume_as_saved)
+{
+	struct dsv4_model *m;
+	struct dsv4_prefix_cache *pc;
+	struct dsv4_prefix_options o = { .dram_bytes = 64 << 20 };
+	float saved[(1 + DEC) * V], got[(1 + DEC) * V];
+	uint32_t cached;
+	char err[256];
+
+	make_tokens();
+	m = load_as(model("tiny-a", 1), DSV4_NUMERICS_REFERENCE);
+	ASSERT_NE(NULL, m);
+	TH_LOG("backend %s", dsv4_model_backend(m));
+	ASSERT_EQ(0, dsv4_prefix_open(m, &o, &pc, err, sizeof(err))) TH_LOG("%s", err);
+	ASSERT_EQ(0, run(m, pc, toks, N, saved, &cached));
+	EXPECT_EQ(0u, cached);
+	ASSERT_EQ(0, run(m, pc, toks, N, got, &cached));
+	EXPECT_EQ(256u, cached);
+	EXPECT_EQ(0, memcmp(saved, got, sizeof(got))) TH_LOG("worst %.3g", rel(saved, got,
+										(1 + DEC) * V));
 	dsv4_prefix_close(pc);
 	dsv4_model_free(m);
 }

@@ -564,7 +564,7 @@ void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *w
 		kv += (double)win * c->head_dim * 4;
 		if (r == 4)
 			kv += (double)(ctx / 4 < c->index_topk ? ctx / 4 : c->index_topk) * c->head_dim * 4 +
-			      (double)(ctx / 4) * c->index_head_dim * 4;
+			      (double)(ctx / 4) * gpu_index_key_bytes(m->gpu, c->index_head_dim);
 		else if (r)
 			kv += (double)(ctx / r) * c->head_dim * 4;
 	}

@@ -373,6 +373,28 @@ int dsv4_gpu_topk(struct dsv4_gpu *g, const float *scores, uint32_t n, uint32_t 
 	return r ? dsv4_errf(err, errlen, -EIO, "CUDA topk: %s", gpu_err(g, r)) : 0;
 }
 
+int dsv4_gpu_index_codes(struct dsv4_gpu *g, const float *keys, uint32_t n, uint32_t ihd,
+			 uint8_t *codes, char *err, size_t errlen)
+{
+	CUdeviceptr dk = 0, dc = 0;
+	void *args[] = { &dk, &dc, &ihd };
+	size_t cb = (size_t)n * FW_ICODE_BYTES(ihd);
+	CUresult r;
+
+	if (!n || n > INT32_MAX || !ihd || ihd % 32 || ihd > 1024)
+		return dsv4_errf(err, errlen, -EINVAL, "index_codes: %u keys of %u (1..2^31-1 "
+				 "keys, a multiple of 32 up to 1024 values)", n, ihd);
+	r = dev_put(g, 0, &dk, keys, (size_t)n * ihd * sizeof(float));
+	r = dev_put(g, r, &dc, NULL, cb);
+	if (!r)
+		r = g->cu.LaunchKernel(g->fn[K_ICMP_CODES], n, 1, 1, 128, 1, 1, 0, NULL, args, NULL);
+	if (!r)
+		r = g->cu.CtxSynchronize();
+	r = dev_get(g, r, codes, dc, cb);
+	dev_free(g, (CUdeviceptr[]){ dk, dc }, 2);
+	return r ? dsv4_errf(err, errlen, -EIO, "CUDA index_codes: %s", gpu_err(g, r)) : 0;
+}
+
 int dsv4_gpu_linear_fp8(struct dsv4_gpu *g, const uint8_t *codes, const uint8_t *scales,
 			uint32_t rows, uint32_t cols, uint32_t ks, const float *x, float *y_mma,
 			float *y_cores, char *err, size_t errlen)

@@ -120,7 +120,8 @@ struct cu_driver {
 	X(LINEAR1_FP8, dsv4_linear1_fp8) X(LINEAR1_FP4, dsv4_linear1_fp4) \
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
 	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
-	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge)
+	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge) \
+	X(INDEX_SCORES_MMA8C, dsv4_index_scores_mma8c) X(ICMP_CODES, dsv4_icmp_codes)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };
@@ -185,6 +186,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 void gpu_model_close(struct gpu_model *gm);
 const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len);
 uint64_t gpu_model_weight_bytes(const struct gpu_model *gm);
+/* the bytes decode's index scores read of one indexer key (@gm NULL: the
+ * CPU's F32) */
+uint32_t gpu_index_key_bytes(const struct gpu_model *gm, uint32_t ihd);
 
 /* a sequence's device state: rings, compressor states, entries */
 struct gpu_seq;

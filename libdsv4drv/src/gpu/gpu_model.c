@@ -539,6 +539,15 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");
 	gm->icmp_side = !env_off("DSV4_GPU_ICMP_SIDE");
+	{
+		uint32_t ih = m->cfg.index_n_heads, ihd = m->cfg.index_head_dim;
+
+		/* where gpu_forward.c's index_mma() and index_mma8() pick _mma8 */
+		gm->icodes = !env_off("DSV4_GPU_ICODES") && gm->index_mma && gm->index_mma8 &&
+			     m->opt.numerics == DSV4_NUMERICS_REFERENCE &&
+			     (ih == 8 || ih == 16 || ih == 32 || ih == 64) && ihd % 32 == 0 &&
+			     ihd <= 128;
+	}
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);
 	gm->l2pf_shared = env_upto("DSV4_GPU_L2PF_SHARED", 100);
@@ -787,12 +796,13 @@ int gpu_seq_create(struct gpu_model *gm, struct gpu_seq **out)
 	if (!gs)
 		return -ENOMEM;
 	gs->h = calloc(c->n_layers, sizeof(*gs->h));
-	gs->cap = calloc(2 * (size_t)c->n_layers, sizeof(*gs->cap));
+	gs->cap = calloc(3 * (size_t)c->n_layers, sizeof(*gs->cap));
 	if (!gs->h || !gs->cap) {
 		gpu_seq_free(gm, gs);
 		return -ENOMEM;
 	}
 	gs->icap = gs->cap + c->n_layers;
+	gs->ccap = gs->icap + c->n_layers;
 	if (gm->kv_mem) {
 		gs->spill = calloc(c->n_layers, sizeof(*gs->spill));
 		if (!gs->spill) {
@@ -941,7 +951,8 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;
 
-		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || need <= gs->icap[L])))
+		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || (need <= gs->icap[L] &&
+								    (!gm->icodes || need <= gs->ccap[L])))))
 			continue;
 		changed = 1;
 		if (gs->spill && ratio == 4)
@@ -952,10 +963,34 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 		if (!r && ratio == 4)
 			r = grow_one(gm, &gs->h[L].icmp_ent, &gs->icap[L], need ? need : 1,
 				     c->index_head_dim);
+		if (!r && ratio == 4 && gm->icodes)	/* FW_ICODE_BYTES, in floats */
+			r = grow_one(gm, &gs->h[L].icmp_code, &gs->ccap[L], need ? need : 1,
+				     FW_ICODE_BYTES(c->index_head_dim) / 4);
 	}
 	if (!r && changed)
 		r = gm->g->cu.MemcpyHtoD(gs->tab, gs->h, (size_t)c->n_layers * sizeof(*gs->h));
 	return r ? -ENOMEM : 0;
+}
+
+uint32_t gpu_index_key_bytes(const struct gpu_model *gm, uint32_t ihd)
+{
+	return gm && gm->icodes ? FW_ICODE_BYTES(ihd) : 4 * ihd;
+}
+
+/* the indexer's first @n keys of a layer (@h) made codes (icmp_code)
+ * on the GPU, after they came from the host; the GPU is idle */
+static CUresult icmp_codes(struct gpu_model *gm, const struct fw_seq_layer *h, uint32_t n)
+{
+	const struct cu_driver *cu = &gm->g->cu;
+	uint32_t ihd = gm->m->cfg.index_head_dim;
+	uint64_t ent = h->icmp_ent, code = h->icmp_code;
+	void *a[] = { &ent, &code, &ihd };
+	CUresult r;
+
+	if (!code || !n)
+		return 0;
+	r = cu->LaunchKernel(gm->g->fn[K_ICMP_CODES], n, 1, 1, 128, 1, 1, 0, gm->main, a, NULL);
+	return r ? r : cu->StreamSynchronize(gm->main);
 }
 
 /* one compressor's state and its @n entries between host and device */
@@ -1025,6 +1060,8 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 		if (!r && ratio == 4)
 			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score, h->icmp_ent, 4, n,
 				     to_host, tmp);
+		if (!r && ratio == 4 && !to_host)
+			r = icmp_codes(gm, h, n);
 	}
 	free(tmp);
 	return r ? -EIO : 0;
@@ -1078,6 +1115,9 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 		if (!r && h->icmp_ent)
 			r = gm->g->cu.MemcpyHtoD(h->icmp_ent, keys, (size_t)s->gpu->icap[L] *
 						 c->index_head_dim * sizeof(*keys));
+		if (!r && h->icmp_ent)
+			r = icmp_codes(gm, h, s->gpu->icap[L] < s->gpu->ccap[L] ?
+					      s->gpu->icap[L] : s->gpu->ccap[L]);
 	}
 	free(keys);
 	if (r)

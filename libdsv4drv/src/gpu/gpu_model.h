@@ -155,6 +155,11 @@ struct gpu_model {
 	/* ... and there by dsv4_index_scores_mma8, a warp a head tile
 	 * ($DSV4_GPU_INDEX_MMA8=0: dsv4_index_scores_mma, a warp all heads) */
 	int index_mma8;
+	/* ... on the keys' stored codes (fw_seq_layer.icmp_code, which
+	 * dsv4_cmp_push fills beside the F32 keys): 144 bytes an entry read
+	 * instead of 512 converted in every block.  Set where _mma8 is what
+	 * the scores run ($DSV4_GPU_ICODES=0: never) */
+	int icodes;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
@@ -206,7 +211,7 @@ void gpu_graph_profile_report(struct gpu_model *gm);
 struct gpu_seq {
 	CUdeviceptr tab;		/* fw_seq_layer [n_layers] on the device */
 	struct fw_seq_layer *h;		/* the host's copy */
-	uint32_t *cap, *icap;		/* entries allocated, per layer */
+	uint32_t *cap, *icap, *ccap;	/* entries allocated, per layer (ccap: icmp_code) */
 	struct dsv4_buf **spill;	/* per layer: CSA main entries in host memory */
 };
 
