@@ -594,6 +594,144 @@ dsv4_index_scores_mma8c(const int8_t *__restrict__ q8, const float *__restrict__
 }
 
 /*
+ * dsv4_index_scores_mma8c's scores with fewer blocks that each take entry
+ * groups gridDim.y apart in turn: the tile's query codes, steps and
+ * weights loaded once, and the next group's key codes loaded into
+ * registers while this group's are multiplied (at 128K the one-group
+ * blocks took 19 us for 4.7 MB, alone on the critical path: each block a
+ * chain of dependent loads, barriers and a few mmas).  The same
+ * arithmetic a group, so the same bits.  E FW_ICODE_BYTES(ihd) / 4 <=
+ * 8 x 256 words a group (the host checks).
+ */
+#define IMMA8S_PF 8
+
+FW_KERNEL void __launch_bounds__(256)
+dsv4_index_scores_mma8s(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+			const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
+			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
+			float *__restrict__ scores, uint32_t max_entries)
+{
+	fw_pdl_enter();
+	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
+	__shared__ float ks[128 * 4], gs[128 * 8];
+	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
+	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, groups = (n + E - 1) / E;
+	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
+	uint32_t wpe = FW_ICODE_BYTES(ihd) / 4, cw = ihd / 4, words = E * wpe;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+	const uint32_t *kw = (const uint32_t *)sl->icmp_code;
+	uint32_t pf[IMMA8S_PF];
+
+	if (blockIdx.y >= groups)
+		return;
+	/* the first group's key codes out first, then the query tile's */
+#pragma unroll
+	for (uint32_t j = 0; j < IMMA8S_PF; j++) {
+		uint32_t i = threadIdx.x + j * blockDim.x, n0 = blockIdx.y * E;
+
+		pf[j] = i < words && n0 + i / wpe < n ? kw[(size_t)n0 * wpe + i] : 0u;
+	}
+	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
+	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
+	const float *qsr = qstep + (size_t)r * ih * nb;
+	uint32_t bq[4][2];
+	float q0[4], q1[4], wv[8];
+
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		bq[b][0] = qw[8 * b + t];
+		bq[b][1] = qw[8 * b + 4 + t];
+		q0[b] = qsr[hc * nb + b];
+		q1[b] = qsr[(hc + 1) * nb + b];
+	}
+#pragma unroll
+	for (uint32_t j = 0; j < 8; j++)
+		wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
+	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
+
+	for (uint32_t grp = blockIdx.y; grp < groups; grp += gridDim.y) {
+		uint32_t n0 = grp * E, next = (grp + gridDim.y) * E;
+
+		/* this group's codes into shared memory (the last group's
+		 * readers passed the barrier before its sums) */
+#pragma unroll
+		for (uint32_t j = 0; j < IMMA8S_PF; j++) {
+			uint32_t i = threadIdx.x + j * blockDim.x, e = i / wpe, c = i % wpe;
+
+			if (i >= words)
+				continue;
+			if (c < cw)
+				*(uint32_t *)&kc[e * IMMA8_CODE_STRIDE + 4 * c] = pf[j];
+			else
+				ks[e * 4 + c - cw] = n0 + e < n ? __uint_as_float(pf[j]) : 1.f;
+		}
+		__syncthreads();
+		/* the next group's loads out while this one is multiplied */
+#pragma unroll
+		for (uint32_t j = 0; j < IMMA8S_PF; j++) {
+			uint32_t i = threadIdx.x + j * blockDim.x;
+
+			pf[j] = next < n && i < words && next + i / wpe < n ?
+					kw[(size_t)next * wpe + i] : 0u;
+		}
+		uint32_t a[4][4];
+		float ska[4], skb[4], d[4] = { 0.f, 0.f, 0.f, 0.f };
+
+#pragma unroll
+		for (uint32_t b = 0; b < 4; b++) {
+			if (b >= nb)
+				continue;
+			a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
+			a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
+			a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
+			a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
+			ska[b] = ks[(e0 + g) * 4 + b];
+			skb[b] = ks[(e0 + g + 8) * 4 + b];
+		}
+#pragma unroll
+		for (uint32_t b = 0; b < 4; b++) {
+			if (b >= nb)
+				continue;
+			int c[4];
+
+			mma_s8(c, a[b], bq[b][0], bq[b][1]);
+			add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
+		}
+		float dq[4][4], sa = 0.f, sb = 0.f;
+
+		quad_gather(d, dq, lane);
+#pragma unroll
+		for (uint32_t k = 0; k < 4; k++) {
+#pragma unroll
+			for (uint32_t j = 0; j < 2; j++) {
+				uint32_t h = h0 + 2 * k + j;
+
+				sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
+				sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
+				if ((h + 1) % hpg == 0) {
+					if (t == 0) {
+						gs[(e0 + g) * 8 + h / hpg] = sa;
+						gs[(e0 + g + 8) * 8 + h / hpg] = sb;
+					}
+					sa = sb = 0.f;
+				}
+			}
+		}
+		__syncthreads();
+		if (threadIdx.x < E && n0 + threadIdx.x < n) {
+			float ta = 0.f;
+
+#pragma unroll
+			for (uint32_t q = 0; q < 8; q++)
+				ta = __fadd_rn(ta, gs[threadIdx.x * 8 + q]);
+			scores[(size_t)r * max_entries + n0 + threadIdx.x] = ta;
+		}
+	}
+}
+
+/*
  * grid (n), 128 threads, ihd % 32 == 0: the indexer's keys ent [n, ihd]
  * (on the FP4 grid) as codes [n, FW_ICODE_BYTES(ihd)], as dsv4_cmp_push
  * stores them; for keys that came from the host
@@ -710,53 +848,20 @@ struct topk_picks {
 	__device__ int32_t index(uint32_t i) const { return idx[i]; }
 };
 
-/*
- * radix select of the k-th largest key among @src's valid slots [0, n),
- * 1024 threads: sh[0] the key, sh[1] how many equal to it to take.  The
- * digits are of the key minus the smallest key, 8 bits a pass from the
- * highest bit of the keys' range down: a row's scores share a few
- * exponents, so digits of the key itself (the first its sign and top
- * exponent bits) put every key of the first pass into two to four bins,
- * and the shared-memory atomics on them ran one after another.
- */
+/* radix select of the k-th largest key among @src's valid slots [0, n),
+ * 1024 threads: sh[0] the key, sh[1] how many equal to it to take */
 template <class S>
 static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint32_t *hist,
 				      uint32_t *wt, uint32_t *sh)
 {
-	uint32_t t = threadIdx.x, lane = t % 32, nw = blockDim.x / 32, lo = 0xffffffffu, hi = 0;
+	uint32_t t = threadIdx.x;
 
-	for (uint32_t i = t; i < n; i += blockDim.x) {
-		if (!src.valid(i))
-			continue;
-		uint32_t kk = src.key(i);
-
-		lo = min(lo, kk);
-		hi = max(hi, kk);
-	}
-	lo = __reduce_min_sync(0xffffffffu, lo);
-	hi = __reduce_max_sync(0xffffffffu, hi);
-	if (!lane) {
-		wt[t / 32] = lo;
-		wt[32 + t / 32] = hi;
-	}
 	if (!t) {
 		sh[0] = 0;
 		sh[1] = k;
 	}
-	__syncthreads();
-	lo = __reduce_min_sync(0xffffffffu, lane < nw ? wt[lane] : 0xffffffffu);
-	hi = __reduce_max_sync(0xffffffffu, lane < nw ? wt[32 + lane] : 0u);
-	/* (wt is written again only after the first pass's barriers) */
-#ifdef FW_TOPK_ABS_DIGITS	/* for timing: the key's own digits, as before */
-	lo = 0;
-	int top = 32;
-#else
-	int top = hi > lo ? 32 - __clz(hi - lo) : 0;
-#endif
-
-	for (int hb = top, lb; hb > 0; hb = lb) {
-		lb = hb > 8 ? hb - 8 : 0;
-		uint32_t dmask = (1u << (hb - lb)) - 1;
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		uint32_t mask = shift == 24 ? 0 : 0xffffffffu << (shift + 8);
 
 		for (uint32_t i = t; i < 256; i += blockDim.x)
 			hist[i] = 0;
@@ -766,10 +871,10 @@ static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint
 		for (uint32_t i = t; i < n; i += blockDim.x) {
 			if (!src.valid(i))
 				continue;
-			uint32_t d = src.key(i) - lo;
+			uint32_t kk = src.key(i);
 
-			if (hb >= 32 || d >> hb == prefix >> hb)
-				atomicAdd(&hist[(d >> lb) & dmask], 1u);
+			if ((kk & mask) == prefix)
+				atomicAdd(&hist[(kk >> shift) & 255], 1u);
 		}
 		__syncthreads();
 		uint32_t b = 255 - t, h = t < 256 ? hist[b] : 0, suf = h, unused = 0;
@@ -778,13 +883,10 @@ static __device__ void topk_threshold(const S &src, uint32_t n, uint32_t k, uint
 		block_scan2(suf, unused, wt);
 		if (t < 256 && suf - h < w && (suf >= w || b == 0)) {
 			sh[1] = w - (suf - h);
-			sh[0] = prefix | b << lb;
+			sh[0] = prefix | b << shift;
 		}
 		__syncthreads();
 	}
-	if (!t)
-		sh[0] += lo;
-	__syncthreads();
 }
 
 /* @src's valid slots above @thr and the first @need_eq equal to it (every

@@ -172,8 +172,10 @@ for p in tiny-a tiny-b tiny-c flash; do
 	DSV4_GPU_INDEX_MMA=0 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" "${ix[@]}" \
 		--dump-logits "$tmp/ixoff" >/dev/null
 	base=$?		# (a failed baseline fails each check below)
-	for m8 in 1 0; do
-		[ $base = 0 ] && DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=$m8 DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" \
+	for m8 in 1 0 s; do
+		# s: dsv4_index_scores_mma8s, 7 blocks taking every entry group in turn
+		sb=(); [ $m8 = s ] && sb=(DSV4_GPU_INDEX_SBLOCKS=7)
+		[ $base = 0 ] && env "${sb[@]}" DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_MMA8=${m8/s/1} DSV4_GPU_INDEX_ASIDE=0 "$kit/dsv4-run" \
 			"${ix[@]}" --dump-logits "$tmp/ixmma" >/dev/null &&
 		python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixoff" "$tmp/ixmma" 0 \
 			"$p reference: the index scores on the tensor cores (a warp a head tile: $m8) vs the CUDA cores"

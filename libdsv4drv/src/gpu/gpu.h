@@ -121,7 +121,8 @@ struct cu_driver {
 	X(LINEAR1_FP8_MMA, dsv4_linear1_fp8_mma) X(LINEAR1_FP8_MMX, dsv4_linear1_fp8_mmx) \
 	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
 	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge) \
-	X(INDEX_SCORES_MMA8C, dsv4_index_scores_mma8c) X(ICMP_CODES, dsv4_icmp_codes)
+	X(INDEX_SCORES_MMA8C, dsv4_index_scores_mma8c) X(ICMP_CODES, dsv4_icmp_codes) \
+	X(INDEX_SCORES_MMA8S, dsv4_index_scores_mma8s)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

@@ -295,7 +295,8 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_SWIGLU: case K_MOE_COMBINE: case K_RING_STORE: case K_ATTN_SCORES:
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
 	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA:
-	case K_INDEX_SCORES_MMA8: case K_INDEX_SCORES_MMA8C: case K_LINEAR1_F32:
+	case K_INDEX_SCORES_MMA8: case K_INDEX_SCORES_MMA8C:
+	case K_INDEX_SCORES_MMA8S: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
@@ -912,8 +913,15 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 	if (index_mma(w) && index_mma8(w)) {
 		uint32_t E = 16 * (64 / ih);
 
-		launch(w, w->gm->icodes ? K_INDEX_SCORES_MMA8C : K_INDEX_SCORES_MMA8, w->R,
-		       (w->maxe + E - 1) / E, 1, 256, 0, am8);
+		uint32_t gy = (w->maxe + E - 1) / E, cap = w->gm->index_sblocks;
+
+		/* more groups than the streamed form's blocks: those take
+		 * them in turn (its prefetch holds 8 words a thread) */
+		if (w->gm->icodes && cap && gy > cap && E * (FW_ICODE_BYTES(ihd) / 4) <= 8 * 256)
+			launch(w, K_INDEX_SCORES_MMA8S, w->R, cap, 1, 256, 0, am8);
+		else
+			launch(w, w->gm->icodes ? K_INDEX_SCORES_MMA8C : K_INDEX_SCORES_MMA8, w->R,
+			       gy, 1, 256, 0, am8);
 	} else if (index_mma(w)) {
 		uint32_t nw = index_mma_warps(w);
 

@@ -539,6 +539,8 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");
 	gm->icmp_side = !env_off("DSV4_GPU_ICMP_SIDE");
+	gm->index_sblocks = getenv("DSV4_GPU_INDEX_SBLOCKS") ?
+			    env_upto("DSV4_GPU_INDEX_SBLOCKS", 65535) : 2 * (uint32_t)gm->g->sms;
 	{
 		uint32_t ih = m->cfg.index_n_heads, ihd = m->cfg.index_head_dim;
 

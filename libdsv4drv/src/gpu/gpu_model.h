@@ -160,6 +160,11 @@ struct gpu_model {
 	 * instead of 512 converted in every block.  Set where _mma8 is what
 	 * the scores run ($DSV4_GPU_ICODES=0: never) */
 	int icodes;
+	/* ... and where a row has more entry groups than this many blocks,
+	 * dsv4_index_scores_mma8s: that many blocks take them in turn, the
+	 * next group's codes loaded while one is multiplied (two a SM;
+	 * $DSV4_GPU_INDEX_SBLOCKS=N: N, 0 never) */
+	uint32_t index_sblocks;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
