@@ -74,6 +74,6 @@ above has random weights; the fortune model is trained (tiny, so its
 wisdom is approximate).  On a machine with an NVIDIA GPU the same commands
 run on the CUDA backend (make check-gpu checks it); here the server's log
 line above says why it ran on the CPU.  Not yet at the goal on the GPU:
-0.59 of the memory roofline at 4K (0.5997 at best), 0.56-0.57 at 128K (goal 0.6;
+0.59-0.60 of the memory roofline at 4K (0.5997 at best to four places), 0.56 at 128K (goal 0.6;
 firmware/README.md).
 MSG

@@ -596,40 +596,59 @@ dsv4_index_scores_mma8c(const int8_t *__restrict__ q8, const float *__restrict__
 /*
  * dsv4_index_scores_mma8c's scores with fewer blocks that each take entry
  * groups gridDim.y apart in turn: the tile's query codes, steps and
- * weights loaded once, and the next group's key codes loaded into
- * registers while this group's are multiplied (at 128K the one-group
- * blocks took 19 us for 4.7 MB, alone on the critical path: each block a
- * chain of dependent loads, barriers and a few mmas).  The same
- * arithmetic a group, so the same bits.  E FW_ICODE_BYTES(ihd) / 4 <=
- * 8 x 256 words a group (the host checks).
+ * weights loaded once, each word's place in shared memory found once,
+ * and the next group's key codes loaded into registers while this
+ * group's are multiplied.  At 128K the one-group blocks took 19 us a CSA
+ * layer for 4.7 MB; this form 15 us (CUPTI, H100).  A first form that
+ * divided every word's index by the words an entry in each group took
+ * 21.5, instruction-bound (ncu: issue near half its peak, DRAM at 6 %).
+ * The same arithmetic a group, so the same bits.  E
+ * FW_ICODE_BYTES(ihd) / 4 <= 8 x 256 words a group (the host checks).
  */
 #define IMMA8S_PF 8
 
-FW_KERNEL void __launch_bounds__(256)
+FW_KERNEL void __launch_bounds__(256, 2)
 dsv4_index_scores_mma8s(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
 			const float *__restrict__ wi, const uint64_t *__restrict__ rowtab, uint32_t L,
 			const uint32_t *__restrict__ pos, uint32_t ih, uint32_t ihd, float wscale,
 			float *__restrict__ scores, uint32_t max_entries)
 {
 	fw_pdl_enter();
-	__shared__ __align__(16) uint8_t kc[128 * IMMA8_CODE_STRIDE];
-	__shared__ float ks[128 * 4], gs[128 * 8];
+	/* the key codes (rows IMMA8_CODE_STRIDE apart), then their steps */
+	__shared__ __align__(16) uint8_t kcs[128 * IMMA8_CODE_STRIDE + 128 * 4 * 4];
+	__shared__ float gs[128 * 8];
+	uint8_t *kc = kcs;
+	float *ks = (float *)(kcs + 128 * IMMA8_CODE_STRIDE);
 	uint32_t T = ih / 8, G = 8 / T, E = 16 * G, nb = ihd / 32, hpg = ih / 8;
 	uint32_t r = blockIdx.x, n = (pos[r] + 1) / 4, groups = (n + E - 1) / E;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, g = lane / 4, t = lane % 4;
 	uint32_t wpe = FW_ICODE_BYTES(ihd) / 4, cw = ihd / 4, words = E * wpe;
 	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
 	const uint32_t *kw = (const uint32_t *)sl->icmp_code;
-	uint32_t pf[IMMA8S_PF];
+	uint32_t pf[IMMA8S_PF], at[IMMA8S_PF];
 
 	if (blockIdx.y >= groups)
 		return;
-	/* the first group's key codes out first, then the query tile's */
+	/* where each of the thread's words goes in shared memory: the same
+	 * for every group (a group's words lie contiguous from n0 wpe) */
 #pragma unroll
 	for (uint32_t j = 0; j < IMMA8S_PF; j++) {
-		uint32_t i = threadIdx.x + j * blockDim.x, n0 = blockIdx.y * E;
+		uint32_t i = threadIdx.x + j * blockDim.x, e = i / wpe, c = i % wpe;
 
-		pf[j] = i < words && n0 + i / wpe < n ? kw[(size_t)n0 * wpe + i] : 0u;
+		at[j] = c < cw ? e * IMMA8_CODE_STRIDE + 4 * c :
+				 128 * IMMA8_CODE_STRIDE + 4 * (e * 4 + c - cw);
+	}
+	/* the first group's key codes out first (words past the row's
+	 * entries as zeros: zero codes and steps, scores not kept), then the
+	 * query tile's */
+	uint32_t lim = min(words, (n - blockIdx.y * E) * wpe);
+	const uint32_t *src = kw + (size_t)blockIdx.y * E * wpe;
+
+#pragma unroll
+	for (uint32_t j = 0; j < IMMA8S_PF; j++) {
+		uint32_t i = threadIdx.x + j * blockDim.x;
+
+		pf[j] = i < lim ? src[i] : 0u;
 	}
 	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
 	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
@@ -657,24 +676,18 @@ dsv4_index_scores_mma8s(const int8_t *__restrict__ q8, const float *__restrict__
 		/* this group's codes into shared memory (the last group's
 		 * readers passed the barrier before its sums) */
 #pragma unroll
-		for (uint32_t j = 0; j < IMMA8S_PF; j++) {
-			uint32_t i = threadIdx.x + j * blockDim.x, e = i / wpe, c = i % wpe;
-
-			if (i >= words)
-				continue;
-			if (c < cw)
-				*(uint32_t *)&kc[e * IMMA8_CODE_STRIDE + 4 * c] = pf[j];
-			else
-				ks[e * 4 + c - cw] = n0 + e < n ? __uint_as_float(pf[j]) : 1.f;
-		}
+		for (uint32_t j = 0; j < IMMA8S_PF; j++)
+			if (threadIdx.x + j * blockDim.x < words)
+				*(uint32_t *)&kcs[at[j]] = pf[j];
 		__syncthreads();
 		/* the next group's loads out while this one is multiplied */
+		lim = next < n ? min(words, (n - next) * wpe) : 0;
+		src = kw + (size_t)next * wpe;
 #pragma unroll
 		for (uint32_t j = 0; j < IMMA8S_PF; j++) {
 			uint32_t i = threadIdx.x + j * blockDim.x;
 
-			pf[j] = next < n && i < words && next + i / wpe < n ?
-					kw[(size_t)next * wpe + i] : 0u;
+			pf[j] = i < lim ? src[i] : 0u;
 		}
 		uint32_t a[4][4];
 		float ska[4], skb[4], d[4] = { 0.f, 0.f, 0.f, 0.f };
