@@ -911,9 +911,7 @@ static void indexer(struct fwd *w, uint32_t L, const uint32_t *pos)
 		side_join_on(w, w->cur);
 	}
 	if (index_mma(w) && index_mma8(w)) {
-		uint32_t E = 16 * (64 / ih);
-
-		uint32_t gy = (w->maxe + E - 1) / E, cap = w->gm->index_sblocks;
+		uint32_t E = 16 * (64 / ih), gy = (w->maxe + E - 1) / E, cap = w->gm->index_sblocks;
 
 		/* more groups than the streamed form's blocks: those take
 		 * them in turn (its prefetch holds 8 words a thread) */
