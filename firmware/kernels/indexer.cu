@@ -474,6 +474,104 @@ static __device__ __forceinline__ void mma8_keys_codes(const fw_seq_layer *sl, u
 	}
 }
 
+/* a warp's query tile (heads h0..h0 + 8 of row r): codes as mma B
+ * fragments, the steps of heads hc and hc + 1, the heads' weights */
+struct mma8_tile {
+	uint32_t bq[4][2];
+	float q0[4], q1[4], wv[8];
+};
+
+static __device__ __forceinline__ void
+mma8_load_tile(mma8_tile &q, const int8_t *__restrict__ q8, const float *__restrict__ qstep,
+	       const float *__restrict__ wi, uint32_t r, uint32_t ih, uint32_t ihd, float wscale,
+	       uint32_t h0, uint32_t g, uint32_t t)
+{
+	uint32_t nb = ihd / 32, hq = h0 + g, hc = h0 + 2 * t;
+	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
+	const float *qsr = qstep + (size_t)r * ih * nb;
+
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		q.bq[b][0] = qw[8 * b + t];
+		q.bq[b][1] = qw[8 * b + 4 + t];
+		q.q0[b] = qsr[hc * nb + b];
+		q.q1[b] = qsr[(hc + 1) * nb + b];
+	}
+#pragma unroll
+	for (uint32_t j = 0; j < 8; j++)
+		q.wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
+}
+
+/*
+ * one group of E entries from n0 whose key codes and steps are in @kc and
+ * @ks: the warp's tile of 16 entries from e0 and 8 heads from h0 (an mma
+ * a 32-value block, the steps and head terms in dsv4_index_scores_mma's
+ * order), each head group's sum into @gs; then a thread an entry adds the
+ * eight groups' sums in order into out[n0 + entry]
+ */
+static __device__ __forceinline__ void
+mma8_group(const mma8_tile &q, const uint8_t *kc, const float *ks, float *gs, uint32_t e0,
+	   uint32_t h0, uint32_t lane, uint32_t nb, uint32_t hpg, uint32_t E, uint32_t n0,
+	   uint32_t n, float *__restrict__ out)
+{
+	uint32_t g = lane / 4, t = lane % 4;
+	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
+	uint32_t a[4][4];
+	float ska[4], skb[4], d[4] = { 0.f, 0.f, 0.f, 0.f };
+
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
+		a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
+		a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
+		a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
+		ska[b] = ks[(e0 + g) * 4 + b];
+		skb[b] = ks[(e0 + g + 8) * 4 + b];
+	}
+#pragma unroll
+	for (uint32_t b = 0; b < 4; b++) {
+		if (b >= nb)
+			continue;
+		int c[4];
+
+		mma_s8(c, a[b], q.bq[b][0], q.bq[b][1]);
+		add_block_terms(d, c, ska[b], skb[b], q.q0[b], q.q1[b]);
+	}
+	float dq[4][4], sa = 0.f, sb = 0.f;
+
+	quad_gather(d, dq, lane);
+#pragma unroll
+	for (uint32_t k = 0; k < 4; k++) {
+#pragma unroll
+		for (uint32_t j = 0; j < 2; j++) {
+			uint32_t h = h0 + 2 * k + j;
+
+			sa = __fmaf_rn(q.wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
+			sb = __fmaf_rn(q.wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
+			if ((h + 1) % hpg == 0) {
+				if (t == 0) {
+					gs[(e0 + g) * 8 + h / hpg] = sa;
+					gs[(e0 + g + 8) * 8 + h / hpg] = sb;
+				}
+				sa = sb = 0.f;
+			}
+		}
+	}
+	__syncthreads();
+	if (threadIdx.x < E && n0 + threadIdx.x < n) {
+		float ta = 0.f;
+
+#pragma unroll
+		for (uint32_t j = 0; j < 8; j++)
+			ta = __fadd_rn(ta, gs[threadIdx.x * 8 + j]);
+		out[n0 + threadIdx.x] = ta;
+	}
+}
+
 template <bool CODES>
 static __device__ __forceinline__ void
 index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep,
@@ -496,79 +594,11 @@ index_scores_mma8(const int8_t *__restrict__ q8, const float *__restrict__ qstep
 	else
 		mma8_keys_f32(sl, n0, n, E, ihd, kc, ks);
 	__syncthreads();
-	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
-	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
-	const float *qsr = qstep + (size_t)r * ih * nb;
-	uint32_t a[4][4], bq[4][2];
-	float q0[4], q1[4], ska[4], skb[4], wv[8];
+	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T);
+	mma8_tile q;
 
-	/* the tile's query codes, steps and weights first (L2), then the
-	 * block's key codes (shared memory) */
-#pragma unroll
-	for (uint32_t b = 0; b < 4; b++) {
-		if (b >= nb)
-			continue;
-		bq[b][0] = qw[8 * b + t];
-		bq[b][1] = qw[8 * b + 4 + t];
-		q0[b] = qsr[hc * nb + b];
-		q1[b] = qsr[(hc + 1) * nb + b];
-	}
-#pragma unroll
-	for (uint32_t j = 0; j < 8; j++)
-		wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
-	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
-
-#pragma unroll
-	for (uint32_t b = 0; b < 4; b++) {
-		if (b >= nb)
-			continue;
-		a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
-		a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
-		a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
-		a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
-		ska[b] = ks[(e0 + g) * 4 + b];
-		skb[b] = ks[(e0 + g + 8) * 4 + b];
-	}
-	float d[4] = { 0.f, 0.f, 0.f, 0.f };
-
-#pragma unroll
-	for (uint32_t b = 0; b < 4; b++) {
-		if (b >= nb)
-			continue;
-		int c[4];
-
-		mma_s8(c, a[b], bq[b][0], bq[b][1]);
-		add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
-	}
-	float dq[4][4], sa = 0.f, sb = 0.f;
-
-	quad_gather(d, dq, lane);
-#pragma unroll
-	for (uint32_t k = 0; k < 4; k++) {
-#pragma unroll
-		for (uint32_t j = 0; j < 2; j++) {
-			uint32_t h = h0 + 2 * k + j;
-
-			sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
-			sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
-			if ((h + 1) % hpg == 0) {
-				if (t == 0) {
-					gs[(e0 + g) * 8 + h / hpg] = sa;
-					gs[(e0 + g + 8) * 8 + h / hpg] = sb;
-				}
-				sa = sb = 0.f;
-			}
-		}
-	}
-	__syncthreads();
-	if (threadIdx.x < E && n0 + threadIdx.x < n) {
-		float ta = 0.f;
-
-#pragma unroll
-		for (uint32_t q = 0; q < 8; q++)
-			ta = __fadd_rn(ta, gs[threadIdx.x * 8 + q]);
-		scores[(size_t)r * max_entries + n0 + threadIdx.x] = ta;
-	}
+	mma8_load_tile(q, q8, qstep, wi, r, ih, ihd, wscale, h0, g, t);
+	mma8_group(q, kc, ks, gs, e0, h0, lane, nb, hpg, E, n0, n, scores + (size_t)r * max_entries);
 }
 
 FW_KERNEL void __launch_bounds__(256)
@@ -650,25 +680,10 @@ dsv4_index_scores_mma8s(const int8_t *__restrict__ q8, const float *__restrict__
 
 		pf[j] = i < lim ? src[i] : 0u;
 	}
-	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T), hq = h0 + g, hc = h0 + 2 * t;
-	const uint32_t *qw = (const uint32_t *)(q8 + ((size_t)r * ih + hq) * ihd);
-	const float *qsr = qstep + (size_t)r * ih * nb;
-	uint32_t bq[4][2];
-	float q0[4], q1[4], wv[8];
+	uint32_t e0 = 16 * (wid / T), h0 = 8 * (wid % T);
+	mma8_tile q;
 
-#pragma unroll
-	for (uint32_t b = 0; b < 4; b++) {
-		if (b >= nb)
-			continue;
-		bq[b][0] = qw[8 * b + t];
-		bq[b][1] = qw[8 * b + 4 + t];
-		q0[b] = qsr[hc * nb + b];
-		q1[b] = qsr[(hc + 1) * nb + b];
-	}
-#pragma unroll
-	for (uint32_t j = 0; j < 8; j++)
-		wv[j] = wi[(size_t)r * ih + h0 + j] * wscale;
-	const uint8_t *ra = kc + (e0 + g) * IMMA8_CODE_STRIDE, *rb = ra + 8 * IMMA8_CODE_STRIDE;
+	mma8_load_tile(q, q8, qstep, wi, r, ih, ihd, wscale, h0, g, t);
 
 	for (uint32_t grp = blockIdx.y; grp < groups; grp += gridDim.y) {
 		uint32_t n0 = grp * E, next = (grp + gridDim.y) * E;
@@ -689,58 +704,8 @@ dsv4_index_scores_mma8s(const int8_t *__restrict__ q8, const float *__restrict__
 
 			pf[j] = i < lim ? src[i] : 0u;
 		}
-		uint32_t a[4][4];
-		float ska[4], skb[4], d[4] = { 0.f, 0.f, 0.f, 0.f };
-
-#pragma unroll
-		for (uint32_t b = 0; b < 4; b++) {
-			if (b >= nb)
-				continue;
-			a[b][0] = *(const uint32_t *)&ra[32 * b + 4 * t];
-			a[b][1] = *(const uint32_t *)&rb[32 * b + 4 * t];
-			a[b][2] = *(const uint32_t *)&ra[32 * b + 16 + 4 * t];
-			a[b][3] = *(const uint32_t *)&rb[32 * b + 16 + 4 * t];
-			ska[b] = ks[(e0 + g) * 4 + b];
-			skb[b] = ks[(e0 + g + 8) * 4 + b];
-		}
-#pragma unroll
-		for (uint32_t b = 0; b < 4; b++) {
-			if (b >= nb)
-				continue;
-			int c[4];
-
-			mma_s8(c, a[b], bq[b][0], bq[b][1]);
-			add_block_terms(d, c, ska[b], skb[b], q0[b], q1[b]);
-		}
-		float dq[4][4], sa = 0.f, sb = 0.f;
-
-		quad_gather(d, dq, lane);
-#pragma unroll
-		for (uint32_t k = 0; k < 4; k++) {
-#pragma unroll
-			for (uint32_t j = 0; j < 2; j++) {
-				uint32_t h = h0 + 2 * k + j;
-
-				sa = __fmaf_rn(wv[2 * k + j], dq[k][j] > 0 ? dq[k][j] : 0.f, sa);
-				sb = __fmaf_rn(wv[2 * k + j], dq[k][2 + j] > 0 ? dq[k][2 + j] : 0.f, sb);
-				if ((h + 1) % hpg == 0) {
-					if (t == 0) {
-						gs[(e0 + g) * 8 + h / hpg] = sa;
-						gs[(e0 + g + 8) * 8 + h / hpg] = sb;
-					}
-					sa = sb = 0.f;
-				}
-			}
-		}
-		__syncthreads();
-		if (threadIdx.x < E && n0 + threadIdx.x < n) {
-			float ta = 0.f;
-
-#pragma unroll
-			for (uint32_t q = 0; q < 8; q++)
-				ta = __fadd_rn(ta, gs[threadIdx.x * 8 + q]);
-			scores[(size_t)r * max_entries + n0 + threadIdx.x] = ta;
-		}
+		mma8_group(q, kc, ks, gs, e0, h0, lane, nb, hpg, E, n0, n,
+			   scores + (size_t)r * max_entries);
 	}
 }
 
