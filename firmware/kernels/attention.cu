@@ -282,20 +282,30 @@ static __device__ __forceinline__ void warp_sum32(float (&t)[32], uint32_t lane)
 
 static_assert(KEYS_AT_ONCE * FW_SPLIT_HEADS == 32, "dsv4_attn_scores: a key and head a lane");
 
-FW_KERNEL void __launch_bounds__(256)
-dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
-		 const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
-		 const uint32_t *__restrict__ cstart, uint32_t ratio,
-		 const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,
-		 uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath,
-		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax, uint32_t qprep,
-		 uint32_t rd, const float *__restrict__ freqs, float eps)
+/* what one step of the split attention wrote for the next: read as any
+ * load in the step's own kernel (the kernel boundary orders them), past
+ * L1 in dsv4_attn_fused (other blocks wrote it in the same launch) */
+template <bool CG>
+static __device__ __forceinline__ float step_ld(const float *p)
 {
-	fw_pdl_enter();
+	return CG ? __ldcg(p) : *p;
+}
+
+/* dsv4_attn_scores' range c of S, head group hg, row r0 + i */
+template <bool CG>
+static __device__ __forceinline__ void
+attn_scores_range(const float *__restrict__ q, const float *__restrict__ kvc,
+		  const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		  const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
+		  const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
+		  uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
+		  float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
+		  uint32_t c, uint32_t S, uint32_t hg, uint32_t i)
+
+{
 	__shared__ __align__(16) float qs[FW_SPLIT_HEADS * 512];
 	__shared__ float wmax[8][FW_SPLIT_HEADS];
-	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
-	uint32_t h0 = blockIdx.y * FW_SPLIT_HEADS;
+	uint32_t r = r0 + i, h0 = hg * FW_SPLIT_HEADS;
 	uint32_t nh = H - h0 < FW_SPLIT_HEADS ? H - h0 : FW_SPLIT_HEADS;
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32, nw = blockDim.x / 32;
 	const float4 *qg = (const float4 *)(q + ((size_t)r * H + h0) * hd);
@@ -388,53 +398,112 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 	}
 }
 
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
+		 const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		 const uint32_t *__restrict__ cstart, uint32_t ratio,
+		 const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,
+		 uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath,
+		 float *__restrict__ sc, uint32_t ld, float *__restrict__ cmax, uint32_t qprep,
+		 uint32_t rd, const float *__restrict__ freqs, float eps)
+{
+	fw_pdl_enter();
+	attn_scores_range<false>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
+				 r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, blockIdx.x, gridDim.x,
+				 blockIdx.y, blockIdx.z);
+}
+
 /* keys dsv4_attn_pv's warps take at once (each adds them to its sums in
  * key order, so any count gives the same sums) */
 #define PV_KEYS 8
+/* float4s of a chunk of PV_KEYS keys (head_dim <= 512) a thread of 256 loads */
+#define PV_LOADS (PV_KEYS * 128 / 256)
+
+/* this thread's float4s of keys [jb, jb + PV_KEYS) (< j1), laid out
+ * [key][hd / 4] in the order of the thread's slots (zeros past j1) */
+static __device__ __forceinline__ void pv_chunk_load(const rowkeys &k, uint32_t jb, uint32_t j1,
+						     uint32_t hd, float4 *nxt)
+{
+	uint32_t q4 = hd / 4;
+
+#pragma unroll
+	for (int l = 0; l < PV_LOADS; l++) {
+		uint32_t at = threadIdx.x + l * 256, u = at / q4;
+
+		nxt[l] = u < PV_KEYS && jb + u < j1 ? ((const float4 *)key_at(k, jb + u))[at % q4] :
+						      make_float4(0, 0, 0, 0);
+	}
+}
 
 /* the row's max for head h: over every range's (S <= FW_SPLIT_RANGES) */
+template <bool CG>
 static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
 {
 	uint32_t lane = threadIdx.x % 32;
 
-	return warp_max(lane < S ? cmax[lane] : -INFINITY);
+	return warp_max(lane < S ? step_ld<CG>(cmax + lane) : -INFINITY);
 }
 
 /* a warp per head of the group, lanes over dims (hd <= 512), the range's
- * keys in order, PV_KEYS in flight */
-FW_KERNEL void __launch_bounds__(256)
-dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
-	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
-	     uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
-	     uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
-	     const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
-	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
-	     float *__restrict__ pden)
+ * keys in order, PV_KEYS in flight: range c of S, head group hg, row
+ * r0 + i */
+template <bool CG>
+static __device__ __forceinline__ void
+attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
+	      const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart, uint32_t ratio,
+	      const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,
+	      uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath,
+	      const float *sc, uint32_t ld, const float *cmax, uint32_t reference, float *part,
+	      float *pden, uint32_t c, uint32_t S, uint32_t hg, uint32_t i)
 {
-	fw_pdl_enter();
-	uint32_t i = blockIdx.z, r = r0 + i, c = blockIdx.x, S = gridDim.x;
-	uint32_t lane = threadIdx.x % 32, h = blockIdx.y * FW_SPLIT_HEADS + threadIdx.x / 32;
+	uint32_t r = r0 + i;
+	uint32_t lane = threadIdx.x % 32, h = hg * FW_SPLIT_HEADS + threadIdx.x / 32;
 	rowkeys k;
-
-	if (threadIdx.x / 32 >= FW_SPLIT_HEADS || h >= H)
+#ifndef FW_PV_WARP_LOADS
+	/* the chunk's keys, read once for the group's heads (each warp reading
+	 * every key for its head took 8x the L2 reads: 150 MB a layer at 128K
+	 * HCA, bound by L2's bandwidth) */
+	__shared__ __align__(16) float4 kvs[PV_KEYS * 128];
+	float4 nxt[PV_LOADS];
+#endif
+	/* (a warp without a head loads its part of the keys all the same) */
+	bool mine = threadIdx.x / 32 < FW_SPLIT_HEADS && h < H;
+#ifdef FW_PV_WARP_LOADS
+	if (!mine)
 		return;
+#endif
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
-	size_t rh = (size_t)i * H + h;
+	size_t rh = (size_t)i * H + (mine ? h : hg * FW_SPLIT_HEADS);
 	const float *srow = sc + rh * ld;
-	/* the range's first 32 keys: lane l holds key j0 + l's score and
-	 * address (loaded with the max's loads), so that the loop below
-	 * waits on the keys' bytes only */
+	/* the range's first 32 keys: lane l holds key j0 + l's score (and
+	 * address), loaded with the max's loads */
 	uint32_t jl = j0 + lane;
-	float s_l = jl < j1 ? srow[jl] : 0.f;
+	float s_l = jl < j1 ? step_ld<CG>(srow + jl) : 0.f;
+#ifdef FW_PV_WARP_LOADS
 	const float *k_l = jl < j1 ? key_at(k, jl) : NULL;
-	float m = split_max(cmax + rh * S, S), den = 0.f, acc[16];
+#endif
+	float m = split_max<CG>(cmax + rh * S, S), den = 0.f, acc[16];
 
 #pragma unroll
 	for (int t = 0; t < 16; t++)
 		acc[t] = 0.f;
+#ifndef FW_PV_WARP_LOADS
+	pv_chunk_load(k, j0, j1, hd, nxt);
+#endif
 	for (uint32_t jb = j0; jb < j1; jb += PV_KEYS) {
+#ifndef FW_PV_WARP_LOADS
+		__syncthreads();	/* (the chunk before is used up) */
+#pragma unroll
+		for (int l = 0; l < PV_LOADS; l++)
+			kvs[threadIdx.x + l * 256] = nxt[l];
+		__syncthreads();
+		if (jb + PV_KEYS < j1)	/* the next chunk's loads out while this one is added */
+			pv_chunk_load(k, jb + PV_KEYS, j1, hd, nxt);
+		if (!mine)
+			continue;
+#endif
 		const float *kj[PV_KEYS];
 		float pj[PV_KEYS];
 
@@ -446,13 +515,17 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 			pj[u] = 0.f;
 			if (j < j1) {
 				float sj = j - j0 < 32 ? __shfl_sync(0xffffffffu, s_l, j - j0) :
-							  srow[j];
+							  step_ld<CG>(srow + j);
 				float e = expf(sj - m);
 
 				den += e;
+#ifdef FW_PV_WARP_LOADS
 				kj[u] = j - j0 < 32 ? (const float *)__shfl_sync(
 							      0xffffffffu, (unsigned long long)k_l, j - j0) :
 						      key_at(k, j);
+#else
+				kj[u] = (const float *)(kvs + u * (hd / 4));
+#endif
 				pj[u] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
 			}
 		}
@@ -476,6 +549,10 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 			}
 		}
 	}
+#ifndef FW_PV_WARP_LOADS
+	if (!mine)
+		return;
+#endif
 	float *out = part + (rh * S + c) * hd;
 
 #pragma unroll
@@ -490,6 +567,21 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 		pden[rh * S + c] = den;
 }
 
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
+	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
+	     uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
+	     uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
+	     const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
+	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
+	     float *__restrict__ pden)
+{
+	fw_pdl_enter();
+	attn_pv_range<false>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H, r0,
+			     gath, sc, ld, cmax, reference, part, pden, blockIdx.x, gridDim.x,
+			     blockIdx.y, blockIdx.z);
+}
+
 /* grid (H, rows, slices), 128 threads: the ranges' sums in range order
  * over the denominator (with the sink), inverse RoPE, into o [R, H*hd].
  * blockIdx.z takes a slice of hd / gridDim.z dims (one block per head
@@ -497,25 +589,25 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
  * (the host checks rd <= hd / gridDim.z).  xp != 0 (one row, slices of
  * 128 dims): o also split into e4m3 parts for wo_a on the tensor cores,
  * codes into xp and scales into xps (abi.h's FW_XSPLIT layout) */
-FW_KERNEL void __launch_bounds__(128)
-dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cmax,
-		  const float *__restrict__ part, const float *__restrict__ pden, uint32_t S,
-		  uint32_t hd, uint32_t rd, const float *__restrict__ freqs,
-		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0,
-		  uint8_t *__restrict__ xp, float *__restrict__ xps)
+template <bool CG>
+static __device__ __forceinline__ void
+attn_combine_slice(const uint32_t *__restrict__ pos, const float *cmax, const float *part,
+		   const float *pden, uint32_t S, uint32_t hd, uint32_t rd,
+		   const float *__restrict__ freqs, const float *__restrict__ sink,
+		   float *__restrict__ o, uint32_t r0, uint8_t *__restrict__ xp,
+		   float *__restrict__ xps, uint32_t h, uint32_t H, uint32_t i, uint32_t z, uint32_t Z)
 {
-	fw_pdl_enter();
 	__shared__ float x[512];
-	uint32_t h = blockIdx.x, H = gridDim.x, i = blockIdx.y, r = r0 + i;
-	uint32_t W = hd / gridDim.z, d0 = blockIdx.z * W;
+	uint32_t r = r0 + i;
+	uint32_t W = hd / Z, d0 = z * W;
 	size_t rh = (size_t)i * H + h;
-	float m = split_max(cmax + rh * S, S), den = 0.f, v[FW_SPLIT_RANGES];
+	float m = split_max<CG>(cmax + rh * S, S), den = 0.f, v[FW_SPLIT_RANGES];
 
 	/* S <= FW_SPLIT_RANGES (the host caps it): each sum's loads out
 	 * together, then added in range order */
 #pragma unroll
 	for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
-		v[c] = c < S ? pden[rh * S + c] : 0.f;
+		v[c] = c < S ? step_ld<CG>(pden + rh * S + c) : 0.f;
 #pragma unroll
 	for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 		if (c < S)
@@ -527,7 +619,7 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 
 #pragma unroll
 		for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
-			v[c] = c < S ? p[(size_t)c * hd] : 0.f;
+			v[c] = c < S ? step_ld<CG>(p + (size_t)c * hd) : 0.f;
 #pragma unroll
 		for (uint32_t c = 0; c < FW_SPLIT_RANGES; c++)
 			if (c < S)
@@ -544,6 +636,59 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
 
 		xsplit_block(x[threadIdx.x], xp + blk * FW_XSPLIT_PARTS * 128,
 			     xps + blk * FW_XSPLIT_PARTS);
+	}
+}
+
+FW_KERNEL void __launch_bounds__(128)
+dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cmax,
+		  const float *__restrict__ part, const float *__restrict__ pden, uint32_t S,
+		  uint32_t hd, uint32_t rd, const float *__restrict__ freqs,
+		  const float *__restrict__ sink, float *__restrict__ o, uint32_t r0,
+		  uint8_t *__restrict__ xp, float *__restrict__ xps)
+{
+	fw_pdl_enter();
+	attn_combine_slice<false>(pos, cmax, part, pden, S, hd, rd, freqs, sink, o, r0, xp, xps,
+				  blockIdx.x, gridDim.x, blockIdx.y, blockIdx.z, gridDim.z);
+}
+
+/*
+ * dsv4_attn_scores, _pv and _combine in one launch (decode): grid (S,
+ * heads / FW_SPLIT_HEADS, rows), 256 threads.  The S blocks of a head
+ * group and row wait for each other (group_wait(), on their pair of
+ * words in @bar) once the scores' maxima are out and again once the
+ * ranges' sums are; then they take the group's Z slices of each head for
+ * the combine in turn.  The same sums in the same order as the three
+ * kernels: the launch only saves their two kernel boundaries.  A block
+ * waits for blocks launched after it, so the host launches this only
+ * where the whole grid fits on the GPU at once.
+ */
+FW_KERNEL void __launch_bounds__(256, 2)
+dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
+		const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
+		const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
+		uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
+		float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
+		uint32_t reference, float *part, float *pden, const float *__restrict__ sink,
+		float *__restrict__ o, uint8_t *__restrict__ xp, float *__restrict__ xps,
+		uint32_t Z, uint32_t *bar)
+{
+	uint32_t c = blockIdx.x, S = gridDim.x, hg = blockIdx.y, i = blockIdx.z;
+	uint32_t h0 = hg * FW_SPLIT_HEADS, nh = H - h0 < FW_SPLIT_HEADS ? H - h0 : FW_SPLIT_HEADS;
+	uint32_t *gbar = bar + 2 * ((size_t)i * gridDim.y + hg);
+
+	fw_pdl_wait();
+	attn_scores_range<true>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
+				r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, c, S, hg, i);
+	group_wait(gbar, S);
+	attn_pv_range<true>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H, r0,
+			    gath, sc, ld, cmax, reference, part, pden, c, S, hg, i);
+	group_wait(gbar, S);
+	fw_pdl_launch();	/* (every block is running: the next kernel may come) */
+	for (uint32_t u = c; u < nh * Z; u += S) {
+		__syncthreads();	/* (the slice's shared x is the last one's) */
+		attn_combine_slice<true>(pos, cmax, part, pden, S, hd, rd, freqs, sink, o, r0, xp,
+					 xps, h0 + u / Z, H, i, u % Z, Z);
 	}
 }
 

@@ -92,6 +92,34 @@ static __device__ __forceinline__ void fw_pdl_enter(void)
 }
 
 /*
+ * The @n blocks of a group (all resident at once: the host sees to it)
+ * wait here for each other; what each wrote before is then visible to
+ * the others' loads past L1.  @bar: the group's {arrived, generation},
+ * zero at first and left with arrived zero, so that it serves every
+ * wait of every launch after.
+ */
+static __device__ void group_wait(uint32_t *bar, uint32_t n)
+{
+	__syncthreads();
+	if (!threadIdx.x) {
+		volatile uint32_t *gen = bar + 1;
+		uint32_t g = *gen;	/* (it moves on only once this block arrives) */
+
+		__threadfence();
+		if (atomicAdd(bar, 1u) == n - 1) {
+			atomicExch(bar, 0u);
+			__threadfence();
+			atomicAdd(bar + 1, 1u);
+		} else {
+			while (*gen == g)
+				;
+		}
+		__threadfence();
+	}
+	__syncthreads();
+}
+
+/*
  * sum over k = k0, k0 + step, ... < n of p[k * stride], added in that
  * order, read past L1 (__ldcg: other blocks' writes) eight loads at a
  * time: __ldcg is inline assembly, so a plain loop waited for each load

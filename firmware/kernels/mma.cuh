@@ -66,11 +66,13 @@ static __device__ void xsplit_block(float v, uint8_t *codes, float *scales)
 {
 	__shared__ uint32_t wmax[2][4];
 	uint32_t lane = threadIdx.x % 32, wid = threadIdx.x / 32;
+	/* a bigger block: its first 128 threads hold the values */
+	bool mine = threadIdx.x < 128;
 
 	for (int j = 0; j < FW_XSPLIT_PARTS; j++) {
 		uint32_t m = __reduce_max_sync(0xffffffffu, __float_as_uint(fabsf(v)));
 
-		if (!lane)
+		if (!lane && mine)
 			wmax[j & 1][wid] = m;
 		__syncthreads();
 		m = max(max(wmax[j & 1][0], wmax[j & 1][1]), max(wmax[j & 1][2], wmax[j & 1][3]));
@@ -78,7 +80,8 @@ static __device__ void xsplit_block(float v, uint8_t *codes, float *scales)
 		float s = e8m0_ceil(__uint_as_float(m), 1.0f / 448.0f, 0x1p-100f);
 		__nv_fp8_e4m3 c = fp8_code(v, s);
 
-		codes[j * 128 + threadIdx.x] = c.__x;
+		if (mine)
+			codes[j * 128 + threadIdx.x] = c.__x;
 		if (!threadIdx.x)
 			scales[j] = s;
 		v = __fsub_rn(v, __fmul_rn((float)c, s));

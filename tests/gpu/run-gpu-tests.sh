@@ -25,6 +25,7 @@
 #    apart, decode's wo_a on the tensor cores vs the CUDA cores (1e-4,
 #    Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
+#    that split attention in one launch vs its three kernels (identical);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
 #    then 128K);
@@ -136,6 +137,13 @@ DSV4_GPU_PDL=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nopdl" >/dev/nu
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nopdl" "$tmp/route" 0 \
 	"flash-shaped reference: decode with programmatic dependent launch vs without"
 tap $?
+# ... and decode's split attention in one launch (dsv4_attn_fused: the
+# blocks of a head group wait for each other between its steps) vs its
+# three kernels (DSV4_GPU_ATTN_FUSED=0): the same sums in the same order
+DSV4_GPU_ATTN_FUSED=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nofused" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofused" "$tmp/route" 0 \
+	"flash-shaped reference: decode attention in one launch vs three"
+tap $?
 # ... and the index scores two entries a thread (prefill's 12 rows of
 # 2048-entry tiles take that form) vs one (DSV4_GPU_INDEX_EPT=1): the same
 # arithmetic, the same logits
@@ -207,6 +215,13 @@ DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 "$kit/dsv4-run
 	--dump-logits "$tmp/ixall" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
 	"tiny-a, 34000 tokens: top-k in parts, scores on the tensor cores, indexer aside vs none"
+tap $?
+# ... and there, decode's attention in one launch vs three (its CSA and
+# HCA layers' many keys)
+DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ATTN_FUSED=0 \
+	"$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/nofused" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/nofused" 0 \
+	"tiny-a, 34000 tokens: decode attention in one launch vs three"
 tap $?
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
@@ -285,6 +300,11 @@ for p in tiny-a tiny-c; do
 	DSV4_GPU_FUSE_QKV=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/noqkv" >/dev/null 2>&1 &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/noqkv" "$tmp/g" 1e-4 \
 		"$p: decode's wq_a and wkv as one GEMV vs apart"
+	tap $?
+	# ... in one launch vs three (as for the Flash shape, above)
+	DSV4_GPU_ATTN_FUSED=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nofused" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofused" "$tmp/g" 0 \
+		"$p: decode attention in one launch vs three"
 	tap $?
 	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)
 	# vs one block per head: the same sums in another order

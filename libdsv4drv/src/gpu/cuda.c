@@ -64,6 +64,8 @@ static int load_driver(struct dsv4_gpu *g, char *err, size_t errlen)
 		SYM(MemcpyDtoH, "cuMemcpyDtoH_v2"), SYM(LaunchKernel, "cuLaunchKernel"),
 		SYM(FuncSetAttribute, "cuFuncSetAttribute"),
 		SYM(FuncGetAttribute, "cuFuncGetAttribute"), SYM(MemGetInfo, "cuMemGetInfo_v2"),
+		SYM(OccupancyMaxActiveBlocksPerMultiprocessor,
+		    "cuOccupancyMaxActiveBlocksPerMultiprocessor"),
 		SYM(MemcpyDtoD, "cuMemcpyDtoD_v2"), SYM(MemsetD32, "cuMemsetD32_v2"),
 		SYM(MemHostRegister, "cuMemHostRegister_v2"),
 		SYM(MemHostUnregister, "cuMemHostUnregister"),

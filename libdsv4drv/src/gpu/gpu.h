@@ -64,6 +64,7 @@ struct cu_driver {
 	CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
 	CUresult (*FuncSetAttribute)(CUfunction, int, int);
 	CUresult (*FuncGetAttribute)(int *, int, CUfunction);
+	CUresult (*OccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t);
 	CUresult (*MemAlloc)(CUdeviceptr *, size_t);
 	CUresult (*MemFree)(CUdeviceptr);
 	CUresult (*MemGetInfo)(size_t *, size_t *);
@@ -122,7 +123,7 @@ struct cu_driver {
 	X(XSPLIT, dsv4_xsplit) X(L2_PREFETCH, dsv4_l2_prefetch) \
 	X(TOPK_PART, dsv4_topk_part) X(TOPK_MERGE, dsv4_topk_merge) \
 	X(INDEX_SCORES_MMA8C, dsv4_index_scores_mma8c) X(ICMP_CODES, dsv4_icmp_codes) \
-	X(INDEX_SCORES_MMA8S, dsv4_index_scores_mma8s)
+	X(INDEX_SCORES_MMA8S, dsv4_index_scores_mma8s) X(ATTN_FUSED, dsv4_attn_fused)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

@@ -296,7 +296,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_ATTN_PV: case K_ATTN_COMBINE: case K_CMP_PUSH: case K_GATHER_ENTRIES:
 	case K_INDEX_Q: case K_INDEX_SCORES_TILED: case K_INDEX_SCORES_MMA:
 	case K_INDEX_SCORES_MMA8: case K_INDEX_SCORES_MMA8C:
-	case K_INDEX_SCORES_MMA8S: case K_LINEAR1_F32:
+	case K_INDEX_SCORES_MMA8S: case K_ATTN_FUSED: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
 		return 1;
@@ -1058,9 +1058,24 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 					       &freqs, (void *)&gl->attn_sink, &b->o, &r0, &op,
 					       &ops };
 
+				uint32_t Z = combine_slices(hd, rd);
+
+				if ((uint64_t)S * HG * n <= w->gm->attn_fused_fit &&
+				    2 * HG * n <= ATTN_BAR_WORDS) {
+					void *af[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos,
+						       &b->cstart, &ratio, &b->sel, &b->nsel,
+						       &topk, &win, &hd, &H, &r0, &gath, &b->asc,
+						       &ld, &b->amax, &qprep, &rd, &freqs, &eps,
+						       &ref, &b->apart, &b->aden,
+						       (void *)&gl->attn_sink, &b->o, &op, &ops, &Z,
+						       &w->gm->attn_bar };
+
+					launch(w, K_ATTN_FUSED, S, HG, n, 256, 0, af);
+					continue;
+				}
 				launch(w, K_ATTN_SCORES, S, HG, n, 256, 0, as);
 				launch(w, K_ATTN_PV, S, HG, n, 256, 0, ap);
-				launch(w, K_ATTN_COMBINE, H, n, combine_slices(hd, rd), 128, 0, ac);
+				launch(w, K_ATTN_COMBINE, H, n, Z, 128, 0, ac);
 				continue;
 			}
 			launch(w, K_ATTENTION, n, H, 1, 256, (9 * hd + w->maxkeys) * 4, a);

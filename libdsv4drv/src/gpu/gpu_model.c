@@ -471,6 +471,10 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			r = gm->g->cu.MemsetD32(gm->splitk_count[i], 0, 256);
 	}
 	if (!r)
+		r = gm->g->cu.MemAlloc(&gm->attn_bar, ATTN_BAR_WORDS * sizeof(uint32_t));
+	if (!r)
+		r = gm->g->cu.MemsetD32(gm->attn_bar, 0, ATTN_BAR_WORDS);
+	if (!r)
 		r = gm->g->cu.StreamCreate(&gm->main, 0 /* blocking */);
 	if (!r)
 		r = gm->g->cu.StreamCreate(&gm->side, 1 /* non-blocking */);
@@ -525,6 +529,13 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			 !strcmp(prof, "replay") ? PROF_GRAPH_REPLAY : PROF_GRAPH_OFF;
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
+	if (!env_off("DSV4_GPU_ATTN_FUSED")) {
+		int per_sm = 0;
+
+		if (!gm->g->cu.OccupancyMaxActiveBlocksPerMultiprocessor(
+			    &per_sm, gm->g->fn[K_ATTN_FUSED], 256, 0) && per_sm > 0)
+			gm->attn_fused_fit = (uint32_t)per_sm * (uint32_t)gm->g->sms;
+	}
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");
 	gm->mhc_stream = !env_off("DSV4_GPU_MHC_STREAM");
 	gm->experts_mma = !env_off("DSV4_GPU_MMA");
@@ -672,6 +683,8 @@ void gpu_model_close(struct gpu_model *gm)
 			gm->g->cu.MemFree(gm->gcache);
 		if (gm->scratch)
 			gm->g->cu.MemFree(gm->scratch);
+		if (gm->attn_bar)
+			gm->g->cu.MemFree(gm->attn_bar);
 		for (int i = 0; i < 3; i++) {
 			if (gm->splitk_part[i])
 				gm->g->cu.MemFree(gm->splitk_part[i]);

@@ -7,6 +7,9 @@
 
 /* decode's logits in at most this many pieces (gpu_model.logit_pieces) */
 #define GPU_LOGIT_PIECES_MAX 3
+/* dsv4_attn_fused's wait words: two for each head group of each row
+ * (gpu_forward.c launches it where they suffice) */
+#define ATTN_BAR_WORDS 2048
 
 struct gcmp {
 	struct fw_mat wkv, wgate;
@@ -104,6 +107,10 @@ struct gpu_model {
 	 * its launches bake in (key) stays the same; $DSV4_GPU_GRAPHS=0: off */
 	int graphs;
 	int split_attn;		/* $DSV4_GPU_SPLIT_ATTN=0: no split decode attention */
+	/* dsv4_attn_fused: its blocks that fit on the GPU at once (0: never
+	 * launched; $DSV4_GPU_ATTN_FUSED=0) and its groups' wait words, zero */
+	uint32_t attn_fused_fit;
+	CUdeviceptr attn_bar;
 	int ring_aside;		/* $DSV4_GPU_RING_ASIDE=0: decode's ring store on the main stream */
 	/* one-row mHC steps fused into their neighbours (dsv4_hc_mix,
 	 * wo_b's dsv4_linear1_*, dsv4_moe_combine); $DSV4_GPU_FUSE=0: off */
