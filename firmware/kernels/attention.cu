@@ -459,16 +459,17 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 	uint32_t r = r0 + i;
 	uint32_t lane = threadIdx.x % 32, h = hg * FW_SPLIT_HEADS + threadIdx.x / 32;
 	rowkeys k;
-#ifndef FW_PV_WARP_LOADS
-	/* the chunk's keys, read once for the group's heads (each warp reading
-	 * every key for its head took 8x the L2 reads: 150 MB a layer at 128K
-	 * HCA, bound by L2's bandwidth) */
+#ifdef FW_PV_SHARED_KEYS
+	/* (built with FW_PV_SHARED_KEYS, not yet run on a GPU) the chunk's
+	 * keys, read once for the group's heads: each warp reading every key
+	 * for its head makes 8x the L2 reads, 84 MB a CSA layer and 150 MB an
+	 * HCA layer at 128K, which the CUPTI timeline puts at L2's bandwidth */
 	__shared__ __align__(16) float4 kvs[PV_KEYS * 128];
 	float4 nxt[PV_LOADS];
 #endif
 	/* (a warp without a head loads its part of the keys all the same) */
 	bool mine = threadIdx.x / 32 < FW_SPLIT_HEADS && h < H;
-#ifdef FW_PV_WARP_LOADS
+#ifndef FW_PV_SHARED_KEYS
 	if (!mine)
 		return;
 #endif
@@ -481,7 +482,7 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 	 * address), loaded with the max's loads */
 	uint32_t jl = j0 + lane;
 	float s_l = jl < j1 ? step_ld<CG>(srow + jl) : 0.f;
-#ifdef FW_PV_WARP_LOADS
+#ifndef FW_PV_SHARED_KEYS
 	const float *k_l = jl < j1 ? key_at(k, jl) : NULL;
 #endif
 	float m = split_max<CG>(cmax + rh * S, S), den = 0.f, acc[16];
@@ -489,11 +490,11 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 #pragma unroll
 	for (int t = 0; t < 16; t++)
 		acc[t] = 0.f;
-#ifndef FW_PV_WARP_LOADS
+#ifdef FW_PV_SHARED_KEYS
 	pv_chunk_load(k, j0, j1, hd, nxt);
 #endif
 	for (uint32_t jb = j0; jb < j1; jb += PV_KEYS) {
-#ifndef FW_PV_WARP_LOADS
+#ifdef FW_PV_SHARED_KEYS
 		__syncthreads();	/* (the chunk before is used up) */
 #pragma unroll
 		for (int l = 0; l < PV_LOADS; l++)
@@ -519,7 +520,7 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 				float e = expf(sj - m);
 
 				den += e;
-#ifdef FW_PV_WARP_LOADS
+#ifndef FW_PV_SHARED_KEYS
 				kj[u] = j - j0 < 32 ? (const float *)__shfl_sync(
 							      0xffffffffu, (unsigned long long)k_l, j - j0) :
 						      key_at(k, j);
@@ -549,7 +550,7 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 			}
 		}
 	}
-#ifndef FW_PV_WARP_LOADS
+#ifdef FW_PV_SHARED_KEYS
 	if (!mine)
 		return;
 #endif

@@ -25,7 +25,8 @@
 #    apart, decode's wo_a on the tensor cores vs the CUDA cores (1e-4,
 #    Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
-#    that split attention in one launch vs its three kernels (identical);
+#    that split attention in one launch (DSV4_GPU_ATTN_FUSED=1) vs its
+#    three kernels (identical);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
 #    then 128K);
@@ -137,11 +138,12 @@ DSV4_GPU_PDL=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nopdl" >/dev/nu
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/nopdl" "$tmp/route" 0 \
 	"flash-shaped reference: decode with programmatic dependent launch vs without"
 tap $?
-# ... and decode's split attention in one launch (dsv4_attn_fused: the
-# blocks of a head group wait for each other between its steps) vs its
-# three kernels (DSV4_GPU_ATTN_FUSED=0): the same sums in the same order
-DSV4_GPU_ATTN_FUSED=0 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/nofused" >/dev/null &&
-python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofused" "$tmp/route" 0 \
+# ... and decode's split attention in one launch (dsv4_attn_fused, opt-in
+# with DSV4_GPU_ATTN_FUSED=1: the blocks of a head group wait for each
+# other between its steps) vs its three kernels: the same sums in the same
+# order
+DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/fused" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/fused" "$tmp/route" 0 \
 	"flash-shaped reference: decode attention in one launch vs three"
 tap $?
 # ... and the index scores two entries a thread (prefill's 12 rows of
@@ -218,9 +220,9 @@ python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/oneblock" 0 \
 tap $?
 # ... and there, decode's attention in one launch vs three (its CSA and
 # HCA layers' many keys)
-DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ATTN_FUSED=0 \
-	"$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/nofused" >/dev/null &&
-python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/nofused" 0 \
+DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ATTN_FUSED=1 \
+	"$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/fused" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/fused" 0 \
 	"tiny-a, 34000 tokens: decode attention in one launch vs three"
 tap $?
 # decode graphs captured again at a second context bucket in the same
@@ -302,8 +304,8 @@ for p in tiny-a tiny-c; do
 		"$p: decode's wq_a and wkv as one GEMV vs apart"
 	tap $?
 	# ... in one launch vs three (as for the Flash shape, above)
-	DSV4_GPU_ATTN_FUSED=0 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/nofused" >/dev/null 2>&1 &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/nofused" "$tmp/g" 0 \
+	DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/fused" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/fused" "$tmp/g" 0 \
 		"$p: decode attention in one launch vs three"
 	tap $?
 	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)

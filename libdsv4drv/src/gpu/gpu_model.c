@@ -529,7 +529,8 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			 !strcmp(prof, "replay") ? PROF_GRAPH_REPLAY : PROF_GRAPH_OFF;
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
-	if (!env_off("DSV4_GPU_ATTN_FUSED")) {
+	/* opt-in until it has run on a GPU */
+	if (env_on("DSV4_GPU_ATTN_FUSED")) {
 		int per_sm = 0;
 
 		if (!gm->g->cu.OccupancyMaxActiveBlocksPerMultiprocessor(

@@ -108,7 +108,8 @@ struct gpu_model {
 	int graphs;
 	int split_attn;		/* $DSV4_GPU_SPLIT_ATTN=0: no split decode attention */
 	/* dsv4_attn_fused: its blocks that fit on the GPU at once (0: never
-	 * launched; $DSV4_GPU_ATTN_FUSED=0) and its groups' wait words, zero */
+	 * launched; it is only with $DSV4_GPU_ATTN_FUSED=1) and its groups'
+	 * wait words, zero */
 	uint32_t attn_fused_fit;
 	CUdeviceptr attn_bar;
 	int ring_aside;		/* $DSV4_GPU_RING_ASIDE=0: decode's ring store on the main stream */
