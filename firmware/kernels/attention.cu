@@ -416,6 +416,7 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 /* keys dsv4_attn_pv's warps take at once (each adds them to its sums in
  * key order, so any count gives the same sums) */
 #define PV_KEYS 8
+#ifdef FW_PV_SHARED_KEYS
 /* float4s of a chunk of PV_KEYS keys (head_dim <= 512) a thread of 256 loads */
 #define PV_LOADS (PV_KEYS * 128 / 256)
 
@@ -434,6 +435,7 @@ static __device__ __forceinline__ void pv_chunk_load(const rowkeys &k, uint32_t 
 						      make_float4(0, 0, 0, 0);
 	}
 }
+#endif
 
 /* the row's max for head h: over every range's (S <= FW_SPLIT_RANGES) */
 template <bool CG>
