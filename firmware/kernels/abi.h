@@ -68,6 +68,19 @@ struct fw_hc_post {
 };
 
 /*
+ * The SwiGLU folded into the GEMV after it (decode's w2 and the shared
+ * expert's sw2, $DSV4_GPU_FUSE_GLU): x holds the gate's outputs g, u the
+ * up projection's (same layout), and the GEMV's x is h = silu(min(g,
+ * lim)) * clamp(u, -lim, lim) * w[row] (lim 0: no clamp; w 0: 1) before
+ * its act quant, as dsv4_swiglu forms it.  u == 0: x as it is.
+ */
+struct fw_glu {
+	uint64_t u, w;
+	float lim;
+	uint32_t pad;
+};
+
+/*
  * The router's operands for a kernel that routes for itself (decode's
  * dsv4_experts_mma): gate logits [R, E], bias [E] or 0, hash layers'
  * tid2eid [vocab, K] and the tokens [R] or 0; it writes idx and wts [R, K]

@@ -207,6 +207,17 @@ static __device__ __forceinline__ float fp8_round(float x, float s)
 	return __fmul_rn((float)fp8_code(x, s), s);
 }
 
+/* silu(min(g, lim)) * clamp(u, -lim, lim) * wr (lim 0: no clamp): dsv4_swiglu's
+ * h, and the GEMVs' that take it folded in (abi.h's fw_glu) */
+static __device__ __forceinline__ float swiglu_h(float gv, float uv, float lim, float wr)
+{
+	if (lim > 0) {
+		uv = fminf(fmaxf(uv, -lim), lim);
+		gv = fminf(gv, lim);
+	}
+	return gv / (1.0f + expf(-gv)) * uv * wr;
+}
+
 static __device__ __forceinline__ float fp4_round(float x, float inv, float s)
 {
 	const float grid[8] = { 0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f };

@@ -34,6 +34,9 @@
  * weights (the host checks).  With rt.logits (decode's w1 and w3) each
  * block first routes its slot's row as dsv4_router does (router_warp),
  * and one block a row leaves idx and wts for the kernels after.
+ * dsv4_experts_mma_glu: w2 with the SwiGLU folded in (abi.h's fw_glu):
+ * x is g, per slot, and slot s's x the SwiGLU of g and glu.u weighted by
+ * glu.w[s] ($DSV4_GPU_FUSE_GLU).
  */
 #include "common.cuh"
 #include "mma.cuh"
@@ -47,17 +50,20 @@ static __device__ __forceinline__ void fp4x8_to_e4m3(uint32_t u, uint32_t &ev, u
 	od = ((u >> 2) & 0x1c1c1c1cu) | (u & 0x80808080u);
 }
 
-/* x[0..cols) on the FP8 grid per 128 into e4m3 codes, each 8 columns as
- * [0 2 4 6 1 3 5 7] (the order fp4x8_to_e4m3 gives the weights), and
- * the 128-blocks' scales; four threads a block, every thread calls */
-static __device__ void quant_x(const float *__restrict__ x, uint32_t cols, uint8_t *xq, float *xs)
+/* x[0..cols) (with @gr's SwiGLU first) on the FP8 grid per 128 into e4m3
+ * codes, each 8 columns as [0 2 4 6 1 3 5 7] (the order fp4x8_to_e4m3
+ * gives the weights), and the 128-blocks' scales; four threads a block,
+ * every thread calls */
+template <bool GLU>
+static __device__ void quant_x(const float *__restrict__ x, const glu_row &gr, uint32_t cols,
+			       uint8_t *xq, float *xs)
 {
 	uint32_t nb = cols / 128, t4 = threadIdx.x % 4;
 
 	for (uint32_t b0 = 0; b0 < nb; b0 += blockDim.x / 4) {
 		uint32_t b = b0 + threadIdx.x / 4;
 		int on = b < nb;
-		float v[32], s = quant_x_quarter(x, b, on, t4, v);
+		float v[32], s = quant_x_quarter<GLU>(x, gr, b, on, t4, v);
 
 		if (!on)
 			continue;
@@ -154,11 +160,12 @@ static __device__ __forceinline__ void mma_step_run(const mma_step &t, uint32_t 
 	}
 }
 
-FW_KERNEL void __launch_bounds__(128)
-dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
-		 const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
-		 uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
-		 float *__restrict__ y_b, uint32_t ldy, fw_route rt)
+template <bool GLU>
+static __device__ __forceinline__ void
+experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
+	    const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x, uint32_t ldx,
+	    uint32_t per_slot, float *__restrict__ y_a, float *__restrict__ y_b, uint32_t ldy,
+	    const fw_route &rt, const fw_glu &glu)
 {
 	__shared__ __align__(16) uint8_t xq[FW_MMA_MAX_COLS];
 	__shared__ float xs[FW_MMA_MAX_COLS / 128];
@@ -207,8 +214,10 @@ dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ ta
 
 	/* the first step's weights are on their way while x is quantized;
 	 * then each step's loads go out before the step before is used */
+	size_t xoff = (size_t)(per_slot ? s : s / K) * ldx;
+
 	mma_load(A, 0, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
-	quant_x(x + (size_t)(per_slot ? s : s / K) * ldx, w.cols, xq, xs);
+	quant_x<GLU>(x + xoff, GLU ? glu_at(glu, xoff, s) : glu_row{}, w.cols, xq, xs);
 	__syncthreads();
 	for (uint32_t c0 = 0; c0 < nch; c0 += 8) {
 		mma_load(B, c0 + 4, nch, dg, dg8, sg, sg8, on_g, on_g8, q);
@@ -224,4 +233,24 @@ dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ ta
 		if (on_g8)
 			y[(size_t)s * ldy + rg8] = acc_g8 * 64.f;
 	}
+}
+
+FW_KERNEL void __launch_bounds__(128)
+dsv4_experts_mma(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
+		 const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
+		 uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
+		 float *__restrict__ y_b, uint32_t ldy, fw_route rt)
+{
+	experts_mma<false>(tab_a, tab_b, idx, K, x, ldx, per_slot, y_a, y_b, ldy, rt, fw_glu{});
+}
+
+/* w2 with the SwiGLU folded in (x is g, per slot; glu.u given): a kernel
+ * of its own, so that the SwiGLU's registers stay out of the plain one */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_experts_mma_glu(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,
+		     const int32_t *__restrict__ idx, uint32_t K, const float *__restrict__ x,
+		     uint32_t ldx, uint32_t per_slot, float *__restrict__ y_a,
+		     float *__restrict__ y_b, uint32_t ldy, fw_route rt, fw_glu glu)
+{
+	experts_mma<true>(tab_a, tab_b, idx, K, x, ldx, per_slot, y_a, y_b, ldy, rt, glu);
 }

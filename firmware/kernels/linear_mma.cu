@@ -25,23 +25,26 @@
  * count [gridDim.x] per group, zero and left zero).  Groups, xgs, ygs
  * and hp as dsv4_linear1_*'s; aq is implied (x is always quantized; an x
  * already on the grid stays as it is).  x 16-byte aligned (the host
- * checks).
+ * checks).  dsv4_linear1_fp8_mma_glu: the same with the SwiGLU folded in
+ * (the shared expert's sw2, $DSV4_GPU_FUSE_GLU): x is g and the GEMV's x
+ * the SwiGLU of g and glu.u (abi.h's fw_glu; one row: weight glu.w[0]).
  */
 #include "common.cuh"
 #include "mma.cuh"
 
-/* x[0..cols) on the FP8 grid per 128 (the scale as load_x's fused quant
- * picks it) into e4m3 codes in column order, and the blocks' scales;
- * four threads a block, every thread calls */
-static __device__ void quant_x_codes(const float *__restrict__ x, uint32_t cols, uint8_t *xq,
-				     float *xs)
+/* x[0..cols) (with @gr's SwiGLU first) on the FP8 grid per 128 (the scale
+ * as load_x's fused quant picks it) into e4m3 codes in column order, and
+ * the blocks' scales; four threads a block, every thread calls */
+template <bool GLU>
+static __device__ void quant_x_codes(const float *__restrict__ x, const glu_row &gr,
+				     uint32_t cols, uint8_t *xq, float *xs)
 {
 	uint32_t nb = cols / 128, t4 = threadIdx.x % 4;
 
 	for (uint32_t b0 = 0; b0 < nb; b0 += blockDim.x / 4) {
 		uint32_t b = b0 + threadIdx.x / 4;
 		int on = b < nb;
-		float v[32], s = quant_x_quarter(x, b, on, t4, v);
+		float v[32], s = quant_x_quarter<GLU>(x, gr, b, on, t4, v);
 
 		if (!on)
 			continue;
@@ -198,10 +201,11 @@ static __device__ __forceinline__ void f8_finish(const f8_rows &r, float acc_g, 
 		count[blockIdx.x] = 0;
 }
 
-FW_KERNEL void __launch_bounds__(128)
-dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
-		     float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
-		     uint32_t xgs, uint32_t ygs, fw_hc_post hp)
+template <bool GLU>
+static __device__ __forceinline__ void
+linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
+		float *__restrict__ part, uint32_t *__restrict__ count, uint32_t xgs,
+		uint32_t ygs, const fw_hc_post &hp, const fw_glu &glu)
 {
 	__shared__ __align__(16) uint8_t xq[FW_MMA_MAX_COLS];
 	__shared__ float xs[FW_MMA_MAX_COLS / 128];
@@ -210,7 +214,6 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	float acc_g = 0.f, acc_g8 = 0.f;
 	f8_step A, B;
 
-	(void)aq;
 	w.row0 += grp * w.rows;
 	x += (size_t)grp * xgs;
 	y += (size_t)grp * ygs;
@@ -225,7 +228,8 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	 * the step before is used */
 	f8_load(A, 0, nb, r, w);
 	fw_pdl_wait();
-	quant_x_codes(x + k0, slice, xq, xs);
+	quant_x_codes<GLU>(x + k0, GLU ? glu_at(glu, (size_t)grp * xgs + k0, 0) : glu_row{}, slice,
+			   xq, xs);
 	__syncthreads();
 	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
 		f8_load(B, b0 + 2, nb, r, w);
@@ -235,6 +239,26 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 	}
 	fw_pdl_launch();
 	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, hp);
+}
+
+FW_KERNEL void __launch_bounds__(128)
+dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
+		     float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
+		     uint32_t xgs, uint32_t ygs, fw_hc_post hp)
+{
+	(void)aq;
+	linear1_fp8_mma<false>(w, x, y, part, count, xgs, ygs, hp, fw_glu{});
+}
+
+/* the shared expert's sw2 with the SwiGLU folded in: a kernel of its own,
+ * so that the SwiGLU's registers stay out of the plain one */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_linear1_fp8_mma_glu(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
+			 float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
+			 uint32_t xgs, uint32_t ygs, fw_hc_post hp, fw_glu glu)
+{
+	(void)aq;
+	linear1_fp8_mma<true>(w, x, y, part, count, xgs, ygs, hp, glu);
 }
 
 /*

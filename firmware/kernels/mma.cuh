@@ -19,14 +19,33 @@ static __device__ __forceinline__ void mma_e4m3(float *d, const uint32_t *a, con
 		       "f"(0.f));
 }
 
+/* fw_glu for one row of x (glu.u set): u the row's up projection
+ * outputs, wr its weight */
+struct glu_row {
+	const float *u;
+	float lim, wr;
+};
+
+static __device__ __forceinline__ glu_row glu_at(const fw_glu &glu, size_t off, uint32_t row)
+{
+	glu_row r;
+
+	r.u = (const float *)glu.u + off;
+	r.lim = glu.lim;
+	r.wr = glu.w ? ((const float *)glu.w)[row] : 1.0f;
+	return r;
+}
+
 /*
  * x's 128-column block @b (zeros where !@on): this thread's quarter of it
- * (32 values from column 32 t4) into @v, and the block's FP8 scale, the
- * amax shared by the block's four adjacent threads (the fused quant's
- * rule).  Every thread of the warp calls.
+ * (32 values from column 32 t4) into @v, with GLU @gr's SwiGLU first, and the
+ * block's FP8 scale, the amax shared by the block's four adjacent threads
+ * (the fused quant's rule).  Every thread of the warp calls.
  */
-static __device__ __forceinline__ float quant_x_quarter(const float *__restrict__ x, uint32_t b,
-							int on, uint32_t t4, float *v)
+template <bool GLU>
+static __device__ __forceinline__ float quant_x_quarter(const float *__restrict__ x,
+							const glu_row &gr, uint32_t b, int on,
+							uint32_t t4, float *v)
 {
 	float a = 0.f;
 
@@ -35,6 +54,14 @@ static __device__ __forceinline__ float quant_x_quarter(const float *__restrict_
 		float4 f = on ? ((const float4 *)(x + (size_t)b * 128 + t4 * 32))[i] :
 			   make_float4(0, 0, 0, 0);
 
+		if (GLU && on) {
+			float4 u = ((const float4 *)(gr.u + (size_t)b * 128 + t4 * 32))[i];
+
+			f.x = swiglu_h(f.x, u.x, gr.lim, gr.wr);
+			f.y = swiglu_h(f.y, u.y, gr.lim, gr.wr);
+			f.z = swiglu_h(f.z, u.z, gr.lim, gr.wr);
+			f.w = swiglu_h(f.w, u.w, gr.lim, gr.wr);
+		}
 		v[4 * i] = f.x;
 		v[4 * i + 1] = f.y;
 		v[4 * i + 2] = f.z;

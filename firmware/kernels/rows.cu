@@ -665,16 +665,6 @@ FW_KERNEL void dsv4_router(float *__restrict__ logits, uint32_t E, uint32_t K,
 	}
 }
 
-/* silu(min(g, lim)) * clamp(u, -lim, lim) * wr (lim 0: no clamp) */
-static __device__ __forceinline__ float swiglu_h(float gv, float uv, float lim, float wr)
-{
-	if (lim > 0) {
-		uv = fminf(fmaxf(uv, -lim), lim);
-		gv = fminf(gv, lim);
-	}
-	return gv / (1.0f + expf(-gv)) * uv * wr;
-}
-
 /*
  * grid rows: h = silu(min(g, lim)) * clamp(u, -lim, lim) [* w[row / per]]
  * (lim 0: no clamp), then with fq the FP8 act_quant of h for the next GEMV.

@@ -26,7 +26,9 @@
 #    Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
 #    that split attention in one launch (DSV4_GPU_ATTN_FUSED=1) vs its
-#    three kernels (identical);
+#    three kernels (identical); the SwiGLU inside the down projections'
+#    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
+#    streamed);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
 #    then 128K);
@@ -145,6 +147,23 @@ tap $?
 DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/fused" >/dev/null &&
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/fused" "$tmp/route" 0 \
 	"flash-shaped reference: decode attention in one launch vs three"
+tap $?
+# ... and the SwiGLU folded into the GEMVs after it (DSV4_GPU_FUSE_GLU=1:
+# dsv4_experts_mma_glu for the routed w2, dsv4_linear1_fp8_mma_glu for the
+# shared expert's sw2) vs its own launch: the same h, put on the FP8 grid
+# by the same rule, so the same logits; resident, then streamed experts
+# (a GPU cache of 4 slots, the experts' GEMVs a launch per group)
+DSV4_GPU_FUSE_GLU=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/glu" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/glu" "$tmp/route" 0 \
+	"flash-shaped reference: the SwiGLU inside the down projections' GEMVs vs its own launch"
+tap $?
+stream4=(--experts stream --cache-experts 4 --provider host)
+DSV4_GPU_EXPERT_SLOTS=4 "$kit/dsv4-run" "${args4[@]}" "${stream4[@]}" --dump-logits "$tmp/s" \
+	>/dev/null &&
+DSV4_GPU_EXPERT_SLOTS=4 DSV4_GPU_FUSE_GLU=1 "$kit/dsv4-run" "${args4[@]}" "${stream4[@]}" \
+	--dump-logits "$tmp/sglu" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/sglu" "$tmp/s" 0 \
+	"flash-shaped reference, streamed experts: the SwiGLU inside w2's GEMV vs its own launch"
 tap $?
 # ... and the index scores two entries a thread (prefill's 12 rows of
 # 2048-entry tiles take that form) vs one (DSV4_GPU_INDEX_EPT=1): the same

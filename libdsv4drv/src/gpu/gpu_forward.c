@@ -298,7 +298,8 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_INDEX_SCORES_MMA8: case K_INDEX_SCORES_MMA8C:
 	case K_INDEX_SCORES_MMA8S: case K_ATTN_FUSED: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
-	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA:
+	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA: case K_EXPERTS_MMA_GLU:
+	case K_LINEAR1_FP8_MMA_GLU:
 		return 1;
 	default:
 		return 0;
@@ -690,6 +691,32 @@ static void lin1(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr 
 	}
 	launch_as(w, (enum gpu_kernel)(K_LINEAR1_F32 + W->fmt), prof_linear(w->gm, W, 1, ks),
 		  (W->rows + 31) / 32, ks, G, 256, 0, a);
+}
+
+/*
+ * decode's y = W h with the SwiGLU h of @g and @u (limit @lim) folded into
+ * the tensor-core GEMV (dsv4_linear1_fp8_mma_glu; the shared expert's sw2
+ * with $DSV4_GPU_FUSE_GLU=1), where that GEMV takes W; 0: not launched
+ * (the caller runs dsv4_swiglu and the GEMV)
+ */
+static int lin1_glu(struct fwd *w, const struct fw_mat *W, CUdeviceptr g, CUdeviceptr u,
+		    float lim, CUdeviceptr y)
+{
+	struct fw_mat wm = *W;
+	struct fw_hc_post none = { 0 };
+	struct fw_glu glu = { u, 0, lim, 0 };
+	uint32_t aq = takes_act_quant(w, W, 1), zero = 0;
+	uint32_t mks = w->gm->fuse_glu && w->R == 1 && u % 16 == 0 ?
+			       mma_slices(w, W, 1, g, 0, aq) : 0;
+	int on = splitk_slot(w);
+	void *a[] = { &wm, &g, &y, &w->gm->splitk_part[on], &w->gm->splitk_count[on],
+		      &aq, &zero, &zero, &none, &glu };
+
+	if (!mks)
+		return 0;
+	launch_as(w, K_LINEAR1_FP8_MMA_GLU, prof_linear(w->gm, W, 1, mks), (W->rows + 63) / 64,
+		  mks, 1, 128, 0, a);
+	return 1;
 }
 
 /*
@@ -1148,6 +1175,8 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 	int mma13 = mma13_fits(w, gl, xe);
 	int mma2 = w->gm->experts_mma && fq && gl->e2.fmt == FW_FP4 && I <= FW_MMA_MAX_COLS &&
 		   b->h % 16 == 0;
+	/* $DSV4_GPU_FUSE_GLU: w2 forms its x from g and u itself */
+	int glu2 = mma2 && w->gm->fuse_glu && b->g % 16 == 0 && b->u % 16 == 0;
 
 	if (RK >= GEMM_MIN_ROWS * K && !aq && gemm_fits(&gl->e1) && gemm_fits(&gl->e2) &&
 	    D % 64 == 0 && I % 64 == 0 && E <= 1024) {
@@ -1172,6 +1201,15 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 		launch(w, K_EXPERTS_MMA, (I + 63) / 64, RK, 2, 128, 0, m13);
 	} else {
 		launch(w, K_LINEAR_EXPERTS, (I + 31) / 32, RK, 2, 128, 0, a13);
+	}
+	if (glu2) {
+		/* the SwiGLU inside w2's launch: x is g, per slot */
+		struct fw_glu glu = { b->u, wts, lim, 0 };
+		void *m2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &idx, &K, &b->g, &I, &one,
+			       &b->ye, &b->ye, &D, &routed, &glu };
+
+		launch(w, K_EXPERTS_MMA_GLU, (D + 63) / 64, RK, 1, 128, 0, m2);
+		return;
 	}
 	launch(w, K_SWIGLU, RK, 1, 1, swiglu_threads(I), 0, sw);
 	if (mma2) {
@@ -1367,12 +1405,12 @@ static int moe(struct fwd *w, uint32_t L)
 		lin(w, &gl->sw1, b->xn, D, R, b->sg, I, 1);
 		lin(w, &gl->sw3, b->xn, D, R, b->su, I, 1);
 	}
-	{
+	if (!lin1_glu(w, &gl->sw2, b->sg, b->su, shared_clamp ? lim : nolim, b->sy)) {
 		void *a[] = { &b->sg, &b->su, &I, shared_clamp ? &lim : &nolim, &none, &b->sh, &zero };
 
 		launch(w, K_SWIGLU, R, 1, 1, swiglu_threads(I), 0, a);
+		lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
 	}
-	lin(w, &gl->sw2, b->sh, I, R, b->sy, D, 1);
 	side_end(w);
 	if (aq && R > 1) {	/* as in lin_g(): one quant pass for many rows */
 		xe = act_quant_rows(w, b->xn, D, D, R);

@@ -124,6 +124,11 @@ struct gpu_model {
 	/* decode's router inside the w1/w3 launch of resident tensor-core
 	 * experts; $DSV4_GPU_FUSE_ROUTE=0: its own launch */
 	int fuse_route;
+	/* the SwiGLU folded into the GEMV after it where that runs on the
+	 * tensor cores (routed w2: dsv4_experts_mma_glu; the shared expert's
+	 * sw2 in decode: dsv4_linear1_fp8_mma_glu); $DSV4_GPU_FUSE_GLU=1, off
+	 * until it has run on a GPU */
+	int fuse_glu;
 	/* decode's FP8 GEMVs with the act quant on the tensor cores
 	 * (dsv4_linear1_fp8_mma); $DSV4_GPU_LINEAR_MMA=0: dsv4_linear1_fp8 */
 	int linear_mma;
