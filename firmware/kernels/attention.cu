@@ -416,8 +416,8 @@ dsv4_attn_scores(const float *__restrict__ q, const float *__restrict__ kvc,
 /* keys dsv4_attn_pv's warps take at once (each adds them to its sums in
  * key order, so any count gives the same sums) */
 #define PV_KEYS 8
-#ifdef FW_PV_SHARED_KEYS
-/* float4s of a chunk of PV_KEYS keys (head_dim <= 512) a thread of 256 loads */
+/* float4s of a chunk of PV_KEYS keys (head_dim <= 512) a thread of 256
+ * loads (the shared-key form) */
 #define PV_LOADS (PV_KEYS * 128 / 256)
 
 /* this thread's float4s of keys [jb, jb + PV_KEYS) (< j1), laid out
@@ -435,7 +435,6 @@ static __device__ __forceinline__ void pv_chunk_load(const rowkeys &k, uint32_t 
 						      make_float4(0, 0, 0, 0);
 	}
 }
-#endif
 
 /* the row's max for head h: over every range's (S <= FW_SPLIT_RANGES) */
 template <bool CG>
@@ -448,8 +447,12 @@ static __device__ __forceinline__ float split_max(const float *cmax, uint32_t S)
 
 /* a warp per head of the group, lanes over dims (hd <= 512), the range's
  * keys in order, PV_KEYS in flight: range c of S, head group hg, row
- * r0 + i */
-template <bool CG>
+ * r0 + i.  SK: each chunk of PV_KEYS keys read once into shared memory for
+ * the group's heads, the next chunk's loads in flight while it is added
+ * (the plain form has each warp read every key for its head: 8x the L2
+ * reads, 84 MB a CSA layer and 150 MB an HCA layer at 128K, which the
+ * CUPTI timeline puts at L2's bandwidth); the same sums either way */
+template <bool CG, bool SK>
 static __device__ __forceinline__ void
 attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
 	      const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart, uint32_t ratio,
@@ -461,20 +464,15 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 	uint32_t r = r0 + i;
 	uint32_t lane = threadIdx.x % 32, h = hg * FW_SPLIT_HEADS + threadIdx.x / 32;
 	rowkeys k;
-#ifdef FW_PV_SHARED_KEYS
-	/* (built with FW_PV_SHARED_KEYS, not yet run on a GPU) the chunk's
-	 * keys, read once for the group's heads: each warp reading every key
-	 * for its head makes 8x the L2 reads, 84 MB a CSA layer and 150 MB an
-	 * HCA layer at 128K, which the CUPTI timeline puts at L2's bandwidth */
-	__shared__ __align__(16) float4 kvs[PV_KEYS * 128];
-	float4 nxt[PV_LOADS];
-#endif
-	/* (a warp without a head loads its part of the keys all the same) */
+	/* (SK) the chunk's keys */
+	__shared__ __align__(16) float4 kvs[SK ? PV_KEYS * 128 : 1];
+	float4 nxt[SK ? PV_LOADS : 1];
+	/* (with SK a warp without a head loads its part of the keys all the
+	 * same) */
 	bool mine = threadIdx.x / 32 < FW_SPLIT_HEADS && h < H;
-#ifndef FW_PV_SHARED_KEYS
-	if (!mine)
+
+	if (!SK && !mine)
 		return;
-#endif
 	uint32_t n = row_keys(k, kvc, rowtab, L, r, pos, cstart, ratio, sel, nsel, topk, win, hd,
 			      gath ? gath + (size_t)i * topk * hd : NULL);
 	uint32_t C = (n + S - 1) / S, j0 = c * C, j1 = j0 + C < n ? j0 + C : n;
@@ -484,29 +482,27 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 	 * address), loaded with the max's loads */
 	uint32_t jl = j0 + lane;
 	float s_l = jl < j1 ? step_ld<CG>(srow + jl) : 0.f;
-#ifndef FW_PV_SHARED_KEYS
-	const float *k_l = jl < j1 ? key_at(k, jl) : NULL;
-#endif
+	const float *k_l = !SK && jl < j1 ? key_at(k, jl) : NULL;
 	float m = split_max<CG>(cmax + rh * S, S), den = 0.f, acc[16];
 
 #pragma unroll
 	for (int t = 0; t < 16; t++)
 		acc[t] = 0.f;
-#ifdef FW_PV_SHARED_KEYS
-	pv_chunk_load(k, j0, j1, hd, nxt);
-#endif
+	if (SK)
+		pv_chunk_load(k, j0, j1, hd, nxt);
 	for (uint32_t jb = j0; jb < j1; jb += PV_KEYS) {
-#ifdef FW_PV_SHARED_KEYS
-		__syncthreads();	/* (the chunk before is used up) */
+		if (SK) {
+			__syncthreads();	/* (the chunk before is used up) */
 #pragma unroll
-		for (int l = 0; l < PV_LOADS; l++)
-			kvs[threadIdx.x + l * 256] = nxt[l];
-		__syncthreads();
-		if (jb + PV_KEYS < j1)	/* the next chunk's loads out while this one is added */
-			pv_chunk_load(k, jb + PV_KEYS, j1, hd, nxt);
-		if (!mine)
-			continue;
-#endif
+			for (int l = 0; l < PV_LOADS; l++)
+				kvs[threadIdx.x + l * 256] = nxt[l];
+			__syncthreads();
+			/* the next chunk's loads out while this one is added */
+			if (jb + PV_KEYS < j1)
+				pv_chunk_load(k, jb + PV_KEYS, j1, hd, nxt);
+			if (!mine)
+				continue;
+		}
 		const float *kj[PV_KEYS];
 		float pj[PV_KEYS];
 
@@ -522,13 +518,14 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 				float e = expf(sj - m);
 
 				den += e;
-#ifndef FW_PV_SHARED_KEYS
-				kj[u] = j - j0 < 32 ? (const float *)__shfl_sync(
-							      0xffffffffu, (unsigned long long)k_l, j - j0) :
-						      key_at(k, j);
-#else
-				kj[u] = (const float *)(kvs + u * (hd / 4));
-#endif
+				if (SK)
+					kj[u] = (const float *)(kvs + u * (hd / 4));
+				else
+					kj[u] = j - j0 < 32 ?
+							(const float *)__shfl_sync(
+								0xffffffffu, (unsigned long long)k_l,
+								j - j0) :
+							key_at(k, j);
 				pj[u] = reference ? __bfloat162float(__float2bfloat16_rn(e)) : e;
 			}
 		}
@@ -552,10 +549,8 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 			}
 		}
 	}
-#ifdef FW_PV_SHARED_KEYS
-	if (!mine)
+	if (SK && !mine)
 		return;
-#endif
 	float *out = part + (rh * S + c) * hd;
 
 #pragma unroll
@@ -580,9 +575,25 @@ dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
 	     float *__restrict__ pden)
 {
 	fw_pdl_enter();
-	attn_pv_range<false>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H, r0,
-			     gath, sc, ld, cmax, reference, part, pden, blockIdx.x, gridDim.x,
-			     blockIdx.y, blockIdx.z);
+	attn_pv_range<false, false>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd,
+				    H, r0, gath, sc, ld, cmax, reference, part, pden, blockIdx.x,
+				    gridDim.x, blockIdx.y, blockIdx.z);
+}
+
+/* dsv4_attn_pv with the keys through shared memory ($DSV4_GPU_PV_SHARED=1) */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_attn_pv_sk(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
+		const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
+		uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
+		uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
+		const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
+		const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
+		float *__restrict__ pden)
+{
+	fw_pdl_enter();
+	attn_pv_range<false, true>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd,
+				   H, r0, gath, sc, ld, cmax, reference, part, pden, blockIdx.x,
+				   gridDim.x, blockIdx.y, blockIdx.z);
 }
 
 /* grid (H, rows, slices), 128 threads: the ranges' sums in range order
@@ -663,10 +674,12 @@ dsv4_attn_combine(const uint32_t *__restrict__ pos, const float *__restrict__ cm
  * the combine in turn.  The same sums in the same order as the three
  * kernels: the launch only saves their two kernel boundaries.  A block
  * waits for blocks launched after it, so the host launches this only
- * where the whole grid fits on the GPU at once.
+ * where the whole grid fits on the GPU at once.  dsv4_attn_fused_sk: with
+ * P.V's keys through shared memory, as dsv4_attn_pv_sk.
  */
-FW_KERNEL void __launch_bounds__(256, 2)
-dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
+template <bool SK>
+static __device__ __forceinline__ void
+attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
 		const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
 		const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
 		const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
@@ -684,8 +697,8 @@ dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
 	attn_scores_range<true>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
 				r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, c, S, hg, i);
 	group_wait(gbar, S);
-	attn_pv_range<true>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H, r0,
-			    gath, sc, ld, cmax, reference, part, pden, c, S, hg, i);
+	attn_pv_range<true, SK>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
+				r0, gath, sc, ld, cmax, reference, part, pden, c, S, hg, i);
 	group_wait(gbar, S);
 	fw_pdl_launch();	/* (every block is running: the next kernel may come) */
 	for (uint32_t u = c; u < nh * Z; u += S) {
@@ -693,6 +706,38 @@ dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
 		attn_combine_slice<true>(pos, cmax, part, pden, S, hd, rd, freqs, sink, o, r0, xp,
 					 xps, h0 + u / Z, H, i, u % Z, Z);
 	}
+}
+
+FW_KERNEL void __launch_bounds__(256, 2)
+dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
+		const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
+		const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
+		uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
+		float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
+		uint32_t reference, float *part, float *pden, const float *__restrict__ sink,
+		float *__restrict__ o, uint8_t *__restrict__ xp, float *__restrict__ xps,
+		uint32_t Z, uint32_t *bar)
+{
+	attn_fused<false>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
+			  r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, reference, part, pden,
+			  sink, o, xp, xps, Z, bar);
+}
+
+FW_KERNEL void __launch_bounds__(256, 2)
+dsv4_attn_fused_sk(const float *__restrict__ q, const float *__restrict__ kvc,
+		   const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
+		   const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
+		   const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
+		   uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
+		   float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
+		   uint32_t reference, float *part, float *pden, const float *__restrict__ sink,
+		   float *__restrict__ o, uint8_t *__restrict__ xp, float *__restrict__ xps,
+		   uint32_t Z, uint32_t *bar)
+{
+	attn_fused<true>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
+			 r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, reference, part, pden,
+			 sink, o, xp, xps, Z, bar);
 }
 
 /*

@@ -26,7 +26,8 @@
 #    Flash-shaped); decode attention split over key
 #    ranges vs one block per head (summed in another order: 1e-4);
 #    that split attention in one launch (DSV4_GPU_ATTN_FUSED=1) vs its
-#    three kernels (identical); the SwiGLU inside the down projections'
+#    three kernels (identical); P.V's keys through shared memory
+#    (DSV4_GPU_PV_SHARED=1) vs each warp's own (identical); the SwiGLU inside the down projections'
 #    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
 #    streamed);
 #    decode's router inside the experts' launch vs its own (identical);
@@ -148,6 +149,18 @@ DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/fused" >
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/fused" "$tmp/route" 0 \
 	"flash-shaped reference: decode attention in one launch vs three"
 tap $?
+# ... and P.V with the keys through shared memory (DSV4_GPU_PV_SHARED=1:
+# dsv4_attn_pv_sk, each chunk of keys read once for the head group), with
+# three launches and with one: the same products in the same order
+DSV4_GPU_PV_SHARED=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/pvs" >/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/pvs" "$tmp/route" 0 \
+	"flash-shaped reference: P.V's keys through shared memory vs each warp's own"
+tap $?
+DSV4_GPU_PV_SHARED=1 DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/pvsf" \
+	>/dev/null &&
+python3 "$top/tests/gpu/compare_logits.py" "$tmp/pvsf" "$tmp/route" 0 \
+	"flash-shaped reference: one attention launch with P.V's keys through shared memory vs three plain"
+tap $?
 # ... and the SwiGLU folded into the GEMVs after it (DSV4_GPU_FUSE_GLU=1:
 # dsv4_experts_mma_glu for the routed w2, dsv4_linear1_fp8_mma_glu for the
 # shared expert's sw2) vs its own launch: the same h, put on the FP8 grid
@@ -244,6 +257,14 @@ DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_ATTN_
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/fused" 0 \
 	"tiny-a, 34000 tokens: decode attention in one launch vs three"
 tap $?
+# ... and P.V's keys through shared memory, with three launches and one
+for f in 0 1; do
+	DSV4_GPU_TOPK_PARTS=1 DSV4_GPU_INDEX_MMA=1 DSV4_GPU_INDEX_ASIDE=1 DSV4_GPU_PV_SHARED=1 \
+		DSV4_GPU_ATTN_FUSED=$f "$kit/dsv4-run" "${long[@]}" --dump-logits "$tmp/pvs" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/ixall" "$tmp/pvs" 0 \
+		"tiny-a, 34000 tokens: P.V's keys through shared memory (attention in one launch: $f) vs plain"
+	tap $?
+done
 # decode graphs captured again at a second context bucket in the same
 # process (gpu_bench at 4K, then at 128K): the second capture must not
 # lean on anything recorded by the first (a wait on an event of the first
@@ -326,6 +347,11 @@ for p in tiny-a tiny-c; do
 	DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/fused" >/dev/null 2>&1 &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/fused" "$tmp/g" 0 \
 		"$p: decode attention in one launch vs three"
+	tap $?
+	# ... and P.V's keys through shared memory vs each warp's own
+	DSV4_GPU_PV_SHARED=1 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/pvs" >/dev/null 2>&1 &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/pvs" "$tmp/g" 0 \
+		"$p: P.V's keys through shared memory vs each warp's own"
 	tap $?
 	# decode attention split over key ranges (dsv4_attn_scores/pv/combine)
 	# vs one block per head: the same sums in another order

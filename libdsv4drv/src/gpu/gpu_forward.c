@@ -299,7 +299,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_INDEX_SCORES_MMA8S: case K_ATTN_FUSED: case K_LINEAR1_F32:
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA: case K_EXPERTS_MMA_GLU:
-	case K_LINEAR1_FP8_MMA_GLU:
+	case K_LINEAR1_FP8_MMA_GLU: case K_ATTN_PV_SK: case K_ATTN_FUSED_SK:
 		return 1;
 	default:
 		return 0;
@@ -1097,11 +1097,13 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 						       (void *)&gl->attn_sink, &b->o, &op, &ops, &Z,
 						       &w->gm->attn_bar };
 
-					launch(w, K_ATTN_FUSED, S, HG, n, 256, 0, af);
+					launch(w, w->gm->pv_shared ? K_ATTN_FUSED_SK : K_ATTN_FUSED,
+					       S, HG, n, 256, 0, af);
 					continue;
 				}
 				launch(w, K_ATTN_SCORES, S, HG, n, 256, 0, as);
-				launch(w, K_ATTN_PV, S, HG, n, 256, 0, ap);
+				launch(w, w->gm->pv_shared ? K_ATTN_PV_SK : K_ATTN_PV, S, HG, n, 256, 0,
+				       ap);
 				launch(w, K_ATTN_COMBINE, H, n, Z, 128, 0, ac);
 				continue;
 			}

@@ -529,12 +529,14 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			 !strcmp(prof, "replay") ? PROF_GRAPH_REPLAY : PROF_GRAPH_OFF;
 	gm->graphs = !env_off("DSV4_GPU_GRAPHS");
 	gm->split_attn = !env_off("DSV4_GPU_SPLIT_ATTN");
-	/* opt-in until it has run on a GPU */
+	/* both opt-in until they have run on a GPU */
+	gm->pv_shared = env_on("DSV4_GPU_PV_SHARED");
 	if (env_on("DSV4_GPU_ATTN_FUSED")) {
 		int per_sm = 0;
+		CUfunction fused = gm->g->fn[gm->pv_shared ? K_ATTN_FUSED_SK : K_ATTN_FUSED];
 
-		if (!gm->g->cu.OccupancyMaxActiveBlocksPerMultiprocessor(
-			    &per_sm, gm->g->fn[K_ATTN_FUSED], 256, 0) && per_sm > 0)
+		if (!gm->g->cu.OccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fused, 256, 0) &&
+		    per_sm > 0)
 			gm->attn_fused_fit = (uint32_t)per_sm * (uint32_t)gm->g->sms;
 	}
 	gm->ring_aside = !env_off("DSV4_GPU_RING_ASIDE");

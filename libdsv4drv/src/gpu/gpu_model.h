@@ -112,6 +112,10 @@ struct gpu_model {
 	 * wait words, zero */
 	uint32_t attn_fused_fit;
 	CUdeviceptr attn_bar;
+	/* the split attention's P.V with the keys read once per head group
+	 * into shared memory (dsv4_attn_pv_sk, dsv4_attn_fused_sk);
+	 * $DSV4_GPU_PV_SHARED=1, off until it has run on a GPU */
+	int pv_shared;
 	int ring_aside;		/* $DSV4_GPU_RING_ASIDE=0: decode's ring store on the main stream */
 	/* one-row mHC steps fused into their neighbours (dsv4_hc_mix,
 	 * wo_b's dsv4_linear1_*, dsv4_moe_combine); $DSV4_GPU_FUSE=0: off */
