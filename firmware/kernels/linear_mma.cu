@@ -85,10 +85,10 @@ struct f8_rows {
 	int on_g, on_g8;
 };
 
-static __device__ __forceinline__ f8_rows f8_rows_at(const fw_mat &w, uint32_t k0)
+static __device__ __forceinline__ f8_rows f8_rows_at(const fw_mat &w, uint32_t k0, uint32_t rb)
 {
 	uint32_t lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-	uint32_t o0 = blockIdx.x * 64 + (threadIdx.x / 32) * 16, sc_cols = (w.cols + 127) / 128;
+	uint32_t o0 = rb * 64 + (threadIdx.x / 32) * 16, sc_cols = (w.cols + 127) / 128;
 	f8_rows r;
 
 	r.rg = o0 + g;
@@ -159,12 +159,14 @@ static __device__ __forceinline__ void f8_run(const f8_step &t, uint32_t b0, uin
 /*
  * The rows' sums (every lane of a row group holds them) out: into y (and
  * hp's post step where hp.X), or with ks > 1 slices into part, the row
- * block's last block adding them in slice order.  count: the group's.
+ * block's (rb's) last block adding them in slice order.  count: the
+ * group's.
  */
 static __device__ __forceinline__ void f8_finish(const f8_rows &r, float acc_g, float acc_g8,
 						 uint32_t rows, uint32_t ks, float *__restrict__ y,
 						 float *__restrict__ part,
-						 uint32_t *__restrict__ count, const fw_hc_post &hp)
+						 uint32_t *__restrict__ count, const fw_hc_post &hp,
+						 uint32_t rb)
 {
 	uint32_t q = threadIdx.x % 4;
 
@@ -185,10 +187,10 @@ static __device__ __forceinline__ void f8_finish(const f8_rows &r, float acc_g, 
 		part[(size_t)blockIdx.y * rows + r.rg] = acc_g;
 	if (q == 0 && r.on_g8)
 		part[(size_t)blockIdx.y * rows + r.rg8] = acc_g8;
-	if (!splitk_last(count, blockIdx.x, ks))
+	if (!splitk_last(count, rb, ks))
 		return;
 	/* the last block: each row's slices added in slice order */
-	uint32_t o = blockIdx.x * 64 + threadIdx.x;
+	uint32_t o = rb * 64 + threadIdx.x;
 
 	if (threadIdx.x < 64 && o < rows) {
 		float sum = sum_cg(part + o, 0, ks, 1, rows);
@@ -198,10 +200,16 @@ static __device__ __forceinline__ void f8_finish(const f8_rows &r, float acc_g, 
 			hc_post_at(hp, 0, o, sum);
 	}
 	if (threadIdx.x == 0)
-		count[blockIdx.x] = 0;
+		count[rb] = 0;
 }
 
-template <bool GLU>
+/*
+ * LOOP: gridDim.x blocks take the row blocks in turn (block b: b, b +
+ * gridDim.x, ...), x quantized once; so a big GEMV can leave SMs to the
+ * kernels beside it (decode's wq_b beside the indexer's chain,
+ * $DSV4_GPU_WQB_LOOP).  Without, a block a row block.
+ */
+template <bool GLU, bool LOOP>
 static __device__ __forceinline__ void
 linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
 		float *__restrict__ part, uint32_t *__restrict__ count, uint32_t xgs,
@@ -211,16 +219,16 @@ linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
 	__shared__ float xs[FW_MMA_MAX_COLS / 128];
 	uint32_t grp = blockIdx.z, ks = gridDim.y, slice = w.cols / ks, k0 = blockIdx.y * slice;
 	uint32_t q = threadIdx.x % 4, nb = slice / 128;
-	float acc_g = 0.f, acc_g8 = 0.f;
+	uint32_t nrb = LOOP ? (w.rows + 63) / 64 : gridDim.x, rb = blockIdx.x;
 	f8_step A, B;
 
 	w.row0 += grp * w.rows;
 	x += (size_t)grp * xgs;
 	y += (size_t)grp * ygs;
 	part += (size_t)grp * ks * w.rows;
-	count += (size_t)grp * gridDim.x;
+	count += (size_t)grp * nrb;
 
-	const f8_rows r = f8_rows_at(w, k0);
+	f8_rows r = f8_rows_at(w, k0, rb);
 
 	/* the first weights are on their way while x is quantized (with
 	 * $DSV4_GPU_PDL, while the kernel before ends: only weights are
@@ -231,14 +239,25 @@ linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
 	quant_x_codes<GLU>(x + k0, GLU ? glu_at(glu, (size_t)grp * xgs + k0, 0) : glu_row{}, slice,
 			   xq, xs);
 	__syncthreads();
-	for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
-		f8_load(B, b0 + 2, nb, r, w);
-		f8_run(A, b0, nb, xq, xs, q, acc_g, acc_g8);
-		f8_load(A, b0 + 4, nb, r, w);
-		f8_run(B, b0 + 2, nb, xq, xs, q, acc_g, acc_g8);
+	for (;;) {
+		float acc_g = 0.f, acc_g8 = 0.f;
+
+		for (uint32_t b0 = 0; b0 < nb; b0 += 4) {
+			f8_load(B, b0 + 2, nb, r, w);
+			f8_run(A, b0, nb, xq, xs, q, acc_g, acc_g8);
+			f8_load(A, b0 + 4, nb, r, w);
+			f8_run(B, b0 + 2, nb, xq, xs, q, acc_g, acc_g8);
+		}
+		if (!LOOP || rb + gridDim.x >= nrb) {
+			fw_pdl_launch();
+			f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, hp, rb);
+			return;
+		}
+		f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, hp, rb);
+		rb += gridDim.x;
+		r = f8_rows_at(w, k0, rb);
+		f8_load(A, 0, nb, r, w);
 	}
-	fw_pdl_launch();
-	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, hp);
 }
 
 FW_KERNEL void __launch_bounds__(128)
@@ -247,7 +266,7 @@ dsv4_linear1_fp8_mma(fw_mat w, const float *__restrict__ x, float *__restrict__ 
 		     uint32_t xgs, uint32_t ygs, fw_hc_post hp)
 {
 	(void)aq;
-	linear1_fp8_mma<false>(w, x, y, part, count, xgs, ygs, hp, fw_glu{});
+	linear1_fp8_mma<false, false>(w, x, y, part, count, xgs, ygs, hp, fw_glu{});
 }
 
 /* the shared expert's sw2 with the SwiGLU folded in: a kernel of its own,
@@ -258,7 +277,18 @@ dsv4_linear1_fp8_mma_glu(fw_mat w, const float *__restrict__ x, float *__restric
 			 uint32_t xgs, uint32_t ygs, fw_hc_post hp, fw_glu glu)
 {
 	(void)aq;
-	linear1_fp8_mma<true>(w, x, y, part, count, xgs, ygs, hp, glu);
+	linear1_fp8_mma<true, false>(w, x, y, part, count, xgs, ygs, hp, glu);
+}
+
+/* dsv4_linear1_fp8_mma with gridDim.x blocks taking the row blocks in turn
+ * (the grid's x need not cover them) */
+FW_KERNEL void __launch_bounds__(128)
+dsv4_linear1_fp8_mma_loop(fw_mat w, const float *__restrict__ x, float *__restrict__ y,
+			  float *__restrict__ part, uint32_t *__restrict__ count, uint32_t aq,
+			  uint32_t xgs, uint32_t ygs, fw_hc_post hp)
+{
+	(void)aq;
+	linear1_fp8_mma<false, true>(w, x, y, part, count, xgs, ygs, hp, fw_glu{});
 }
 
 /*
@@ -341,7 +371,7 @@ dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__re
 	part += (size_t)grp * ks * w.rows;
 	count += (size_t)grp * gridDim.x;
 
-	const f8_rows r = f8_rows_at(w, k0);
+	const f8_rows r = f8_rows_at(w, k0, blockIdx.x);
 	/* the slice's parts: 16-byte pieces, 64 a block */
 	size_t xb = ((size_t)grp * xgs + k0) / 128;
 	const uint4 *src = (const uint4 *)(xp + xb * FW_XSPLIT_PARTS * 128);
@@ -369,7 +399,7 @@ dsv4_linear1_fp8_mmx(fw_mat w, const uint8_t *__restrict__ xp, const float *__re
 	acc_g += __shfl_xor_sync(0xffffffffu, acc_g, 2);
 	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 1);
 	acc_g8 += __shfl_xor_sync(0xffffffffu, acc_g8, 2);
-	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, none);
+	f8_finish(r, acc_g, acc_g8, w.rows, ks, y, part, count, none, blockIdx.x);
 }
 
 /* grid (cols / 128), 128 threads: x [cols] split into its e4m3 parts

@@ -27,7 +27,9 @@
 #    ranges vs one block per head (summed in another order: 1e-4);
 #    that split attention in one launch (DSV4_GPU_ATTN_FUSED=1) vs its
 #    three kernels (identical); P.V's keys through shared memory
-#    (DSV4_GPU_PV_SHARED=1) vs each warp's own (identical); the SwiGLU inside the down projections'
+#    (DSV4_GPU_PV_SHARED=1) vs each warp's own (identical); wq_b beside the
+#    indexer with blocks taking 2 or 3 row blocks (DSV4_GPU_WQB_LOOP) vs one
+#    (identical); the SwiGLU inside the down projections'
 #    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
 #    streamed);
 #    decode's router inside the experts' launch vs its own (identical);
@@ -161,6 +163,15 @@ DSV4_GPU_PV_SHARED=1 DSV4_GPU_ATTN_FUSED=1 "$kit/dsv4-run" "${args4[@]}" --dump-
 python3 "$top/tests/gpu/compare_logits.py" "$tmp/pvsf" "$tmp/route" 0 \
 	"flash-shaped reference: one attention launch with P.V's keys through shared memory vs three plain"
 tap $?
+# ... and wq_b beside the indexer on fewer blocks, each taking 2 or 3 row
+# blocks in turn (DSV4_GPU_WQB_LOOP, dsv4_linear1_fp8_mma_loop; 512 row
+# blocks: 3 leaves the last block 2) vs a block a row block: the same sums
+for n in 2 3; do
+	DSV4_GPU_WQB_LOOP=$n "$kit/dsv4-run" "${args4[@]}" --dump-logits "$tmp/wqb" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/wqb" "$tmp/route" 0 \
+		"flash-shaped reference: wq_b beside the indexer, $n row blocks a block vs one"
+	tap $?
+done
 # ... and the SwiGLU folded into the GEMVs after it (DSV4_GPU_FUSE_GLU=1:
 # dsv4_experts_mma_glu for the routed w2, dsv4_linear1_fp8_mma_glu for the
 # shared expert's sw2) vs its own launch: the same h, put on the FP8 grid

@@ -125,7 +125,8 @@ struct cu_driver {
 	X(INDEX_SCORES_MMA8C, dsv4_index_scores_mma8c) X(ICMP_CODES, dsv4_icmp_codes) \
 	X(INDEX_SCORES_MMA8S, dsv4_index_scores_mma8s) X(ATTN_FUSED, dsv4_attn_fused) \
 	X(EXPERTS_MMA_GLU, dsv4_experts_mma_glu) X(LINEAR1_FP8_MMA_GLU, dsv4_linear1_fp8_mma_glu) \
-	X(ATTN_PV_SK, dsv4_attn_pv_sk) X(ATTN_FUSED_SK, dsv4_attn_fused_sk)
+	X(ATTN_PV_SK, dsv4_attn_pv_sk) X(ATTN_FUSED_SK, dsv4_attn_fused_sk) \
+	X(LINEAR1_FP8_MMA_LOOP, dsv4_linear1_fp8_mma_loop)
 
 #define GPU_KID(id, name) K_##id,
 enum gpu_kernel { GPU_KERNELS(GPU_KID) K_COUNT };

@@ -300,6 +300,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA: case K_EXPERTS_MMA_GLU:
 	case K_LINEAR1_FP8_MMA_GLU: case K_ATTN_PV_SK: case K_ATTN_FUSED_SK:
+	case K_LINEAR1_FP8_MMA_LOOP:
 		return 1;
 	default:
 		return 0;
@@ -720,6 +721,29 @@ static int lin1_glu(struct fwd *w, const struct fw_mat *W, CUdeviceptr g, CUdevi
 }
 
 /*
+ * decode's y = W x (act quant inside) by dsv4_linear1_fp8_mma_loop, each
+ * block taking @per row blocks of W in turn (gm->wqb_loop), where the
+ * tensor-core GEMV takes W; 0: not launched (the caller runs lin())
+ */
+static int lin1_loop(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, CUdeviceptr y,
+		     uint32_t per)
+{
+	struct fw_mat wm = *W;
+	struct fw_hc_post none = { 0 };
+	uint32_t aq = takes_act_quant(w, W, 1), zero = 0, nrb = (W->rows + 63) / 64;
+	uint32_t mks = per > 1 && w->R == 1 ? mma_slices(w, W, 1, x, 0, aq) : 0;
+	int on = splitk_slot(w);
+	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on], &w->gm->splitk_count[on],
+		      &aq, &zero, &zero, &none };
+
+	if (!mks)
+		return 0;
+	launch_as(w, K_LINEAR1_FP8_MMA_LOOP, prof_linear(w->gm, W, 1, mks), (nrb + per - 1) / per,
+		  mks, 1, 128, 0, a);
+	return 1;
+}
+
+/*
  * y[r] = W x[r] for @rows rows; act_quant: the official FP8 activation
  * quant first (reference numerics, FP8/FP4 weights).  With G > 1, G
  * groups in one launch: group g takes W's rows [g rows, (g+1) rows) on
@@ -1021,7 +1045,9 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 		indexer(w, L, pos);
 		fork_end(w, w->gm->ixs, w->gm->ix_join, &w->ix_open);
 	}
-	lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
+	/* (beside the indexer, optionally on fewer blocks: gm->wqb_loop) */
+	if (!ix_aside || !lin1_loop(w, &gl->wq_b, b->qr, b->q, w->gm->wqb_loop))
+		lin(w, &gl->wq_b, b->qr, qlr, R, b->q, H * hd, 1);
 	l2_prefetch(w, &gl->wo_a, w->gm->l2pf_woa);
 	if (!qkv || !split) {	/* (with both, dsv4_attn_scores preps q) */
 		void *a[] = { &b->q, &hd, &rd, &none, &eps, &b->pos, &freqs, &zero };

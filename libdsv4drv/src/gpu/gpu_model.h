@@ -133,6 +133,12 @@ struct gpu_model {
 	 * sw2 in decode: dsv4_linear1_fp8_mma_glu); $DSV4_GPU_FUSE_GLU=1, off
 	 * until it has run on a GPU */
 	int fuse_glu;
+	/* decode's wq_b in CSA layers with the indexer on its own stream:
+	 * each block takes this many row blocks in turn
+	 * (dsv4_linear1_fp8_mma_loop), so that the indexer's chain finds SMs
+	 * free beside it; $DSV4_GPU_WQB_LOOP=N, off (0 or 1) until it has
+	 * run on a GPU */
+	uint32_t wqb_loop;
 	/* decode's FP8 GEMVs with the act quant on the tensor cores
 	 * (dsv4_linear1_fp8_mma); $DSV4_GPU_LINEAR_MMA=0: dsv4_linear1_fp8 */
 	int linear_mma;
