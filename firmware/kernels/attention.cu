@@ -565,36 +565,26 @@ attn_pv_range(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab
 		pden[rh * S + c] = den;
 }
 
-FW_KERNEL void __launch_bounds__(256)
-dsv4_attn_pv(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
-	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
-	     uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
-	     uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
-	     const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
-	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
-	     float *__restrict__ pden)
-{
-	fw_pdl_enter();
-	attn_pv_range<false, false>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd,
-				    H, r0, gath, sc, ld, cmax, reference, part, pden, blockIdx.x,
-				    gridDim.x, blockIdx.y, blockIdx.z);
-}
+/* dsv4_attn_pv and, with the keys through shared memory
+ * ($DSV4_GPU_PV_SHARED=1), dsv4_attn_pv_sk: one signature */
+#define ATTN_PV_KERNEL(name, SK)                                                                 \
+	FW_KERNEL void __launch_bounds__(256)                                                    \
+	name(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,     \
+	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,             \
+	     uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, \
+	     uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,                 \
+	     const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,         \
+	     const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,      \
+	     float *__restrict__ pden)                                                           \
+	{                                                                                        \
+		fw_pdl_enter();                                                                  \
+		attn_pv_range<false, SK>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk,    \
+					 win, hd, H, r0, gath, sc, ld, cmax, reference, part,    \
+					 pden, blockIdx.x, gridDim.x, blockIdx.y, blockIdx.z);   \
+	}
 
-/* dsv4_attn_pv with the keys through shared memory ($DSV4_GPU_PV_SHARED=1) */
-FW_KERNEL void __launch_bounds__(256)
-dsv4_attn_pv_sk(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab, uint32_t L,
-		const uint32_t *__restrict__ pos, const uint32_t *__restrict__ cstart,
-		uint32_t ratio, const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel,
-		uint32_t topk, uint32_t win, uint32_t hd, uint32_t H, uint32_t r0,
-		const float *__restrict__ gath, const float *__restrict__ sc, uint32_t ld,
-		const float *__restrict__ cmax, uint32_t reference, float *__restrict__ part,
-		float *__restrict__ pden)
-{
-	fw_pdl_enter();
-	attn_pv_range<false, true>(kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd,
-				   H, r0, gath, sc, ld, cmax, reference, part, pden, blockIdx.x,
-				   gridDim.x, blockIdx.y, blockIdx.z);
-}
+ATTN_PV_KERNEL(dsv4_attn_pv, false)
+ATTN_PV_KERNEL(dsv4_attn_pv_sk, true)
 
 /* grid (H, rows, slices), 128 threads: the ranges' sums in range order
  * over the denominator (with the sink), inverse RoPE, into o [R, H*hd].
@@ -708,37 +698,26 @@ attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
 	}
 }
 
-FW_KERNEL void __launch_bounds__(256, 2)
-dsv4_attn_fused(const float *__restrict__ q, const float *__restrict__ kvc,
-		const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
-		const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
-		const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
-		uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
-		float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
-		uint32_t reference, float *part, float *pden, const float *__restrict__ sink,
-		float *__restrict__ o, uint8_t *__restrict__ xp, float *__restrict__ xps,
-		uint32_t Z, uint32_t *bar)
-{
-	attn_fused<false>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
-			  r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, reference, part, pden,
-			  sink, o, xp, xps, Z, bar);
-}
+/* dsv4_attn_fused and dsv4_attn_fused_sk: one signature */
+#define ATTN_FUSED_KERNEL(name, SK)                                                              \
+	FW_KERNEL void __launch_bounds__(256, 2)                                                 \
+	name(const float *__restrict__ q, const float *__restrict__ kvc,                         \
+	     const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,  \
+	     const uint32_t *__restrict__ cstart, uint32_t ratio,                                \
+	     const int32_t *__restrict__ sel, const uint32_t *__restrict__ nsel, uint32_t topk,  \
+	     uint32_t win, uint32_t hd, uint32_t H, uint32_t r0, const float *__restrict__ gath, \
+	     float *sc, uint32_t ld, float *cmax, uint32_t qprep, uint32_t rd,                   \
+	     const float *__restrict__ freqs, float eps, uint32_t reference, float *part,        \
+	     float *pden, const float *__restrict__ sink, float *__restrict__ o,                 \
+	     uint8_t *__restrict__ xp, float *__restrict__ xps, uint32_t Z, uint32_t *bar)       \
+	{                                                                                        \
+		attn_fused<SK>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd,  \
+			       H, r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, reference,      \
+			       part, pden, sink, o, xp, xps, Z, bar);                            \
+	}
 
-FW_KERNEL void __launch_bounds__(256, 2)
-dsv4_attn_fused_sk(const float *__restrict__ q, const float *__restrict__ kvc,
-		   const uint64_t *__restrict__ rowtab, uint32_t L, const uint32_t *__restrict__ pos,
-		   const uint32_t *__restrict__ cstart, uint32_t ratio, const int32_t *__restrict__ sel,
-		   const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t win, uint32_t hd,
-		   uint32_t H, uint32_t r0, const float *__restrict__ gath, float *sc, uint32_t ld,
-		   float *cmax, uint32_t qprep, uint32_t rd, const float *__restrict__ freqs, float eps,
-		   uint32_t reference, float *part, float *pden, const float *__restrict__ sink,
-		   float *__restrict__ o, uint8_t *__restrict__ xp, float *__restrict__ xps,
-		   uint32_t Z, uint32_t *bar)
-{
-	attn_fused<true>(q, kvc, rowtab, L, pos, cstart, ratio, sel, nsel, topk, win, hd, H,
-			 r0, gath, sc, ld, cmax, qprep, rd, freqs, eps, reference, part, pden,
-			 sink, o, xp, xps, Z, bar);
-}
+ATTN_FUSED_KERNEL(dsv4_attn_fused, false)
+ATTN_FUSED_KERNEL(dsv4_attn_fused_sk, true)
 
 /*
  * grid (n, ceil(topk/8)), 256 threads: for rows r0 .. r0+n-1, their
