@@ -29,9 +29,9 @@ enum { FW_F32 = 0, FW_BF16 = 1, FW_FP8 = 2, FW_FP4 = 3 };
 #define FW_XSPLIT_PARTS 8
 #define FW_XSPLIT_MAX_COLS 2048
 
-/* One layer of one sequence, in device memory (F32 throughout):
- * ring [window, head_dim]; compressor kv/score [coff*ratio, coff*dim];
- * entries [cap, dim]; with reference numerics also the indexer's keys as
+/* One layer of one sequence, in device memory (F32 throughout, but for
+ * MODEL1 CSA entries): ring [window, head_dim]; compressor kv/score
+ * [coff*ratio, coff*dim]; entries [cap, dim]; with reference numerics also the indexer's keys as
  * FP4-grid codes, icmp_code [cap, FW_ICODE_BYTES(index_head_dim)], what
  * decode's scores read.  Zero where the layer has no such part. */
 struct fw_seq_layer {
@@ -49,6 +49,16 @@ struct fw_seq_layer {
  * 512 as F32.
  */
 #define FW_ICODE_BYTES(ihd) ((ihd) + (ihd) / 8)
+
+/*
+ * A main entry in FlashMLA's MODEL1 layout (libdsv4drv/src/engine/kvfmt.c's
+ * kv_main_bytes; --kv-main model1): the nope dims as e4m3 codes, the rope
+ * dims as BF16, then one ue8m0 scale per 64 nope dims and zero pad to 8
+ * bytes; 584 bytes for head_dim 512 / rope 64.  On the GPU only CSA layers
+ * keep their entries so (cmp_ent [cap, FW_MODEL1_BYTES]); HCA layers keep
+ * F32 entries holding the same values.
+ */
+#define FW_MODEL1_BYTES(hd, rd) ((((hd) - (rd)) + 2 * (rd) + ((hd) - (rd)) / 64 + 7) & ~7u)
 
 /* A weight matrix in device memory as the checkpoint stores it. */
 struct fw_mat {

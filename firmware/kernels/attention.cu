@@ -10,6 +10,7 @@
  */
 #include "common.cuh"
 #include "mma.cuh"
+#include "model1.cuh"
 
 /* keys one warp reads at once (memory-level parallelism in decode, where
  * a head is one block and its warps walk hundreds of keys) */
@@ -743,6 +744,27 @@ dsv4_gather_entries(const uint64_t *__restrict__ rowtab, uint32_t L, const int32
 		dst[d] = src[d];
 }
 
+/*
+ * dsv4_gather_entries for CSA entries kept as MODEL1 (in GPU or host
+ * memory): each selected entry decoded into gath [n, topk, hd] as F32, the
+ * values the CPU engine's kv_main_decode gives
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_gather_model1(const uint64_t *__restrict__ rowtab, uint32_t L, const int32_t *__restrict__ sel,
+		   const uint32_t *__restrict__ nsel, uint32_t topk, uint32_t hd, uint32_t r0,
+		   float *__restrict__ gath, uint32_t rd)
+{
+	fw_pdl_enter();
+	uint32_t r = r0 + blockIdx.x, j = blockIdx.y * 8 + threadIdx.x / 32, lane = threadIdx.x % 32;
+	const fw_seq_layer *sl = (const fw_seq_layer *)rowtab[r] + L;
+
+	if (j >= nsel[r])
+		return;
+	warp_model1_load((const uint8_t *)sl->cmp_ent +
+				 (size_t)sel[(size_t)r * topk + j] * FW_MODEL1_BYTES(hd, rd),
+			 hd, rd, gath + ((size_t)blockIdx.x * topk + j) * hd, lane);
+}
+
 /* grid R: the ring keeps the last window positions of each chunk (rows
  * earlier in a chunk than that would race for the same slot) */
 FW_KERNEL void dsv4_ring_store(const float *__restrict__ kvc, const uint64_t *__restrict__ rowtab,
@@ -794,18 +816,20 @@ static __device__ __forceinline__ void cmp_shift(float *kv, float *score, uint32
  * the entry (softmax over slots per channel; with overlap the previous
  * window's slots give the first half of the channels) is normalized, roped
  * at the window's first position and rounded (indexer: Hadamard then FP4;
- * main: FP8 on the nope dims), and stored as entry pos / ratio (the
- * indexer's also as codes where the layer has icmp_code).
+ * main: FP8 on the nope dims; M1: FP8 on the nope dims and BF16 on the
+ * rope dims, whatever the numerics), and stored as entry pos / ratio (the
+ * indexer's also as codes where the layer has icmp_code; M1's CSA
+ * entries as MODEL1).
  */
-FW_KERNEL void __launch_bounds__(256)
-dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
-	      const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
-	      const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
-	      const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
-	      const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
-	      float eps, uint32_t reference)
+template <bool M1>
+static __device__ __forceinline__ void
+cmp_push(const float *__restrict__ a, const float *__restrict__ z,
+	 const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
+	 const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
+	 const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
+	 const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd, float eps,
+	 uint32_t reference)
 {
-	fw_pdl_enter();
 	__shared__ float e[1024];
 	uint32_t r0 = chunks[2 * blockIdx.x], nr = chunks[2 * blockIdx.x + 1];
 	uint32_t width = coff * hd, nslots = coff * ratio;
@@ -858,11 +882,37 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 			if (reference && sl->icmp_code)	/* hd % 32 == 0 (the host) */
 				block_grid_codes(e, hd, (uint8_t *)sl->icmp_code +
 					(size_t)w * FW_ICODE_BYTES(hd));
-		} else if (reference) {
+		} else if (reference || M1) {
 			block_fakequant_fp8(e, hd - rd, 64);
 		}
-		for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
-			ent[(size_t)w * hd + d] = e[d];
+		if (M1 && !indexer)	/* what the MODEL1 entry keeps */
+			block_round_bf16(e + hd - rd, rd);
+		if (M1 && !indexer && ratio == 4)
+			block_model1_store(e, hd, rd, (uint8_t *)sl->cmp_ent +
+				(size_t)w * FW_MODEL1_BYTES(hd, rd));
+		else
+			for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
+				ent[(size_t)w * hd + d] = e[d];
 		__syncthreads();
 	}
 }
+
+/* dsv4_cmp_push and, for main entries kept as MODEL1 (--kv-main model1:
+ * CSA layers' entries in that layout, HCA layers' F32 holding its
+ * values), dsv4_cmp_push_m1: one signature */
+#define CMP_PUSH_KERNEL(name, M1)                                                                \
+	FW_KERNEL void __launch_bounds__(256)                                                    \
+	name(const float *__restrict__ a, const float *__restrict__ z,                           \
+	     const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,                  \
+	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,             \
+	     const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,         \
+	     const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,     \
+	     float eps, uint32_t reference)                                                      \
+	{                                                                                        \
+		fw_pdl_enter();                                                                  \
+		cmp_push<M1>(a, z, rowtab, L, indexer, pos, chunks, ape, ratio, hd, coff, normw, \
+			     freqs, rd, eps, reference);                                         \
+	}
+
+CMP_PUSH_KERNEL(dsv4_cmp_push, false)
+CMP_PUSH_KERNEL(dsv4_cmp_push_m1, true)

@@ -511,7 +511,8 @@ int dsv4_model_gpu_graph_stats(const struct dsv4_model *m, uint64_t *captured,
  * and the KV state attention reads (window, selected/visible entries,
  * indexer keys; F32 as the GPU keeps them, but the indexer's keys as the
  * codes decode's scores read where the CUDA backend keeps those: 144
- * bytes an entry of 128 dims). */
+ * bytes an entry of 128 dims; with MODEL1 main entries, 584 bytes an entry
+ * of 512 dims, on the GPU for CSA layers only). */
 void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *weight_bytes,
 			     double *kv_bytes);
 /* Benchmarks only: the sequence (CUDA backend) is made @ctx tokens long

@@ -2,7 +2,7 @@
 /*
  * The CUDA backend's benchmark (GPU machine; see firmware/README.md):
  *   gpu_bench --model DIR [--contexts 4096,131072] [--steps 16] [--prefill 1024]
- *             [--stream-slots N] [--kv-spill]
+ *             [--stream-slots N] [--kv-spill] [--kv-main model1]
  * On a Flash-shaped checkpoint of a few layers (dsv4-mkmodel --preset flash
  * --layers N): the device's copy bandwidth measured in the same run, the
  * prefill rate, and decode per context: ms per token and per layer, tokens/s
@@ -14,7 +14,10 @@
  * decode at the first context against the PCIe roofline of the bytes that
  * crossed (measured pinned host-to-device bandwidth, same run).  With
  * --kv-spill the CSA main entries live in mapped host memory (the decode
- * rows then include their PCIe gathers; the roofline stays HBM's).
+ * rows then include their PCIe gathers; the roofline stays HBM's).  With
+ * --kv-main model1 the main entries are kept as MODEL1 (CSA layers' 584
+ * bytes an entry, decoded by the attention's gather; the roofline counts
+ * those bytes).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -112,6 +115,7 @@ int main(int argc, char **argv)
 		{ "prefill", required_argument, NULL, 'p' },
 		{ "stream-slots", required_argument, NULL, 'S' },
 		{ "kv-spill", no_argument, NULL, 'K' },
+		{ "kv-main", required_argument, NULL, 'M' },
 		{ 0 }
 	};
 	const char *model = NULL, *contexts = "4096,131072";
@@ -137,11 +141,16 @@ int main(int argc, char **argv)
 			slots = (uint32_t)atoi(optarg);
 		else if (c == 'K')
 			mo.gpu_kv_spill = 1;
+		else if (c == 'M' && !strcmp(optarg, "model1"))
+			mo.kv_main = DSV4_KV_MODEL1;
+		else if (c == 'M' && strcmp(optarg, "f32"))
+			return 2;
 		else
 			return 2;
 	}
 	if (!model || !steps || steps > 4096 || !prefill) {
-		fprintf(stderr, "usage: gpu_bench --model DIR [--contexts N,..] [--steps N] [--prefill N]\n");
+		fprintf(stderr, "usage: gpu_bench --model DIR [--contexts N,..] [--steps N] [--prefill N] "
+				"[--stream-slots N] [--kv-spill] [--kv-main f32|model1]\n");
 		return 2;
 	}
 	if (dsv4_gpu_open(0, NULL, &g, err, sizeof(err)) ||

@@ -32,6 +32,9 @@
 #    (identical); the SwiGLU inside the down projections'
 #    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
 #    streamed);
+#    MODEL1 main entries (--kv-main model1) against the CPU's MODEL1
+#    storage (1e-3), spilled vs in GPU memory and resumed from the prefix
+#    cache as saved (identical);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
 #    then 128K);
@@ -323,6 +326,42 @@ for p in tiny-a tiny-c; do
 	tap $?
 done
 
+# MODEL1 main entries (--kv-main model1): CSA layers keep their entries as
+# FlashMLA's 584-byte layout on the GPU (dsv4_cmp_push_m1), decoded into
+# the attention's gather buffer (dsv4_gather_model1); HCA layers keep F32
+# holding the same values.  Against the CPU engine's MODEL1 storage, then
+# spilled to host memory vs in GPU memory (identical), then a prompt
+# resumed from the prefix cache's snapshots (the entries' bytes to the
+# host and back) as the run that saved them
+for p in tiny-a tiny-c flash; do
+	args=(--model "$tmp/$p" --random-prompt 300 --seed 5 --n-predict 24 --chunk 37)
+	[ $p = flash ] && args=(--model "$flash" --random-prompt 40 --seed 6 --n-predict 8 --chunk 16)
+	args+=(--numerics exact --kv-main model1)
+	"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
+	"$kit/dsv4-run" "${args[@]}" --backend cuda --stats --dump-logits "$tmp/gpu" \
+		2>"$tmp/err" >/dev/null &&
+	{ grep -q "MODEL1 main entries" "$tmp/err" || { cat "$tmp/err"; false; }; } &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 \
+		"$p: MODEL1 main entries, GPU vs CPU"
+	tap $?
+	"$kit/dsv4-run" "${args[@]}" --backend cuda --gpu-kv-spill --provider host \
+		--dump-logits "$tmp/spill" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/gpu" "$tmp/spill" 0 \
+		"$p: MODEL1 entries spilled to host vs in GPU memory"
+	tap $?
+done
+rm -rf "$tmp/m1cache"
+args=(--model "$tmp/tiny-a" --random-prompt 300 --seed 8 --n-predict 8 --backend cuda
+      --kv-main model1 --kv-disk-dir "$tmp/m1cache" --stats)
+saved=$("$kit/dsv4-run" "${args[@]}" 2>/dev/null)
+resumed=$("$kit/dsv4-run" "${args[@]}" 2>"$tmp/err")
+if [ -n "$saved" ] && [ "$saved" = "$resumed" ] &&
+	grep -q "prefix cache: [1-9][0-9]* of 300 prompt tokens reused" "$tmp/err"; then
+	echo "ok tiny-a: MODEL1 entries resumed from the prefix cache as saved ($saved)"; tap 0
+else
+	echo "not ok tiny-a: MODEL1 resumed '$resumed' vs saved '$saved'"; cat "$tmp/err"; tap 1
+fi
+
 # decode steps replayed from a CUDA graph vs launched one by one: the same
 # kernels, the same logits (and the graph was captured and replayed)
 for p in tiny-a tiny-c; do
@@ -426,6 +465,9 @@ if [ -x "$san" ]; then
 	done
 	# shared-memory hazards (attention, top-k, the reductions)
 	sanitize racecheck "tiny-a decode" --model "$tmp/tiny-a" --random-prompt 8 --n-predict 3
+	# MODEL1 entries: their stores and the decoding gather
+	sanitize memcheck "tiny-a MODEL1" --model "$tmp/tiny-a" --random-prompt 200 \
+		--n-predict 4 --chunk 37 --kv-main model1
 	# the Flash-shaped widths' own kernels (FP4 experts on the tensor
 	# cores, the one-warp router, the sliced combine)
 	for tool in memcheck racecheck; do

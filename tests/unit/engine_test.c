@@ -978,6 +978,39 @@ TEST(kv_bytes_per_token_follow_the_format)
 	free(tok);
 }
 
+/* The decode roofline's KV bytes count MODEL1 main entries at their 584
+ * (tiny: 136) bytes where they are kept so: every compressed layer on the
+ * CPU, the CSA layers on the GPU (HCA layers keep F32 there). */
+TEST(decode_bytes_count_model1_entries)
+{
+	struct dsv4_model_options o = { .threads = 2, .backend = test_backend };
+	struct dsv4_model *f32, *m1;
+	double wf, kf, wm, km, want = 0;
+	char err[256];
+
+	ASSERT_EQ(0, dsv4_model_load(model_dir("tiny-a"), &o, &f32, err, sizeof(err))) TH_LOG("%s", err);
+	o.kv_main = DSV4_KV_MODEL1;
+	ASSERT_EQ(0, dsv4_model_load(model_dir("tiny-a"), &o, &m1, err, sizeof(err))) TH_LOG("%s", err);
+	const struct dsv4_config *c = dsv4_model_config(m1);
+	double saved = c->head_dim * 4.0 - kv_main_bytes(c->head_dim, c->rope_head_dim);
+
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		uint32_t r = c->compress_ratios[L];
+
+		if (r == 4)
+			want += (4096 / 4 < c->index_topk ? 4096 / 4 : c->index_topk) * saved;
+		else if (r && !dsv4_model_on_gpu(m1))
+			want += (double)(4096 / r) * saved;
+	}
+	EXPECT_LT(0.0, want);
+	dsv4_model_decode_bytes(f32, 4096, &wf, &kf);
+	dsv4_model_decode_bytes(m1, 4096, &wm, &km);
+	EXPECT_EQ(wf, wm);
+	EXPECT_EQ(want, kf - km);
+	dsv4_model_free(m1);
+	dsv4_model_free(f32);
+}
+
 /* The spill pool is shared: blocks come back when a sequence is reset or
  * freed, and the next sequences reuse them instead of growing the pool. */
 TEST(kv_spill_pool_is_shared_and_recycled)

@@ -546,6 +546,11 @@ void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *w
 {
 	const struct dsv4_config *c = &m->cfg;
 	double w = mat_bytes(&m->head) + (double)c->dim * 2, kv = 0;
+	/* a main entry read: MODEL1's bytes where kept so (the CUDA backend
+	 * keeps HCA layers' as F32) */
+	double m1 = m->kv_main == KV_MAIN_MODEL1 ? kv_main_bytes(c->head_dim, c->rope_head_dim) : 0;
+	double csa_entry = m1 ? m1 : c->head_dim * 4.0;
+	double hca_entry = m1 && !m->gpu ? m1 : c->head_dim * 4.0;
 
 	for (uint32_t L = 0; L < c->n_layers; L++) {
 		const struct layer_w *lw = &m->layers[L];
@@ -563,10 +568,10 @@ void dsv4_model_decode_bytes(const struct dsv4_model *m, uint64_t ctx, double *w
 		     (mat_bytes(&lw->w1[0]) + mat_bytes(&lw->w2[0]) + mat_bytes(&lw->w3[0]));
 		kv += (double)win * c->head_dim * 4;
 		if (r == 4)
-			kv += (double)(ctx / 4 < c->index_topk ? ctx / 4 : c->index_topk) * c->head_dim * 4 +
+			kv += (double)(ctx / 4 < c->index_topk ? ctx / 4 : c->index_topk) * csa_entry +
 			      (double)(ctx / 4) * gpu_index_key_bytes(m->gpu, c->index_head_dim);
 		else if (r)
-			kv += (double)(ctx / r) * c->head_dim * 4;
+			kv += (double)(ctx / r) * hca_entry;
 	}
 	*weight_bytes = w;
 	*kv_bytes = kv;

@@ -238,7 +238,7 @@ static void layout(struct fwd *w)
 	b->order = carve(w, RK * 4);
 	b->tiles = carve(w, (RK / 64 + c->n_routed_experts + 1) * 3 * 4);
 	b->ntiles = carve(w, 4);
-	b->gath = w->gm->kv_mem ? carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk *
+	b->gath = w->gm->kv_mem || w->gm->m1 ? carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk *
 					       c->head_dim * F) : 0;
 	if (split_attn(w)) {
 		size_t RH = R * c->n_heads;
@@ -300,7 +300,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA: case K_EXPERTS_MMA_GLU:
 	case K_LINEAR1_FP8_MMA_GLU: case K_ATTN_PV_SK: case K_ATTN_FUSED_SK:
-	case K_LINEAR1_FP8_MMA_LOOP:
+	case K_LINEAR1_FP8_MMA_LOOP: case K_CMP_PUSH_M1: case K_GATHER_MODEL1:
 		return 1;
 	default:
 		return 0;
@@ -840,7 +840,7 @@ static void cmp_push(struct fwd *w, uint32_t L, const struct gcmp *gc, int index
 		      (void *)&gc->ape, &ratio, &hd, &coff, (void *)&gc->norm,
 		      &w->gm->freqs_cmp, &rd, &eps, &ref };
 
-	launch(w, K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
+	launch(w, w->gm->m1 && !indexer ? K_CMP_PUSH_M1 : K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
 }
 
 /* the indexer's compressor push from a = wkv x at @at, z = wgate x right
@@ -1077,7 +1077,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			      &b->nsel, &topk, &win, &hd, &rd, &freqs, (void *)&gl->attn_sink,
 			      &ref, &b->o, &r0, &gath };
 		void *s[] = { &b->kv, &b->rowtab, &L, &b->pos, &b->clast, &win, &hd };
-		void *g[] = { &b->rowtab, &L, &b->sel, &b->nsel, &topk, &hd, &r0, &b->gath };
+		void *g[] = { &b->rowtab, &L, &b->sel, &b->nsel, &topk, &hd, &r0, &b->gath, &rd };
 
 		if (ring_aside) {
 			side_begin(w);
@@ -1085,8 +1085,8 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			side_end(w);
 		}
 		/* spilled entries: each row's selection comes over PCIe once, not
-		 * once per head */
-		if (ratio == 4 && w->gm->kv_mem) {
+		 * once per head; MODEL1 entries: decoded once, not once per head */
+		if (ratio == 4 && (w->gm->kv_mem || w->gm->m1)) {
 			gath = b->gath;
 			step = GATH_ROWS;
 		}
@@ -1094,7 +1094,8 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			uint32_t n = R - r0 < step ? R - r0 : step;
 
 			if (gath)
-				launch(w, K_GATHER_ENTRIES, n, (topk + 7) / 8, 1, 256, 0, g);
+				launch(w, w->gm->m1 ? K_GATHER_MODEL1 : K_GATHER_ENTRIES, n,
+				       (topk + 7) / 8, 1, 256, 0, g);
 			if (split) {
 				uint32_t S = split_ranges(w);
 				uint32_t HG = (H + FW_SPLIT_HEADS - 1) / FW_SPLIT_HEADS;

@@ -375,10 +375,19 @@ static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 {
 	const struct dsv4_model_options *o = &m->opt;
 
-	if (o->kv_main == DSV4_KV_MODEL1 || o->kv_index == DSV4_KV_FP8)
+	uint32_t nope = m->cfg.head_dim - m->cfg.rope_head_dim;
+
+	if (o->kv_index == DSV4_KV_FP8)
 		return dsv4_errf(err, errlen, -ENOTSUP,
-				 "CUDA backend: entries are kept as F32 on the GPU (MODEL1 main / FP8 "
-				 "index storage not supported)");
+				 "CUDA backend: FP8 indexer keys not supported (F32 or FP4 are)");
+	if (o->kv_main == DSV4_KV_MODEL1 &&
+	    (m->cfg.rope_head_dim >= m->cfg.head_dim || nope % 64 || m->cfg.rope_head_dim % 2 ||
+	     FW_MODEL1_BYTES(m->cfg.head_dim, m->cfg.rope_head_dim) !=
+		     kv_main_bytes(m->cfg.head_dim, m->cfg.rope_head_dim)))
+		return dsv4_errf(err, errlen, -ENOTSUP,
+				 "CUDA backend: MODEL1 main entries need nope dims in whole 64-blocks "
+				 "and even rope dims (head_dim %u, rope %u)",
+				 m->cfg.head_dim, m->cfg.rope_head_dim);
 	if (m->cfg.head_dim % 4 || m->cfg.head_dim > 1024 || m->cfg.index_head_dim > 1024)
 		return dsv4_errf(err, errlen, -ENOTSUP, "CUDA backend: head_dim %u not supported",
 				 m->cfg.head_dim);
@@ -513,6 +522,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 		if (ret)
 			goto fail;
 	}
+	gm->m1 = m->kv_main == KV_MAIN_MODEL1;
 	if (m->opt.gpu_kv_spill) {
 		struct dsv4_mem_options mo = { .allow_unlocked = 1 };
 
@@ -746,8 +756,9 @@ const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len
 {
 	char d[700];
 
-	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident%s%s%s",
+	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident%s%s%s%s",
 		 dsv4_gpu_describe(gm->g, d, sizeof(d)), gm->weight_bytes / 1073741824.0,
+		 gm->m1 ? "; MODEL1 main entries" : "",
 		 gm->kv_mem ? "; CSA entries in host memory (" : "",
 		 gm->kv_mem ? dsv4_mem_provider_name(gm->kv_mem) : "", gm->kv_mem ? " provider)" : "");
 	return buf;
@@ -936,7 +947,17 @@ static CUresult grow_spill(struct gpu_model *gm, struct gpu_seq *gs, uint32_t L,
 	return 0;
 }
 
-/* entries buffer at *p holding *cap entries of @dim grown to @need (x2) */
+/* a layer's main entry in 4-byte words: head_dim F32, or a CSA layer's
+ * MODEL1 bytes (a multiple of 8) */
+static uint32_t main_entry_words(const struct gpu_model *gm, uint32_t ratio)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+
+	return gm->m1 && ratio == 4 ? FW_MODEL1_BYTES(c->head_dim, c->rope_head_dim) / 4 :
+				      c->head_dim;
+}
+
+/* entries buffer at *p holding *cap entries of @dim words grown to @need (x2) */
 static CUresult grow_one(struct gpu_model *gm, uint64_t *p, uint32_t *cap, uint32_t need,
 			 uint32_t dim)
 {
@@ -970,16 +991,16 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;
+		uint32_t edim = main_entry_words(gm, ratio);
 
 		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || (need <= gs->icap[L] &&
 								    (!gm->icodes || need <= gs->ccap[L])))))
 			continue;
 		changed = 1;
 		if (gs->spill && ratio == 4)
-			r = grow_spill(gm, gs, L, need ? need : 1, c->head_dim);
+			r = grow_spill(gm, gs, L, need ? need : 1, edim);
 		else
-			r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1,
-				     c->head_dim);
+			r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1, edim);
 		if (!r && ratio == 4)
 			r = grow_one(gm, &gs->h[L].icmp_ent, &gs->icap[L], need ? need : 1,
 				     c->index_head_dim);
@@ -1013,14 +1034,17 @@ static CUresult icmp_codes(struct gpu_model *gm, const struct fw_seq_layer *h, u
 	return r ? r : cu->StreamSynchronize(gm->main);
 }
 
-/* one compressor's state and its @n entries between host and device */
+/* one compressor's state and its @n entries between host and device;
+ * @raw: the device keeps the host's format (MODEL1 CSA entries), so the
+ * entries' bytes are copied as they are */
 static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dkv, uint64_t dsc,
-			 uint64_t dent, uint32_t ratio, uint32_t n, int to_host, float *tmp)
+			 uint64_t dent, uint32_t ratio, uint32_t n, int to_host, float *tmp, int raw)
 {
 	const struct cu_driver *cu = &gm->g->cu;
 	uint32_t coff = ratio == 4 ? 2 : 1;
 	size_t sb = (size_t)coff * ratio * coff * st->dim * sizeof(float);
-	size_t eb = (size_t)n * st->dim * sizeof(float);
+	size_t one = raw ? st->stride : st->dim * sizeof(float), eb = (size_t)n * one;
+	uint8_t *tb = (uint8_t *)tmp;
 	CUresult r;
 
 	if (to_host) {
@@ -1029,13 +1053,21 @@ static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dk
 			r = cu->MemcpyDtoH(st->score, dsc, sb);
 		if (!r && n)
 			r = cu->MemcpyDtoH(tmp, dent, eb);
-		for (uint32_t w = 0; w < n && !r; w++)
-			cmp_entry_put(st, w, tmp + (size_t)w * st->dim);
+		for (uint32_t w = 0; w < n && !r; w++) {
+			if (raw)
+				memcpy(cmp_entry_addr(st, w), tb + w * one, one);
+			else
+				cmp_entry_put(st, w, tmp + (size_t)w * st->dim);
+		}
 		st->n_entries = n;
 		return r;
 	}
-	for (uint32_t w = 0; w < n; w++)
-		cmp_entry_get(st, w, tmp + (size_t)w * st->dim);
+	for (uint32_t w = 0; w < n; w++) {
+		if (raw)
+			memcpy(tb + w * one, cmp_entry_addr(st, w), one);
+		else
+			cmp_entry_get(st, w, tmp + (size_t)w * st->dim);
+	}
 	r = cu->MemcpyHtoD(dkv, st->kv, sb);
 	if (!r)
 		r = cu->MemcpyHtoD(dsc, st->score, sb);
@@ -1074,17 +1106,45 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 			break;
 		if (!r && ratio)
 			r = sync_cmp(gm, &sl->cmp, h->cmp_kv, h->cmp_score, h->cmp_ent, ratio, n,
-				     to_host, tmp);
+				     to_host, tmp, gm->m1 && ratio == 4);
 		if (!r && ratio == 4 && to_host && cmp_state_grow(&sl->icmp, 4, s->pos))
 			break;
 		if (!r && ratio == 4)
 			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score, h->icmp_ent, 4, n,
-				     to_host, tmp);
+				     to_host, tmp, 0);
 		if (!r && ratio == 4 && !to_host)
 			r = icmp_codes(gm, h, n);
 	}
 	free(tmp);
 	return r ? -EIO : 0;
+}
+
+/* *out: as many MODEL1 entries of 0.01f as the largest CSA layer holds */
+static int model1_filler(const struct gpu_model *gm, const struct gpu_seq *gs, uint8_t **out)
+{
+	const struct dsv4_config *c = &gm->m->cfg;
+	size_t one = (size_t)main_entry_words(gm, 4) * 4;
+	uint32_t most = 1;
+	float *e = malloc(c->head_dim * sizeof(*e));
+	uint8_t *b;
+
+	for (uint32_t L = 0; L < c->n_layers; L++)
+		if (c->compress_ratios[L] == 4 && gs->cap[L] > most)
+			most = gs->cap[L];
+	b = malloc(most * one);
+	if (!e || !b) {
+		free(e);
+		free(b);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < c->head_dim; i++)
+		e[i] = 0.01f;
+	kv_main_encode(e, c->head_dim, c->rope_head_dim, b);
+	for (uint32_t w = 1; w < most; w++)
+		memcpy(b + w * one, b, one);
+	free(e);
+	*out = b;
+	return 0;
 }
 
 int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
@@ -1124,12 +1184,22 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 	if (s->m->opt.numerics == DSV4_NUMERICS_REFERENCE && c->index_head_dim % 32 == 0)
 		dsv4_act_fakequant_fp4(keys, most, keys);
 	/* small finite filler (0.01f) in the rings and the attention's
-	 * entries, the keys above in the indexer's */
+	 * entries (MODEL1 CSA entries: its encoding, ment), the keys above in
+	 * the indexer's */
+	uint8_t *ment = NULL;
+
+	if (gm->m1 && model1_filler(gm, s->gpu, &ment)) {
+		free(keys);
+		return -ENOMEM;
+	}
 	for (uint32_t L = 0; L < c->n_layers && !r; L++) {
 		const struct fw_seq_layer *h = &s->gpu->h[L];
 
 		r = gm->g->cu.MemsetD32(h->ring, 0x3c23d70au, (size_t)c->window_size * c->head_dim);
-		if (!r && h->cmp_ent)
+		if (!r && h->cmp_ent && gm->m1 && c->compress_ratios[L] == 4)
+			r = gm->g->cu.MemcpyHtoD(h->cmp_ent, ment, (size_t)s->gpu->cap[L] *
+					main_entry_words(gm, 4) * 4);
+		else if (!r && h->cmp_ent)
 			r = gm->g->cu.MemsetD32(h->cmp_ent, 0x3c23d70au,
 						(size_t)s->gpu->cap[L] * c->head_dim);
 		if (!r && h->icmp_ent)
@@ -1140,6 +1210,7 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 					      s->gpu->icap[L] : s->gpu->ccap[L]);
 	}
 	free(keys);
+	free(ment);
 	if (r)
 		return -EIO;
 	s->pos = ctx;

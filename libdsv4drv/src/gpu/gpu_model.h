@@ -188,6 +188,11 @@ struct gpu_model {
 	 * next group's codes loaded while one is multiplied (two a SM;
 	 * $DSV4_GPU_INDEX_SBLOCKS=N: N, 0 never) */
 	uint32_t index_sblocks;
+	/* --kv-main model1: CSA layers' main entries kept as MODEL1
+	 * (FW_MODEL1_BYTES each, written by dsv4_cmp_push_m1, decoded into the
+	 * attention's gather buffer by dsv4_gather_model1), HCA layers' as F32
+	 * holding the same values (a thirty-second of the entries) */
+	int m1;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;
