@@ -10,7 +10,8 @@
 # (DSV4_FIRMWARE=path picks another fatbin).  Writes the Flash-shaped
 # checkpoint of run-gpu-bench.sh once, then runs gpu_bench for every
 # variant in turn, ROUNDS times (interleaved, so that the clocks' drift over
-# the run does not favour one), and prints each variant's decode lines:
+# the run does not favour one), and prints each variant's prefill line
+# (256 tokens, one chunk) and decode lines:
 # context | ms/token | ms/layer | tok/s (43 layers) | weight MB | KV MB |
 # roofline ms | ratio.  Timings only compare within one run (one machine).
 set -uo pipefail
@@ -37,7 +38,7 @@ for ((r = 1; r <= rounds; r++)); do
 			fail=1
 			continue
 		fi
-		grep -E '^\| [0-9]' "$tmp/out"
+		grep -E '^(\| [0-9]|prefill:)' "$tmp/out"
 	done
 done
 exit $fail

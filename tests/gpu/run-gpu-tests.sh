@@ -32,6 +32,8 @@
 #    (identical); the SwiGLU inside the down projections'
 #    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
 #    streamed);
+#    prefill's GEMMs pipelined (DSV4_GPU_GEMM_PIPE=1) vs dsv4_gemm
+#    (identical, exact and reference numerics);
 #    MODEL1 main entries (--kv-main model1) against the CPU's MODEL1
 #    storage (1e-3), spilled vs in GPU memory and resumed from the prefix
 #    cache as saved (identical);
@@ -362,6 +364,24 @@ else
 	echo "not ok tiny-a: MODEL1 resumed '$resumed' vs saved '$saved'"; cat "$tmp/err"; tap 1
 fi
 
+# prefill's tensor-core GEMMs pipelined (DSV4_GPU_GEMM_PIPE=1:
+# dsv4_gemm_pipe, dsv4_gemm_experts_pipe, the next step's loads in flight,
+# X's small parts skipped where they are zero): the same products in the
+# same order as dsv4_gemm, so identical logits at every prompt row; exact
+# numerics (X's three parts) and reference (X on the FP8 grid: one part)
+for p in tiny-a tiny-c flash; do
+	for num in exact reference; do
+		args=(--model "$tmp/$p" --random-prompt 300 --seed 7 --n-predict 4)
+		[ $p = flash ] && args=(--model "$flash" --random-prompt 130 --seed 7 --n-predict 2 --chunk 64)
+		args+=(--numerics $num --backend cuda)
+		"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/gemm" >/dev/null &&
+		DSV4_GPU_GEMM_PIPE=1 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/pipe" >/dev/null &&
+		python3 "$top/tests/gpu/compare_logits.py" "$tmp/gemm" "$tmp/pipe" 0 \
+			"$p $num: prefill GEMMs pipelined (DSV4_GPU_GEMM_PIPE=1) vs dsv4_gemm"
+		tap $?
+	done
+done
+
 # decode steps replayed from a CUDA graph vs launched one by one: the same
 # kernels, the same logits (and the graph was captured and replayed)
 for p in tiny-a tiny-c; do
@@ -465,6 +485,9 @@ if [ -x "$san" ]; then
 	done
 	# shared-memory hazards (attention, top-k, the reductions)
 	sanitize racecheck "tiny-a decode" --model "$tmp/tiny-a" --random-prompt 8 --n-predict 3
+	# the pipelined prefill GEMMs
+	DSV4_GPU_GEMM_PIPE=1 sanitize memcheck "tiny-c pipelined GEMMs" --model "$tmp/tiny-c" \
+		--random-prompt 200 --n-predict 2
 	# MODEL1 entries: their stores and the decoding gather
 	sanitize memcheck "tiny-a MODEL1" --model "$tmp/tiny-a" --random-prompt 200 \
 		--n-predict 4 --chunk 37 --kv-main model1

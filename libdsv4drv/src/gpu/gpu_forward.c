@@ -768,7 +768,8 @@ static void lin_g(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr
 	if (gemm) {
 		void *a[] = { &wm, &x, &ldx, &rows, &y, &ldy, &xgs, &ygs };
 
-		launch(w, K_GEMM, (W->rows + 63) / 64, (rows + 63) / 64, G, 128, 0, a);
+		launch(w, w->gm->gemm_pipe ? K_GEMM_PIPE : K_GEMM, (W->rows + 63) / 64,
+		       (rows + 63) / 64, G, 128, 0, a);
 		return;
 	}
 	if (rows == 1) {
@@ -1217,10 +1218,12 @@ static void experts(struct fwd *w, uint32_t L, CUdeviceptr idx, CUdeviceptr xe, 
 		void *g2[] = { (void *)&gl->w2tab, (void *)&gl->w2tab, &b->order, &b->tiles,
 			       &b->ntiles, &K, &b->h, &I, &one, &b->ye, &b->ye, &D };
 
+		enum gpu_kernel ge = w->gm->gemm_pipe ? K_GEMM_EXPERTS_PIPE : K_GEMM_EXPERTS;
+
 		launch(w, K_EXPERT_TILES, 1, 1, 1, 1024, 0, at);
-		launch(w, K_GEMM_EXPERTS, (I + 63) / 64, room, 2, 128, 0, g13);
+		launch(w, ge, (I + 63) / 64, room, 2, 128, 0, g13);
 		launch(w, K_SWIGLU, RK, 1, 1, 256, 0, sw);
-		launch(w, K_GEMM_EXPERTS, (D + 63) / 64, room, 1, 128, 0, g2);
+		launch(w, ge, (D + 63) / 64, room, 1, 128, 0, g2);
 		return;
 	}
 	if (mma13) {

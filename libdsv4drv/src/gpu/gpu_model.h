@@ -133,6 +133,11 @@ struct gpu_model {
 	 * sw2 in decode: dsv4_linear1_fp8_mma_glu); $DSV4_GPU_FUSE_GLU=1, off
 	 * until it has run on a GPU */
 	int fuse_glu;
+	/* $DSV4_GPU_GEMM_PIPE=1: prefill's tensor-core GEMMs by dsv4_gemm_pipe /
+	 * dsv4_gemm_experts_pipe (the next step's loads in flight during this
+	 * step's products; X's small parts skipped where zero); opt-in until
+	 * it has run on a GPU */
+	int gemm_pipe;
 	/* decode's wq_b in CSA layers with the indexer on its own stream:
 	 * each block takes this many row blocks in turn
 	 * (dsv4_linear1_fp8_mma_loop), so that the indexer's chain finds SMs
