@@ -32,6 +32,8 @@
 #    (identical); the SwiGLU inside the down projections'
 #    GEMVs (DSV4_GPU_FUSE_GLU=1) vs its own launch (identical, resident and
 #    streamed);
+#    prefill's attention by the split kernels (DSV4_GPU_PREFILL_SPLIT=1)
+#    vs a block a head (1e-4) and vs the CPU (1e-3);
 #    prefill's GEMMs pipelined (DSV4_GPU_GEMM_PIPE=1) vs dsv4_gemm
 #    (identical, exact and reference numerics);
 #    MODEL1 main entries (--kv-main model1) against the CPU's MODEL1
@@ -328,6 +330,32 @@ for p in tiny-a tiny-c; do
 	tap $?
 done
 
+# prefill's attention by decode's split kernels (DSV4_GPU_PREFILL_SPLIT=1:
+# batches of 32 rows, a key read once for a group of 8 heads) vs
+# dsv4_attention (a block a row and head): the same sums in another order
+# (1e-4, exact numerics; the prompt rows' logits too), and against the CPU
+for p in tiny-a tiny-c flash; do
+	args=(--model "$tmp/$p" --random-prompt 300 --seed 11 --n-predict 4)
+	[ $p = flash ] && args=(--model "$flash" --random-prompt 130 --seed 11 --n-predict 2 --chunk 64)
+	args+=(--numerics exact)
+	"$kit/dsv4-run" "${args[@]}" --backend cuda --dump-logits "$tmp/whole" >/dev/null &&
+	DSV4_GPU_PREFILL_SPLIT=1 "$kit/dsv4-run" "${args[@]}" --backend cuda \
+		--dump-logits "$tmp/psplit" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/whole" "$tmp/psplit" 1e-4 \
+		"$p: prefill attention split (DSV4_GPU_PREFILL_SPLIT=1) vs a block a head"
+	tap $?
+	"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/psplit" 1e-3 \
+		"$p: prefill attention split, GPU vs CPU"
+	tap $?
+	# ... with P.V's keys through shared memory: the same sums
+	DSV4_GPU_PREFILL_SPLIT=1 DSV4_GPU_PV_SHARED=1 "$kit/dsv4-run" "${args[@]}" --backend cuda \
+		--dump-logits "$tmp/psk" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/psplit" "$tmp/psk" 0 \
+		"$p: prefill attention split, P.V's keys through shared memory vs not"
+	tap $?
+done
+
 # MODEL1 main entries (--kv-main model1): CSA layers keep their entries as
 # FlashMLA's 584-byte layout on the GPU (dsv4_cmp_push_m1), decoded into
 # the attention's gather buffer (dsv4_gather_model1); HCA layers keep F32
@@ -485,6 +513,10 @@ if [ -x "$san" ]; then
 	done
 	# shared-memory hazards (attention, top-k, the reductions)
 	sanitize racecheck "tiny-a decode" --model "$tmp/tiny-a" --random-prompt 8 --n-predict 3
+	# prefill's attention by the split kernels, CSA entries spilled
+	DSV4_GPU_PREFILL_SPLIT=1 sanitize memcheck "tiny-a split prefill attention" \
+		--model "$tmp/tiny-a" --random-prompt 200 --n-predict 2 --chunk 37 \
+		--gpu-kv-spill --provider host
 	# the pipelined prefill GEMMs
 	DSV4_GPU_GEMM_PIPE=1 sanitize memcheck "tiny-c pipelined GEMMs" --model "$tmp/tiny-c" \
 		--random-prompt 200 --n-predict 2

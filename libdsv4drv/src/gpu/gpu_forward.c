@@ -87,12 +87,40 @@ static int split_attn(const struct fwd *w)
 	       hd >= w->c->rope_head_dim;
 }
 
+/*
+ * prefill's attention by the same kernels ($DSV4_GPU_PREFILL_SPLIT=1): in
+ * batches of this many rows, each with at most PREFILL_SPLIT_RANGES key
+ * ranges, so that a key is read once for a head group instead of once a
+ * head (dsv4_attention: a block a row and head)
+ */
+#define PREFILL_SPLIT_ROWS 32
+#define PREFILL_SPLIT_RANGES 4
+
+static int prefill_split(const struct fwd *w)
+{
+	uint32_t hd = w->c->head_dim;
+
+	return w->gm->prefill_split && w->R > SPLIT_ROWS && hd % 4 == 0 && hd <= 512 &&
+	       hd >= w->c->rope_head_dim;
+}
+
 /* key ranges per row: about 8 keys each, at most FW_SPLIT_RANGES */
 static uint32_t split_ranges(const struct fwd *w)
 {
 	uint32_t S = (w->maxkeys + 7) / 8;
 
 	return S < 1 ? 1 : S > FW_SPLIT_RANGES ? FW_SPLIT_RANGES : S;
+}
+
+/* prefill's ranges for @n rows of @HG head groups: about two blocks an
+ * SM's worth of blocks (528 on the H100), within PREFILL_SPLIT_RANGES */
+static uint32_t prefill_ranges(const struct fwd *w, uint32_t n, uint32_t HG)
+{
+	uint32_t S = 2 * (uint32_t)w->gm->g->sms / (HG * n), most = split_ranges(w);
+
+	if (most > PREFILL_SPLIT_RANGES)
+		most = PREFILL_SPLIT_RANGES;
+	return S < 1 ? 1 : S > most ? most : S;
 }
 
 /* dsv4_attn_combine's slices of a head: the RoPE dims in the last one */
@@ -238,15 +266,17 @@ static void layout(struct fwd *w)
 	b->order = carve(w, RK * 4);
 	b->tiles = carve(w, (RK / 64 + c->n_routed_experts + 1) * 3 * 4);
 	b->ntiles = carve(w, 4);
-	b->gath = w->gm->kv_mem || w->gm->m1 ? carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk *
-					       c->head_dim * F) : 0;
-	if (split_attn(w)) {
-		size_t RH = R * c->n_heads;
+	b->gath = w->gm->kv_mem || w->gm->m1 ?
+		carve(w, (R < GATH_ROWS ? R : GATH_ROWS) * c->index_topk * c->head_dim * F) : 0;
+	if (split_attn(w) || prefill_split(w)) {
+		int pre = !split_attn(w);
+		size_t RH = (pre && R > PREFILL_SPLIT_ROWS ? PREFILL_SPLIT_ROWS : R) * c->n_heads;
+		size_t S = pre ? PREFILL_SPLIT_RANGES : FW_SPLIT_RANGES;
 
 		b->asc = carve(w, RH * w->maxkeys * F);
-		b->amax = carve(w, RH * FW_SPLIT_RANGES * F);
-		b->apart = carve(w, RH * FW_SPLIT_RANGES * c->head_dim * F);
-		b->aden = carve(w, RH * FW_SPLIT_RANGES * F);
+		b->amax = carve(w, RH * S * F);
+		b->apart = carve(w, RH * S * c->head_dim * F);
+		b->aden = carve(w, RH * S * F);
 	}
 	/* metadata, uploaded in one copy: pos, cstart, clast, tok, chunks, rowtab */
 	b->meta = carve(w, R * 8 * 4 + R * 8);
@@ -1008,7 +1038,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 	uint32_t topk = c->index_topk, ref = (uint32_t)w->reference, Hhd = H * hd;
 	float eps = (float)c->norm_eps;
 	CUdeviceptr none = 0, freqs = layer_freqs(w, L);
-	int split = split_attn(w);
+	int split = split_attn(w), psplit = !split && prefill_split(w);
 	/* decode: wq_a and wkv in one GEMV (they sit back to back, and
 	 * layout() put kv right after qr) */
 	int qkv = w->gm->fuse_qkv && R == 1 && gl->wqkv_a.data && b->kv == b->qr + qlr * 4;
@@ -1091,15 +1121,17 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 			gath = b->gath;
 			step = GATH_ROWS;
 		}
+		if (psplit && step > PREFILL_SPLIT_ROWS)
+			step = PREFILL_SPLIT_ROWS;
 		for (r0 = 0; r0 < R; r0 += step) {
 			uint32_t n = R - r0 < step ? R - r0 : step;
 
 			if (gath)
 				launch(w, w->gm->m1 ? K_GATHER_MODEL1 : K_GATHER_ENTRIES, n,
 				       (topk + 7) / 8, 1, 256, 0, g);
-			if (split) {
-				uint32_t S = split_ranges(w);
+			if (split || psplit) {
 				uint32_t HG = (H + FW_SPLIT_HEADS - 1) / FW_SPLIT_HEADS;
+				uint32_t S = split ? split_ranges(w) : prefill_ranges(w, n, HG);
 				uint32_t ld = w->maxkeys;
 				void *as[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos, &b->cstart,
 					       &ratio, &b->sel, &b->nsel, &topk, &win, &hd, &H, &r0,

@@ -557,6 +557,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->fuse_route = !env_off("DSV4_GPU_FUSE_ROUTE");
 	gm->fuse_glu = env_on("DSV4_GPU_FUSE_GLU");	/* opt-in until it has run on a GPU */
 	gm->gemm_pipe = env_on("DSV4_GPU_GEMM_PIPE");	/* (likewise) */
+	gm->prefill_split = env_on("DSV4_GPU_PREFILL_SPLIT");	/* (likewise) */
 	gm->wqb_loop = env_upto("DSV4_GPU_WQB_LOOP", 16);	/* (likewise) */
 	gm->linear_mma = !env_off("DSV4_GPU_LINEAR_MMA");
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");

@@ -138,6 +138,11 @@ struct gpu_model {
 	 * step's products; X's small parts skipped where zero); opt-in until
 	 * it has run on a GPU */
 	int gemm_pipe;
+	/* $DSV4_GPU_PREFILL_SPLIT=1: prefill's attention (more than 8 rows) by
+	 * decode's split kernels in batches of 32 rows, each key read once for
+	 * a group of 8 heads instead of once a head by dsv4_attention; opt-in
+	 * until it has run on a GPU */
+	int prefill_split;
 	/* decode's wq_b in CSA layers with the indexer on its own stream:
 	 * each block takes this many row blocks in turn
 	 * (dsv4_linear1_fp8_mma_loop), so that the indexer's chain finds SMs
