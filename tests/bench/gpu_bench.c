@@ -126,7 +126,7 @@ int main(int argc, char **argv)
 	char err[512], desc[700];
 	double bw = 0, htod = 0, first_ms = 0;
 	uint32_t first_ctx = 0;
-	int c;
+	int c, bad = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'm')
@@ -143,12 +143,14 @@ int main(int argc, char **argv)
 			mo.gpu_kv_spill = 1;
 		else if (c == 'M' && !strcmp(optarg, "model1"))
 			mo.kv_main = DSV4_KV_MODEL1;
-		else if (c == 'M' && strcmp(optarg, "f32"))
-			return 2;
+		else if (c == 'M' && !strcmp(optarg, "f32"))
+			mo.kv_main = DSV4_KV_F32;
+		else if (c == 'M')
+			bad = 1;	/* (the usage line below) */
 		else
 			return 2;
 	}
-	if (!model || !steps || steps > 4096 || !prefill) {
+	if (!model || bad || !steps || steps > 4096 || !prefill) {
 		fprintf(stderr, "usage: gpu_bench --model DIR [--contexts N,..] [--steps N] [--prefill N] "
 				"[--stream-slots N] [--kv-spill] [--kv-main f32|model1]\n");
 		return 2;
