@@ -816,20 +816,22 @@ static __device__ __forceinline__ void cmp_shift(float *kv, float *score, uint32
  * the entry (softmax over slots per channel; with overlap the previous
  * window's slots give the first half of the channels) is normalized, roped
  * at the window's first position and rounded (indexer: Hadamard then FP4;
- * main: FP8 on the nope dims; M1: FP8 on the nope dims and BF16 on the
- * rope dims, whatever the numerics), and stored as entry pos / ratio (the
- * indexer's also as codes where the layer has icmp_code; M1's CSA
- * entries as MODEL1).
+ * main: FP8 on the nope dims; MODEL1 main entries (PACKED && m1): FP8 on
+ * the nope dims and BF16 on the rope dims, whatever the numerics), and
+ * stored as entry pos / ratio (the indexer's also as codes where the layer
+ * has icmp_code, and PACKED: only so where it has no icmp_ent; MODEL1
+ * entries of CSA layers in that layout).
  */
-template <bool M1>
+template <bool PACKED>
 static __device__ __forceinline__ void
 cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 	 const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
 	 const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
 	 const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
 	 const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd, float eps,
-	 uint32_t reference)
+	 uint32_t reference, uint32_t m1)
 {
+	const bool M1 = PACKED && m1;
 	__shared__ float e[1024];
 	uint32_t r0 = chunks[2 * blockIdx.x], nr = chunks[2 * blockIdx.x + 1];
 	uint32_t width = coff * hd, nslots = coff * ratio;
@@ -890,29 +892,41 @@ cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 		if (M1 && !indexer && ratio == 4)
 			block_model1_store(e, hd, rd, (uint8_t *)sl->cmp_ent +
 				(size_t)w * FW_MODEL1_BYTES(hd, rd));
-		else
+		else if (!PACKED || ent)
 			for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
 				ent[(size_t)w * hd + d] = e[d];
 		__syncthreads();
 	}
 }
 
-/* dsv4_cmp_push and, for main entries kept as MODEL1 (--kv-main model1:
- * CSA layers' entries in that layout, HCA layers' F32 holding its
- * values), dsv4_cmp_push_m1: one signature */
-#define CMP_PUSH_KERNEL(name, M1)                                                                \
-	FW_KERNEL void __launch_bounds__(256)                                                    \
-	name(const float *__restrict__ a, const float *__restrict__ z,                           \
-	     const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,                  \
-	     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,             \
-	     const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,         \
-	     const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,     \
-	     float eps, uint32_t reference)                                                      \
-	{                                                                                        \
-		fw_pdl_enter();                                                                  \
-		cmp_push<M1>(a, z, rowtab, L, indexer, pos, chunks, ape, ratio, hd, coff, normw, \
-			     freqs, rd, eps, reference);                                         \
-	}
+FW_KERNEL void __launch_bounds__(256)
+dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
+	      const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
+	      const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
+	      const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
+	      const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
+	      float eps, uint32_t reference)
+{
+	fw_pdl_enter();
+	cmp_push<false>(a, z, rowtab, L, indexer, pos, chunks, ape, ratio, hd, coff, normw, freqs,
+			rd, eps, reference, 0);
+}
 
-CMP_PUSH_KERNEL(dsv4_cmp_push, false)
-CMP_PUSH_KERNEL(dsv4_cmp_push_m1, true)
+/*
+ * dsv4_cmp_push for the packed storage forms: with @m1 main entries kept
+ * as MODEL1 (--kv-main model1: CSA layers' in that layout, HCA layers' F32
+ * holding its values), and the indexer's keys as codes only where the
+ * layer has no icmp_ent ($DSV4_GPU_KEY_CODES_ONLY=1)
+ */
+FW_KERNEL void __launch_bounds__(256)
+dsv4_cmp_push_packed(const float *__restrict__ a, const float *__restrict__ z,
+		     const uint64_t *__restrict__ rowtab, uint32_t L, uint32_t indexer,
+		     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
+		     const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
+		     const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
+		     float eps, uint32_t reference, uint32_t m1)
+{
+	fw_pdl_enter();
+	cmp_push<true>(a, z, rowtab, L, indexer, pos, chunks, ape, ratio, hd, coff, normw, freqs, rd,
+		       eps, reference, m1);
+}

@@ -36,6 +36,9 @@
 #    vs a block a head (1e-4) and vs the CPU (1e-3);
 #    prefill's GEMMs pipelined (DSV4_GPU_GEMM_PIPE=1) vs dsv4_gemm
 #    (identical, exact and reference numerics);
+#    the indexer's keys as codes only (DSV4_GPU_KEY_CODES_ONLY=1) vs
+#    beside their F32 copy (identical), resumed from the prefix cache as
+#    saved, gpu_bench's assumed contexts with them;
 #    MODEL1 main entries (--kv-main model1) against the CPU's MODEL1
 #    storage (1e-3), spilled vs in GPU memory and resumed from the prefix
 #    cache as saved (identical);
@@ -356,8 +359,43 @@ for p in tiny-a tiny-c flash; do
 	tap $?
 done
 
+# the indexer's keys as codes only (DSV4_GPU_KEY_CODES_ONLY=1: no F32 copy
+# in GPU memory; reference numerics, where the scores read only the codes):
+# the same codes, the same logits; a prompt resumed from the prefix cache
+# (the keys made from their codes for the host, and codes again from the
+# host's keys) decodes as the run that saved it; gpu_bench's assumed
+# contexts (keys filled through the codes) at 4K and 128K, with MODEL1
+for p in tiny-a tiny-c flash; do
+	args=(--model "$tmp/$p" --random-prompt 300 --seed 12 --n-predict 16 --chunk 37)
+	[ $p = flash ] && args=(--model "$flash" --random-prompt 130 --seed 12 --n-predict 4 --chunk 64)
+	args+=(--numerics reference --backend cuda)
+	"$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/keys" >/dev/null &&
+	DSV4_GPU_KEY_CODES_ONLY=1 "$kit/dsv4-run" "${args[@]}" --dump-logits "$tmp/codes" >/dev/null &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/keys" "$tmp/codes" 0 \
+		"$p: the indexer's keys as codes only vs beside their F32 copy"
+	tap $?
+done
+rm -rf "$tmp/kccache"
+args=(--model "$tmp/tiny-a" --random-prompt 300 --seed 13 --n-predict 8 --backend cuda
+      --numerics reference --kv-disk-dir "$tmp/kccache" --stats)
+saved=$(DSV4_GPU_KEY_CODES_ONLY=1 "$kit/dsv4-run" "${args[@]}" 2>/dev/null)
+resumed=$(DSV4_GPU_KEY_CODES_ONLY=1 "$kit/dsv4-run" "${args[@]}" 2>"$tmp/err")
+if [ -n "$saved" ] && [ "$saved" = "$resumed" ] &&
+	grep -q "prefix cache: [1-9][0-9]* of 300 prompt tokens reused" "$tmp/err"; then
+	echo "ok tiny-a: codes-only keys resumed from the prefix cache as saved ($saved)"; tap 0
+else
+	echo "not ok tiny-a: codes-only keys resumed '$resumed' vs saved '$saved'"; cat "$tmp/err"; tap 1
+fi
+if DSV4_GPU_KEY_CODES_ONLY=1 "$kit/gpu_bench" --model "$flash" --contexts 4096,131072 --steps 2 \
+	--prefill 16 --kv-main model1 >"$tmp/gb" 2>&1 &&
+	grep -q '^| 4096 |' "$tmp/gb" && grep -q '^| 131072 |' "$tmp/gb"; then
+	echo "ok flash-shaped: gpu_bench with codes-only keys and MODEL1 entries at 4K and 128K"; tap 0
+else
+	echo "not ok flash-shaped: gpu_bench with codes-only keys and MODEL1 entries"; cat "$tmp/gb"; tap 1
+fi
+
 # MODEL1 main entries (--kv-main model1): CSA layers keep their entries as
-# FlashMLA's 584-byte layout on the GPU (dsv4_cmp_push_m1), decoded into
+# FlashMLA's 584-byte layout on the GPU (dsv4_cmp_push_packed), decoded into
 # the attention's gather buffer (dsv4_gather_model1); HCA layers keep F32
 # holding the same values.  Against the CPU engine's MODEL1 storage, then
 # spilled to host memory vs in GPU memory (identical), then a prompt
@@ -520,6 +558,10 @@ if [ -x "$san" ]; then
 	# the pipelined prefill GEMMs
 	DSV4_GPU_GEMM_PIPE=1 sanitize memcheck "tiny-c pipelined GEMMs" --model "$tmp/tiny-c" \
 		--random-prompt 200 --n-predict 2
+	# codes-only keys: the packed compressor store, the codes made from
+	# the host's keys
+	DSV4_GPU_KEY_CODES_ONLY=1 sanitize memcheck "tiny-a codes-only keys" --model "$tmp/tiny-a" \
+		--random-prompt 200 --n-predict 4 --chunk 37 --numerics reference
 	# MODEL1 entries: their stores and the decoding gather
 	sanitize memcheck "tiny-a MODEL1" --model "$tmp/tiny-a" --random-prompt 200 \
 		--n-predict 4 --chunk 37 --kv-main model1

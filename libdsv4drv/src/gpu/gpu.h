@@ -126,8 +126,8 @@ struct cu_driver {
 	X(INDEX_SCORES_MMA8S, dsv4_index_scores_mma8s) X(ATTN_FUSED, dsv4_attn_fused) \
 	X(EXPERTS_MMA_GLU, dsv4_experts_mma_glu) X(LINEAR1_FP8_MMA_GLU, dsv4_linear1_fp8_mma_glu) \
 	X(ATTN_PV_SK, dsv4_attn_pv_sk) X(ATTN_FUSED_SK, dsv4_attn_fused_sk) \
-	X(LINEAR1_FP8_MMA_LOOP, dsv4_linear1_fp8_mma_loop) X(CMP_PUSH_M1, dsv4_cmp_push_m1) \
-	X(GATHER_MODEL1, dsv4_gather_model1) X(GEMM_PIPE, dsv4_gemm_pipe) \
+	X(LINEAR1_FP8_MMA_LOOP, dsv4_linear1_fp8_mma_loop) \
+	X(CMP_PUSH_PACKED, dsv4_cmp_push_packed) X(GATHER_MODEL1, dsv4_gather_model1) X(GEMM_PIPE, dsv4_gemm_pipe) \
 	X(GEMM_EXPERTS_PIPE, dsv4_gemm_experts_pipe)
 
 #define GPU_KID(id, name) K_##id,

@@ -330,7 +330,7 @@ static int pdl_ready(enum gpu_kernel k)
 	case K_LINEAR1_BF16: case K_LINEAR1_FP8: case K_LINEAR1_FP4: case K_LINEAR1_FP8_MMA:
 	case K_LINEAR1_FP8_MMX: case K_EXPERTS_MMA: case K_EXPERTS_MMA_GLU:
 	case K_LINEAR1_FP8_MMA_GLU: case K_ATTN_PV_SK: case K_ATTN_FUSED_SK:
-	case K_LINEAR1_FP8_MMA_LOOP: case K_CMP_PUSH_M1: case K_GATHER_MODEL1:
+	case K_LINEAR1_FP8_MMA_LOOP: case K_CMP_PUSH_PACKED: case K_GATHER_MODEL1:
 		return 1;
 	default:
 		return 0;
@@ -865,13 +865,16 @@ static void cmp_push(struct fwd *w, uint32_t L, const struct gcmp *gc, int index
 	uint32_t ratio = indexer ? 4 : c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
 	uint32_t hd = indexer ? c->index_head_dim : c->head_dim;
 	uint32_t ix = (uint32_t)indexer, rd = c->rope_head_dim, ref = (uint32_t)w->reference;
+	uint32_t m1 = (uint32_t)w->gm->m1;
 	float eps = (float)c->norm_eps;
 	struct bufs *b = &w->b;
 	void *a[] = { &ca, &cz, &b->rowtab, &L, &ix, &b->pos, &b->chunks,
 		      (void *)&gc->ape, &ratio, &hd, &coff, (void *)&gc->norm,
-		      &w->gm->freqs_cmp, &rd, &eps, &ref };
+		      &w->gm->freqs_cmp, &rd, &eps, &ref, &m1 };
+	/* the packed storage forms: MODEL1 main entries, codes-only keys */
+	int packed = indexer ? w->gm->codes_only : w->gm->m1;
 
-	launch(w, w->gm->m1 && !indexer ? K_CMP_PUSH_M1 : K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
+	launch(w, packed ? K_CMP_PUSH_PACKED : K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
 }
 
 /* the indexer's compressor push from a = wkv x at @at, z = wgate x right

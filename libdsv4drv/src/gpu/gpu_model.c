@@ -577,6 +577,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			     m->opt.numerics == DSV4_NUMERICS_REFERENCE &&
 			     (ih == 8 || ih == 16 || ih == 32 || ih == 64) && ihd % 32 == 0 &&
 			     ihd <= 128;
+		gm->codes_only = gm->icodes && env_on("DSV4_GPU_KEY_CODES_ONLY");
 	}
 	gm->l2pf_woa = env_upto("DSV4_GPU_L2PF_WOA", 100);
 	gm->l2pf_wqb = env_upto("DSV4_GPU_L2PF_WQB", 100);
@@ -995,7 +996,8 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 		uint32_t ratio = c->compress_ratios[L], need = ratio ? end_pos / ratio : 0;
 		uint32_t edim = main_entry_words(gm, ratio);
 
-		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || (need <= gs->icap[L] &&
+		if (!ratio || (need <= gs->cap[L] && (ratio != 4 || ((gm->codes_only ||
+								     need <= gs->icap[L]) &&
 								    (!gm->icodes || need <= gs->ccap[L])))))
 			continue;
 		changed = 1;
@@ -1003,7 +1005,7 @@ int gpu_seq_grow(struct gpu_model *gm, struct gpu_seq *gs, uint32_t end_pos)
 			r = grow_spill(gm, gs, L, need ? need : 1, edim);
 		else
 			r = grow_one(gm, &gs->h[L].cmp_ent, &gs->cap[L], need ? need : 1, edim);
-		if (!r && ratio == 4)
+		if (!r && ratio == 4 && !gm->codes_only)
 			r = grow_one(gm, &gs->h[L].icmp_ent, &gs->icap[L], need ? need : 1,
 				     c->index_head_dim);
 		if (!r && ratio == 4 && gm->icodes)	/* FW_ICODE_BYTES, in floats */
@@ -1021,27 +1023,71 @@ uint32_t gpu_index_key_bytes(const struct gpu_model *gm, uint32_t ihd)
 }
 
 /* the indexer's first @n keys of a layer (@h) made codes (icmp_code)
- * on the GPU, after they came from the host; the GPU is idle */
-static CUresult icmp_codes(struct gpu_model *gm, const struct fw_seq_layer *h, uint32_t n)
+ * on the GPU, after they came from the host: from its F32 keys, or
+ * without those (codes_only) from @keys on the host through a scratch
+ * copy; the GPU is idle */
+static CUresult icmp_codes(struct gpu_model *gm, const struct fw_seq_layer *h, uint32_t n,
+			   const float *keys)
 {
 	const struct cu_driver *cu = &gm->g->cu;
 	uint32_t ihd = gm->m->cfg.index_head_dim;
-	uint64_t ent = h->icmp_ent, code = h->icmp_code;
+	uint64_t ent = h->icmp_ent, code = h->icmp_code, tmp = 0;
 	void *a[] = { &ent, &code, &ihd };
-	CUresult r;
+	CUresult r = 0;
 
 	if (!code || !n)
 		return 0;
-	r = cu->LaunchKernel(gm->g->fn[K_ICMP_CODES], n, 1, 1, 128, 1, 1, 0, gm->main, a, NULL);
-	return r ? r : cu->StreamSynchronize(gm->main);
+	if (!ent) {
+		r = dalloc(gm, &tmp, (size_t)n * ihd * sizeof(float));
+		if (!r)
+			r = cu->MemcpyHtoD(tmp, keys, (size_t)n * ihd * sizeof(float));
+		ent = tmp;
+	}
+	if (!r)
+		r = cu->LaunchKernel(gm->g->fn[K_ICMP_CODES], n, 1, 1, 128, 1, 1, 0, gm->main, a,
+				     NULL);
+	if (!r)
+		r = cu->StreamSynchronize(gm->main);
+	if (tmp)
+		cu->MemFree(tmp);
+	return r;
 }
 
-/* one compressor's state and its @n entries between host and device;
- * @raw: the device keeps the host's format (MODEL1 CSA entries), so the
- * entries' bytes are copied as they are */
-static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dkv, uint64_t dsc,
-			 uint64_t dent, uint32_t ratio, uint32_t n, int to_host, float *tmp, int raw)
+/* codes_only: the indexer's @n keys of a layer from their codes (@code,
+ * its icmp_code: abi.h's FW_ICODE layout: v / 2^e as int8, then each 32-value
+ * block's 2^e) into keys [n, ihd] on the host, exactly */
+static CUresult keys_from_codes(struct gpu_model *gm, uint64_t code, uint32_t n, float *keys)
 {
+	uint32_t ihd = gm->m->cfg.index_head_dim, cb = FW_ICODE_BYTES(ihd);
+	uint8_t *codes = malloc((size_t)n * cb + 1);
+	CUresult r = codes ? gm->g->cu.MemcpyDtoH(codes, code, (size_t)n * cb) : 2;
+
+	for (uint32_t w = 0; w < n && !r; w++) {
+		const uint8_t *e = codes + (size_t)w * cb;
+
+		for (uint32_t i = 0; i < ihd; i++) {
+			float step;
+
+			memcpy(&step, e + ihd + 4 * (i / 32), sizeof(step));
+			keys[(size_t)w * ihd + i] = (float)(int8_t)e[i] * step;
+		}
+	}
+	free(codes);
+	return r;
+}
+
+/* how a compressor's entries are kept on the device: F32; in the host's
+ * format (MODEL1 CSA entries: their bytes copied as they are); only as
+ * the indexer's codes (codes_only: @dent is icmp_code; to the device the
+ * caller makes codes of the F32 keys left in tmp) */
+enum sync_form { SYNC_F32, SYNC_RAW, SYNC_CODES };
+
+/* one compressor's state and its @n entries between host and device */
+static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dkv, uint64_t dsc,
+			 uint64_t dent, uint32_t ratio, uint32_t n, int to_host, float *tmp,
+			 enum sync_form form)
+{
+	int raw = form == SYNC_RAW;
 	const struct cu_driver *cu = &gm->g->cu;
 	uint32_t coff = ratio == 4 ? 2 : 1;
 	size_t sb = (size_t)coff * ratio * coff * st->dim * sizeof(float);
@@ -1054,7 +1100,8 @@ static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dk
 		if (!r)
 			r = cu->MemcpyDtoH(st->score, dsc, sb);
 		if (!r && n)
-			r = cu->MemcpyDtoH(tmp, dent, eb);
+			r = form == SYNC_CODES ? keys_from_codes(gm, dent, n, tmp) :
+						 cu->MemcpyDtoH(tmp, dent, eb);
 		for (uint32_t w = 0; w < n && !r; w++) {
 			if (raw)
 				memcpy(cmp_entry_addr(st, w), tb + w * one, one);
@@ -1073,7 +1120,7 @@ static CUresult sync_cmp(struct gpu_model *gm, struct cmp_state *st, uint64_t dk
 	r = cu->MemcpyHtoD(dkv, st->kv, sb);
 	if (!r)
 		r = cu->MemcpyHtoD(dsc, st->score, sb);
-	if (!r && n)
+	if (!r && n && form != SYNC_CODES)
 		r = cu->MemcpyHtoD(dent, tmp, eb);
 	return r;
 }
@@ -1108,17 +1155,27 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 			break;
 		if (!r && ratio)
 			r = sync_cmp(gm, &sl->cmp, h->cmp_kv, h->cmp_score, h->cmp_ent, ratio, n,
-				     to_host, tmp, gm->m1 && ratio == 4);
+				     to_host, tmp, gm->m1 && ratio == 4 ? SYNC_RAW : SYNC_F32);
 		if (!r && ratio == 4 && to_host && cmp_state_grow(&sl->icmp, 4, s->pos))
 			break;
 		if (!r && ratio == 4)
-			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score, h->icmp_ent, 4, n,
-				     to_host, tmp, 0);
-		if (!r && ratio == 4 && !to_host)
-			r = icmp_codes(gm, h, n);
+			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score,
+				     gm->codes_only ? h->icmp_code : h->icmp_ent, 4, n, to_host, tmp,
+				     gm->codes_only ? SYNC_CODES : SYNC_F32);
+		if (!r && ratio == 4 && !to_host)	/* (tmp: the keys, for codes_only) */
+			r = icmp_codes(gm, h, n, tmp);
 	}
 	free(tmp);
 	return r ? -EIO : 0;
+}
+
+/* the indexer's keys layer @L has room for on the GPU: F32 and codes, or
+ * codes only */
+static uint32_t index_keys_held(const struct gpu_model *gm, const struct gpu_seq *gs, uint32_t L)
+{
+	if (gm->codes_only)
+		return gs->ccap[L];
+	return gm->icodes && gs->ccap[L] < gs->icap[L] ? gs->ccap[L] : gs->icap[L];
 }
 
 /* *out: as many MODEL1 entries of 0.01f as the largest CSA layer holds */
@@ -1169,8 +1226,8 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 	float *keys;
 
 	for (uint32_t L = 0; L < c->n_layers; L++)
-		if (s->gpu->h[L].icmp_ent && s->gpu->icap[L] > most)
-			most = s->gpu->icap[L];
+		if (c->compress_ratios[L] == 4 && index_keys_held(gm, s->gpu, L) > most)
+			most = index_keys_held(gm, s->gpu, L);
 	most *= c->index_head_dim;
 	keys = malloc((most ? most : 1) * sizeof(*keys));
 	if (!keys)
@@ -1207,9 +1264,8 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 		if (!r && h->icmp_ent)
 			r = gm->g->cu.MemcpyHtoD(h->icmp_ent, keys, (size_t)s->gpu->icap[L] *
 						 c->index_head_dim * sizeof(*keys));
-		if (!r && h->icmp_ent)
-			r = icmp_codes(gm, h, s->gpu->icap[L] < s->gpu->ccap[L] ?
-					      s->gpu->icap[L] : s->gpu->ccap[L]);
+		if (!r && c->compress_ratios[L] == 4)
+			r = icmp_codes(gm, h, index_keys_held(gm, s->gpu, L), keys);
 	}
 	free(keys);
 	free(ment);

@@ -198,8 +198,13 @@ struct gpu_model {
 	 * next group's codes loaded while one is multiplied (two a SM;
 	 * $DSV4_GPU_INDEX_SBLOCKS=N: N, 0 never) */
 	uint32_t index_sblocks;
+	/* ... and with icodes, no F32 copy of the keys in GPU memory (their
+	 * codes are all the scores read; the host's copy is made from the
+	 * codes): 144 bytes an entry of 128 dims instead of 656
+	 * ($DSV4_GPU_KEY_CODES_ONLY=1, opt-in until it has run on a GPU) */
+	int codes_only;
 	/* --kv-main model1: CSA layers' main entries kept as MODEL1
-	 * (FW_MODEL1_BYTES each, written by dsv4_cmp_push_m1, decoded into the
+	 * (FW_MODEL1_BYTES each, written by dsv4_cmp_push_packed, decoded into the
 	 * attention's gather buffer by dsv4_gather_model1), HCA layers' as F32
 	 * holding the same values (a thirty-second of the entries) */
 	int m1;
