@@ -172,7 +172,8 @@ tile_products(gemm_smem &sm, gemm_acc (&acc)[2][2], int p0)
 
 /* the accumulators through shared memory into y's rows of @t */
 static __device__ __forceinline__ void
-store_tile(gemm_smem &sm, gemm_acc (&acc)[2][2], const fw_mat &w, const gemm_rows &t, uint32_t o0, float *y, uint32_t ldy)
+store_tile(gemm_smem &sm, gemm_acc (&acc)[2][2], const fw_mat &w, const gemm_rows &t,
+	   uint32_t o0, float *y, uint32_t ldy)
 {
 	using namespace nvcuda;
 	uint32_t warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
@@ -354,7 +355,7 @@ static __device__ void gemm_tile_pipe(gemm_smem &sm, const fw_mat &w, const floa
  * checks: FP8 (ue8m0 scales), FP4 or BF16 weights, cols % 64 == 0, x rows
  * 16-byte aligned.  Groups as dsv4_linear's.
  */
-#define GEMM_KERNEL(name, TILE_FN)                                                                 \
+#define GEMM_KERNEL(name, TILE_FN)                                                               \
 	FW_KERNEL void __launch_bounds__(128)                                                    \
 	name(fw_mat w, const float *__restrict__ x, uint32_t ldx, uint32_t R,                    \
 	     float *__restrict__ y, uint32_t ldy, uint32_t xgs, uint32_t ygs)                    \
@@ -364,8 +365,8 @@ static __device__ void gemm_tile_pipe(gemm_smem &sm, const fw_mat &w, const floa
 		gemm_rows t = { NULL, R - r0 < GT ? R - r0 : GT, r0, 1, 0 };                     \
                                                                                                  \
 		w.row0 += g * w.rows;                                                            \
-		TILE_FN(sm, w, x + (size_t)g * xgs, ldx, t, blockIdx.x * GT, y + (size_t)g * ygs,\
-			ldy);                                                                       \
+		TILE_FN(sm, w, x + (size_t)g * xgs, ldx, t, blockIdx.x * GT, y + (size_t)g * ygs, \
+			ldy);                                                                    \
 	}
 
 /* and by gemm_tile_pipe ($DSV4_GPU_GEMM_PIPE=1) */
@@ -418,7 +419,7 @@ dsv4_expert_tiles(const int32_t *__restrict__ idx, uint32_t RK, uint32_t E,
  * dsv4_expert_tiles' list through expert e's matrix (z picks tab_a/y_a or
  * tab_b/y_b); slot s reads x row (per_slot ? s : s / K) and writes y row s.
  */
-#define GEMM_EXPERTS_KERNEL(name, TILE_FN)                                                           \
+#define GEMM_EXPERTS_KERNEL(name, TILE_FN)                                                       \
 	FW_KERNEL void __launch_bounds__(128)                                                    \
 	name(const fw_mat *__restrict__ tab_a, const fw_mat *__restrict__ tab_b,                 \
 	     const int32_t *__restrict__ order, const int32_t *__restrict__ tiles,               \
