@@ -1150,7 +1150,7 @@ static void attention(struct fwd *w, uint32_t L, const uint32_t *pos)
 
 				uint32_t Z = combine_slices(hd, rd);
 
-				if ((uint64_t)S * HG * n <= w->gm->attn_fused_fit &&
+				if (split && (uint64_t)S * HG * n <= w->gm->attn_fused_fit &&
 				    2 * HG * n <= ATTN_BAR_WORDS) {
 					void *af[] = { &b->q, &b->kv, &b->rowtab, &L, &b->pos,
 						       &b->cstart, &ratio, &b->sel, &b->nsel,

@@ -1055,7 +1055,8 @@ static CUresult icmp_codes(struct gpu_model *gm, const struct fw_seq_layer *h, u
 
 /* codes_only: the indexer's @n keys of a layer from their codes (@code,
  * its icmp_code: abi.h's FW_ICODE layout: v / 2^e as int8, then each 32-value
- * block's 2^e) into keys [n, ihd] on the host, exactly */
+ * block's 2^e) into keys [n, ihd] on the host, exactly (but for the sign of
+ * a zero: code 0 comes back +0) */
 static CUresult keys_from_codes(struct gpu_model *gm, uint64_t code, uint32_t n, float *keys)
 {
 	uint32_t ihd = gm->m->cfg.index_head_dim, cb = FW_ICODE_BYTES(ihd);
@@ -1134,6 +1135,7 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 					       c->index_head_dim;
 	float *tmp;
 	CUresult r = 0;
+	int oom = 0;	/* the host's entries could not grow */
 
 	if (!gs)
 		return 0;
@@ -1151,13 +1153,17 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 
 		r = to_host ? gm->g->cu.MemcpyDtoH(sl->ring, h->ring, rb) :
 			      gm->g->cu.MemcpyHtoD(h->ring, sl->ring, rb);
-		if (!r && ratio && to_host && cmp_state_grow(&sl->cmp, ratio, s->pos))
+		if (!r && ratio && to_host && cmp_state_grow(&sl->cmp, ratio, s->pos)) {
+			oom = 1;
 			break;
+		}
 		if (!r && ratio)
 			r = sync_cmp(gm, &sl->cmp, h->cmp_kv, h->cmp_score, h->cmp_ent, ratio, n,
 				     to_host, tmp, gm->m1 && ratio == 4 ? SYNC_RAW : SYNC_F32);
-		if (!r && ratio == 4 && to_host && cmp_state_grow(&sl->icmp, 4, s->pos))
+		if (!r && ratio == 4 && to_host && cmp_state_grow(&sl->icmp, 4, s->pos)) {
+			oom = 1;
 			break;
+		}
 		if (!r && ratio == 4)
 			r = sync_cmp(gm, &sl->icmp, h->icmp_kv, h->icmp_score,
 				     gm->codes_only ? h->icmp_code : h->icmp_ent, 4, n, to_host, tmp,
@@ -1166,7 +1172,7 @@ int gpu_seq_sync(struct dsv4_seq *s, int to_host)
 			r = icmp_codes(gm, h, n, tmp);
 	}
 	free(tmp);
-	return r ? -EIO : 0;
+	return oom ? -ENOMEM : r ? -EIO : 0;
 }
 
 /* the indexer's keys layer @L has room for on the GPU: F32 and codes, or
@@ -1225,9 +1231,13 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 	size_t most = 0;
 	float *keys;
 
-	for (uint32_t L = 0; L < c->n_layers; L++)
-		if (c->compress_ratios[L] == 4 && index_keys_held(gm, s->gpu, L) > most)
-			most = index_keys_held(gm, s->gpu, L);
+	for (uint32_t L = 0; L < c->n_layers; L++) {
+		/* (the F32 keys' room where they are kept, else the codes') */
+		uint32_t room = gm->codes_only ? s->gpu->ccap[L] : s->gpu->icap[L];
+
+		if (c->compress_ratios[L] == 4 && room > most)
+			most = room;
+	}
 	most *= c->index_head_dim;
 	keys = malloc((most ? most : 1) * sizeof(*keys));
 	if (!keys)
