@@ -337,6 +337,7 @@ done
 # batches of 32 rows, a key read once for a group of 8 heads) vs
 # dsv4_attention (a block a row and head): the same sums in another order
 # (1e-4, exact numerics; the prompt rows' logits too), and against the CPU
+# (the tiny models)
 for p in tiny-a tiny-c flash; do
 	args=(--model "$tmp/$p" --random-prompt 300 --seed 11 --n-predict 4)
 	[ $p = flash ] && args=(--model "$flash" --random-prompt 130 --seed 11 --n-predict 2 --chunk 64)
@@ -347,10 +348,12 @@ for p in tiny-a tiny-c flash; do
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/whole" "$tmp/psplit" 1e-4 \
 		"$p: prefill attention split (DSV4_GPU_PREFILL_SPLIT=1) vs a block a head"
 	tap $?
-	"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/psplit" 1e-3 \
-		"$p: prefill attention split, GPU vs CPU"
-	tap $?
+	if [ $p != flash ]; then	# (the Flash shape's CPU run is slow; checked above)
+		"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
+		python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/psplit" 1e-3 \
+			"$p: prefill attention split, GPU vs CPU"
+		tap $?
+	fi
 	# ... with P.V's keys through shared memory: the same sums
 	DSV4_GPU_PREFILL_SPLIT=1 DSV4_GPU_PV_SHARED=1 "$kit/dsv4-run" "${args[@]}" --backend cuda \
 		--dump-logits "$tmp/psk" >/dev/null &&
