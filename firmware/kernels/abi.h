@@ -60,6 +60,10 @@ struct fw_seq_layer {
  */
 #define FW_MODEL1_BYTES(hd, rd) ((((hd) - (rd)) + 2 * (rd) + ((hd) - (rd)) / 64 + 7) & ~7u)
 
+/* dsv4_cmp_push_packed's forms: main entries as MODEL1; the indexer's keys
+ * rounded as FP8 keys keep them (--kv-index fp8; F32 on the GPU) */
+enum { FW_FORM_MODEL1 = 1, FW_FORM_FP8_KEYS = 2 };
+
 /* A weight matrix in device memory as the checkpoint stores it. */
 struct fw_mat {
 	uint64_t data, scale;

@@ -10,7 +10,7 @@
  */
 #include "common.cuh"
 #include "mma.cuh"
-#include "model1.cuh"
+#include "kvform.cuh"
 
 /* keys one warp reads at once (memory-level parallelism in decode, where
  * a head is one block and its warps walk hundreds of keys) */
@@ -816,8 +816,9 @@ static __device__ __forceinline__ void cmp_shift(float *kv, float *score, uint32
  * the entry (softmax over slots per channel; with overlap the previous
  * window's slots give the first half of the channels) is normalized, roped
  * at the window's first position and rounded (indexer: Hadamard then FP4;
- * main: FP8 on the nope dims; MODEL1 main entries (PACKED && m1): FP8 on
- * the nope dims and BF16 on the rope dims, whatever the numerics), and
+ * main: FP8 on the nope dims; PACKED with @form's FW_FORM_MODEL1: FP8 on
+ * the nope dims and BF16 on the rope dims, whatever the numerics; with
+ * FW_FORM_FP8_KEYS the indexer's keys also as FP8 keys keep them), and
  * stored as entry pos / ratio (the indexer's also as codes where the layer
  * has icmp_code, and PACKED: only so where it has no icmp_ent; MODEL1
  * entries of CSA layers in that layout).
@@ -829,9 +830,10 @@ cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 	 const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
 	 const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
 	 const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd, float eps,
-	 uint32_t reference, uint32_t m1)
+	 uint32_t reference, uint32_t form)
 {
-	const bool M1 = PACKED && m1;
+	const bool M1 = PACKED && (form & FW_FORM_MODEL1);
+	const bool K8 = PACKED && (form & FW_FORM_FP8_KEYS);
 	__shared__ float e[1024];
 	uint32_t r0 = chunks[2 * blockIdx.x], nr = chunks[2 * blockIdx.x + 1];
 	uint32_t width = coff * hd, nslots = coff * ratio;
@@ -881,6 +883,8 @@ cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 			block_hadamard(e, hd);
 			if (reference)
 				block_fakequant_fp4(e, hd);
+			if (K8)	/* (no codes: the host keeps them off) */
+				block_round_fp8_key(e, hd);
 			if (reference && sl->icmp_code)	/* hd % 32 == 0 (the host) */
 				block_grid_codes(e, hd, (uint8_t *)sl->icmp_code +
 					(size_t)w * FW_ICODE_BYTES(hd));
@@ -913,9 +917,10 @@ dsv4_cmp_push(const float *__restrict__ a, const float *__restrict__ z,
 }
 
 /*
- * dsv4_cmp_push for the packed storage forms: with @m1 main entries kept
- * as MODEL1 (--kv-main model1: CSA layers' in that layout, HCA layers' F32
- * holding its values), and the indexer's keys as codes only where the
+ * dsv4_cmp_push for the packed storage forms (@form, abi.h's FW_FORM_*):
+ * main entries kept as MODEL1 (--kv-main model1: CSA layers' in that
+ * layout, HCA layers' F32 holding its values), the indexer's keys rounded
+ * as FP8 keys (--kv-index fp8), and the keys as codes only where the
  * layer has no icmp_ent ($DSV4_GPU_KEY_CODES_ONLY=1)
  */
 FW_KERNEL void __launch_bounds__(256)
@@ -924,9 +929,9 @@ dsv4_cmp_push_packed(const float *__restrict__ a, const float *__restrict__ z,
 		     const uint32_t *__restrict__ pos, const uint32_t *__restrict__ chunks,
 		     const float *__restrict__ ape, uint32_t ratio, uint32_t hd, uint32_t coff,
 		     const float *__restrict__ normw, const float *__restrict__ freqs, uint32_t rd,
-		     float eps, uint32_t reference, uint32_t m1)
+		     float eps, uint32_t reference, uint32_t form)
 {
 	fw_pdl_enter();
 	cmp_push<true>(a, z, rowtab, L, indexer, pos, chunks, ape, ratio, hd, coff, normw, freqs, rd,
-		       eps, reference, m1);
+		       eps, reference, form);
 }

@@ -41,7 +41,8 @@
 #    saved, gpu_bench's assumed contexts with them;
 #    MODEL1 main entries (--kv-main model1) against the CPU's MODEL1
 #    storage (1e-3), spilled vs in GPU memory and resumed from the prefix
-#    cache as saved (identical);
+#    cache as saved (identical); FP8 indexer keys (--kv-index fp8)
+#    against the CPU's, also with MODEL1 entries (1e-3);
 #    decode's router inside the experts' launch vs its own (identical);
 #    decode graphs recaptured at a second context bucket (gpu_bench, 4K
 #    then 128K);
@@ -397,6 +398,18 @@ else
 	echo "not ok flash-shaped: gpu_bench with codes-only keys and MODEL1 entries"; cat "$tmp/gb"; tap 1
 fi
 
+# dsv4-run with "${args[@]}" on the CPU, then on the GPU with --stats,
+# whose backend line must name $1 (what the GPU was asked to keep), the
+# logits to 1e-3 (in $tmp/gpu after): one TAP line labelled $2
+gpu_vs_cpu() {
+	"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
+	"$kit/dsv4-run" "${args[@]}" --backend cuda --stats --dump-logits "$tmp/gpu" \
+		2>"$tmp/err" >/dev/null &&
+	{ grep -q "$1" "$tmp/err" || { cat "$tmp/err"; false; }; } &&
+	python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 "$2"
+	tap $?
+}
+
 # MODEL1 main entries (--kv-main model1): CSA layers keep their entries as
 # FlashMLA's 584-byte layout on the GPU (dsv4_cmp_push_packed), decoded into
 # the attention's gather buffer (dsv4_gather_model1); HCA layers keep F32
@@ -408,18 +421,22 @@ for p in tiny-a tiny-c flash; do
 	args=(--model "$tmp/$p" --random-prompt 300 --seed 5 --n-predict 24 --chunk 37)
 	[ $p = flash ] && args=(--model "$flash" --random-prompt 40 --seed 6 --n-predict 8 --chunk 16)
 	args+=(--numerics exact --kv-main model1)
-	"$kit/dsv4-run" "${args[@]}" --backend cpu --dump-logits "$tmp/cpu" >/dev/null &&
-	"$kit/dsv4-run" "${args[@]}" --backend cuda --stats --dump-logits "$tmp/gpu" \
-		2>"$tmp/err" >/dev/null &&
-	{ grep -q "MODEL1 main entries" "$tmp/err" || { cat "$tmp/err"; false; }; } &&
-	python3 "$top/tests/gpu/compare_logits.py" "$tmp/cpu" "$tmp/gpu" 1e-3 \
-		"$p: MODEL1 main entries, GPU vs CPU"
-	tap $?
+	gpu_vs_cpu "MODEL1 main entries" "$p: MODEL1 main entries, GPU vs CPU"
 	"$kit/dsv4-run" "${args[@]}" --backend cuda --gpu-kv-spill --provider host \
 		--dump-logits "$tmp/spill" >/dev/null &&
 	python3 "$top/tests/gpu/compare_logits.py" "$tmp/gpu" "$tmp/spill" 0 \
 		"$p: MODEL1 entries spilled to host vs in GPU memory"
 	tap $?
+done
+# FP8 indexer keys (--kv-index fp8: V3.2's per-key scale, held as F32 on
+# the GPU and scored on the CUDA cores) against the CPU's FP8 storage,
+# alone and with MODEL1 main entries (exact numerics)
+for p in tiny-a tiny-c; do
+	for main in f32 model1; do
+		args=(--model "$tmp/$p" --random-prompt 300 --seed 14 --n-predict 16 --chunk 37
+		      --numerics exact --kv-index fp8 --kv-main $main)
+		gpu_vs_cpu "FP8 indexer keys" "$p: FP8 indexer keys (main entries $main), GPU vs CPU"
+	done
 done
 rm -rf "$tmp/m1cache"
 args=(--model "$tmp/tiny-a" --random-prompt 300 --seed 8 --n-predict 8 --backend cuda

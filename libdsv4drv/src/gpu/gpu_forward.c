@@ -865,14 +865,14 @@ static void cmp_push(struct fwd *w, uint32_t L, const struct gcmp *gc, int index
 	uint32_t ratio = indexer ? 4 : c->compress_ratios[L], coff = ratio == 4 ? 2 : 1;
 	uint32_t hd = indexer ? c->index_head_dim : c->head_dim;
 	uint32_t ix = (uint32_t)indexer, rd = c->rope_head_dim, ref = (uint32_t)w->reference;
-	uint32_t m1 = (uint32_t)w->gm->m1;
+	uint32_t form = (w->gm->m1 ? FW_FORM_MODEL1 : 0) | (w->gm->k8 ? FW_FORM_FP8_KEYS : 0);
 	float eps = (float)c->norm_eps;
 	struct bufs *b = &w->b;
 	void *a[] = { &ca, &cz, &b->rowtab, &L, &ix, &b->pos, &b->chunks,
 		      (void *)&gc->ape, &ratio, &hd, &coff, (void *)&gc->norm,
-		      &w->gm->freqs_cmp, &rd, &eps, &ref, &m1 };
-	/* the packed storage forms: MODEL1 main entries, codes-only keys */
-	int packed = indexer ? w->gm->codes_only : w->gm->m1;
+		      &w->gm->freqs_cmp, &rd, &eps, &ref, &form };
+	/* the packed storage forms: MODEL1 main entries, FP8 or codes-only keys */
+	int packed = indexer ? w->gm->codes_only || w->gm->k8 : w->gm->m1;
 
 	launch(w, packed ? K_CMP_PUSH_PACKED : K_CMP_PUSH, w->nchunks, 1, 1, 256, 0, a);
 }

@@ -377,9 +377,6 @@ static int unsupported(const struct dsv4_model *m, char *err, size_t errlen)
 
 	uint32_t nope = m->cfg.head_dim - m->cfg.rope_head_dim;
 
-	if (o->kv_index == DSV4_KV_FP8)
-		return dsv4_errf(err, errlen, -ENOTSUP,
-				 "CUDA backend: FP8 indexer keys not supported (F32 or FP4 are)");
 	if (o->kv_main == DSV4_KV_MODEL1 &&
 	    (m->cfg.rope_head_dim >= m->cfg.head_dim || nope % 64 || m->cfg.rope_head_dim % 2 ||
 	     FW_MODEL1_BYTES(m->cfg.head_dim, m->cfg.rope_head_dim) !=
@@ -523,6 +520,7 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 			goto fail;
 	}
 	gm->m1 = m->kv_main == KV_MAIN_MODEL1;
+	gm->k8 = m->kv_index == KV_INDEX_FP8;
 	if (m->opt.gpu_kv_spill) {
 		struct dsv4_mem_options mo = { .allow_unlocked = 1 };
 
@@ -563,7 +561,9 @@ int gpu_model_open(struct dsv4_model *m, int ordinal, struct gpu_model **out, ch
 	gm->woa_mma = !env_off("DSV4_GPU_WOA_MMA");
 	gm->index_ept = env_on("DSV4_GPU_INDEX_EPT") ? 1 : 2;
 	gm->topk_parts = !env_off("DSV4_GPU_TOPK_PARTS");
-	gm->index_mma = env_off("DSV4_GPU_INDEX_MMA") ? 0 : env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
+	/* (FP8 keys are off the FP4 grid the tensor-core scores need) */
+	gm->index_mma = gm->k8 || env_off("DSV4_GPU_INDEX_MMA") ? 0 :
+			env_on("DSV4_GPU_INDEX_MMA") ? 2 : 1;
 	gm->index_aside = !env_off("DSV4_GPU_INDEX_ASIDE");
 	gm->index_mma8 = !env_off("DSV4_GPU_INDEX_MMA8");
 	gm->icmp_side = !env_off("DSV4_GPU_ICMP_SIDE");
@@ -759,9 +759,9 @@ const char *gpu_model_describe(const struct gpu_model *gm, char *buf, size_t len
 {
 	char d[700];
 
-	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident%s%s%s%s",
+	snprintf(buf, len, "cuda: %s; %.2f GiB of weights resident%s%s%s%s%s",
 		 dsv4_gpu_describe(gm->g, d, sizeof(d)), gm->weight_bytes / 1073741824.0,
-		 gm->m1 ? "; MODEL1 main entries" : "",
+		 gm->m1 ? "; MODEL1 main entries" : "", gm->k8 ? "; FP8 indexer keys" : "",
 		 gm->kv_mem ? "; CSA entries in host memory (" : "",
 		 gm->kv_mem ? dsv4_mem_provider_name(gm->kv_mem) : "", gm->kv_mem ? " provider)" : "");
 	return buf;

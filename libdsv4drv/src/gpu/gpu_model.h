@@ -208,6 +208,10 @@ struct gpu_model {
 	 * attention's gather buffer by dsv4_gather_model1), HCA layers' as F32
 	 * holding the same values (a thirty-second of the entries) */
 	int m1;
+	/* --kv-index fp8: the indexer's keys rounded as V3.2's FP8 keys keep
+	 * them (per-key scale amax / 448), held as F32; their scores on the
+	 * CUDA cores (off the FP4 grid: no codes, no tensor-core scores) */
+	int k8;
 	/* opt.gpu_kv_spill: CSA main entries in KV_SPILL buffers of this
 	 * provider, registered and mapped into the GPU's address space */
 	struct dsv4_mem *kv_mem;

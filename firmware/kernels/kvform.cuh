@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Main entries in FlashMLA's MODEL1 layout (abi.h's FW_MODEL1_BYTES), as
- * libdsv4drv/src/engine/kvfmt.c writes and reads them: nope dims as e4m3
- * codes with one ue8m0 scale per 64 (the official FP8 rule: amax floored
- * at 1e-4, over 448, rounded up to a power of two), rope dims as BF16.
+ * The packed KV storage forms, as libdsv4drv/src/engine/kvfmt.c writes and
+ * reads them.  Main entries in FlashMLA's MODEL1 layout (abi.h's
+ * FW_MODEL1_BYTES): nope dims as e4m3 codes with one ue8m0 scale per 64
+ * (the official FP8 rule: amax floored at 1e-4, over 448, rounded up to a
+ * power of two), rope dims as BF16.  Indexer keys as V3.2's FP8: e4m3 codes
+ * of k / s with s = amax / 448 (an F32, not a power of two).
  */
-#ifndef DSV4_FW_MODEL1_CUH
-#define DSV4_FW_MODEL1_CUH
+#ifndef DSV4_FW_KVFORM_CUH
+#define DSV4_FW_KVFORM_CUH
 
 #include "common.cuh"
 
@@ -67,6 +69,26 @@ static __device__ __forceinline__ void warp_model1_load(const uint8_t *__restric
 
 		((float2 *)(dst + nope))[i] = make_float2(bf16f(v & 0xffff), bf16f(v >> 16));
 	}
+}
+
+/* x[0..n) rounded as an FP8 indexer key keeps it: s = amax / 448 (1 for
+ * an all-zero key), each value e4m3(k / s) * s, the divisions and products
+ * rounded as the CPU's (kv_index_encode / kv_index_decode) */
+static __device__ void block_round_fp8_key(float *x, uint32_t n)
+{
+	float amax = 0.f;
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x)
+		amax = fmaxf(amax, fabsf(x[i]));
+	amax = block_max(amax);	/* (its barriers: every x read before any write) */
+	float s = amax > 0.f ? __fdiv_rn(amax, 448.0f) : 1.0f;
+
+	for (uint32_t i = threadIdx.x; i < n; i += blockDim.x) {
+		__nv_fp8_e4m3 c(fminf(fmaxf(__fdiv_rn(x[i], s), -448.0f), 448.0f));
+
+		x[i] = __fmul_rn((float)c, s);
+	}
+	__syncthreads();
 }
 
 #endif
