@@ -595,6 +595,9 @@ if [ -x "$san" ]; then
 	# the pipelined prefill GEMMs
 	DSV4_GPU_GEMM_PIPE=1 sanitize memcheck "tiny-c pipelined GEMMs" --model "$tmp/tiny-c" \
 		--random-prompt 200 --n-predict 2
+	# FP8 keys: the packed compressor store's block-wide amax
+	sanitize racecheck "tiny-a FP8 keys decode" --model "$tmp/tiny-a" --random-prompt 8 \
+		--n-predict 3 --kv-index fp8
 	# codes-only keys: the packed compressor store, the codes made from
 	# the host's keys
 	DSV4_GPU_KEY_CODES_ONLY=1 sanitize memcheck "tiny-a codes-only keys" --model "$tmp/tiny-a" \

@@ -1252,6 +1252,13 @@ int dsv4_seq_assume_context(struct dsv4_seq *s, uint32_t ctx)
 	 * reference numerics (the tensor-core scores read them as codes) */
 	if (s->m->opt.numerics == DSV4_NUMERICS_REFERENCE && c->index_head_dim % 32 == 0)
 		dsv4_act_fakequant_fp4(keys, most, keys);
+	/* ... and FP8 keys as that form keeps them (kvfmt.c's rounding) */
+	for (size_t at = 0; gm->k8 && at < most; at += c->index_head_dim) {
+		uint8_t k8[1024 + 4];	/* index_head_dim <= 1024 (unsupported()) */
+
+		kv_index_encode(KV_INDEX_FP8, keys + at, c->index_head_dim, k8);
+		kv_index_decode(KV_INDEX_FP8, k8, c->index_head_dim, keys + at);
+	}
 	/* small finite filler (0.01f) in the rings and the attention's
 	 * entries (MODEL1 CSA entries: its encoding, ment), the keys above in
 	 * the indexer's */
