@@ -978,6 +978,24 @@ TEST(kv_bytes_per_token_follow_the_format)
 	free(tok);
 }
 
+/* The firmware's MODEL1 entry size (abi.h, what dsv4_cmp_push_packed
+ * writes and dsv4_gather_model1 reads) is the CPU's (kvfmt.c), so the
+ * entries' bytes can go between host and GPU as they are: tiny, Flash and
+ * Pro head dims, and a few others. */
+TEST(firmware_model1_entries_are_the_cpus)
+{
+	static const uint32_t dims[][2] = { { 128, 64 }, { 512, 64 }, { 576, 64 },
+					    { 1024, 128 }, { 192, 64 } };
+
+	for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++) {
+		uint32_t hd = dims[i][0], rd = dims[i][1];
+
+		EXPECT_EQ(kv_main_bytes(hd, rd), FW_MODEL1_BYTES(hd, rd))
+			TH_LOG("head_dim %u, rope %u", hd, rd);
+	}
+	EXPECT_EQ(584u, FW_MODEL1_BYTES(512, 64));
+}
+
 /* The decode roofline's KV bytes count MODEL1 main entries at their 584
  * (tiny: 136) bytes where they are kept so: every compressed layer on the
  * CPU, the CSA layers on the GPU (HCA layers keep F32 there). */
