@@ -725,52 +725,48 @@ static void lin1(struct fwd *w, const struct fw_mat *W, uint32_t G, CUdeviceptr 
 }
 
 /*
- * decode's y = W h with the SwiGLU h of @g and @u (limit @lim) folded into
- * the tensor-core GEMV (dsv4_linear1_fp8_mma_glu; the shared expert's sw2
- * with $DSV4_GPU_FUSE_GLU=1), where that GEMV takes W; 0: not launched
- * (the caller runs dsv4_swiglu and the GEMV)
+ * decode's tensor-core GEMV y = W x (act quant inside) as kernel @k, which
+ * takes dsv4_linear1_fp8_mma's arguments and then @glu, each block taking
+ * @per row blocks of W in turn; 0: not launched, where that GEMV does not
+ * take W (the caller runs lin())
  */
-static int lin1_glu(struct fwd *w, const struct fw_mat *W, CUdeviceptr g, CUdeviceptr u,
-		    float lim, CUdeviceptr y)
-{
-	struct fw_mat wm = *W;
-	struct fw_hc_post none = { 0 };
-	struct fw_glu glu = { u, 0, lim, 0 };
-	uint32_t aq = takes_act_quant(w, W, 1), zero = 0;
-	uint32_t mks = w->gm->fuse_glu && w->R == 1 && u % 16 == 0 ?
-			       mma_slices(w, W, 1, g, 0, aq) : 0;
-	int on = splitk_slot(w);
-	void *a[] = { &wm, &g, &y, &w->gm->splitk_part[on], &w->gm->splitk_count[on],
-		      &aq, &zero, &zero, &none, &glu };
-
-	if (!mks)
-		return 0;
-	launch_as(w, K_LINEAR1_FP8_MMA_GLU, prof_linear(w->gm, W, 1, mks), (W->rows + 63) / 64,
-		  mks, 1, 128, 0, a);
-	return 1;
-}
-
-/*
- * decode's y = W x (act quant inside) by dsv4_linear1_fp8_mma_loop, each
- * block taking @per row blocks of W in turn (gm->wqb_loop), where the
- * tensor-core GEMV takes W; 0: not launched (the caller runs lin())
- */
-static int lin1_loop(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, CUdeviceptr y,
-		     uint32_t per)
+static int lin1_mma_as(struct fwd *w, enum gpu_kernel k, const struct fw_mat *W, CUdeviceptr x,
+		       CUdeviceptr y, uint32_t per, struct fw_glu glu)
 {
 	struct fw_mat wm = *W;
 	struct fw_hc_post none = { 0 };
 	uint32_t aq = takes_act_quant(w, W, 1), zero = 0, nrb = (W->rows + 63) / 64;
-	uint32_t mks = per > 1 && w->R == 1 ? mma_slices(w, W, 1, x, 0, aq) : 0;
+	uint32_t mks = w->R == 1 ? mma_slices(w, W, 1, x, 0, aq) : 0;
 	int on = splitk_slot(w);
 	void *a[] = { &wm, &x, &y, &w->gm->splitk_part[on], &w->gm->splitk_count[on],
-		      &aq, &zero, &zero, &none };
+		      &aq, &zero, &zero, &none, &glu };
 
 	if (!mks)
 		return 0;
-	launch_as(w, K_LINEAR1_FP8_MMA_LOOP, prof_linear(w->gm, W, 1, mks), (nrb + per - 1) / per,
-		  mks, 1, 128, 0, a);
+	launch_as(w, k, prof_linear(w->gm, W, 1, mks), (nrb + per - 1) / per, mks, 1, 128, 0, a);
 	return 1;
+}
+
+/* ... with the SwiGLU h of @g and @u (limit @lim) folded in
+ * (dsv4_linear1_fp8_mma_glu; the shared expert's sw2 with
+ * $DSV4_GPU_FUSE_GLU=1); 0: the caller runs dsv4_swiglu and the GEMV */
+static int lin1_glu(struct fwd *w, const struct fw_mat *W, CUdeviceptr g, CUdeviceptr u,
+		    float lim, CUdeviceptr y)
+{
+	struct fw_glu glu = { u, 0, lim, 0 };
+
+	return w->gm->fuse_glu && u % 16 == 0 &&
+	       lin1_mma_as(w, K_LINEAR1_FP8_MMA_GLU, W, g, y, 1, glu);
+}
+
+/* ... by dsv4_linear1_fp8_mma_loop, each block taking @per row blocks
+ * (gm->wqb_loop, decode's wq_b beside the indexer) */
+static int lin1_loop(struct fwd *w, const struct fw_mat *W, CUdeviceptr x, CUdeviceptr y,
+		     uint32_t per)
+{
+	struct fw_glu none = { 0 };
+
+	return per > 1 && lin1_mma_as(w, K_LINEAR1_FP8_MMA_LOOP, W, x, y, per, none);
 }
 
 /*
