@@ -1061,7 +1061,8 @@ static CUresult keys_from_codes(struct gpu_model *gm, uint64_t code, uint32_t n,
 {
 	uint32_t ihd = gm->m->cfg.index_head_dim, cb = FW_ICODE_BYTES(ihd);
 	uint8_t *codes = malloc((size_t)n * cb + 1);
-	CUresult r = codes ? gm->g->cu.MemcpyDtoH(codes, code, (size_t)n * cb) : 2;
+	CUresult r = codes ? gm->g->cu.MemcpyDtoH(codes, code, (size_t)n * cb) :
+		     2;	/* CUDA_ERROR_OUT_OF_MEMORY, as spill_alloc() */
 
 	for (uint32_t w = 0; w < n && !r; w++) {
 		const uint8_t *e = codes + (size_t)w * cb;
